@@ -1,0 +1,128 @@
+// Package block seals and opens blocks, the unit of storage of the Blocktree
+// file system: every file, directory and symlink is one block.
+//
+// # Model
+//
+// A block has an id (32 bytes, chosen by the caller), a version, a path, opaque
+// metadata and data. The writer seals it under a fresh 32-byte block key,
+// wraps that key for each reader in a readcap, and signs the header. Anyone
+// who holds the encoded block can check its integrity and who wrote it; only
+// the readers can see its path, metadata and data.
+//
+// Data is split into sectors of SectorSize plaintext bytes, of which the last
+// may be short. Each sector is sealed on its own with XChaCha20-Poly1305, so a
+// read of a few bytes decrypts and checks one sector, not the whole block. A
+// sealed sector is a 24-byte random nonce, the ciphertext and a 16-byte tag.
+// The associated data binds a context string, the block id, the sector index
+// and the block version, so a sector cannot be moved to another position,
+// block or version under the same key.
+//
+// XChaCha20-Poly1305 rather than AES-GCM, for two reasons. Its 192-bit
+// nonces can be drawn at random: the chance that two of them repeat under one
+// key stays negligible even if a version number were reused after a crash.
+// A deterministic 96-bit GCM nonce built from the version would repeat in
+// that case, and a repeated GCM nonce reveals the XOR of two plaintexts and
+// the authentication key. And ChaCha20 is fast in software on small devices
+// without AES instructions, where AES is slow or leaks timing.
+//
+// Sealed sectors are the leaves of a Merkle tree. A leaf is SHA-256(0x00 ||
+// uint32 index || sealed sector), an interior node is SHA-256(0x01 || left ||
+// right), and an odd last node moves up a level unchanged instead of being
+// paired with a copy of itself. Pairing with a copy would give a list of
+// leaves and the same list with its last leaf repeated the same root. The
+// root of the empty block is SHA-256(0x02). The
+// root is in the signed header, so integrity can be checked without the
+// block key, for example by fsck on a storage node that has no readcap.
+//
+// The signed root, not the AEAD tag, is what stops forgery by a reader:
+// every reader holds the block key and could seal sectors that decrypt
+// cleanly, but only the writer can sign a root that matches them.
+//
+// # Keys
+//
+// The block key is never used directly. HKDF-SHA256, with the block id as
+// salt, derives one key for the sectors, one for the sealed path and
+// metadata, and a 32-byte key commitment that the header carries. A reader
+// checks the commitment after it unwraps its readcap. Poly1305 does not bind
+// a ciphertext to one key, so without the commitment a writer could wrap
+// different keys for different readers and show each of them different data
+// behind the same signed root.
+//
+// The writer may seal the next version under the same key (Params.Key from
+// Reader.Key). Everyone who knew the key can then decrypt the new version,
+// whether it has a readcap for it or not. That is why RemoveReader always
+// draws a new key: the removed reader knew the old one. AddReader keeps the
+// key, so the new reader can also decrypt older versions sealed under it if
+// it obtains copies of them.
+//
+// # What a storage node can read
+//
+// The header is cleartext apart from the path and the metadata: the id,
+// version, plaintext size, recipients (principal and public keys of every
+// reader), the writer, the writer's writecap chain and the lengths of the
+// sealed path and metadata. The prefixes in the chain are paths too, so a
+// storage node learns which subtree the writer may write to, though not the
+// block's own path. The key commitment reveals nothing about the key, but it
+// shows which versions of a block share one.
+//
+// # Checks on open
+//
+// Open returns a Reader only after it has verified, in this order: the
+// canonical layout, the writer's signature over the header, the block id,
+// the version against the caller's minimum (rollback), the stored leaf
+// hashes against the signed root, the reader's readcap and the key
+// commitment, the sealed path and metadata, and the writer's chain of
+// writecaps from the tree's root principal to the writer for that path at
+// the caller's time. Reader.ReadAt then hashes each sector it touches and
+// compares the hash with the checked leaf before it decrypts, so no byte of
+// a sector is returned before both the leaf and the AEAD tag match. The
+// Reader keeps the caller's slice and repeats these per-sector checks on
+// every read, so a later change to the slice gives ErrIntegrity rather than
+// wrong bytes.
+//
+// The leaf hashes are stored in the block although they can be derived from
+// the sectors: Open checks them against the signed root once (n small
+// hashes), and each later read costs one sector hash and a comparison
+// instead of rehashing the whole block or carrying a log(n) proof.
+//
+// Verify is the check without a key, for fsck. It checks the signature and
+// the chain from the root principal to the writer and recomputes every leaf.
+// It cannot check that the chain covers the block's path, because the path is
+// sealed. It checks only that each grant stays inside the one before it.
+//
+// # Encoding
+//
+// Both structures use the canonical wire encoding, so there is exactly one
+// encoding of each header and block. An encoded block (wire.KindBlock,
+// version 1) is:
+//
+//	header   uint32 length || header encoding
+//	leaves   n × 32-byte leaf hashes, n = ceil(size / SectorSize)
+//	sectors  n sealed sectors, each 24-byte nonce || ciphertext || 16-byte tag;
+//	         all but the last hold SectorSize plaintext bytes
+//
+// The header (wire.KindBlockHeader, version 1) has these fields in order:
+//
+//	id               32 bytes
+//	version          uint64
+//	size             uint64, plaintext bytes
+//	sector size      uint32, SectorSize in version 1
+//	Merkle root      32 bytes
+//	key commitment   32 bytes
+//	sealed path      uint32 length || 24-byte nonce || ciphertext || 16-byte tag
+//	sealed metadata  uint32 length || 24-byte nonce || ciphertext || 16-byte tag
+//	recipients       uint32 count, then per reader in increasing principal order:
+//	                 uint32 length || identity encoding (wire.KindPublicIdentity)
+//	                 uint32 length || readcap encoding (wire.KindReadcap)
+//	writer           65 bytes, uncompressed P-256 point
+//	chain            uint32 length || chain encoding (wire.KindChain)
+//	signature        64 bytes r||s over every preceding header byte
+//
+// The recipients carry each reader's public identity so that a later
+// version, which may need a new key, can be wrapped for the same readers
+// without a directory lookup.
+//
+// Errors from Open, Verify, Reader, AddReader and RemoveReader never contain
+// the path or the metadata, since these are sealed and errors end up in logs.
+// Errors from Seal may quote the path that the caller passed.
+package block

@@ -1,0 +1,184 @@
+package block
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/blocktree/blocktree/services/crypto/capability"
+	"github.com/blocktree/blocktree/services/crypto/principal"
+	"github.com/blocktree/blocktree/services/crypto/wire"
+)
+
+// grantValidity is how long the fixture's writecap is valid, starting an
+// hour before the test runs. Seal checks the chain at the real current time,
+// so the grant must cover it.
+const grantValidity = 24 * time.Hour
+
+// fixture is a tree with a root principal, a writer that the root granted
+// "/<root>/home", and three readers. The writer is a reader too, so that it
+// can add and remove readers.
+type fixture struct {
+	t                 testing.TB
+	root, writer      *principal.Credential
+	alice, bob, carol *principal.Credential
+	chain             capability.Chain
+	grantExpires      time.Time
+	id                [32]byte
+}
+
+func newCredential(t testing.TB) *principal.Credential {
+	t.Helper()
+	cred, err := principal.GenerateCredential()
+	if err != nil {
+		t.Fatalf("GenerateCredential: %v", err)
+	}
+	return cred
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	f := &fixture{
+		t:      t,
+		root:   newCredential(t),
+		writer: newCredential(t),
+		alice:  newCredential(t),
+		bob:    newCredential(t),
+		carol:  newCredential(t),
+	}
+	notBefore := time.Now().Add(-time.Hour).Truncate(time.Second)
+	f.grantExpires = notBefore.Add(grantValidity)
+	grant, err := capability.Issue(f.root.Signing, f.writer.Principal(), f.path("/home"), notBefore, f.grantExpires)
+	if err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	f.chain = capability.Chain{grant}
+	copy(f.id[:], "block id of the fixture's tests.")
+	return f
+}
+
+// path returns the root's tree path followed by suffix, which is empty or
+// starts with "/".
+func (f *fixture) path(suffix string) string {
+	return capability.RootPath(f.root.Principal()) + suffix
+}
+
+func (f *fixture) sealer() Writer {
+	return Writer{Credential: f.writer, Chain: f.chain}
+}
+
+// params returns the parameters of a file under the writer's grant, readable
+// by the writer, Alice and Bob.
+func (f *fixture) params(version uint64) Params {
+	return Params{
+		ID:       f.id,
+		Version:  version,
+		Path:     f.path("/home/notes.txt"),
+		Metadata: []byte("mode=0644 uid=1000"),
+		Readers:  []principal.Identity{f.writer.Identity(), f.alice.Identity(), f.bob.Identity()},
+	}
+}
+
+func (f *fixture) seal(p Params, data []byte) []byte {
+	f.t.Helper()
+	encoded, err := Seal(f.sealer(), p, data)
+	if err != nil {
+		f.t.Fatalf("Seal(%d bytes, version %d): %v", len(data), p.Version, err)
+	}
+	return encoded
+}
+
+func (f *fixture) expect(minVersion uint64) Expect {
+	return Expect{Root: f.root.Principal(), ID: f.id, MinVersion: minVersion}
+}
+
+func (f *fixture) open(encoded []byte, reader *principal.Credential, minVersion uint64) *Reader {
+	f.t.Helper()
+	r, err := Open(encoded, reader, f.expect(minVersion))
+	if err != nil {
+		f.t.Fatalf("Open as %s: %v", reader.Principal(), err)
+	}
+	return r
+}
+
+// testData returns n pseudo-random bytes from a generator seeded with n, so
+// that tests of the same size use the same data.
+func testData(n int) []byte {
+	rng := rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24)})
+	data := make([]byte, n)
+	rng.Read(data)
+	return data
+}
+
+// blockParts returns the offsets of the leaf hashes and of the sealed
+// sectors in encoded, computed from the documented layout.
+func blockParts(t testing.TB, encoded []byte) (leavesStart, sectorsStart int) {
+	t.Helper()
+	d := wire.NewDecoder(encoded, wire.KindBlock, blockVersion)
+	header := d.Bytes(maxHeaderSize)
+	if err := d.Err(); err != nil {
+		t.Fatalf("decode block: %v", err)
+	}
+	h, err := ParseHeader(header)
+	if err != nil {
+		t.Fatalf("ParseHeader: %v", err)
+	}
+	leavesStart = wire.HeaderSize + 4 + len(header)
+	return leavesStart, leavesStart + int(h.Sectors())*HashSize
+}
+
+// sealedSector returns the bounds of sealed sector index in encoded.
+func sealedSector(t testing.TB, encoded []byte, index int) (start, end int) {
+	t.Helper()
+	_, sectorsStart := blockParts(t, encoded)
+	start = sectorsStart + index*(SectorSize+SealOverhead)
+	return start, min(start+SectorSize+SealOverhead, len(encoded))
+}
+
+// resign decodes encoded, lets mutate change the header, and signs and
+// encodes the block again with signer. It builds blocks that a correctly
+// signing but misbehaving writer could produce.
+func resign(t testing.TB, encoded []byte, signer *principal.Credential, mutate func(h *Header)) []byte {
+	t.Helper()
+	l, err := decodeBlock(encoded, [32]byte{})
+	if err != nil {
+		t.Fatalf("decodeBlock: %v", err)
+	}
+	mutate(l.header)
+	unsigned, err := l.header.encodeUnsigned()
+	if err != nil {
+		t.Fatalf("encodeUnsigned: %v", err)
+	}
+	signature, err := signer.Signing.Sign(signatureContext, unsigned.Data())
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	unsigned.Fixed(signature)
+
+	e := wire.NewEncoder(wire.KindBlock, blockVersion)
+	e.Bytes(unsigned.Data())
+	for _, leaf := range l.leaves {
+		e.Fixed(leaf[:])
+	}
+	e.Fixed(l.sectors)
+	return e.Data()
+}
+
+// requireIntegrityError fails unless err matches ErrIntegrity and, when
+// sector is not nil, names that sector.
+func requireIntegrityError(t testing.TB, err error, sector *int) {
+	t.Helper()
+	if !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("error = %v, expected one matching ErrIntegrity", err)
+	}
+	var integrity *IntegrityError
+	if !errors.As(err, &integrity) {
+		t.Fatalf("error %v is %T, expected *IntegrityError", err, err)
+	}
+	if sector != nil && integrity.Sector != *sector {
+		t.Fatalf("IntegrityError.Sector = %d, expected %d (error: %v)", integrity.Sector, *sector, err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,439 @@
+package block
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/blocktree/blocktree/services/crypto/capability"
+	"github.com/blocktree/blocktree/services/crypto/principal"
+	"github.com/blocktree/blocktree/services/crypto/wire"
+)
+
+// Expect is the caller's expectation of a block: its tree, id and minimum
+// version, and the time at which the writer's chain must be valid.
+type Expect struct {
+	Root       principal.Principal // root principal of the tree the block belongs to
+	ID         [32]byte
+	MinVersion uint64    // lowest version accepted, to detect rollback
+	Now        time.Time // time at which the writer's chain must be valid; zero means time.Now()
+}
+
+// Reader gives access to the plaintext of an opened block. It is safe for
+// concurrent use. It keeps the encoded slice passed to Open and checks each
+// sector again on every read.
+type Reader struct {
+	header   *Header
+	key      []byte
+	keys     *blockKeys
+	path     string
+	metadata []byte
+	leaves   [][HashSize]byte // checked against the signed root
+	sectors  []byte           // the sealed sectors, aliasing the caller's slice
+}
+
+// layout is an encoded block split into its parts. Only the structure has
+// been checked.
+type layout struct {
+	header  *Header
+	signed  []byte // the header bytes that the signature covers
+	leaves  [][HashSize]byte
+	sectors []byte
+}
+
+// decodeBlock splits encoded into header, leaf hashes and sealed sectors and
+// checks that their sizes agree with the header. Errors carry id, or the
+// header's id if id is zero.
+func decodeBlock(encoded []byte, id [32]byte) (*layout, error) {
+	d := wire.NewDecoder(encoded, wire.KindBlock, blockVersion)
+	headerBytes := d.Bytes(maxHeaderSize)
+	if err := d.Err(); err != nil {
+		return nil, headerError(id, "decode block", err)
+	}
+	h, signed, err := parseHeader(headerBytes)
+	if err != nil {
+		return nil, headerError(id, "decode header", err)
+	}
+	if id == ([32]byte{}) {
+		id = h.ID
+	}
+
+	// Size is at most MaxSize and sectors at most MaxSectors, so this sum
+	// cannot overflow a uint64.
+	sectors := h.Sectors()
+	want := sectors*HashSize + h.Size + sectors*SealOverhead
+	if have := uint64(d.Remaining()); have != want {
+		cause := wire.ErrTruncated
+		if have > want {
+			cause = wire.ErrTrailing
+		}
+		return nil, headerError(id, fmt.Sprintf("%d bytes follow the header, expected %d for %d bytes in %d sectors",
+			have, want, h.Size, sectors), cause)
+	}
+
+	// From here every length fits in an int, because it is at most len(encoded).
+	rawLeaves := d.Fixed(int(sectors * HashSize))
+	l := &layout{
+		header:  h,
+		signed:  signed,
+		leaves:  make([][HashSize]byte, sectors),
+		sectors: d.Fixed(int(h.Size + sectors*SealOverhead)),
+	}
+	if err := d.Finish(); err != nil {
+		return nil, headerError(id, "decode block", err)
+	}
+	for i := range l.leaves {
+		copy(l.leaves[i][:], rawLeaves[i*HashSize:])
+	}
+	return l, nil
+}
+
+// checkSignature verifies the writer's signature over the header.
+func (l *layout) checkSignature(id [32]byte) error {
+	if err := l.header.Writer.Verify(signatureContext, l.signed, l.header.Signature); err != nil {
+		return headerError(id, "writer's signature over the header does not verify", err)
+	}
+	return nil
+}
+
+// checkLeaves compares the Merkle root of the stored leaf hashes with the
+// signed root.
+func (l *layout) checkLeaves(id [32]byte) error {
+	if merkleRoot(l.leaves) != l.header.Root {
+		return headerError(id, "leaf hashes do not match the signed Merkle root", nil)
+	}
+	return nil
+}
+
+// Open verifies an encoded block and unwraps reader's readcap. It checks the
+// layout, the writer's signature, the id and the version against
+// expect.MinVersion (*RollbackError). Then it checks the leaf hashes against
+// the signed root, unwraps the readcap (ErrNoReadcap if there is none) and
+// checks the key commitment. Last it decrypts the path and metadata and
+// checks the writer's chain for the path at expect.Now.
+//
+// Damage and forgery give an error that matches ErrIntegrity. Chain errors
+// are returned wrapped, so errors.Is matches capability.ErrExpired and the
+// others.
+//
+// Sectors are checked when they are read. The Reader keeps encoded, so a
+// later change to it makes reads of the changed sectors fail with
+// ErrIntegrity.
+//
+// NOTE: the block carries no trusted time of writing, so the chain is checked
+// at expect.Now: once a writer's grant expires, its blocks no longer open
+// unless the caller passes an earlier time, such as when it stored the block.
+func Open(encoded []byte, reader *principal.Credential, expect Expect) (*Reader, error) {
+	if reader == nil {
+		return nil, fmt.Errorf("open block %s: reader credential is missing", formatID(expect.ID))
+	}
+	if expect.Root.IsZero() {
+		return nil, fmt.Errorf("open block %s: expected root principal is missing", formatID(expect.ID))
+	}
+	return open(encoded, reader, expect, false)
+}
+
+// open is Open. With rewrite set, it takes the id and the root principal from
+// the block itself, for AddReader and RemoveReader, which have no Expect.
+func open(encoded []byte, reader *principal.Credential, expect Expect, rewrite bool) (*Reader, error) {
+	now := expect.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+
+	l, err := decodeBlock(encoded, expect.ID)
+	if err != nil {
+		return nil, err
+	}
+	h := l.header
+	id := expect.ID
+	if rewrite {
+		id = h.ID
+	}
+	if err := l.checkSignature(id); err != nil {
+		return nil, err
+	}
+	if h.ID != id {
+		return nil, headerError(id, fmt.Sprintf("header belongs to block %s", formatID(h.ID)), nil)
+	}
+	if h.Version < expect.MinVersion {
+		return nil, &RollbackError{ID: id, Have: h.Version, Want: expect.MinVersion}
+	}
+	if err := l.checkLeaves(id); err != nil {
+		return nil, err
+	}
+
+	key, err := unwrapKey(h, reader)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := deriveKeys(h.ID, key)
+	if err != nil {
+		return nil, fmt.Errorf("open block %s version %d: %w", formatID(id), h.Version, err)
+	}
+	if keys.commitment != h.KeyCommitment {
+		return nil, headerError(id, "unwrapped block key does not match the key commitment", nil)
+	}
+
+	path, err := openValue(nil, keys.fields, h.SealedPath, fieldAD(pathContext, h.ID, h.Version))
+	if err != nil {
+		return nil, headerError(id, "sealed path does not decrypt", err)
+	}
+	metadata, err := openValue(nil, keys.fields, h.SealedMetadata, fieldAD(metadataContext, h.ID, h.Version))
+	if err != nil {
+		return nil, headerError(id, "sealed metadata does not decrypt", err)
+	}
+	// The path is confidential, so these errors leave out the path and the
+	// cause, which would quote it.
+	if capability.ValidatePath(string(path)) != nil {
+		return nil, headerError(id, "sealed path is not a valid path", nil)
+	}
+	root := expect.Root
+	if rewrite {
+		if root, err = capability.PathRoot(string(path)); err != nil {
+			return nil, headerError(id, "sealed path has no valid root principal", nil)
+		}
+	}
+
+	writer := h.Writer.Principal()
+	if err := h.Chain.Verify(root, writer, string(path), now); err != nil {
+		return nil, fmt.Errorf("open block %s version %d: writer %s: %w", formatID(id), h.Version, writer, redactPath(err, string(path)))
+	}
+
+	return &Reader{
+		header:   h,
+		key:      key,
+		keys:     keys,
+		path:     string(path),
+		metadata: metadata,
+		leaves:   l.leaves,
+		sectors:  l.sectors,
+	}, nil
+}
+
+// unwrapKey finds the reader's readcap and unwraps the block key.
+func unwrapKey(h *Header, reader *principal.Credential) ([]byte, error) {
+	self := reader.Principal()
+	for _, r := range h.Recipients {
+		if r.Readcap.Reader != self {
+			continue
+		}
+		if !r.Identity.Encryption.Equal(reader.Encryption.Public()) {
+			return nil, fmt.Errorf("open block %s version %d: readcap for %s is wrapped for another encryption key than the credential's",
+				formatID(h.ID), h.Version, self)
+		}
+		key, err := r.Readcap.Unwrap(h.ID, reader)
+		if err != nil {
+			return nil, headerError(h.ID, fmt.Sprintf("readcap for %s does not unwrap", self), err)
+		}
+		return key, nil
+	}
+	return nil, fmt.Errorf("open block %s version %d: reader %s: %w", formatID(h.ID), h.Version, self, ErrNoReadcap)
+}
+
+// ID returns the block id.
+func (r *Reader) ID() [32]byte { return r.header.ID }
+
+// Version returns the block version.
+func (r *Reader) Version() uint64 { return r.header.Version }
+
+// Size returns the plaintext size in bytes.
+func (r *Reader) Size() int64 { return int64(r.header.Size) }
+
+// Path returns the decrypted path.
+func (r *Reader) Path() string { return r.path }
+
+// Metadata returns a copy of the decrypted metadata.
+func (r *Reader) Metadata() []byte { return append([]byte(nil), r.metadata...) }
+
+// Writer returns the public signing key of the writer of this version.
+func (r *Reader) Writer() principal.PublicKey { return r.header.Writer }
+
+// Readers returns the identities that hold a readcap, for sealing the next
+// version to the same readers.
+func (r *Reader) Readers() []principal.Identity {
+	readers := make([]principal.Identity, len(r.header.Recipients))
+	for i, recipient := range r.header.Recipients {
+		readers[i] = recipient.Identity
+	}
+	return readers
+}
+
+// Header returns the verified header. The caller must not modify it.
+func (r *Reader) Header() *Header { return r.header }
+
+// Key returns a copy of the block key, for sealing the next version with
+// Params.Key. The caller should wipe it with principal.Wipe after use.
+func (r *Reader) Key() []byte { return append([]byte(nil), r.key...) }
+
+// ReadAt implements io.ReaderAt. It checks each sector it touches against its
+// leaf hash and its AEAD tag before it copies any byte of it. On an error, n
+// counts only bytes of sectors that passed both checks.
+func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read block %s at offset %d: negative offset", formatID(r.header.ID), off)
+	}
+	size := r.Size()
+	if off >= size {
+		return 0, io.EOF
+	}
+	want := p
+	if int64(len(p)) > size-off {
+		want = p[:size-off]
+	}
+
+	sealed := make([]byte, SectorSize+SealOverhead)
+	var plain []byte
+	n := 0
+	for n < len(want) {
+		pos := off + int64(n)
+		index := int(pos / SectorSize)
+		start := int(pos % SectorSize)
+		length := r.sectorLength(index)
+
+		// A whole sector that fits in p is decrypted in place, and any other
+		// is decrypted into a scratch buffer and the requested part copied.
+		if start == 0 && len(want)-n >= length {
+			if _, err := r.openSector(index, sealed, want[n:n+length]); err != nil {
+				return n, err
+			}
+			n += length
+			continue
+		}
+		if plain == nil {
+			plain = make([]byte, SectorSize)
+		}
+		out, err := r.openSector(index, sealed, plain)
+		if err != nil {
+			return n, err
+		}
+		n += copy(want[n:], out[start:])
+	}
+	if len(want) < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// sectorLength returns the plaintext length of sector index.
+func (r *Reader) sectorLength(index int) int {
+	size := r.Size()
+	return int(min(SectorSize, size-int64(index)*SectorSize))
+}
+
+// openSector copies sealed sector index into scratch, checks it against its
+// leaf hash, and decrypts it into dst, which has room for the plaintext.
+// Working on a private copy means that the bytes checked are the bytes
+// decrypted, even if the caller's slice changes meanwhile.
+func (r *Reader) openSector(index int, scratch, dst []byte) ([]byte, error) {
+	length := r.sectorLength(index)
+	offset := index * (SectorSize + SealOverhead)
+	sealed := scratch[:length+SealOverhead]
+	copy(sealed, r.sectors[offset:])
+
+	if leafHash(uint32(index), sealed) != r.leaves[index] {
+		return nil, sectorError(r.header.ID, index, "sealed sector does not match its leaf hash")
+	}
+	plain, err := openValue(dst[:0], r.keys.sectors, sealed, sectorAD(r.header.ID, uint32(index), r.header.Version))
+	if err != nil {
+		e := sectorError(r.header.ID, index, "sealed sector does not decrypt")
+		e.Err = err
+		return nil, e
+	}
+	return plain, nil
+}
+
+// Bytes returns the whole plaintext, checking every sector.
+func (r *Reader) Bytes() ([]byte, error) {
+	data := make([]byte, r.Size())
+	if len(data) == 0 {
+		return data, nil
+	}
+	if _, err := r.ReadAt(data, 0); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// Verify checks an encoded block without a block key, as fsck does: the
+// layout, the writer's signature, the writer's chain from root at now (zero
+// means time.Now()), and every sector against the signed Merkle root. It
+// returns the header, whose path and metadata stay sealed.
+//
+// Verify cannot check that the chain covers the block's path, because the
+// path is sealed. It checks the chain against the writer's own grant. A
+// writer with a valid grant for one subtree could thus sign a block for a
+// path outside it, and only Open, which decrypts the path, rejects that.
+func Verify(encoded []byte, root principal.Principal, now time.Time) (*Header, error) {
+	if root.IsZero() {
+		return nil, errors.New("verify block: root principal is missing")
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+
+	l, err := decodeBlock(encoded, [32]byte{})
+	if err != nil {
+		return nil, err
+	}
+	h := l.header
+	if err := l.checkSignature(h.ID); err != nil {
+		return nil, err
+	}
+	if err := verifyChainWithoutPath(h, root, now); err != nil {
+		return nil, err
+	}
+	if err := l.checkLeaves(h.ID); err != nil {
+		return nil, err
+	}
+
+	offset := 0
+	for i := range l.leaves {
+		length := int(min(SectorSize, h.Size-uint64(i)*SectorSize)) + SealOverhead
+		if leafHash(uint32(i), l.sectors[offset:offset+length]) != l.leaves[i] {
+			return nil, sectorError(h.ID, i, "sealed sector does not match its leaf hash")
+		}
+		offset += length
+	}
+	return h, nil
+}
+
+// verifyChainWithoutPath checks the chain from root to the writer. Without
+// the path it checks the chain for the writer's own prefix.
+func verifyChainWithoutPath(h *Header, root principal.Principal, now time.Time) error {
+	writer := h.Writer.Principal()
+	path := capability.RootPath(root)
+	if len(h.Chain) > 0 {
+		path = h.Chain[len(h.Chain)-1].Prefix
+	}
+	if err := h.Chain.Verify(root, writer, path, now); err != nil {
+		return fmt.Errorf("verify block %s version %d: writer %s: %w", formatID(h.ID), h.Version, writer, err)
+	}
+	return nil
+}
+
+// redactedError hides the sealed path in the message of an error whose cause
+// quotes it, as the capability package's chain errors do. errors.Is and
+// errors.As still reach the cause.
+type redactedError struct {
+	err  error
+	path string
+}
+
+func redactPath(err error, path string) error {
+	if path == "" {
+		return err
+	}
+	return &redactedError{err: err, path: path}
+}
+
+func (e *redactedError) Error() string {
+	const placeholder = "<sealed path>"
+	msg := strings.ReplaceAll(e.err.Error(), strconv.Quote(e.path), strconv.Quote(placeholder))
+	return strings.ReplaceAll(msg, e.path, placeholder)
+}
+
+func (e *redactedError) Unwrap() error { return e.err }

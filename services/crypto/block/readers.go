@@ -1,0 +1,112 @@
+package block
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/blocktree/blocktree/services/crypto/principal"
+)
+
+// AddReader returns the next version of encoded with a readcap for reader
+// added, sealed and signed by w. The block key stays the same, so the new
+// reader can also decrypt older versions sealed under it if it obtains them.
+//
+// The writer opens the block with its own credential, so it must hold a
+// readcap (ErrNoReadcap otherwise). The block must pass every check of Open
+// for the root principal of its own path at the current time. The caller
+// must pass the newest version it has: a block cannot tell that it is stale,
+// and the result has version encoded's version + 1.
+func AddReader(encoded []byte, w Writer, reader principal.Identity) ([]byte, error) {
+	if reader.Signing.IsZero() || reader.Encryption == nil {
+		return nil, errors.New("add reader: identity is missing a key")
+	}
+	added := reader.Principal()
+	r, data, err := openForRewrite(encoded, w, "add reader "+added.String())
+	if err != nil {
+		return nil, err
+	}
+	defer principal.Wipe(data)
+
+	readers := r.Readers()
+	for _, existing := range readers {
+		if existing.Principal() == added {
+			return nil, fmt.Errorf("add reader %s to block %s version %d: %w", added, formatID(r.ID()), r.Version(), ErrDuplicateReader)
+		}
+	}
+	key := r.Key()
+	defer principal.Wipe(key)
+	next, err := Seal(w, Params{
+		ID:       r.ID(),
+		Version:  r.Version() + 1,
+		Path:     r.Path(),
+		Metadata: r.metadata,
+		Key:      key,
+		Readers:  append(readers, reader),
+	}, data)
+	if err != nil {
+		return nil, redactPath(err, r.Path())
+	}
+	return next, nil
+}
+
+// RemoveReader returns the next version of encoded without the readcap of
+// removed, sealed and signed by w under a new block key. The key must change
+// because the removed reader knew the old one: with the old key it could
+// decrypt any later version sealed under it. Versions sealed before the
+// removal stay readable to it, since it may have kept copies.
+//
+// The requirements on the writer and the version are those of AddReader.
+// Removing a principal that holds no readcap gives ErrNoReadcap.
+func RemoveReader(encoded []byte, w Writer, removed principal.Principal) ([]byte, error) {
+	r, data, err := openForRewrite(encoded, w, "remove reader "+removed.String())
+	if err != nil {
+		return nil, err
+	}
+	defer principal.Wipe(data)
+
+	var readers []principal.Identity
+	found := false
+	for _, reader := range r.Readers() {
+		if reader.Principal() == removed {
+			found = true
+			continue
+		}
+		readers = append(readers, reader)
+	}
+	if !found {
+		return nil, fmt.Errorf("remove reader %s from block %s version %d: %w", removed, formatID(r.ID()), r.Version(), ErrNoReadcap)
+	}
+	next, err := Seal(w, Params{
+		ID:       r.ID(),
+		Version:  r.Version() + 1,
+		Path:     r.Path(),
+		Metadata: r.metadata,
+		Key:      nil, // a new key, so that the removed reader cannot read on
+		Readers:  readers,
+	}, data)
+	if err != nil {
+		return nil, redactPath(err, r.Path())
+	}
+	return next, nil
+}
+
+// openForRewrite opens encoded with the writer's credential and returns the
+// reader and the whole plaintext.
+func openForRewrite(encoded []byte, w Writer, operation string) (*Reader, []byte, error) {
+	if w.Credential == nil {
+		return nil, nil, fmt.Errorf("%s: writer credential is missing", operation)
+	}
+	r, err := open(encoded, w.Credential, Expect{}, true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", operation, err)
+	}
+	if r.Version() == math.MaxUint64 {
+		return nil, nil, fmt.Errorf("%s: block %s is at the last version %d", operation, formatID(r.ID()), r.Version())
+	}
+	data, err := r.Bytes()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", operation, err)
+	}
+	return r, data, nil
+}
