@@ -1,0 +1,134 @@
+// Command bt is the Blocktree user's command: it manages keys and
+// capabilities today, and runs nodes and opens shells as those parts land.
+//
+// Every subcommand takes --help. Errors are one line on standard error that
+// names the bad value and what to do; usage errors exit with 2, failures with 1.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+)
+
+// command is one subcommand: its name, a one-line summary and its entry point.
+type command struct {
+	name    string
+	summary string
+	run     func(env *environment, args []string) error
+}
+
+// environment carries the process's streams so tests can run bt in-process.
+type environment struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// usageError marks errors caused by how the command was called (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+var topCommands = []command{
+	{"keys", "create and show credentials, issue and verify writecaps", runKeys},
+}
+
+func main() {
+	os.Exit(run(&environment{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:]))
+}
+
+// run executes bt with args and returns the exit status.
+func run(env *environment, args []string) int {
+	slog.SetDefault(slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	err := dispatch(env, "bt", topCommands, args)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		fmt.Fprintln(env.stderr, err)
+		return 2
+	default:
+		fmt.Fprintln(env.stderr, err)
+		return 1
+	}
+}
+
+// dispatch runs the subcommand named by args[0] from commands.
+func dispatch(env *environment, prefix string, commands []command, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintf(env.stdout, "Usage: %s COMMAND [ARGS]\n\nCommands:\n", prefix)
+		for _, c := range commands {
+			fmt.Fprintf(env.stdout, "  %-10s %s\n", c.name, c.summary)
+		}
+		fmt.Fprintf(env.stdout, "\nRun '%s COMMAND --help' for a command's options.\n", prefix)
+		if len(args) == 0 {
+			return usagef("%s: missing command", prefix)
+		}
+		return flag.ErrHelp
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(env, args[1:])
+		}
+	}
+	return usagef("%s: unknown command %q: run '%s --help' for the list", prefix, args[0], prefix)
+}
+
+// newFlags returns a flag set whose --help prints the usage line and options
+// on standard output. The flag package itself prints nothing: parseFlags
+// reports a bad option as one line.
+func newFlags(env *environment, name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(env.stdout, "Usage: %s\n\nOptions:\n", usage)
+		printOptions(env.stdout, fs)
+	}
+	return fs
+}
+
+// printOptions lists the options of fs with the "--" spelling that the usage
+// lines and messages use.
+func printOptions(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		valueName, help := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s", f.Name)
+		if valueName != "" {
+			fmt.Fprintf(w, " %s", valueName)
+		}
+		fmt.Fprintf(w, "\n    \t%s", help)
+		if f.DefValue != "" && f.DefValue != "false" {
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// parseFlags parses args and rejects positional arguments. It prints the
+// usage only for --help, not after a parse error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	printUsage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = printUsage
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage()
+		return err
+	}
+	if err != nil {
+		return usagef("%s: %v: run '%s --help' for the options", fs.Name(), err, fs.Name())
+	}
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q: options start with --", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
