@@ -1,0 +1,348 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/blocktree/blocktree/services/crypto/keystore"
+	"github.com/blocktree/blocktree/services/crypto/principal"
+	"github.com/blocktree/blocktree/services/crypto/swtpm"
+	"github.com/blocktree/blocktree/services/crypto/tpm"
+)
+
+// TPM choices for Options.TPM.
+const (
+	TPMAuto     = "auto"     // the hardware TPM when usable, else software
+	TPMSoftware = "software" // always swtpm under the state directory
+	softwareTPM = "software"
+
+	// HardwareTPM is the kernel's TPM resource manager.
+	HardwareTPM = "/dev/tpmrm0"
+)
+
+// DefaultPCRs are the PCRs a host-mode node seals its keys to. PCR 7 holds
+// the Secure Boot policy on UEFI machines: it changes when someone boots
+// another loader, and it rarely changes on updates of the kernel.
+var DefaultPCRs = []int{7}
+
+// Options configures Open.
+type Options struct {
+	Dir    string // the state directory; it must exist
+	TPM    string // TPMAuto, TPMSoftware or a TPM device or socket path
+	PCRs   []int  // PCRs to seal to when creating; nil means DefaultPCRs
+	Logger *slog.Logger
+
+	// RecoveryKey receives the recovery key, once, when the node is created.
+	RecoveryKey io.Writer
+}
+
+// Node is an open state directory.
+type Node struct {
+	Dir        string // DIR/node
+	Credential *principal.Credential
+	Tree       *Tree
+	TPM        *tpm.TPM
+	Created    bool // this start created the node
+
+	logger *slog.Logger
+	swtpm  *swtpm.Process
+	lock   *os.File
+}
+
+// ErrLocked is returned when another process has the state directory open.
+var ErrLocked = errors.New("state directory is in use by another node process")
+
+// Paths inside DIR/node.
+func (n *Node) JournalDir() string     { return filepath.Join(n.Dir, "journal") }
+func (n *Node) BlocksDir() string      { return filepath.Join(n.Dir, "blocks") }
+func (n *Node) CheckpointPath() string { return filepath.Join(n.Dir, "checkpoint") }
+
+// Open opens the node state under opts.Dir, creating it on first start.
+func Open(ctx context.Context, opts Options) (*Node, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	info, err := os.Stat(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("state directory %s: %w (create it first)", opts.Dir, err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("state directory %s is not a directory", opts.Dir)
+	}
+	if opts.TPM == "" {
+		opts.TPM = TPMAuto
+	}
+	if opts.PCRs == nil {
+		opts.PCRs = DefaultPCRs
+	}
+
+	dir := filepath.Join(opts.Dir, "node")
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := create(ctx, dir, opts, logger); err != nil {
+			return nil, err
+		}
+		n, err := openExisting(ctx, dir, opts, logger)
+		if err != nil {
+			return nil, err
+		}
+		n.Created = true
+		return n, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", opts.Dir, err)
+	}
+	return openExisting(ctx, dir, opts, logger)
+}
+
+// create builds a new node state in a temporary directory and renames it to
+// dir. On failure nothing is left behind.
+func create(ctx context.Context, dir string, opts Options, logger *slog.Logger) (err error) {
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".node.tmp-")
+	if err != nil {
+		return fmt.Errorf("create node state in %s: %w", opts.Dir, err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+
+	device, t, sw, err := chooseTPM(ctx, tmp, opts.TPM, logger)
+	if err != nil {
+		return err
+	}
+	closeTPM := func() error {
+		var errs []error
+		if t != nil {
+			errs = append(errs, t.Close())
+		}
+		if sw != nil {
+			errs = append(errs, sw.Stop())
+		}
+		return errors.Join(errs...)
+	}
+
+	protector := &keystore.TPMProtector{TPM: t, PCRs: opts.PCRs}
+	cred, recovery, err := keystore.Create(filepath.Join(tmp, "keys"), protector)
+	if err != nil {
+		closeTPM()
+		return fmt.Errorf("create node credential: %w", err)
+	}
+	if _, err := t.OpenCounter(tpm.DefaultCounterIndex); err != nil {
+		closeTPM()
+		return fmt.Errorf("create node rollback counter: %w", err)
+	}
+	tree, err := newTree(cred)
+	if err != nil {
+		closeTPM()
+		return err
+	}
+	treeBytes, err := tree.marshal(cred)
+	if err != nil {
+		closeTPM()
+		return err
+	}
+	if err := closeTPM(); err != nil {
+		return fmt.Errorf("create node state: %w", err)
+	}
+
+	files := map[string][]byte{"tree": treeBytes, "tpm-device": []byte(device + "\n")}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o600); err != nil {
+			return fmt.Errorf("create node state: %w", err)
+		}
+	}
+	for _, sub := range []string{"journal", "blocks"} {
+		if err := os.Mkdir(filepath.Join(tmp, sub), 0o700); err != nil {
+			return fmt.Errorf("create node state: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "lock"), nil, 0o600); err != nil {
+		return fmt.Errorf("create node state: %w", err)
+	}
+	if err := syncTree(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("create node state: %w", err)
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+
+	logger.Info("node created", "node", cred.Principal(), "state", dir, "tpm", device)
+	if opts.RecoveryKey != nil {
+		fmt.Fprintf(opts.RecoveryKey, "\nNode %s created.\nRecovery key (shown only now; write it down and keep it away from this machine):\n\n    %s\n\nIt unlocks the node's keys with 'bt keys recover --dir %s' if the TPM is cleared or replaced.\n\n",
+			cred.Principal(), recovery, filepath.Join(dir, "keys"))
+	}
+	return nil
+}
+
+// chooseTPM opens the TPM for a new node and returns the device string to
+// record. The software TPM's state goes under base/tpm.
+func chooseTPM(ctx context.Context, base, choice string, logger *slog.Logger) (string, *tpm.TPM, *swtpm.Process, error) {
+	if choice == TPMAuto {
+		t, err := tpm.Open(HardwareTPM)
+		if err == nil {
+			return HardwareTPM, t, nil, nil
+		}
+		logger.Debug("hardware TPM not usable", "tpm", HardwareTPM, "error", err)
+		choice = TPMSoftware
+	}
+	if choice == TPMSoftware {
+		t, sw, err := startSoftwareTPM(ctx, base, logger)
+		return softwareTPM, t, sw, err
+	}
+	t, err := tpm.Open(choice)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("open TPM %s: %w (use --tpm auto or --tpm software)", choice, err)
+	}
+	return choice, t, nil, nil
+}
+
+func startSoftwareTPM(ctx context.Context, base string, logger *slog.Logger) (*tpm.TPM, *swtpm.Process, error) {
+	stateDir := filepath.Join(base, "tpm")
+	sw, err := swtpm.Start(ctx, swtpm.Options{StateDir: stateDir, Logger: logger})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start software TPM: %w", err)
+	}
+	t, err := tpm.Open(sw.SocketPath())
+	if err != nil {
+		sw.Stop()
+		return nil, nil, fmt.Errorf("open software TPM: %w", err)
+	}
+	logger.Warn("no usable hardware TPM: using a software TPM, so the node's keys are protected only by this host's file permissions", "tpm_state", stateDir)
+	return t, sw, nil
+}
+
+// openExisting opens a node state created earlier.
+func openExisting(ctx context.Context, dir string, opts Options, logger *slog.Logger) (_ *Node, err error) {
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open node state %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("open node state %s: %w: stop that node first", dir, ErrLocked)
+		}
+		return nil, fmt.Errorf("lock node state %s: %w", dir, err)
+	}
+	n := &Node{Dir: dir, logger: logger, lock: lock}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+
+	recorded, err := os.ReadFile(filepath.Join(dir, "tpm-device"))
+	if err != nil {
+		return nil, fmt.Errorf("open node state %s: %w", dir, err)
+	}
+	device := strings.TrimSpace(string(recorded))
+	if opts.TPM != TPMAuto && opts.TPM != device {
+		return nil, fmt.Errorf("node state %s was sealed by TPM %q, not %q: run with --tpm auto", dir, device, opts.TPM)
+	}
+	if device == softwareTPM {
+		n.TPM, n.swtpm, err = startSoftwareTPM(ctx, dir, logger)
+	} else {
+		n.TPM, err = tpm.Open(device)
+		if err != nil {
+			err = fmt.Errorf("open TPM %s that sealed this node's keys: %w", device, err)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	treeBytes, err := os.ReadFile(filepath.Join(dir, "tree"))
+	if err != nil {
+		return nil, fmt.Errorf("open node state %s: %w", dir, err)
+	}
+	parsed, err := parseTree(treeBytes)
+	if err != nil {
+		return nil, fmt.Errorf("open node state %s: %w", dir, err)
+	}
+
+	keys := filepath.Join(dir, "keys")
+	cred, err := keystore.Load(keys, &keystore.TPMProtector{TPM: n.TPM, PCRs: opts.PCRs})
+	if err != nil {
+		return nil, explainUnseal(err, keys, parsed)
+	}
+	n.Credential = cred
+	if n.Tree, err = parsed.open(cred); err != nil {
+		return nil, fmt.Errorf("open node state %s: %w", dir, err)
+	}
+	logger.Info("node opened", "node", cred.Principal(), "state", dir, "tpm", device)
+	return n, nil
+}
+
+// explainUnseal turns a refusal of the TPM into a message that says what
+// happened and what to do.
+func explainUnseal(err error, keys string, tree *parsedTree) error {
+	var mismatch *tpm.PCRMismatchError
+	switch {
+	case errors.As(err, &mismatch):
+		return fmt.Errorf("the TPM refused to unseal node %s: %v, so the boot chain changed since the keys were sealed; if you trust this change, run 'bt keys recover --dir %s --tpm ...' with the recovery key", tree.node.Principal(), mismatch, keys)
+	case errors.Is(err, tpm.ErrSRKChanged):
+		return fmt.Errorf("node %s was sealed by another TPM, or this TPM was cleared: this is another machine's state directory, or run 'bt keys recover --dir %s' with its recovery key", tree.node.Principal(), keys)
+	}
+	return fmt.Errorf("unseal node %s: %w", tree.node.Principal(), err)
+}
+
+// Close sends TPM2_Shutdown, stops the software TPM and releases the lock.
+func (n *Node) Close() error {
+	var errs []error
+	if n.TPM != nil {
+		errs = append(errs, n.TPM.Close())
+		n.TPM = nil
+	}
+	if n.swtpm != nil {
+		errs = append(errs, n.swtpm.Stop())
+		n.swtpm = nil
+	}
+	if n.lock != nil {
+		errs = append(errs, n.lock.Close())
+		n.lock = nil
+	}
+	if n.Credential != nil {
+		n.logger.Info("node closed", "node", n.Credential.Principal())
+	}
+	return errors.Join(errs...)
+}
+
+func syncTree(root string) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", path, err)
+		}
+		return nil
+	})
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
