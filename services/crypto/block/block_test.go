@@ -293,8 +293,7 @@ func TestSealByRootWithEmptyChain(t *testing.T) {
 func TestHeaderRoundTrip(t *testing.T) {
 	f := newFixture(t)
 	encoded := f.seal(f.params(3), testData(SectorSize+1))
-	leavesStart, _ := blockParts(t, encoded)
-	raw := encoded[7:leavesStart]
+	raw := encoded[7:blockParts(t, encoded).rangesStart]
 
 	h, err := ParseHeader(raw)
 	if err != nil {
@@ -315,8 +314,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 func TestParseHeaderRejectsNonCanonical(t *testing.T) {
 	f := newFixture(t)
 	encoded := f.seal(f.params(3), testData(10))
-	leavesStart, _ := blockParts(t, encoded)
-	valid, err := ParseHeader(encoded[7:leavesStart])
+	valid, err := ParseHeader(encoded[7:blockParts(t, encoded).rangesStart])
 	if err != nil {
 		t.Fatalf("ParseHeader: %v", err)
 	}

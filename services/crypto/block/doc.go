@@ -17,6 +17,15 @@
 // and the block version, so a sector cannot be moved to another position,
 // block or version under the same key.
 //
+// A sector whose plaintext is all zeros is a hole, as in a sparse file: it is
+// neither sealed nor stored, and reads return zeros. Seal finds the holes in
+// the data it is given. SealSparse takes only the present sectors from an
+// iterator, so a file of 1 GiB with 8 KiB written at its end is sealed
+// without 1 GiB of plaintext in memory. Its encoding contains the header,
+// one range, two leaf hashes and two sealed sectors. The encoding lists the
+// present sectors as ranges, and the signed root covers the holes, so which
+// sectors are holes is as protected as the data.
+//
 // XChaCha20-Poly1305 rather than AES-GCM, for two reasons. Its 192-bit
 // nonces can be drawn at random: the chance that two of them repeat under one
 // key stays negligible even if a version number were reused after a crash.
@@ -25,14 +34,23 @@
 // the authentication key. And ChaCha20 is fast in software on small devices
 // without AES instructions, where AES is slow or leaks timing.
 //
-// Sealed sectors are the leaves of a Merkle tree. A leaf is SHA-256(0x00 ||
-// uint32 index || sealed sector), an interior node is SHA-256(0x01 || left ||
-// right), and an odd last node moves up a level unchanged instead of being
-// paired with a copy of itself. Pairing with a copy would give a list of
-// leaves and the same list with its last leaf repeated the same root. The
-// root of the empty block is SHA-256(0x02). The
+// The sectors are the leaves of a Merkle tree. The leaf of a present sector
+// is SHA-256(0x00 || uint32 index || sealed sector), an interior node is
+// SHA-256(0x01 || left || right), and an odd last node moves up a level
+// unchanged instead of being paired with a copy of itself. Pairing with a
+// copy would give a list of leaves and the same list with its last leaf
+// repeated the same root. The root of the empty block is SHA-256(0x02). The
 // root is in the signed header, so integrity can be checked without the
 // block key, for example by fsck on a storage node that has no readcap.
+//
+// A node whose sectors are all holes is SHA-256(0x03 || uint32 first index ||
+// uint32 count) instead of the hash of its children, and a hole's leaf is the
+// case count = 1. The node binds its position, and its prefix differs from
+// that of a leaf or an interior node, so turning data into a hole or a hole
+// into data changes the root unless SHA-256 collides. A run of holes folds
+// into one hash per node, so the root of a block of n sectors with p present
+// sectors in r ranges costs O(r · log n + p) hashes, not O(n). A block
+// without holes has the root it would have without this rule.
 //
 // The signed root, not the AEAD tag, is what stops forgery by a reader:
 // every reader holds the block key and could seal sectors that decrypt
@@ -65,48 +83,73 @@
 // block's own path. The key commitment reveals nothing about the key, but it
 // shows which versions of a block share one.
 //
+// A storage node also learns which sectors are holes, as it would on any
+// sparse file system: the ranges of present sectors are cleartext. Since
+// every sector of zeros becomes a hole, this includes sectors of zeros that
+// the writer wrote explicitly.
+//
 // # Checks on open
 //
 // Open returns a Reader only after it has verified, in this order: the
 // canonical layout, the writer's signature over the header, the block id,
-// the version against the caller's minimum (rollback), the stored leaf
-// hashes against the signed root, the reader's readcap and the key
-// commitment, the sealed path and metadata, and the writer's chain of
+// the version against the caller's minimum (rollback), the sector ranges and
+// stored leaf hashes against the signed root, the reader's readcap and the
+// key commitment, the sealed path and metadata, and the writer's chain of
 // writecaps from the tree's root principal to the writer for that path at
-// the caller's time. Reader.ReadAt then hashes each sector it touches and
-// compares the hash with the checked leaf before it decrypts, so no byte of
-// a sector is returned before both the leaf and the AEAD tag match. The
-// Reader keeps the caller's slice and repeats these per-sector checks on
-// every read, so a later change to the slice gives ErrIntegrity rather than
-// wrong bytes.
+// the caller's time. Reader.ReadAt then hashes each present sector it
+// touches and compares the hash with the checked leaf before it decrypts, so
+// no byte of a sector is returned before both the leaf and the AEAD tag
+// match. The Reader keeps the caller's slice and repeats these per-sector
+// checks on every read, so a later change to the slice gives ErrIntegrity
+// rather than wrong bytes. It keeps its own copy of the ranges and leaves
+// that Open checked, so a read of a hole returns zeros without touching the
+// slice, and each present sector's position in the slice is found from the
+// ranges by a binary search.
 //
-// The leaf hashes are stored in the block although they can be derived from
-// the sectors: Open checks them against the signed root once (n small
-// hashes), and each later read costs one sector hash and a comparison
-// instead of rehashing the whole block or carrying a log(n) proof.
+// The leaf hashes of present sectors are stored in the block although they
+// can be derived from the sectors: Open checks them against the signed root
+// once (small hashes only), and each later read costs one sector hash and a
+// comparison instead of rehashing the whole block or carrying a log(n)
+// proof. Hole leaves are not stored, because the ranges and the index
+// determine them.
 //
-// Verify is the check without a key, for fsck. It checks the signature and
-// the chain from the root principal to the writer and recomputes every leaf.
-// It cannot check that the chain covers the block's path, because the path is
-// sealed. It checks only that each grant stays inside the one before it.
+// Verify is the check without a key, for fsck. It checks the signature, the
+// chain from the root principal to the writer and the ranges against the
+// root, and it recomputes every present leaf. It cannot check that the chain
+// covers the block's path, because the path is sealed. It checks only that
+// each grant stays inside the one before it.
 //
 // # Encoding
 //
 // Both structures use the canonical wire encoding, so there is exactly one
 // encoding of each header and block. An encoded block (wire.KindBlock,
-// version 1) is:
+// version 2) is:
 //
 //	header   uint32 length || header encoding
-//	leaves   n × 32-byte leaf hashes, n = ceil(size / SectorSize)
-//	sectors  n sealed sectors, each 24-byte nonce || ciphertext || 16-byte tag;
-//	         all but the last hold SectorSize plaintext bytes
+//	ranges   uint32 count, then per range of present sectors:
+//	         uint32 first index || uint32 count
+//	leaves   p × 32-byte leaf hashes, one per present sector in index order
+//	sectors  p sealed present sectors in index order, each 24-byte nonce ||
+//	         ciphertext || 16-byte tag; all but the last sector of the block
+//	         hold SectorSize plaintext bytes
 //
-// The header (wire.KindBlockHeader, version 1) has these fields in order:
+// The block has n = ceil(size / SectorSize) sectors, and p is the sum of the
+// range counts. The ranges are in increasing order, each has a count of at
+// least 1, and the last ends at or before sector n. At least one hole
+// separates two ranges, because two touching ranges and their union would
+// be two encodings of the same block.
+//
+// The ranges take 8 bytes per run of present sectors, so at most 8 bytes
+// for each present sector, which itself takes up to 4168 bytes (sealed
+// sector and leaf). A bitmap would take n/8 bytes whatever is stored: 32 KiB
+// for a 1 GiB file of holes, 512 MiB at MaxSize.
+//
+// The header (wire.KindBlockHeader, version 2) has these fields in order:
 //
 //	id               32 bytes
 //	version          uint64
 //	size             uint64, plaintext bytes
-//	sector size      uint32, SectorSize in version 1
+//	sector size      uint32, SectorSize in version 2
 //	Merkle root      32 bytes
 //	key commitment   32 bytes
 //	sealed path      uint32 length || 24-byte nonce || ciphertext || 16-byte tag
@@ -118,11 +161,16 @@
 //	chain            uint32 length || chain encoding (wire.KindChain)
 //	signature        64 bytes r||s over every preceding header byte
 //
+// Version 2 of both encodings added holes. The header fields are those of
+// version 1, but the Merkle root covers the holes, and the signature context
+// names version 2. No version 1 block was ever stored, so the decoders
+// accept version 2 only.
+//
 // The recipients carry each reader's public identity so that a later
 // version, which may need a new key, can be wrapped for the same readers
 // without a directory lookup.
 //
 // Errors from Open, Verify, Reader, AddReader and RemoveReader never contain
 // the path or the metadata, since these are sealed and errors end up in logs.
-// Errors from Seal may quote the path that the caller passed.
+// Errors from Seal and SealSparse may quote the path that the caller passed.
 package block

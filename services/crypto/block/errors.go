@@ -25,7 +25,7 @@ var (
 )
 
 // HeaderSector is the IntegrityError.Sector value for a failure outside the
-// sectors: in the header, the leaf hashes or the layout.
+// sectors: in the header, the sector ranges, the leaf hashes or the layout.
 const HeaderSector = -1
 
 // IntegrityError reports where a block failed a check.

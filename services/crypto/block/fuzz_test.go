@@ -10,12 +10,16 @@ import (
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
-// fuzzBlocks returns encoded blocks to seed the fuzz targets: several sizes,
-// a block by the root with an empty chain, and a block with metadata.
+// fuzzBlocks returns encoded blocks to seed the fuzz targets. They have
+// several sizes, holes at the start, in the middle and at the end, or holes
+// only. One is sealed by the root with an empty chain, and one has metadata.
 func fuzzBlocks(f *fixture) [][]byte {
 	var blocks [][]byte
 	for _, size := range []int{0, 1, SectorSize + 1} {
 		blocks = append(blocks, f.seal(f.params(1), testData(size)))
+	}
+	for _, pattern := range []string{"HD", "DHHD", "DDH", "HHH"} {
+		blocks = append(blocks, f.seal(f.params(1), sparseData(pattern, 33)))
 	}
 
 	p := f.params(2)
@@ -34,13 +38,12 @@ func fuzzBlocks(f *fixture) [][]byte {
 func FuzzParseHeader(f *testing.F) {
 	fix := newFixture(f)
 	for _, encoded := range fuzzBlocks(fix) {
-		leavesStart, _ := blockParts(f, encoded)
-		header := encoded[7:leavesStart]
+		header := encoded[7:blockParts(f, encoded).rangesStart]
 		f.Add(header)
 		f.Add(header[:len(header)/2])
 	}
 	f.Add([]byte{})
-	f.Add([]byte{0x00, 0x03, 0x01})
+	f.Add([]byte{0x00, 0x03, 0x02})
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := ParseHeader(data)
@@ -74,7 +77,7 @@ func FuzzOpen(f *testing.F) {
 		f.Add(flipped)
 	}
 	f.Add([]byte{})
-	f.Add([]byte{0x00, 0x09, 0x01, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x00, 0x09, 0x02, 0xff, 0xff, 0xff, 0xff})
 
 	now := time.Now()
 	expect := Expect{Root: fix.root.Principal(), ID: fix.id, Now: now}

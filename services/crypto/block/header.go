@@ -20,7 +20,8 @@ const (
 	MaxSectors = math.MaxUint32
 
 	// MaxSize is the largest plaintext a block can hold (16 TiB). In practice
-	// memory is the limit, since Seal and Open work on whole encodings.
+	// memory limits the stored sectors, since Seal and Open work on whole
+	// encodings, but holes take no room in an encoding.
 	MaxSize = uint64(MaxSectors) * SectorSize
 
 	// MaxPathSize is the longest path in bytes, the capability package's limit.
@@ -35,7 +36,11 @@ const (
 )
 
 const (
-	headerVersion = 1
+	// headerVersion is the version of the header encoding. Version 2 kept
+	// the fields of version 1 but changed the meaning of the Merkle root,
+	// which now covers holes. Version 1 was never stored, so it is not
+	// decoded.
+	headerVersion = 2
 
 	// An identity encodes in 133 bytes. The limit leaves room for a later
 	// version without letting a corrupt length claim megabytes.
@@ -70,7 +75,7 @@ type Header struct {
 	Version        uint64
 	Size           uint64 // plaintext bytes
 	SectorSize     uint32
-	Root           [HashSize]byte // Merkle root over the sealed sectors
+	Root           [HashSize]byte // Merkle root over the sealed present sectors and the holes
 	KeyCommitment  [HashSize]byte // derived from the block key, checked by every reader
 	SealedPath     []byte
 	SealedMetadata []byte

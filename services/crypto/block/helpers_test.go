@@ -2,6 +2,7 @@ package block
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -111,29 +112,113 @@ func testData(n int) []byte {
 	return data
 }
 
-// blockParts returns the offsets of the leaf hashes and of the sealed
-// sectors in encoded, computed from the documented layout.
-func blockParts(t testing.TB, encoded []byte) (leavesStart, sectorsStart int) {
+// parts are the offsets of the sections of an encoded block and its sector
+// ranges, computed from the documented layout.
+type parts struct {
+	rangesStart  int // end of the header
+	leavesStart  int
+	sectorsStart int
+	ranges       []SectorRange
+}
+
+// blockParts splits encoded into its sections without the package's
+// decoder, so that the tests check the layout that doc.go describes.
+func blockParts(t testing.TB, encoded []byte) parts {
 	t.Helper()
 	d := wire.NewDecoder(encoded, wire.KindBlock, blockVersion)
 	header := d.Bytes(maxHeaderSize)
 	if err := d.Err(); err != nil {
 		t.Fatalf("decode block: %v", err)
 	}
-	h, err := ParseHeader(header)
-	if err != nil {
+	if _, err := ParseHeader(header); err != nil {
 		t.Fatalf("ParseHeader: %v", err)
 	}
-	leavesStart = wire.HeaderSize + 4 + len(header)
-	return leavesStart, leavesStart + int(h.Sectors())*HashSize
+	p := parts{rangesStart: wire.HeaderSize + 4 + len(header)}
+
+	count := d.Uint32()
+	stored := 0
+	for range count {
+		r := SectorRange{First: uint64(d.Uint32()), Count: uint64(d.Uint32())}
+		p.ranges = append(p.ranges, r)
+		stored += int(r.Count)
+	}
+	if err := d.Err(); err != nil {
+		t.Fatalf("decode sector ranges: %v", err)
+	}
+	p.leavesStart = p.rangesStart + 4 + int(count)*8
+	p.sectorsStart = p.leavesStart + stored*HashSize
+	return p
 }
 
-// sealedSector returns the bounds of sealed sector index in encoded.
+// slot returns the position of sector index among the stored sectors, or -1
+// for a hole.
+func (p parts) slot(index int) int {
+	slot := 0
+	for _, r := range p.ranges {
+		if uint64(index) < r.First {
+			return -1
+		}
+		if uint64(index) < r.First+r.Count {
+			return slot + index - int(r.First)
+		}
+		slot += int(r.Count)
+	}
+	return -1
+}
+
+// sectorAt returns the index of the sector whose sealed bytes contain
+// offset, which is at or after sectorsStart.
+func (p parts) sectorAt(offset int) int {
+	slot := (offset - p.sectorsStart) / (SectorSize + SealOverhead)
+	for _, r := range p.ranges {
+		if slot < int(r.Count) {
+			return int(r.First) + slot
+		}
+		slot -= int(r.Count)
+	}
+	panic(fmt.Sprintf("offset %d is beyond the stored sectors", offset))
+}
+
+// sealedSector returns the bounds of present sector index in encoded.
 func sealedSector(t testing.TB, encoded []byte, index int) (start, end int) {
 	t.Helper()
-	_, sectorsStart := blockParts(t, encoded)
-	start = sectorsStart + index*(SectorSize+SealOverhead)
+	p := blockParts(t, encoded)
+	slot := p.slot(index)
+	if slot < 0 {
+		t.Fatalf("sector %d is a hole", index)
+	}
+	start = p.sectorsStart + slot*(SectorSize+SealOverhead)
 	return start, min(start+SectorSize+SealOverhead, len(encoded))
+}
+
+// leafAt returns the bounds of the leaf hash of present sector index in
+// encoded.
+func leafAt(t testing.TB, encoded []byte, index int) (start, end int) {
+	t.Helper()
+	p := blockParts(t, encoded)
+	slot := p.slot(index)
+	if slot < 0 {
+		t.Fatalf("sector %d is a hole", index)
+	}
+	start = p.leavesStart + slot*HashSize
+	return start, start + HashSize
+}
+
+// encodeBlock encodes a block from its sections as doc.go describes, with
+// no check that they agree.
+func encodeBlock(header []byte, ranges []SectorRange, leaves [][HashSize]byte, sectors []byte) []byte {
+	e := wire.NewEncoder(wire.KindBlock, blockVersion)
+	e.Bytes(header)
+	e.Uint32(uint32(len(ranges)))
+	for _, r := range ranges {
+		e.Uint32(uint32(r.First))
+		e.Uint32(uint32(r.Count))
+	}
+	for _, leaf := range leaves {
+		e.Fixed(leaf[:])
+	}
+	e.Fixed(sectors)
+	return e.Data()
 }
 
 // resign decodes encoded, lets mutate change the header, and signs and
@@ -155,14 +240,7 @@ func resign(t testing.TB, encoded []byte, signer *principal.Credential, mutate f
 		t.Fatalf("Sign: %v", err)
 	}
 	unsigned.Fixed(signature)
-
-	e := wire.NewEncoder(wire.KindBlock, blockVersion)
-	e.Bytes(unsigned.Data())
-	for _, leaf := range l.leaves {
-		e.Fixed(leaf[:])
-	}
-	e.Fixed(l.sectors)
-	return e.Data()
+	return encodeBlock(unsigned.Data(), l.present.ranges, l.leaves, l.sectors)
 }
 
 // requireIntegrityError fails unless err matches ErrIntegrity and, when

@@ -25,7 +25,7 @@ const (
 // Context strings. Each names its structure and version so that a signature,
 // a key or a ciphertext made for one purpose is never accepted for another.
 const (
-	signatureContext = "blocktree block header v1"
+	signatureContext = "blocktree block header v2"
 	sectorContext    = "blocktree block sector v1"
 	pathContext      = "blocktree block path v1"
 	metadataContext  = "blocktree block metadata v1"

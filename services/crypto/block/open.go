@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,8 +32,9 @@ type Reader struct {
 	keys     *blockKeys
 	path     string
 	metadata []byte
-	leaves   [][HashSize]byte // checked against the signed root
-	sectors  []byte           // the sealed sectors, aliasing the caller's slice
+	present  *presence        // a copy, checked against the signed root
+	leaves   [][HashSize]byte // of the present sectors, a copy, checked against the signed root
+	sectors  []byte           // the sealed present sectors, aliasing the caller's slice
 }
 
 // layout is an encoded block split into its parts. Only the structure has
@@ -40,13 +42,14 @@ type Reader struct {
 type layout struct {
 	header  *Header
 	signed  []byte // the header bytes that the signature covers
+	present *presence
 	leaves  [][HashSize]byte
 	sectors []byte
 }
 
-// decodeBlock splits encoded into header, leaf hashes and sealed sectors and
-// checks that their sizes agree with the header. Errors carry id, or the
-// header's id if id is zero.
+// decodeBlock splits encoded into header, sector ranges, leaf hashes and
+// sealed sectors and checks that their sizes agree with the header. Errors
+// carry id, or the header's id if id is zero.
 func decodeBlock(encoded []byte, id [32]byte) (*layout, error) {
 	d := wire.NewDecoder(encoded, wire.KindBlock, blockVersion)
 	headerBytes := d.Bytes(maxHeaderSize)
@@ -61,26 +64,33 @@ func decodeBlock(encoded []byte, id [32]byte) (*layout, error) {
 		id = h.ID
 	}
 
-	// Size is at most MaxSize and sectors at most MaxSectors, so this sum
-	// cannot overflow a uint64.
-	sectors := h.Sectors()
-	want := sectors*HashSize + h.Size + sectors*SealOverhead
+	ranges, err := decodeRanges(d, h.Sectors())
+	if err != nil {
+		return nil, headerError(id, "decode block", err)
+	}
+	present := newPresence(ranges)
+
+	// The stored bytes are at most MaxSize and the present sectors at most
+	// MaxSectors, so this sum cannot overflow a uint64.
+	storedBytes := present.storedBytes(h.Size)
+	want := present.stored*HashSize + storedBytes + present.stored*SealOverhead
 	if have := uint64(d.Remaining()); have != want {
 		cause := wire.ErrTruncated
 		if have > want {
 			cause = wire.ErrTrailing
 		}
-		return nil, headerError(id, fmt.Sprintf("%d bytes follow the header, expected %d for %d bytes in %d sectors",
-			have, want, h.Size, sectors), cause)
+		return nil, headerError(id, fmt.Sprintf("%d bytes follow the sector ranges, expected %d for %d present sectors of %d",
+			have, want, present.stored, h.Sectors()), cause)
 	}
 
 	// From here every length fits in an int, because it is at most len(encoded).
-	rawLeaves := d.Fixed(int(sectors * HashSize))
+	rawLeaves := d.Fixed(int(present.stored * HashSize))
 	l := &layout{
 		header:  h,
 		signed:  signed,
-		leaves:  make([][HashSize]byte, sectors),
-		sectors: d.Fixed(int(h.Size + sectors*SealOverhead)),
+		present: present,
+		leaves:  make([][HashSize]byte, present.stored),
+		sectors: d.Fixed(int(storedBytes + present.stored*SealOverhead)),
 	}
 	if err := d.Finish(); err != nil {
 		return nil, headerError(id, "decode block", err)
@@ -99,11 +109,13 @@ func (l *layout) checkSignature(id [32]byte) error {
 	return nil
 }
 
-// checkLeaves compares the Merkle root of the stored leaf hashes with the
-// signed root.
+// checkLeaves compares the Merkle root of the stored leaf hashes and the
+// holes between the sector ranges with the signed root. It is the check that
+// makes the holes trustworthy: a hole has no sector and no stored leaf, and
+// only the root binds it.
 func (l *layout) checkLeaves(id [32]byte) error {
-	if merkleRoot(l.leaves) != l.header.Root {
-		return headerError(id, "leaf hashes do not match the signed Merkle root", nil)
+	if sparseRoot(l.header.Sectors(), l.present, l.leaves) != l.header.Root {
+		return headerError(id, "sector ranges and leaf hashes do not match the signed Merkle root", nil)
 	}
 	return nil
 }
@@ -209,6 +221,7 @@ func open(encoded []byte, reader *principal.Credential, expect Expect, rewrite b
 		keys:     keys,
 		path:     string(path),
 		metadata: metadata,
+		present:  l.present,
 		leaves:   l.leaves,
 		sectors:  l.sectors,
 	}, nil
@@ -269,9 +282,10 @@ func (r *Reader) Header() *Header { return r.header }
 // Params.Key. The caller should wipe it with principal.Wipe after use.
 func (r *Reader) Key() []byte { return append([]byte(nil), r.key...) }
 
-// ReadAt implements io.ReaderAt. It checks each sector it touches against its
-// leaf hash and its AEAD tag before it copies any byte of it. On an error, n
-// counts only bytes of sectors that passed both checks.
+// ReadAt implements io.ReaderAt. It checks each present sector it touches
+// against its leaf hash and its AEAD tag before it copies any byte of it, and
+// returns zeros for holes. On an error, n counts only bytes of sectors that
+// passed both checks and of holes.
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read block %s at offset %d: negative offset", formatID(r.header.ID), off)
@@ -290,14 +304,25 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(want) {
 		pos := off + int64(n)
-		index := int(pos / SectorSize)
+		index := uint64(pos / SectorSize)
 		start := int(pos % SectorSize)
 		length := r.sectorLength(index)
+
+		// The Reader's sector ranges are a private copy that Open checked
+		// against the signed root, so a sector outside them is a hole that
+		// the writer signed, and it reads as zeros without further checks.
+		slot, present := r.present.slot(index)
+		if !present {
+			end := min(len(want), n+length-start)
+			clear(want[n:end])
+			n = end
+			continue
+		}
 
 		// A whole sector that fits in p is decrypted in place, and any other
 		// is decrypted into a scratch buffer and the requested part copied.
 		if start == 0 && len(want)-n >= length {
-			if _, err := r.openSector(index, sealed, want[n:n+length]); err != nil {
+			if _, err := r.openSector(index, slot, sealed, want[n:n+length]); err != nil {
 				return n, err
 			}
 			n += length
@@ -306,7 +331,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		if plain == nil {
 			plain = make([]byte, SectorSize)
 		}
-		out, err := r.openSector(index, sealed, plain)
+		out, err := r.openSector(index, slot, sealed, plain)
 		if err != nil {
 			return n, err
 		}
@@ -319,34 +344,58 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // sectorLength returns the plaintext length of sector index.
-func (r *Reader) sectorLength(index int) int {
-	size := r.Size()
-	return int(min(SectorSize, size-int64(index)*SectorSize))
+func (r *Reader) sectorLength(index uint64) int {
+	return int(min(SectorSize, r.header.Size-index*SectorSize))
 }
 
-// openSector copies sealed sector index into scratch, checks it against its
-// leaf hash, and decrypts it into dst, which has room for the plaintext.
-// Working on a private copy means that the bytes checked are the bytes
-// decrypted, even if the caller's slice changes meanwhile.
-func (r *Reader) openSector(index int, scratch, dst []byte) ([]byte, error) {
+// openSector copies present sector index, stored at position slot, into
+// scratch, checks it against its leaf hash, and decrypts it into dst, which
+// has room for the plaintext. Working on a private copy means that the bytes
+// checked are the bytes decrypted, even if the caller's slice changes
+// meanwhile.
+func (r *Reader) openSector(index, slot uint64, scratch, dst []byte) ([]byte, error) {
 	length := r.sectorLength(index)
-	offset := index * (SectorSize + SealOverhead)
+	// Only the last sector of the block can be short, and it is stored last,
+	// so every stored sector before it takes a full SectorSize+SealOverhead.
+	offset := slot * (SectorSize + SealOverhead)
 	sealed := scratch[:length+SealOverhead]
 	copy(sealed, r.sectors[offset:])
 
-	if leafHash(uint32(index), sealed) != r.leaves[index] {
-		return nil, sectorError(r.header.ID, index, "sealed sector does not match its leaf hash")
+	if leafHash(uint32(index), sealed) != r.leaves[slot] {
+		return nil, sectorError(r.header.ID, int(index), "sealed sector does not match its leaf hash")
 	}
 	plain, err := openValue(dst[:0], r.keys.sectors, sealed, sectorAD(r.header.ID, uint32(index), r.header.Version))
 	if err != nil {
-		e := sectorError(r.header.ID, index, "sealed sector does not decrypt")
+		e := sectorError(r.header.ID, int(index), "sealed sector does not decrypt")
 		e.Err = err
 		return nil, e
 	}
 	return plain, nil
 }
 
-// Bytes returns the whole plaintext, checking every sector.
+// SectorPresent reports whether sector i is stored. It returns false for a
+// hole and for an index beyond the last sector. It reads only the checked
+// sector ranges and decrypts nothing.
+func (r *Reader) SectorPresent(i uint64) bool {
+	_, present := r.present.slot(i)
+	return present
+}
+
+// StoredSectors returns the number of present sectors, the ones that the
+// block stores, from which the file system derives st_blocks.
+func (r *Reader) StoredSectors() uint64 { return r.present.stored }
+
+// DataRanges returns the runs of present sectors in increasing order, with at
+// least one hole between two runs. Sector i contains the bytes from
+// i·SectorSize up to the next sector or Size, so the file system can
+// implement SEEK_DATA and SEEK_HOLE from the ranges without decrypting.
+func (r *Reader) DataRanges() []SectorRange {
+	return slices.Clone(r.present.ranges)
+}
+
+// Bytes returns the whole plaintext, checking every present sector. It
+// allocates Size bytes even for a sparse block. Reading the DataRanges with
+// ReadAt avoids that for a large sparse file.
 func (r *Reader) Bytes() ([]byte, error) {
 	data := make([]byte, r.Size())
 	if len(data) == 0 {
@@ -360,8 +409,9 @@ func (r *Reader) Bytes() ([]byte, error) {
 
 // Verify checks an encoded block without a block key, as fsck does: the
 // layout, the writer's signature, the writer's chain from root at now (zero
-// means time.Now()), and every sector against the signed Merkle root. It
-// returns the header, whose path and metadata stay sealed.
+// means time.Now()), and the holes and every present sector against the
+// signed Merkle root. It returns the header, whose path and metadata stay
+// sealed.
 //
 // Verify cannot check that the chain covers the block's path, because the
 // path is sealed. It checks the chain against the writer's own grant. A
@@ -390,13 +440,19 @@ func Verify(encoded []byte, root principal.Principal, now time.Time) (*Header, e
 		return nil, err
 	}
 
+	// checkLeaves has checked the holes. What remains is to hash every
+	// present sector.
 	offset := 0
-	for i := range l.leaves {
-		length := int(min(SectorSize, h.Size-uint64(i)*SectorSize)) + SealOverhead
-		if leafHash(uint32(i), l.sectors[offset:offset+length]) != l.leaves[i] {
-			return nil, sectorError(h.ID, i, "sealed sector does not match its leaf hash")
+	slot := 0
+	for _, r := range l.present.ranges {
+		for i := r.First; i < r.First+r.Count; i++ {
+			length := int(min(SectorSize, h.Size-i*SectorSize)) + SealOverhead
+			if leafHash(uint32(i), l.sectors[offset:offset+length]) != l.leaves[slot] {
+				return nil, sectorError(h.ID, int(i), "sealed sector does not match its leaf hash")
+			}
+			offset += length
+			slot++
 		}
-		offset += length
 	}
 	return h, nil
 }

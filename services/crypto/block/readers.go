@@ -3,6 +3,7 @@ package block
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 
 	"github.com/blocktree/blocktree/services/crypto/principal"
@@ -22,11 +23,10 @@ func AddReader(encoded []byte, w Writer, reader principal.Identity) ([]byte, err
 		return nil, errors.New("add reader: identity is missing a key")
 	}
 	added := reader.Principal()
-	r, data, err := openForRewrite(encoded, w, "add reader "+added.String())
+	r, err := openForRewrite(encoded, w, "add reader "+added.String())
 	if err != nil {
 		return nil, err
 	}
-	defer principal.Wipe(data)
 
 	readers := r.Readers()
 	for _, existing := range readers {
@@ -36,18 +36,14 @@ func AddReader(encoded []byte, w Writer, reader principal.Identity) ([]byte, err
 	}
 	key := r.Key()
 	defer principal.Wipe(key)
-	next, err := Seal(w, Params{
+	return reseal(r, w, Params{
 		ID:       r.ID(),
 		Version:  r.Version() + 1,
 		Path:     r.Path(),
 		Metadata: r.metadata,
 		Key:      key,
 		Readers:  append(readers, reader),
-	}, data)
-	if err != nil {
-		return nil, redactPath(err, r.Path())
-	}
-	return next, nil
+	}, "add reader "+added.String())
 }
 
 // RemoveReader returns the next version of encoded without the readcap of
@@ -59,11 +55,10 @@ func AddReader(encoded []byte, w Writer, reader principal.Identity) ([]byte, err
 // The requirements on the writer and the version are those of AddReader.
 // Removing a principal that holds no readcap gives ErrNoReadcap.
 func RemoveReader(encoded []byte, w Writer, removed principal.Principal) ([]byte, error) {
-	r, data, err := openForRewrite(encoded, w, "remove reader "+removed.String())
+	r, err := openForRewrite(encoded, w, "remove reader "+removed.String())
 	if err != nil {
 		return nil, err
 	}
-	defer principal.Wipe(data)
 
 	var readers []principal.Identity
 	found := false
@@ -77,36 +72,60 @@ func RemoveReader(encoded []byte, w Writer, removed principal.Principal) ([]byte
 	if !found {
 		return nil, fmt.Errorf("remove reader %s from block %s version %d: %w", removed, formatID(r.ID()), r.Version(), ErrNoReadcap)
 	}
-	next, err := Seal(w, Params{
+	return reseal(r, w, Params{
 		ID:       r.ID(),
 		Version:  r.Version() + 1,
 		Path:     r.Path(),
 		Metadata: r.metadata,
 		Key:      nil, // a new key, so that the removed reader cannot read on
 		Readers:  readers,
-	}, data)
-	if err != nil {
-		return nil, redactPath(err, r.Path())
-	}
-	return next, nil
+	}, "remove reader "+removed.String())
 }
 
-// openForRewrite opens encoded with the writer's credential and returns the
-// reader and the whole plaintext.
-func openForRewrite(encoded []byte, w Writer, operation string) (*Reader, []byte, error) {
+// openForRewrite opens encoded with the writer's credential.
+func openForRewrite(encoded []byte, w Writer, operation string) (*Reader, error) {
 	if w.Credential == nil {
-		return nil, nil, fmt.Errorf("%s: writer credential is missing", operation)
+		return nil, fmt.Errorf("%s: writer credential is missing", operation)
 	}
 	r, err := open(encoded, w.Credential, Expect{}, true)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", operation, err)
+		return nil, fmt.Errorf("%s: %w", operation, err)
 	}
 	if r.Version() == math.MaxUint64 {
-		return nil, nil, fmt.Errorf("%s: block %s is at the last version %d", operation, formatID(r.ID()), r.Version())
+		return nil, fmt.Errorf("%s: block %s is at the last version %d", operation, formatID(r.ID()), r.Version())
 	}
-	data, err := r.Bytes()
+	return r, nil
+}
+
+// reseal seals the data of r as the block that p describes. It decrypts one
+// present sector at a time, so a large sparse block keeps its holes and is
+// never held in memory as a whole.
+func reseal(r *Reader, w Writer, p Params, operation string) ([]byte, error) {
+	plain := make([]byte, SectorSize)
+	defer principal.Wipe(plain)
+	var readErr error
+	sectors := func(yield func(uint64, []byte) bool) {
+		for _, run := range r.present.ranges {
+			for i := run.First; i < run.First+run.Count; i++ {
+				n, err := r.ReadAt(plain, int64(i)*SectorSize)
+				if err != nil && err != io.EOF {
+					readErr = err
+					return
+				}
+				if !yield(i, plain[:n]) {
+					return
+				}
+			}
+		}
+	}
+
+	next, err := SealSparse(w, p, r.header.Size, sectors)
+	if readErr != nil {
+		// The sectors not read became holes, so the block is discarded.
+		return nil, fmt.Errorf("%s: %w", operation, readErr)
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", operation, err)
+		return nil, fmt.Errorf("%s: %w", operation, redactPath(err, r.Path()))
 	}
-	return r, data, nil
+	return next, nil
 }

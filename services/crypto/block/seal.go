@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 	"github.com/blocktree/blocktree/services/crypto/wire"
 )
 
-const blockVersion = 1
+// blockVersion is the version of the block encoding. Version 2 added holes
+// and the sector ranges. Version 1 was never stored, so it is not decoded.
+const blockVersion = 2
 
 // Writer is the principal that seals a block: its keys and its chain of
 // writecaps from the tree's root principal. An empty chain means the writer
@@ -41,28 +44,47 @@ type Params struct {
 }
 
 // Seal encrypts data, wraps the block key for every reader, signs the header
-// and returns the encoded block.
+// and returns the encoded block. Sectors of data that are all zeros become
+// holes, which the encoding does not store.
 //
 // Seal first checks the writer's chain for the path at the current time, as
 // Open does at its expect.Now, so that it never produces a block that
 // readers reject for its chain at that time.
 func Seal(w Writer, p Params, data []byte) ([]byte, error) {
-	if err := checkParams(w, p, data); err != nil {
+	if err := checkParams(w, p, uint64(len(data))); err != nil {
 		return nil, err
 	}
-	root, err := capability.PathRoot(p.Path)
-	if err != nil {
-		return nil, fmt.Errorf("seal block %s version %d: %w", formatID(p.ID), p.Version, err)
-	}
-	writer := w.Credential.Principal()
-	if err := w.Chain.Verify(root, writer, p.Path, time.Now()); err != nil {
-		return nil, fmt.Errorf("seal block %s version %d: writer %s: %w", formatID(p.ID), p.Version, writer, err)
+	if err := checkChain(w, p); err != nil {
+		return nil, err
 	}
 	return seal(w, p, data)
 }
 
+// SealSparse is Seal for a block of size bytes whose data the caller supplies
+// sector by sector, so that a large sparse file is never held in memory as a
+// whole. sectors yields the index and the plaintext of each present sector in
+// increasing order of index, and skips the holes. Each plaintext must be
+// SectorSize bytes, or the rest of the block for its last sector. A yielded
+// sector that is all zeros becomes a hole as well, so SealSparse stores the
+// same sectors as Seal of the same plaintext. SealSparse seals each sector
+// before it requests the next, so the iterator may reuse one buffer.
+//
+// SealSparse cannot tell an iterator that stopped early from one that
+// reached the end: the sectors it did not yield become holes. An iterator
+// whose source fails must record the error, and the caller must then discard
+// the block.
+func SealSparse(w Writer, p Params, size uint64, sectors iter.Seq2[uint64, []byte]) ([]byte, error) {
+	if err := checkParams(w, p, size); err != nil {
+		return nil, err
+	}
+	if err := checkChain(w, p); err != nil {
+		return nil, err
+	}
+	return sealSparse(w, p, size, sectors)
+}
+
 // checkParams validates everything about a seal request except the chain.
-func checkParams(w Writer, p Params, data []byte) error {
+func checkParams(w Writer, p Params, size uint64) error {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("seal block %s version %d: "+format, append([]any{formatID(p.ID), p.Version}, args...)...)
 	}
@@ -81,8 +103,8 @@ func checkParams(w Writer, p Params, data []byte) error {
 	if p.Key != nil && len(p.Key) != KeySize {
 		return fail("key is %d bytes, expected %d (or nil for a new key)", len(p.Key), KeySize)
 	}
-	if uint64(len(data)) > MaxSize {
-		return fail("data is %d bytes, above the maximum %d", len(data), MaxSize)
+	if size > MaxSize {
+		return fail("data is %d bytes, above the maximum %d", size, MaxSize)
 	}
 	if len(p.Readers) == 0 {
 		return fail("no readers: nobody could open the block")
@@ -93,30 +115,124 @@ func checkParams(w Writer, p Params, data []byte) error {
 	return nil
 }
 
-// seal is Seal without the chain check.
-func seal(w Writer, p Params, data []byte) ([]byte, error) {
-	fail := func(err error) ([]byte, error) {
-		return nil, fmt.Errorf("seal block %s version %d: %w", formatID(p.ID), p.Version, err)
+// checkChain checks the writer's chain for the path at the current time.
+func checkChain(w Writer, p Params) error {
+	root, err := capability.PathRoot(p.Path)
+	if err != nil {
+		return fmt.Errorf("seal block %s version %d: %w", formatID(p.ID), p.Version, err)
 	}
+	writer := w.Credential.Principal()
+	if err := w.Chain.Verify(root, writer, p.Path, time.Now()); err != nil {
+		return fmt.Errorf("seal block %s version %d: writer %s: %w", formatID(p.ID), p.Version, writer, err)
+	}
+	return nil
+}
 
+// seal is Seal without the chain check. It finds the holes first, which
+// fixes the layout, and then seals the present sectors straight into the
+// output.
+func seal(w Writer, p Params, data []byte) ([]byte, error) {
 	key := p.Key
 	if key == nil {
 		key = newBlockKey()
 		defer principal.Wipe(key)
 	}
+	s, err := newSealer(w, p, key, uint64(len(data)))
+	if err != nil {
+		return nil, err
+	}
+
+	present := newPresence(dataRanges(data))
+	sealedLen := present.storedBytes(s.header.Size) + present.stored*SealOverhead
+	out, sectorsStart := s.allocate(present, sealedLen)
+
+	leaves := make([][HashSize]byte, 0, present.stored)
+	offset := sectorsStart
+	for _, r := range present.ranges {
+		for i := r.First; i < r.First+r.Count; i++ {
+			plain := data[i*SectorSize : min((i+1)*SectorSize, uint64(len(data)))]
+			sealed := out[offset : offset+len(plain)+SealOverhead]
+			leaves = append(leaves, s.sealSector(i, plain, sealed))
+			offset += len(sealed)
+		}
+	}
+	return s.finish(out, present, leaves)
+}
+
+// sealSparse is SealSparse without the chain check. It cannot know the layout
+// before the iterator ends, so it seals into a buffer that grows and copies
+// the sealed sectors into the output at the end.
+func sealSparse(w Writer, p Params, size uint64, sectors iter.Seq2[uint64, []byte]) ([]byte, error) {
+	key := p.Key
+	if key == nil {
+		key = newBlockKey()
+		defer principal.Wipe(key)
+	}
+	s, err := newSealer(w, p, key, size)
+	if err != nil {
+		return nil, err
+	}
+
+	n := sectorCount(size)
+	var ranges []SectorRange
+	var leaves [][HashSize]byte
+	var sealedSectors []byte
+	next := uint64(0) // lowest index the iterator may yield next
+	for i, plain := range sectors {
+		if i >= n {
+			return nil, s.fail(fmt.Errorf("sector %d is beyond the %d sectors of a %d-byte block", i, n, size))
+		}
+		if i < next {
+			return nil, s.fail(fmt.Errorf("sector %d yielded after sector %d, expected increasing indexes", i, next-1))
+		}
+		if length := min(SectorSize, size-i*SectorSize); uint64(len(plain)) != length {
+			return nil, s.fail(fmt.Errorf("sector %d has %d bytes, expected %d", i, len(plain), length))
+		}
+		next = i + 1
+		if isZero(plain) {
+			continue
+		}
+
+		offset := len(sealedSectors)
+		sealedSectors = slices.Grow(sealedSectors, len(plain)+SealOverhead)[:offset+len(plain)+SealOverhead]
+		leaves = append(leaves, s.sealSector(i, plain, sealedSectors[offset:]))
+		ranges = appendSector(ranges, i)
+	}
+
+	present := newPresence(ranges)
+	out, sectorsStart := s.allocate(present, uint64(len(sealedSectors)))
+	copy(out[sectorsStart:], sealedSectors)
+	return s.finish(out, present, leaves)
+}
+
+// sealer holds what both ways of sealing share: the derived keys and the
+// header, complete but for the root and the signature.
+type sealer struct {
+	writer    Writer
+	params    Params
+	keys      *blockKeys
+	header    *Header
+	headerEnd int // length of the encoding up to the end of the header
+}
+
+// newSealer derives the keys from the block key key, wraps it for the
+// readers and builds the header of a block of size bytes.
+func newSealer(w Writer, p Params, key []byte, size uint64) (*sealer, error) {
+	s := &sealer{writer: w, params: p}
 	keys, err := deriveKeys(p.ID, key)
 	if err != nil {
-		return fail(err)
+		return nil, s.fail(err)
 	}
 	recipients, err := wrapKey(p.ID, key, p.Readers)
 	if err != nil {
-		return fail(err)
+		return nil, s.fail(err)
 	}
+	s.keys = keys
 
-	h := &Header{
+	s.header = &Header{
 		ID:             p.ID,
 		Version:        p.Version,
-		Size:           uint64(len(data)),
+		Size:           size,
 		SectorSize:     SectorSize,
 		KeyCommitment:  keys.commitment,
 		SealedPath:     sealValue(nil, keys.fields, []byte(p.Path), fieldAD(pathContext, p.ID, p.Version)),
@@ -127,63 +243,76 @@ func seal(w Writer, p Params, data []byte) ([]byte, error) {
 	}
 	chain, err := w.Chain.MarshalBinary()
 	if err != nil {
-		return fail(fmt.Errorf("encode chain: %w", err))
+		return nil, s.fail(fmt.Errorf("encode chain: %w", err))
 	}
 	if len(chain) > maxChainSize {
-		return fail(fmt.Errorf("chain encodes to %d bytes, above the maximum %d", len(chain), maxChainSize))
+		return nil, s.fail(fmt.Errorf("chain encodes to %d bytes, above the maximum %d", len(chain), maxChainSize))
 	}
 
 	// Every header field has its final size before the root and the signature
-	// are known, so the sectors can be sealed straight into the output and the
-	// header copied in front of them afterwards.
+	// are known, so the rest of the block can be written behind the header
+	// and the header copied in front of it afterwards.
+	unsigned, err := s.header.encodeUnsigned()
+	if err != nil {
+		return nil, err
+	}
+	s.headerEnd = wire.HeaderSize + 4 + len(unsigned.Data()) + principal.SignatureSize
+	return s, nil
+}
+
+func (s *sealer) fail(err error) error {
+	return fmt.Errorf("seal block %s version %d: %w", formatID(s.params.ID), s.params.Version, err)
+}
+
+// allocate returns the output for a block with the given present sectors,
+// whose sealed sectors take sealedLen bytes, with the ranges already
+// encoded, and the offset of the first sealed sector in it.
+func (s *sealer) allocate(present *presence, sealedLen uint64) ([]byte, int) {
+	ranges := encodeRanges(present.ranges)
+	leavesStart := s.headerEnd + len(ranges)
+	sectorsStart := leavesStart + int(present.stored)*HashSize
+	out := make([]byte, sectorsStart+int(sealedLen))
+	copy(out[s.headerEnd:], ranges)
+	return out, sectorsStart
+}
+
+// sealSector seals the plaintext of sector index into sealed, which has room
+// for exactly the nonce, the ciphertext and the tag, and returns its leaf hash.
+func (s *sealer) sealSector(index uint64, plain, sealed []byte) [HashSize]byte {
+	nonce := sealed[:NonceSize]
+	rand.Read(nonce)
+	s.keys.sectors.Seal(sealed[NonceSize:NonceSize], nonce, plain, sectorAD(s.params.ID, uint32(index), s.params.Version))
+	return leafHash(uint32(index), sealed)
+}
+
+// finish writes the leaf hashes into out, computes the root, signs the header
+// and copies it to the front of out.
+func (s *sealer) finish(out []byte, present *presence, leaves [][HashSize]byte) ([]byte, error) {
+	leavesStart := s.headerEnd + 4 + len(present.ranges)*rangeSize
+	for i := range leaves {
+		copy(out[leavesStart+i*HashSize:], leaves[i][:])
+	}
+	h := s.header
+	h.Root = sparseRoot(h.Sectors(), present, leaves)
+
 	unsigned, err := h.encodeUnsigned()
 	if err != nil {
 		return nil, err
 	}
-	headerLen := len(unsigned.Data()) + principal.SignatureSize
-	prefixLen := wire.HeaderSize + 4
-	sectors := int(sectorCount(h.Size))
-	leavesLen := sectors * HashSize
-	out := make([]byte, prefixLen+headerLen+leavesLen+len(data)+sectors*SealOverhead)
-
-	leaves := sealSectors(keys, p.ID, p.Version, data, out[prefixLen+headerLen+leavesLen:])
-	for i := range leaves {
-		copy(out[prefixLen+headerLen+i*HashSize:], leaves[i][:])
-	}
-	h.Root = merkleRoot(leaves)
-
-	if unsigned, err = h.encodeUnsigned(); err != nil {
-		return nil, err
-	}
-	signature, err := w.Credential.Signing.Sign(signatureContext, unsigned.Data())
+	signature, err := s.writer.Credential.Signing.Sign(signatureContext, unsigned.Data())
 	if err != nil {
-		return fail(err)
+		return nil, s.fail(err)
 	}
 	unsigned.Fixed(signature)
 	prefix := wire.NewEncoder(wire.KindBlock, blockVersion)
 	prefix.Bytes(unsigned.Data())
-	if len(prefix.Data()) != prefixLen+headerLen {
+	if len(prefix.Data()) != s.headerEnd {
 		// Only a field whose size depends on the root or the signature could
 		// cause this, and the header has none.
-		return fail(fmt.Errorf("header changed size from %d to %d bytes while sealing", prefixLen+headerLen, len(prefix.Data())))
+		return nil, s.fail(fmt.Errorf("header changed size from %d to %d bytes while sealing", s.headerEnd, len(prefix.Data())))
 	}
 	copy(out, prefix.Data())
 	return out, nil
-}
-
-// sealSectors seals data sector by sector into out, which has exactly the
-// room for the sealed sectors, and returns their leaf hashes.
-func sealSectors(keys *blockKeys, id [32]byte, version uint64, data, out []byte) [][HashSize]byte {
-	leaves := make([][HashSize]byte, sectorCount(uint64(len(data))))
-	for i := range leaves {
-		plain := data[i*SectorSize : min((i+1)*SectorSize, len(data))]
-		sealed := out[i*(SectorSize+SealOverhead):][:len(plain)+SealOverhead]
-		nonce := sealed[:NonceSize]
-		rand.Read(nonce)
-		keys.sectors.Seal(sealed[NonceSize:NonceSize], nonce, plain, sectorAD(id, uint32(i), version))
-		leaves[i] = leafHash(uint32(i), sealed)
-	}
-	return leaves
 }
 
 // wrapKey wraps key for every reader and returns the recipients in the

@@ -66,46 +66,52 @@ func TestBitFlipDetectedSmallBlocks(t *testing.T) {
 	p.Readers = []principal.Identity{f.alice.Identity()}
 	for _, size := range []int{0, 1, SectorSize - 1, SectorSize + 1} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			original := f.seal(p, testData(size))
-			_, sectorsStart := blockParts(t, original)
-			bits := len(original) * 8
-
-			const workers = 2
-			var wg sync.WaitGroup
-			failures := make([][]string, workers)
-			for w := range workers {
-				wg.Go(func() {
-					encoded := bytes.Clone(original)
-					r, err := Open(encoded, f.alice, f.expect(1))
-					if err != nil {
-						failures[w] = append(failures[w], fmt.Sprintf("Open of the intact block: %v", err))
-						return
-					}
-					for bit := w; bit < bits && len(failures[w]) < 10; bit += workers {
-						offset := bit / 8
-						encoded[offset] ^= 1 << (bit % 8)
-						if offset < sectorsStart || bit%freshOpenEvery == 0 {
-							err = checkFlipDetected(f, encoded)
-						}
-						if err == nil && offset >= sectorsStart {
-							err = checkSectorFlipDetected(r, (offset-sectorsStart)/(SectorSize+SealOverhead))
-						}
-						if err != nil {
-							failures[w] = append(failures[w], fmt.Sprintf("bit %d (byte %d): %v", bit, offset, err))
-						}
-						encoded[offset] ^= 1 << (bit % 8)
-					}
-				})
-			}
-			wg.Wait()
-			for _, list := range failures {
-				for _, failure := range list {
-					t.Error(failure)
-				}
-			}
-			t.Logf("flipped each of %d bits of a %d-byte block, %d of them before the sectors", bits, len(original), sectorsStart*8)
+			checkEveryBitFlip(t, f, f.seal(p, testData(size)))
 		})
 	}
+}
+
+// checkEveryBitFlip flips every bit of original, a block that Alice can
+// read, one at a time, as TestBitFlipDetectedSmallBlocks describes.
+func checkEveryBitFlip(t *testing.T, f *fixture, original []byte) {
+	t.Helper()
+	layout := blockParts(t, original)
+	bits := len(original) * 8
+
+	const workers = 2
+	var wg sync.WaitGroup
+	failures := make([][]string, workers)
+	for w := range workers {
+		wg.Go(func() {
+			encoded := bytes.Clone(original)
+			r, err := Open(encoded, f.alice, f.expect(1))
+			if err != nil {
+				failures[w] = append(failures[w], fmt.Sprintf("Open of the intact block: %v", err))
+				return
+			}
+			for bit := w; bit < bits && len(failures[w]) < 10; bit += workers {
+				offset := bit / 8
+				encoded[offset] ^= 1 << (bit % 8)
+				if offset < layout.sectorsStart || bit%freshOpenEvery == 0 {
+					err = checkFlipDetected(f, encoded)
+				}
+				if err == nil && offset >= layout.sectorsStart {
+					err = checkSectorFlipDetected(r, layout.sectorAt(offset))
+				}
+				if err != nil {
+					failures[w] = append(failures[w], fmt.Sprintf("bit %d (byte %d): %v", bit, offset, err))
+				}
+				encoded[offset] ^= 1 << (bit % 8)
+			}
+		})
+	}
+	wg.Wait()
+	for _, list := range failures {
+		for _, failure := range list {
+			t.Error(failure)
+		}
+	}
+	t.Logf("flipped each of %d bits of a %d-byte block, %d of them before the sectors", bits, len(original), layout.sectorsStart*8)
 }
 
 // TestBitFlipDetectedLargeBlockSample flips a random sample of the bits of a
@@ -124,7 +130,7 @@ func TestBitFlipDetectedLargeBlockSample(t *testing.T) {
 	f := newFixture(t)
 	data := testData(tenMiB)
 	encoded := f.seal(f.params(1), data)
-	_, sectorsStart := blockParts(t, encoded)
+	sectorsStart := blockParts(t, encoded).sectorsStart
 	sectors := (len(data) + SectorSize - 1) / SectorSize
 	shared := f.open(encoded, f.alice, 1)
 	buf := make([]byte, SectorSize)
@@ -215,10 +221,11 @@ func TestSwappedSectorsDetected(t *testing.T) {
 func TestTruncatedBlockRejected(t *testing.T) {
 	f := newFixture(t)
 	encoded := f.seal(f.params(1), testData(2*SectorSize+100))
-	leavesStart, sectorsStart := blockParts(t, encoded)
+	layout := blockParts(t, encoded)
 
-	cuts := []int{0, 1, 2, 3, 6, 100, leavesStart - 1, leavesStart, leavesStart + 5, sectorsStart,
-		sectorsStart + 1000, sectorsStart + SectorSize + SealOverhead, len(encoded) - 1}
+	cuts := []int{0, 1, 2, 3, 6, 100, layout.rangesStart - 1, layout.rangesStart, layout.rangesStart + 3,
+		layout.leavesStart, layout.leavesStart + 5, layout.sectorsStart,
+		layout.sectorsStart + 1000, layout.sectorsStart + SectorSize + SealOverhead, len(encoded) - 1}
 	for _, cut := range cuts {
 		t.Run(fmt.Sprint(cut), func(t *testing.T) {
 			truncated := bytes.Clone(encoded[:cut])
@@ -307,9 +314,9 @@ func TestOlderSectorWithOwnLeafDetected(t *testing.T) {
 	start, end := sealedSector(t, newer, 0)
 	oldStart, oldEnd := sealedSector(t, older, 0)
 	copy(newer[start:end], older[oldStart:oldEnd])
-	leaves, _ := blockParts(t, newer)
-	oldLeaves, _ := blockParts(t, older)
-	copy(newer[leaves:leaves+HashSize], older[oldLeaves:oldLeaves+HashSize])
+	leafStart, leafEnd := leafAt(t, newer, 0)
+	oldLeafStart, oldLeafEnd := leafAt(t, older, 0)
+	copy(newer[leafStart:leafEnd], older[oldLeafStart:oldLeafEnd])
 
 	_, err := Open(newer, f.alice, f.expect(2))
 	requireIntegrityError(t, err, ptr(HeaderSector))
