@@ -9,4 +9,4 @@ require (
 	golang.org/x/term v0.48.0
 )
 
-require github.com/hanwen/go-fuse/v2 v2.12.1 // indirect
+require github.com/hanwen/go-fuse/v2 v2.12.1

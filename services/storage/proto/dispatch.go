@@ -1,0 +1,205 @@
+package proto
+
+import (
+	"context"
+	"syscall"
+)
+
+var ebadf = uint32(syscall.EBADF)
+
+// dispatch calls the file-system method of req and fills in resp. For a
+// Read it returns the pooled buffer that resp.Data points into, which the
+// caller returns to the pool after sending resp.
+func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response) *[]byte {
+	fs := sc.srv.fs
+	var err error
+	switch req.Op {
+	case OpLookup:
+		resp.Attr, err = fs.Lookup(ctx, sc.caller(req), req.Ino, req.Name)
+	case OpGetAttr:
+		resp.Attr, err = fs.GetAttr(ctx, sc.caller(req), req.Ino)
+	case OpSetAttr:
+		// The handle of ftruncate(2) or futimens(2) may be a file's or a
+		// directory's.
+		if h := req.SetAttr.Handle; h != 0 && !sc.ownsHandle(h, req.Ino, false) && !sc.ownsHandle(h, req.Ino, true) {
+			resp.Errno = ebadf
+			return nil
+		}
+		in := req.SetAttr
+		resp.Attr, err = fs.SetAttr(ctx, sc.caller(req), req.Ino, &in)
+	case OpAccess:
+		err = fs.Access(ctx, sc.caller(req), req.Ino, req.Mask)
+	case OpMknod:
+		resp.Attr, err = fs.Mknod(ctx, sc.caller(req), req.Ino, req.Name, req.Mode, req.Rdev)
+	case OpMkdir:
+		resp.Attr, err = fs.Mkdir(ctx, sc.caller(req), req.Ino, req.Name, req.Mode)
+	case OpCreate:
+		resp.Attr, resp.Handle, err = fs.Create(ctx, sc.caller(req), req.Ino, req.Name, req.Mode, req.Flags)
+		if err == nil {
+			sc.addHandle(resp.Handle, resp.Attr.Ino, false)
+		}
+	case OpSymlink:
+		resp.Attr, err = fs.Symlink(ctx, sc.caller(req), req.Ino, req.Name, req.Target)
+	case OpLink:
+		resp.Attr, err = fs.Link(ctx, sc.caller(req), req.Ino, req.NewParent, req.NewName)
+	case OpUnlink:
+		err = fs.Unlink(ctx, sc.caller(req), req.Ino, req.Name)
+	case OpRmdir:
+		err = fs.Rmdir(ctx, sc.caller(req), req.Ino, req.Name)
+	case OpRename:
+		err = fs.Rename(ctx, sc.caller(req), req.Ino, req.Name, req.NewParent, req.NewName, req.Flags)
+	case OpReadlink:
+		resp.Target, err = fs.Readlink(ctx, sc.caller(req), req.Ino)
+	case OpOpen:
+		resp.Handle, err = fs.Open(ctx, sc.caller(req), req.Ino, req.Flags)
+		if err == nil {
+			sc.addHandle(resp.Handle, req.Ino, false)
+		}
+	case OpRead:
+		return sc.read(ctx, req, resp)
+	case OpWrite:
+		if !sc.ownsHandle(req.Handle, req.Ino, false) {
+			resp.Errno = ebadf
+			return nil
+		}
+		var n int
+		n, err = fs.Write(ctx, sc.caller(req), req.Ino, req.Handle, req.Offset, req.Data)
+		if err == nil && (n < 0 || n > len(req.Data)) {
+			sc.log.Error("file system wrote a count outside the data; sending EIO", "op", req.Op.String(), "count", n, "size", len(req.Data))
+			resp.Errno = uint32(syscall.EIO)
+			return nil
+		}
+		resp.Count = uint64(n)
+	case OpFlush:
+		if !sc.ownsHandle(req.Handle, req.Ino, false) {
+			resp.Errno = ebadf
+			return nil
+		}
+		err = fs.Flush(ctx, sc.caller(req), req.Ino, req.Handle, req.Owner)
+	case OpRelease:
+		if !sc.takeHandle(req.Handle, req.Ino, false) {
+			resp.Errno = ebadf
+			return nil
+		}
+		err = fs.Release(ctx, req.Ino, req.Handle)
+	case OpFsync:
+		if !sc.ownsHandle(req.Handle, req.Ino, false) {
+			resp.Errno = ebadf
+			return nil
+		}
+		err = fs.Fsync(ctx, sc.caller(req), req.Ino, req.Handle, req.Datasync)
+	case OpFallocate:
+		if !sc.ownsHandle(req.Handle, req.Ino, false) {
+			resp.Errno = ebadf
+			return nil
+		}
+		err = fs.Fallocate(ctx, sc.caller(req), req.Ino, req.Handle, req.Mode, req.Offset, int64(req.Length))
+	case OpLseek:
+		if !sc.ownsHandle(req.Handle, req.Ino, false) {
+			resp.Errno = ebadf
+			return nil
+		}
+		resp.Offset, err = fs.Lseek(ctx, sc.caller(req), req.Ino, req.Handle, req.Offset, req.Whence)
+	case OpCopyFileRange:
+		if !sc.ownsHandle(req.Handle, req.Ino, false) || !sc.ownsHandle(req.OutHandle, req.OutIno, false) {
+			resp.Errno = ebadf
+			return nil
+		}
+		resp.Count, err = fs.CopyFileRange(ctx, sc.caller(req), req.Ino, req.Handle, req.Offset,
+			req.OutIno, req.OutHandle, req.OutOffset, req.Length, req.Flags)
+	case OpOpenDir:
+		resp.Handle, err = fs.OpenDir(ctx, sc.caller(req), req.Ino, req.Flags)
+		if err == nil {
+			sc.addHandle(resp.Handle, req.Ino, true)
+		}
+	case OpReadDir:
+		if !sc.ownsHandle(req.Handle, req.Ino, true) {
+			resp.Errno = ebadf
+			return nil
+		}
+		resp.Entries, err = fs.ReadDir(ctx, sc.caller(req), req.Ino, req.Handle, req.Cookie, int(req.Max))
+		// Entries past max are read again by the next ReadDir, which
+		// continues from the cookie of the last entry sent.
+		if len(resp.Entries) > int(req.Max) {
+			resp.Entries = resp.Entries[:req.Max]
+		}
+		if len(resp.Entries) == 0 {
+			resp.Entries = nil
+		}
+	case OpReleaseDir:
+		if !sc.takeHandle(req.Handle, req.Ino, true) {
+			resp.Errno = ebadf
+			return nil
+		}
+		err = fs.ReleaseDir(ctx, req.Ino, req.Handle)
+	case OpFsyncDir:
+		if !sc.ownsHandle(req.Handle, req.Ino, true) {
+			resp.Errno = ebadf
+			return nil
+		}
+		err = fs.FsyncDir(ctx, sc.caller(req), req.Ino, req.Handle)
+	case OpStatFS:
+		resp.StatFS, err = fs.StatFS(ctx, sc.caller(req), req.Ino)
+	case OpSyncFS:
+		err = fs.SyncFS(ctx, sc.caller(req))
+	case OpGetXattr:
+		resp.Data, err = fs.GetXattr(ctx, sc.caller(req), req.Ino, req.Name)
+		if len(resp.Data) == 0 {
+			resp.Data = nil
+		}
+	case OpSetXattr:
+		err = fs.SetXattr(ctx, sc.caller(req), req.Ino, req.Name, req.Data, req.Flags)
+	case OpListXattr:
+		resp.Names, err = fs.ListXattr(ctx, sc.caller(req), req.Ino)
+		if len(resp.Names) == 0 {
+			resp.Names = nil
+		}
+	case OpRemoveXattr:
+		err = fs.RemoveXattr(ctx, sc.caller(req), req.Ino, req.Name)
+	case OpGetLk:
+		if !sc.ownsHandle(req.Handle, req.Ino, false) {
+			resp.Errno = ebadf
+			return nil
+		}
+		resp.Lock, err = fs.GetLk(ctx, sc.caller(req), req.Ino, req.Handle, req.Owner, req.Lock)
+	case OpSetLk:
+		c := sc.caller(req)
+		if !sc.addLockOwner(req.Handle, req.Ino, req.Owner, c) {
+			resp.Errno = ebadf
+			return nil
+		}
+		err = fs.SetLk(ctx, c, req.Ino, req.Handle, req.Owner, req.Lock, req.Wait)
+	case OpFlock:
+		if !sc.ownsHandle(req.Handle, req.Ino, false) {
+			resp.Errno = ebadf
+			return nil
+		}
+		err = fs.Flock(ctx, sc.caller(req), req.Ino, req.Handle, req.How, req.Wait)
+	}
+	if err != nil {
+		// Results that came with an error are not sent.
+		*resp = Response{Op: resp.Op, ID: resp.ID, Errno: sc.errno(req.Op, err)}
+	}
+	return nil
+}
+
+// read runs a Read into a pooled buffer, which it returns.
+func (sc *serverConn) read(ctx context.Context, req *Request, resp *Response) *[]byte {
+	if !sc.ownsHandle(req.Handle, req.Ino, false) {
+		resp.Errno = ebadf
+		return nil
+	}
+	buf := getBuffer(int(req.Size))
+	dest := (*buf)[:req.Size]
+	n, err := sc.srv.fs.Read(ctx, sc.caller(req), req.Ino, req.Handle, req.Offset, dest)
+	switch {
+	case err != nil:
+		resp.Errno = sc.errno(req.Op, err)
+	case n < 0 || n > len(dest):
+		sc.log.Error("file system read a count outside the buffer; sending EIO", "op", req.Op.String(), "count", n, "size", len(dest))
+		resp.Errno = uint32(syscall.EIO)
+	case n > 0:
+		resp.Data = dest[:n]
+	}
+	return buf
+}

@@ -1,0 +1,142 @@
+// Package proto carries the file-system protocol of package fsapi between
+// processes: the messages for every fsapi.FS method, a framing for byte
+// streams, a server (Serve) that exposes an fsapi.FS on a Unix socket, and
+// a client (Client) that implements fsapi.FS over such a socket. Until
+// Blocktree's message bus exists the storage daemon serves its file system
+// this way. The bus and the network will carry the same message encodings,
+// so the encodings do not depend on the transport.
+//
+// # Model
+//
+// A client sends requests, each with a 64-bit id that is unique among its
+// running requests on the connection, and the server sends for each a
+// response that carries the same id. The server runs every request in its
+// own goroutine, so responses arrive in the order the requests finish, and
+// a SetLk that waits for a lock holds up nothing else. A client cancels a
+// request by sending OpInterrupt with the request's id. The server then
+// cancels that request's context and still sends a response, typically
+// EINTR. The client does not wait for that response.
+//
+// The server decides who each request comes from. A peer that
+// ServerOptions.TrustCallers accepts names the Caller in every request, as
+// the FUSE server does for the processes it relays. Any other peer acts as
+// itself: the uid, gid, pid and supplementary groups that the kernel
+// recorded when it connected (SO_PEERCRED, SO_PEERGROUPS). The principal
+// comes from ServerOptions.Principal, unless a trusted peer names one.
+//
+// Handles belong to the connection that opened them. A request that names
+// a handle which its connection did not open, or opened on another inode
+// or as the other kind (file or directory), fails with EBADF. When a
+// connection ends, which includes the peer closing its sending side, the
+// server cancels its running requests without answering them, unlocks the
+// POSIX locks of every lock owner that called SetLk on its handles, and
+// releases the handles the peer left open. A flock belongs to its handle,
+// so the file system drops it on Release.
+//
+// # Messages
+//
+// Messages use the canonical encoding of package wire: fixed-width
+// big-endian integers, byte strings with a u32 length, and a header of a
+// two-byte kind and a one-byte version. A request (KindRequest) is
+//
+//	kind u16 = 0x0200, version u8 = 1, op u16, id u64, arguments of op
+//
+// and a response (KindResponse) is
+//
+//	kind u16 = 0x0201, version u8 = 1, op u16, id u64, errno u32, results of op
+//
+// where the results are present only when errno is 0. The Caller comes
+// first in the arguments of every op except release, releasedir and
+// interrupt. The other arguments follow the parameters of the fsapi.FS
+// method, and the results its return values:
+//
+//	code op               arguments after the Caller                           results
+//	 1   lookup           parent u64, name                                     attr
+//	 2   getattr          ino u64                                              attr
+//	 3   setattr          ino u64, setattr                                     attr
+//	 4   access           ino u64, mask u32
+//	 5   mknod            parent u64, name, mode u32, rdev u64                 attr
+//	 6   mkdir            parent u64, name, mode u32                           attr
+//	 7   create           parent u64, name, mode u32, flags u32                attr, handle u64
+//	 8   symlink          parent u64, name, target                             attr
+//	 9   link             ino u64, new parent u64, new name                    attr
+//	10   unlink           parent u64, name
+//	11   rmdir            parent u64, name
+//	12   rename           old parent u64, old name, new parent u64, new name, flags u32
+//	13   readlink         ino u64                                              target
+//	14   open             ino u64, flags u32                                   handle u64
+//	15   read             ino u64, handle u64, offset i64, size u32            data
+//	16   write            ino u64, handle u64, offset i64, data                written u64
+//	17   flush            ino u64, handle u64, lock owner u64
+//	18   release          ino u64, handle u64
+//	19   fsync            ino u64, handle u64, datasync bool
+//	20   fallocate        ino u64, handle u64, mode u32, offset i64, length i64
+//	21   lseek            ino u64, handle u64, offset i64, whence u32          offset i64
+//	22   copy_file_range  in ino u64, in handle u64, in offset i64,            copied u64
+//	                      out ino u64, out handle u64, out offset i64,
+//	                      length u64, flags u32
+//	23   opendir          ino u64, flags u32                                   handle u64
+//	24   readdir          ino u64, handle u64, cookie u64, max u32             entries
+//	25   releasedir       ino u64, handle u64
+//	26   fsyncdir         ino u64, handle u64
+//	27   statfs           ino u64                                              statfs
+//	28   syncfs
+//	29   getxattr         ino u64, xattr name                                  xattr value
+//	30   setxattr         ino u64, xattr name, xattr value, flags u32
+//	31   listxattr        ino u64                                              names
+//	32   removexattr      ino u64, xattr name
+//	33   getlk            ino u64, handle u64, lock owner u64, lock            lock
+//	34   setlk            ino u64, handle u64, lock owner u64, lock, wait bool
+//	35   flock            ino u64, handle u64, how u32, wait bool
+//	36   interrupt        none; the id is that of the request to cancel        no response
+//
+// The composite fields are:
+//
+//	Caller       uid u32, gid u32, pid u32, u32 count of groups, each group u32,
+//	             principal (32 bytes)
+//	name, target, xattr name
+//	             u32 length || bytes
+//	data, xattr value
+//	             u32 length || bytes
+//	bool         one byte, 0 or 1
+//	setattr      valid u32, mode u32, uid u32, gid u32, size u64, atime i64,
+//	             mtime i64, ctime i64, handle u64
+//	attr         ino u64, mode u32, nlink u32, uid u32, gid u32, rdev u64,
+//	             size u64, blocks u64, atime i64, mtime i64, ctime i64
+//	lock         start u64, end u64, type u32, pid u32
+//	statfs       blocks, bfree, bavail, files, ffree u64; bsize, namelen, frsize u32
+//	entries      u32 count, then per entry: name, ino u64, mode u32, cookie u64
+//	names        u32 count, then each name as u32 length || bytes
+//
+// layout.go holds the same layouts as the tables that the encoder and the
+// decoder both walk.
+//
+// Decoders are strict. They reject other kinds and versions, unknown op
+// codes, names above fsapi.MaxNameLen, symlink targets above
+// fsapi.MaxSymlinkLen, data above fsapi.MaxWrite, extended attribute
+// values above fsapi.MaxXattrSize, more than MaxGroups groups or
+// MaxDirEntries directory entries, booleans other than 0 and 1, and bytes
+// after the last field. Their errors name the field. The encoders reject
+// the same values, so every message that encodes also decodes, and every
+// message that decodes encodes back to the same bytes.
+//
+// # Framing
+//
+// On a byte stream each message is preceded by its length as a big-endian
+// u32. A length above MaxFrameSize, a message that does not decode, a
+// stream that ends inside a frame, or a request id that is already running
+// makes the server log the error once with the peer's pid and close that
+// connection; other connections are unaffected. A client whose connection
+// fails in any way fails every waiting and later request with a ConnError,
+// which matches syscall.EIO.
+//
+// # Versioning
+//
+// Version 1 is the only version. Any change to a layout, and any new op,
+// makes a new version, and a decoder accepts only the versions it knows.
+// Kinds 0x0200 and 0x0201 are fixed forever.
+//
+// TODO: when a second version exists, a connection needs a handshake that
+// picks a version both sides know; today a peer with another version has
+// its connection closed at its first message.
+package proto

@@ -1,0 +1,156 @@
+package proto
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/blocktree/blocktree/services/crypto/principal"
+)
+
+// testServer is a Serve running on a Unix socket in the test's directory.
+type testServer struct {
+	path string
+	fs   *memFS
+	logs *logBuffer
+	stop func() // cancels Serve and waits for it to return
+}
+
+// logBuffer collects log records as text lines, for tests to search.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the records that contain every one of words.
+func (b *logBuffer) lines(words ...string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for line := range strings.Lines(b.buf.String()) {
+		matches := true
+		for _, w := range words {
+			if !strings.Contains(line, w) {
+				matches = false
+			}
+		}
+		if matches {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// trustAll is a TrustCallers that trusts every peer.
+func trustAll(*unix.Ucred) bool { return true }
+
+// nodePrincipal is the principal that test servers assign to local peers.
+var nodePrincipal = testPrincipal(0x90)
+
+// startServer serves fs on a new socket. With opts.Principal nil the server
+// assigns nodePrincipal. Serve stops at the end of the test.
+func startServer(t testing.TB, fs *memFS, opts ServerOptions) *testServer {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fs.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatalf("listen on %s: %v", path, err)
+	}
+	logs := &logBuffer{}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if opts.Principal == nil {
+		opts.Principal = func(*unix.Ucred) principal.Principal { return nodePrincipal }
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, l, fs, opts) }()
+
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Serve returned %v after its context ended", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("Serve did not return within 10s of its context ending")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &testServer{path: path, fs: fs, logs: logs, stop: stop}
+}
+
+// dial connects a client that closes at the end of the test.
+func dial(t testing.TB, path string) *Client {
+	t.Helper()
+	c, err := Dial(path, ClientOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// errnoOf returns the syscall.Errno inside err, or 0.
+func errnoOf(err error) syscall.Errno {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return 0
+}
+
+// eventually polls cond every millisecond for up to 5 seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 5s waiting until %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// within runs f and fails the test if it takes longer than d.
+func within(t *testing.T, d time.Duration, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s took longer than %v", what, d)
+	}
+}

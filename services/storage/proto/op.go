@@ -1,0 +1,122 @@
+package proto
+
+import "fmt"
+
+// Op is the operation code of a request: one per fsapi.FS method, plus
+// OpInterrupt. Values are fixed forever within a version.
+type Op uint16
+
+// Operation codes. Each fsapi.FS method has the code of its name.
+const (
+	OpLookup Op = iota + 1
+	OpGetAttr
+	OpSetAttr
+	OpAccess
+	OpMknod
+	OpMkdir
+	OpCreate
+	OpSymlink
+	OpLink
+	OpUnlink
+	OpRmdir
+	OpRename
+	OpReadlink
+	OpOpen
+	OpRead
+	OpWrite
+	OpFlush
+	OpRelease
+	OpFsync
+	OpFallocate
+	OpLseek
+	OpCopyFileRange
+	OpOpenDir
+	OpReadDir
+	OpReleaseDir
+	OpFsyncDir
+	OpStatFS
+	OpSyncFS
+	OpGetXattr
+	OpSetXattr
+	OpListXattr
+	OpRemoveXattr
+	OpGetLk
+	OpSetLk
+	OpFlock
+
+	// OpInterrupt requests that the server cancel the context of the
+	// request whose id the message carries. It has no arguments and no
+	// response.
+	OpInterrupt
+
+	opEnd // one past the last valid code
+)
+
+var opNames = [opEnd]string{
+	OpLookup:        "lookup",
+	OpGetAttr:       "getattr",
+	OpSetAttr:       "setattr",
+	OpAccess:        "access",
+	OpMknod:         "mknod",
+	OpMkdir:         "mkdir",
+	OpCreate:        "create",
+	OpSymlink:       "symlink",
+	OpLink:          "link",
+	OpUnlink:        "unlink",
+	OpRmdir:         "rmdir",
+	OpRename:        "rename",
+	OpReadlink:      "readlink",
+	OpOpen:          "open",
+	OpRead:          "read",
+	OpWrite:         "write",
+	OpFlush:         "flush",
+	OpRelease:       "release",
+	OpFsync:         "fsync",
+	OpFallocate:     "fallocate",
+	OpLseek:         "lseek",
+	OpCopyFileRange: "copy_file_range",
+	OpOpenDir:       "opendir",
+	OpReadDir:       "readdir",
+	OpReleaseDir:    "releasedir",
+	OpFsyncDir:      "fsyncdir",
+	OpStatFS:        "statfs",
+	OpSyncFS:        "syncfs",
+	OpGetXattr:      "getxattr",
+	OpSetXattr:      "setxattr",
+	OpListXattr:     "listxattr",
+	OpRemoveXattr:   "removexattr",
+	OpGetLk:         "getlk",
+	OpSetLk:         "setlk",
+	OpFlock:         "flock",
+	OpInterrupt:     "interrupt",
+}
+
+// Valid reports whether op is a code of this version.
+func (op Op) Valid() bool { return op > 0 && op < opEnd }
+
+// String returns the lower-case name of the operation, or "op(N)" for an
+// unknown code.
+func (op Op) String() string {
+	if op.Valid() {
+		return opNames[op]
+	}
+	return fmt.Sprintf("op(%d)", uint16(op))
+}
+
+// hasResponse reports whether the server sends a response to requests of op.
+func (op Op) hasResponse() bool { return op.Valid() && op != OpInterrupt }
+
+// hasCaller reports whether requests of op carry a Caller, which is the case
+// for every fsapi.FS method that takes one.
+func (op Op) hasCaller() bool {
+	switch op {
+	case OpRelease, OpReleaseDir, OpInterrupt:
+		return false
+	}
+	return op.Valid()
+}
+
+// opensHandle reports whether a successful response of op carries a new handle.
+func (op Op) opensHandle() bool {
+	return op == OpOpen || op == OpCreate || op == OpOpenDir
+}
