@@ -1,0 +1,220 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Append assigns the next seq to a record and encodes, signs and encrypts it
+// in memory. The record stays in memory, and is not durable, until a later
+// Sync returns. Seqs follow the order in which concurrent Append calls take
+// the Log's lock, and Append keeps no reference to tags or payload.
+func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
+	if len(tags) > MaxTags {
+		return 0, fmt.Errorf("append: %d tags, limit %d: %w", len(tags), MaxTags, ErrTooLarge)
+	}
+	if len(payload) > MaxPayloadSize {
+		return 0, fmt.Errorf("append: payload of %d bytes, limit %d: %w", len(payload), MaxPayloadSize, ErrTooLarge)
+	}
+
+	l.mu.Lock()
+	if err := l.usableLocked(); err != nil {
+		l.mu.Unlock()
+		return 0, fmt.Errorf("append: %w", err)
+	}
+	seq := l.nextSeq
+	l.nextSeq++
+	l.pending = append(l.pending, nil)
+	l.mu.Unlock()
+
+	// Signing takes most of the time of an Append, so it runs outside the
+	// lock and concurrent Appends sign in parallel.
+	record, err := l.codec.encode(seq, tags, payload)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		// The seq is taken, and no later record may become durable without
+		// it, so the Log cannot go on.
+		l.failLocked(fmt.Errorf("append seq %d: %w", seq, err))
+		return 0, l.failed
+	}
+	index := int(seq - l.pendingBase)
+	l.pending[index] = record
+	if index == l.filled {
+		for l.filled < len(l.pending) && l.pending[l.filled] != nil {
+			l.filled++
+		}
+		l.slotCond.Broadcast()
+	}
+	return seq, nil
+}
+
+// Sync makes every record appended before the call durable: it writes them
+// and returns after fdatasync(2) has returned. Concurrent callers share one
+// write and one fdatasync (group commit). After a failed write or fdatasync
+// every later call returns the same error.
+func (l *Log) Sync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return fmt.Errorf("sync: %w", ErrClosed)
+	}
+	return l.syncLocked(l.nextSeq - 1)
+}
+
+// syncLocked returns once every record up to target is durable. It either
+// waits for the current leader or becomes the leader itself, which writes
+// all complete pending records, including those of later callers.
+func (l *Log) syncLocked(target uint64) error {
+	for {
+		if l.failed != nil {
+			return l.failed
+		}
+		if l.durableSeq >= target {
+			return nil
+		}
+		if !l.syncing {
+			break
+		}
+		l.syncWaiters++
+		l.doneCond.Wait()
+		l.syncWaiters--
+	}
+
+	l.syncing = true
+	// Appends that took a seq up to target may still be encoding. Encoding
+	// takes no lock, so their slots fill without help from this goroutine.
+	for l.failed == nil && l.pendingBase+uint64(l.filled) <= target {
+		l.slotCond.Wait()
+	}
+	if l.failed != nil {
+		l.syncing = false
+		l.doneCond.Broadcast()
+		return l.failed
+	}
+
+	first := l.pendingBase
+	batch := make([][]byte, l.filled)
+	copy(batch, l.pending[:l.filled])
+	clear(l.pending[:l.filled])
+	l.pending = l.pending[l.filled:]
+	l.pendingBase += uint64(l.filled)
+	l.filled = 0
+	for l.filled < len(l.pending) && l.pending[l.filled] != nil {
+		l.filled++
+	}
+
+	l.mu.Unlock()
+	err := l.writeBatch(first, batch)
+	l.mu.Lock()
+
+	l.syncing = false
+	if err != nil {
+		l.failLocked(err)
+		return l.failed
+	}
+	l.durableSeq = first + uint64(len(batch)) - 1
+	l.doneCond.Broadcast()
+	return nil
+}
+
+// writeBatch writes records with consecutive seqs from first, starting a new
+// segment where the last one is full, and fdatasyncs what it wrote. Only the
+// leader calls it.
+func (l *Log) writeBatch(first uint64, batch [][]byte) error {
+	buf := l.writeBuf[:0]
+	for i, record := range batch {
+		size := l.activeSize + int64(len(buf))
+		// Every segment gets at least one record, even one larger than
+		// SegmentSize.
+		if size >= l.segmentSize && size > segmentHeaderSize {
+			if err := l.flush(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+			if err := l.rotate(first + uint64(i)); err != nil {
+				return err
+			}
+		}
+		buf = append(buf, record...)
+	}
+	err := l.flush(buf)
+	// A batch of large records should not pin a large buffer forever.
+	if cap(buf) <= 4<<20 {
+		l.writeBuf = buf[:0]
+	}
+	return err
+}
+
+// flush writes buf at the end of the last segment and fdatasyncs it.
+func (l *Log) flush(buf []byte) error {
+	if len(buf) == 0 {
+		// Every earlier flush ended with fdatasync, so nothing is pending.
+		return nil
+	}
+	if _, err := l.active.WriteAt(buf, l.activeSize); err != nil {
+		return fmt.Errorf("write %d bytes at offset %d of segment %s: %w", len(buf), l.activeSize, l.activeName, err)
+	}
+	l.activeSize += int64(len(buf))
+	if err := l.hooks.fdatasync(l.active); err != nil {
+		return fmt.Errorf("fdatasync segment %s: %w", l.activeName, err)
+	}
+	l.mu.Lock()
+	l.durableSize = l.activeSize
+	l.mu.Unlock()
+	return nil
+}
+
+// rotate makes a new segment starting at firstSeq the last one. The old
+// segment is already durable, so only the last segment ever holds bytes
+// that no fdatasync covered.
+func (l *Log) rotate(firstSeq uint64) error {
+	f, name, err := createSegment(l.dir, l.hooks, segmentHeader{id: l.codec.id, firstSeq: firstSeq})
+	if err != nil {
+		return err
+	}
+	old, oldName := l.active, l.activeName
+
+	l.mu.Lock()
+	l.segments = append(l.segments, segmentInfo{name: name, firstSeq: firstSeq})
+	l.durableSize = segmentHeaderSize
+	l.mu.Unlock()
+	l.active, l.activeName, l.activeSize = f, name, segmentHeaderSize
+
+	if err := old.Close(); err != nil {
+		// The old segment is durable, so this loses nothing.
+		l.logger.Warn("journal: closing a full segment failed", "segment", oldName, "err", err)
+	}
+	l.logger.Info("journal: started segment", "segment", name, "seq", firstSeq)
+	return nil
+}
+
+// Close waits for Appends in progress, makes every appended record durable
+// and closes the files. Later calls to any method return ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closing || l.closed {
+		l.mu.Unlock()
+		return fmt.Errorf("close: %w", ErrClosed)
+	}
+	l.closing = true
+	syncErr := l.syncLocked(l.nextSeq - 1)
+	for l.syncing {
+		l.doneCond.Wait()
+	}
+	l.closed = true
+	seq := l.nextSeq
+	l.mu.Unlock()
+
+	// A TruncateBefore in progress still needs the directory to fsync it.
+	l.truncateMu.Lock()
+	err := errors.Join(syncErr, l.active.Close(), l.dir.Close())
+	l.truncateMu.Unlock()
+	if err != nil {
+		l.logger.Error("journal: closed with an error", "seq", seq, "err", err)
+		return fmt.Errorf("close journal: %w", err)
+	}
+	l.logger.Info("journal: closed", "seq", seq)
+	return nil
+}
