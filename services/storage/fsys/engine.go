@@ -1,0 +1,399 @@
+package fsys
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/blocktree/blocktree/services/crypto/block"
+	"github.com/blocktree/blocktree/services/crypto/principal"
+	"github.com/blocktree/blocktree/services/storage/fsapi"
+)
+
+// MaxFileSize is the largest file size, the largest plaintext of a block.
+const MaxFileSize = block.MaxSize
+
+// maxLinks bounds the link count of an inode so that it never wraps. It is
+// ext4's limit (EXT4_LINK_MAX in Linux's fs/ext4/ext4.h).
+const maxLinks = 65000
+
+// Journal is the log that every entry is appended to before it is applied.
+type Journal interface {
+	// Append stores payload after every earlier entry and returns its
+	// sequence number, which must be larger than every earlier one. Tags
+	// are the inode numbers the entry touches. The entry need not be durable
+	// before Sync.
+	Append(tags []uint64, payload []byte) (seq uint64, err error)
+	// Sync makes every appended entry durable.
+	Sync() error
+}
+
+// Loader fetches the data part of an inode that the persistence layer
+// evicted (see Engine.Evict): the data encoding that EncodeInode returned for
+// the inode's block.
+type Loader interface {
+	LoadData(ino fsapi.Ino, blockID [32]byte) ([]byte, error)
+}
+
+// Options configure an Engine.
+type Options struct {
+	// Journal receives every entry. Nil keeps entries in memory only, with
+	// sequence numbers counted by the engine, for tests and tools.
+	Journal Journal
+
+	// Authorize checks the writecap of the caller's principal over the tree
+	// path (relative to the tree root, "/a/b") of an inode that a mutation
+	// changes or creates. A non-nil result rejects the request with EACCES.
+	// Nil allows everything.
+	Authorize func(c *fsapi.Caller, path string) error
+
+	// Loader loads evicted data. Nil means every inode stays resident.
+	Loader Loader
+
+	// Now returns the time recorded in new entries; nil means time.Now.
+	// Apply never calls it.
+	Now func() time.Time
+
+	// Rand supplies new block ids; nil means crypto/rand.
+	Rand io.Reader
+
+	// Logger receives the engine's logs; nil means slog.Default.
+	Logger *slog.Logger
+
+	// Capacity is the number of bytes StatFS reports and that writes may
+	// fill. Zero means no limit (see StatFS).
+	Capacity uint64
+}
+
+// Engine is the in-memory tree of one storage daemon. It implements
+// fsapi.FS. See the package documentation for its model and invariants.
+type Engine struct {
+	log       *slog.Logger
+	journal   Journal
+	authorize func(c *fsapi.Caller, path string) error
+	loader    Loader
+	now       func() time.Time
+	rand      io.Reader
+	capacity  uint64
+
+	// mu guards everything below and the inodes. See "Locking" in doc.go.
+	mu         sync.Mutex
+	inodes     map[fsapi.Ino]*inode
+	nextIno    fsapi.Ino
+	appliedSeq uint64
+	usedBytes  uint64 // stored sectors × SectorSize, over all inodes
+	freed      map[fsapi.Ino]freedInode
+	failed     error // set when an appended entry could not be applied
+
+	// lost holds the inode numbers that damaged journal records or skipped
+	// entries touched but that do not exist here, with the reason. See
+	// damage.go.
+	lost map[fsapi.Ino]string
+
+	// Runtime state of this daemon, never journaled.
+	handles    map[fsapi.HandleID]*handle
+	nextHandle fsapi.HandleID
+	locks      lockTable
+}
+
+// freedInode is an inode that an entry freed and whose block the persistence
+// layer has not deleted yet.
+type freedInode struct {
+	blockID [32]byte
+	seq     uint64
+}
+
+var _ fsapi.FS = (*Engine)(nil)
+
+// NewEmpty returns an engine with no inodes, not even the root. It serves
+// requests only after Apply replays the journal from its first entry or
+// LoadFrom installs a checkpoint.
+func NewEmpty(opts Options) *Engine {
+	e := &Engine{
+		log:        opts.Logger,
+		journal:    opts.Journal,
+		authorize:  opts.Authorize,
+		loader:     opts.Loader,
+		now:        opts.Now,
+		rand:       opts.Rand,
+		capacity:   opts.Capacity,
+		inodes:     make(map[fsapi.Ino]*inode),
+		nextIno:    fsapi.RootIno + 1,
+		freed:      make(map[fsapi.Ino]freedInode),
+		lost:       make(map[fsapi.Ino]string),
+		handles:    make(map[fsapi.HandleID]*handle),
+		nextHandle: 1,
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.rand == nil {
+		e.rand = rand.Reader
+	}
+	e.locks.init()
+	return e
+}
+
+// New returns an engine with a fresh tree: an empty root directory with mode
+// 0755 owned by uid and gid 0. Creating the root is itself the first journal
+// entry, so replaying the journal into NewEmpty reproduces the tree.
+func New(opts Options) (*Engine, error) {
+	e := NewEmpty(opts)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+
+	blockID, err := e.newBlockID()
+	if err != nil {
+		return nil, err
+	}
+	ent := &Entry{
+		Op:      OpInitRoot,
+		Time:    e.timestamp(),
+		Ino:     fsapi.RootIno,
+		BlockID: blockID,
+		Mode:    syscall.S_IFDIR | 0o755,
+	}
+	if err := e.commit(ent); err != nil {
+		return nil, fmt.Errorf("create the root directory: %w", err)
+	}
+	return e, nil
+}
+
+// Apply replays one journal entry, at startup or on a Raft follower. The
+// result depends only on the prior state and the payload. An entry with a
+// seq at or below the last applied one is already part of the state (for
+// example through the checkpoint that LoadFrom installed) and is skipped.
+// An entry that does not fit the state returns an error and changes nothing,
+// unless it touches a damaged inode: then it is skipped as damage.go
+// describes.
+func (e *Engine) Apply(seq uint64, payload []byte) error {
+	ent, err := DecodeEntry(payload)
+	if err != nil {
+		return fmt.Errorf("entry %d: %w", seq, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if seq <= e.appliedSeq {
+		e.log.Debug("skipping an entry that the state already contains", "seq", seq, "applied_seq", e.appliedSeq)
+		return nil
+	}
+	if err := e.applyEntry(seq, ent); err != nil {
+		if e.touchesDamage(ent) {
+			e.skipEntry(seq, ent.tags(), fmt.Sprintf("entry %d (%s) failed on damaged state: %v", seq, ent.Op, err))
+			return nil
+		}
+		return fmt.Errorf("apply entry %d (%s, node %d): %w", seq, ent.Op, ent.Ino, err)
+	}
+	return nil
+}
+
+// commit appends ent to the journal and applies it, under e.mu, so that the
+// journal order is the apply order. The caller has checked every
+// precondition, so an apply failure means a bug: the engine then stops
+// serving, because its state no longer matches what a replay would build.
+func (e *Engine) commit(ent *Entry) error {
+	if e.failed != nil {
+		return syscall.EIO
+	}
+	payload := EncodeEntry(ent)
+	seq := e.appliedSeq + 1
+	if e.journal != nil {
+		var err error
+		seq, err = e.journal.Append(ent.tags(), payload)
+		if err != nil {
+			e.log.Error("journal append failed", "op", ent.Op.String(), "node", ent.Ino, "principal", ent.Principal.String(), "err", err)
+			return syscall.EIO
+		}
+	}
+	if seq <= e.appliedSeq {
+		e.failed = fmt.Errorf("journal returned seq %d after %d", seq, e.appliedSeq)
+		e.log.Error("journal sequence numbers went backwards; engine stopped", "seq", seq, "applied_seq", e.appliedSeq)
+		return syscall.EIO
+	}
+	if err := e.applyEntry(seq, ent); err != nil {
+		e.failed = err
+		e.log.Error("journaled entry failed to apply; engine stopped", "seq", seq, "op", ent.Op.String(), "node", ent.Ino, "err", err)
+		return syscall.EIO
+	}
+	e.log.Debug("entry committed", "seq", seq, "op", ent.Op.String(), "node", ent.Ino, "principal", ent.Principal.String())
+	return nil
+}
+
+// newEntry returns an entry of op made now by c.
+func (e *Engine) newEntry(c *fsapi.Caller, op Op) *Entry {
+	ent := &Entry{Op: op, Time: e.timestamp()}
+	if c != nil {
+		ent.Principal = c.Principal
+		ent.UID = c.UID
+		ent.GID = c.GID
+	}
+	return ent
+}
+
+func (e *Engine) timestamp() int64 { return e.now().UnixNano() }
+
+func (e *Engine) newBlockID() ([32]byte, error) {
+	var id [32]byte
+	if _, err := io.ReadFull(e.rand, id[:]); err != nil {
+		e.log.Error("reading random bytes for a block id failed", "err", err)
+		return id, syscall.EIO
+	}
+	return id, nil
+}
+
+// sync makes the journal durable. The caller must not hold e.mu, so that
+// other requests go on while the disk flushes.
+func (e *Engine) sync() error {
+	if e.journal == nil {
+		return nil
+	}
+	if err := e.journal.Sync(); err != nil {
+		e.log.Error("journal sync failed", "err", err)
+		return syscall.EIO
+	}
+	return nil
+}
+
+// checkAuthorized calls Options.Authorize for each path. e.mu is held.
+func (e *Engine) checkAuthorized(c *fsapi.Caller, paths ...string) error {
+	if e.authorize == nil {
+		return nil
+	}
+	for _, path := range paths {
+		if err := e.authorize(c, path); err != nil {
+			e.log.Info("writecap check rejected a request", "principal", c.Principal.String(), "path", path, "err", err)
+			return syscall.EACCES
+		}
+	}
+	return nil
+}
+
+// authorizeInode checks the caller's writecap over the path of n.
+func (e *Engine) authorizeInode(c *fsapi.Caller, n *inode) error {
+	if e.authorize == nil {
+		return nil
+	}
+	path, err := e.pathOf(n)
+	if err != nil {
+		// An unlinked but open file has no path; its last path was checked
+		// when it was opened, and nothing else can reach it.
+		if errors.Is(err, syscall.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	return e.checkAuthorized(c, path)
+}
+
+// authorizeChild checks the caller's writecap over the path dir/name.
+func (e *Engine) authorizeChild(c *fsapi.Caller, dir *inode, name string) error {
+	if e.authorize == nil {
+		return nil
+	}
+	path, err := e.pathOf(dir)
+	if err != nil {
+		return err
+	}
+	return e.checkAuthorized(c, joinPath(path, name))
+}
+
+func joinPath(dir, name string) string {
+	if dir == "/" {
+		return "/" + name
+	}
+	return dir + "/" + name
+}
+
+// node returns the live inode ino, or ENOENT, or EIO when it is damaged.
+// e.mu is held.
+func (e *Engine) node(ino fsapi.Ino) (*inode, error) {
+	if e.failed != nil {
+		return nil, syscall.EIO
+	}
+	n := e.inodes[ino]
+	if n == nil {
+		return nil, syscall.ENOENT
+	}
+	if n.damaged != "" {
+		return nil, syscall.EIO
+	}
+	return n, nil
+}
+
+// dirNode returns the directory ino, or ENOTDIR when ino is something else.
+func (e *Engine) dirNode(ino fsapi.Ino) (*inode, error) {
+	n, err := e.node(ino)
+	if err != nil {
+		return nil, err
+	}
+	if !n.isDir() {
+		return nil, syscall.ENOTDIR
+	}
+	return n, nil
+}
+
+// loaded returns n with its data part in memory, loading it through the
+// Loader if it was evicted. A load failure marks n damaged.
+func (e *Engine) loaded(n *inode) (*inode, error) {
+	if n.resident {
+		return n, nil
+	}
+	if err := e.load(n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (e *Engine) load(n *inode) error {
+	ino := n.attr.Ino
+	if e.loader == nil {
+		e.markDamaged(n, "data is not resident and no loader is configured")
+		return syscall.EIO
+	}
+
+	raw, err := e.loader.LoadData(ino, n.blockID)
+	if err != nil {
+		e.markDamaged(n, "loading data failed: "+err.Error())
+		return syscall.EIO
+	}
+	part, err := decodeInodeData(raw)
+	if err != nil {
+		e.markDamaged(n, "decoding data failed: "+err.Error())
+		return syscall.EIO
+	}
+
+	st := &InodeState{
+		Ino: ino, BlockID: n.blockID, Attr: n.attr, Target: n.target, NextCookie: n.nextCookie,
+		Resident: true, Xattrs: part.xattrs, Entries: part.entries, Extents: part.extents,
+	}
+	if err := validateState(st); err != nil {
+		e.markDamaged(n, "loaded data does not match the metadata: "+err.Error())
+		return syscall.EIO
+	}
+
+	n.xattrs = part.xattrs
+	if n.isRegular() {
+		n.data = sparseFromExtents(part.extents)
+	}
+	n.resident = true
+	e.log.Debug("loaded evicted data", "node", ino, "block", blockHex(n.blockID))
+	return nil
+}
+
+func blockHex(id [32]byte) string { return fmt.Sprintf("%x", id[:]) }
+
+// principalOf returns the principal of c for logs, or the zero principal.
+func principalOf(c *fsapi.Caller) principal.Principal {
+	if c == nil {
+		return principal.Principal{}
+	}
+	return c.Principal
+}

@@ -1,0 +1,163 @@
+package fsys
+
+import (
+	"slices"
+	"sort"
+	"syscall"
+
+	"github.com/blocktree/blocktree/services/storage/fsapi"
+)
+
+// Cookies 1 and 2 belong to "." and "..", so the first real entry of a
+// directory gets firstCookie.
+const (
+	dotCookie    = 1
+	dotDotCookie = 2
+	firstCookie  = 3
+)
+
+// inode is one file, directory, symlink or special file of the tree.
+type inode struct {
+	blockID [32]byte
+	attr    fsapi.Attr // attr.Blocks is kept equal to the stored sectors × 8
+	target  string     // symlinks only
+	xattrs  map[string][]byte
+
+	// Directories only.
+	entries    map[string]*dirent
+	order      []*dirent // the entries sorted by cookie
+	nextCookie uint64
+
+	// links are the directory entries that name the inode. A directory has
+	// exactly one, the root none, and an unlinked inode none.
+	links []link
+
+	data *sparseData // regular files only; nil while not resident
+
+	// resident is false while the data part (xattrs and file sectors) was
+	// evicted by the persistence layer and must be loaded before use.
+	resident bool
+
+	// State of this daemon only, never journaled nor exported.
+	opens    int    // open handles
+	dirtySeq uint64 // seq of the last entry that changed the inode
+	cleanSeq uint64 // the persistence layer stored the inode up to this seq
+	damaged  string // reason, when the inode's block failed to load or verify
+}
+
+// dirent is one directory entry.
+type dirent struct {
+	name   string
+	ino    fsapi.Ino
+	mode   uint32 // file type bits of the inode it names
+	cookie uint64
+}
+
+// link is a directory entry seen from the inode it names.
+type link struct {
+	parent fsapi.Ino
+	name   string
+}
+
+func (n *inode) fileType() uint32 { return n.attr.Mode & syscall.S_IFMT }
+func (n *inode) isDir() bool      { return n.fileType() == syscall.S_IFDIR }
+func (n *inode) isRegular() bool  { return n.fileType() == syscall.S_IFREG }
+func (n *inode) isSymlink() bool  { return n.fileType() == syscall.S_IFLNK }
+
+// newInode returns an empty inode of the type in mode, with its data part
+// resident.
+func newInode(ino fsapi.Ino, blockID [32]byte, mode, uid, gid uint32, rdev uint64, now int64) *inode {
+	n := &inode{
+		blockID:  blockID,
+		resident: true,
+		attr: fsapi.Attr{
+			Ino:   ino,
+			Mode:  mode,
+			Nlink: 1,
+			UID:   uid,
+			GID:   gid,
+			Rdev:  rdev,
+			Atime: now,
+			Mtime: now,
+			Ctime: now,
+		},
+	}
+	switch mode & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		n.attr.Nlink = 2
+		n.entries = make(map[string]*dirent)
+		n.nextCookie = firstCookie
+	case syscall.S_IFREG:
+		n.data = newSparseData()
+	}
+	return n
+}
+
+// insertEntry adds name → child to the directory with the next cookie.
+func (dir *inode) insertEntry(name string, child *inode) {
+	d := &dirent{name: name, ino: child.attr.Ino, mode: child.fileType(), cookie: dir.nextCookie}
+	dir.nextCookie++
+	dir.entries[name] = d
+	dir.order = append(dir.order, d) // the new cookie is the largest
+	child.links = append(child.links, link{parent: dir.attr.Ino, name: name})
+}
+
+// removeEntry deletes name from the directory and the matching link of child.
+func (dir *inode) removeEntry(name string, child *inode) {
+	d := dir.entries[name]
+	delete(dir.entries, name)
+	i := dir.orderIndex(d.cookie)
+	dir.order = slices.Delete(dir.order, i, i+1)
+	child.removeLink(dir.attr.Ino, name)
+}
+
+// orderIndex returns the position in dir.order of the first entry with a
+// cookie at or above cookie.
+func (dir *inode) orderIndex(cookie uint64) int {
+	return sort.Search(len(dir.order), func(i int) bool { return dir.order[i].cookie >= cookie })
+}
+
+func (n *inode) removeLink(parent fsapi.Ino, name string) {
+	for i, l := range n.links {
+		if l.parent == parent && l.name == name {
+			n.links = slices.Delete(n.links, i, i+1)
+			return
+		}
+	}
+}
+
+func (n *inode) replaceLink(oldParent fsapi.Ino, oldName string, newParent fsapi.Ino, newName string) {
+	for i, l := range n.links {
+		if l.parent == oldParent && l.name == oldName {
+			n.links[i] = link{parent: newParent, name: newName}
+			return
+		}
+	}
+}
+
+// parentIno returns the directory that contains a directory inode; the root
+// is its own parent, as ".." of "/" is "/".
+func (n *inode) parentIno() fsapi.Ino {
+	if len(n.links) == 0 {
+		return n.attr.Ino
+	}
+	return n.links[0].parent
+}
+
+// storedSectors returns the number of stored sectors, 0 unless regular.
+func (n *inode) storedSectors() uint64 { return n.attr.Blocks / sectorBlocks }
+
+// killPrivMode returns mode without the setuid bit, and without the setgid
+// bit when group execute is set, as Linux clears them on write, truncate and
+// chown. Without group execute the setgid bit does not make a program run
+// with the file's group, so it stays.
+func killPrivMode(mode uint32) uint32 {
+	mode &^= syscall.S_ISUID
+	if mode&syscall.S_IXGRP != 0 {
+		mode &^= syscall.S_ISGID
+	}
+	return mode
+}
+
+// needsKillPriv reports whether killPrivMode would change mode.
+func needsKillPriv(mode uint32) bool { return killPrivMode(mode) != mode }

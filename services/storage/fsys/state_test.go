@@ -1,0 +1,343 @@
+package fsys
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"syscall"
+	"testing"
+
+	"github.com/blocktree/blocktree/services/crypto/wire"
+	"github.com/blocktree/blocktree/services/storage/fsapi"
+)
+
+// sampleTree makes one inode of every kind: a sparse file with reserved
+// sectors and xattrs, a directory, a symlink, a FIFO and a device.
+func sampleTree(t *testing.T) (*Engine, *memJournal) {
+	t.Helper()
+	e, j := newTestEngine(t)
+	dir := mkdir(t, e, userCaller, fsapi.RootIno, "dir", 0o755)
+	ino, h := create(t, e, userCaller, dir, "sparse", 0o644)
+	_, err := e.Write(ctx, userCaller, ino, h, 3*SectorSize+10, []byte("data"))
+	mustOK(t, err)
+	_, err = e.Write(ctx, userCaller, ino, h, 4*SectorSize, bytes.Repeat([]byte{7}, SectorSize))
+	mustOK(t, err)
+	mustOK(t, e.Fallocate(ctx, userCaller, ino, h, FallocKeepSize, 9*SectorSize, 2*SectorSize))
+	mustOK(t, e.SetXattr(ctx, userCaller, ino, "user.b", []byte("2"), 0))
+	mustOK(t, e.SetXattr(ctx, userCaller, ino, "user.a", nil, 0))
+	mustOK(t, e.Release(ctx, ino, h))
+	_, err = e.Symlink(ctx, userCaller, dir, "link", "sparse")
+	mustOK(t, err)
+	fifo, err := e.Mknod(ctx, userCaller, dir, "fifo", syscall.S_IFIFO|0o600, 0)
+	mustOK(t, err)
+	mustOK(t, e.SetXattr(ctx, rootCaller, fifo.Ino, "trusted.x", []byte("t"), 0))
+	_, err = e.Mknod(ctx, rootCaller, dir, "null", syscall.S_IFCHR|0o666, 0x0103)
+	mustOK(t, err)
+	_, err = e.Link(ctx, userCaller, ino, fsapi.RootIno, "hardlink")
+	mustOK(t, err)
+	return e, j
+}
+
+func TestInodeEncodingRoundTrip(t *testing.T) {
+	e, _ := sampleTree(t)
+	for ino, st := range allStates(t, e) {
+		meta, data := EncodeInode(st)
+		decoded, err := DecodeInode(meta, data)
+		if err != nil {
+			t.Errorf("DecodeInode of node %d: %v", ino, err)
+			continue
+		}
+		compareStates(t, "round trip", st, decoded)
+		meta2, data2 := EncodeInode(decoded)
+		if !bytes.Equal(meta, meta2) || !bytes.Equal(data, data2) {
+			t.Errorf("node %d re-encodes differently", ino)
+		}
+		if st.Attr.Mode&syscall.S_IFMT == syscall.S_IFREG && len(data)%SectorSize != 0 {
+			t.Errorf("data of file %d is %d bytes, expected a multiple of the sector size", ino, len(data))
+		}
+	}
+}
+
+func TestSparseExportExtents(t *testing.T) {
+	e, _ := sampleTree(t)
+	dir := lookup(t, e, fsapi.RootIno, "dir").Ino
+	st, err := e.Export(lookup(t, e, dir, "sparse").Ino)
+	mustOK(t, err)
+
+	if len(st.Extents) != 2 {
+		t.Fatalf("extents = %d, expected one data extent (sectors 3-4) and one reserved extent (9-10)", len(st.Extents))
+	}
+	data, reserved := st.Extents[0], st.Extents[1]
+	if data.First != 3 || data.Count != 2 || len(data.Data) != 2*SectorSize {
+		t.Errorf("data extent = first %d count %d with %d bytes, expected 3, 2, %d", data.First, data.Count, len(data.Data), 2*SectorSize)
+	}
+	if reserved.First != 9 || reserved.Count != 2 || reserved.Data != nil {
+		t.Errorf("reserved extent = first %d count %d data %v, expected 9, 2, nil", reserved.First, reserved.Count, reserved.Data != nil)
+	}
+	if st.Attr.Blocks != 4*sectorBlocks {
+		t.Errorf("blocks = %d, expected %d", st.Attr.Blocks, 4*sectorBlocks)
+	}
+}
+
+func TestDecodeInodeRejects(t *testing.T) {
+	e, _ := sampleTree(t)
+	dir := lookup(t, e, fsapi.RootIno, "dir").Ino
+	fileState, err := e.Export(lookup(t, e, dir, "sparse").Ino)
+	mustOK(t, err)
+	dirState, err := e.Export(dir)
+	mustOK(t, err)
+	fileMeta, fileData := EncodeInode(fileState)
+	dirMeta, dirData := EncodeInode(dirState)
+
+	dataPastEnd := *fileState
+	dataPastEnd.Attr.Size = 3*SectorSize + 5
+	pastMeta, pastData := EncodeInode(&dataPastEnd)
+
+	badBlocks := *fileState
+	badBlocks.Attr.Blocks += sectorBlocks
+	blocksMeta, blocksData := EncodeInode(&badBlocks)
+
+	unsortedEntries := *dirState
+	unsortedEntries.Entries = slices.Clone(dirState.Entries)
+	slices.Reverse(unsortedEntries.Entries)
+	unsortedMeta, unsortedData := EncodeInode(&unsortedEntries)
+
+	badPadding := slices.Clone(fileData)
+	badPadding[len(fileData)-2*SectorSize-1] = 1
+
+	tests := []struct {
+		name       string
+		meta, data []byte
+	}{
+		{"trailing meta byte", append(slices.Clone(fileMeta), 0), fileData},
+		{"trailing data byte", fileMeta, append(slices.Clone(fileData), 0)},
+		{"truncated data", fileMeta, fileData[:len(fileData)-1]},
+		{"directory without data", dirMeta, nil},
+		{"data past the end of the file", pastMeta, pastData},
+		{"block count mismatch", blocksMeta, blocksData},
+		{"entries out of cookie order", unsortedMeta, unsortedData},
+		{"nonzero padding", fileMeta, badPadding},
+		{"wrong kind", dirData, dirData},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeInode(tt.meta, tt.data)
+			if !errors.Is(err, syscall.EINVAL) {
+				t.Errorf("DecodeInode error = %v, expected EINVAL", err)
+			}
+		})
+	}
+	if _, err := DecodeInode(dirMeta, dirData); err != nil {
+		t.Errorf("DecodeInode of the valid directory: %v", err)
+	}
+}
+
+func TestHeaderEncoding(t *testing.T) {
+	h := Header{NextIno: 77, AppliedSeq: 1234}
+	got, err := DecodeHeader(EncodeHeader(h))
+	mustOK(t, err)
+	if got != h {
+		t.Errorf("DecodeHeader = %+v, expected %+v", got, h)
+	}
+	_, err = DecodeHeader(EncodeHeader(Header{NextIno: 1}))
+	wantErrno(t, err, syscall.EINVAL)
+	_, err = DecodeHeader(append(EncodeHeader(h), 0))
+	if !errors.Is(err, wire.ErrTrailing) {
+		t.Errorf("DecodeHeader with a trailing byte: %v, expected ErrTrailing", err)
+	}
+}
+
+func TestCheckpointAndMarkClean(t *testing.T) {
+	e, _ := sampleTree(t)
+	cp := e.Checkpoint()
+	if len(cp.Inodes) != len(allStates(t, e)) {
+		t.Errorf("first checkpoint has %d inodes, expected every inode (%d)", len(cp.Inodes), len(allStates(t, e)))
+	}
+	for _, st := range cp.Inodes {
+		e.MarkClean(st.Ino, cp.Header.AppliedSeq)
+	}
+	if dirty := e.DirtyInodes(); len(dirty) != 0 {
+		t.Errorf("dirty after MarkClean = %v, expected none", dirty)
+	}
+
+	file := createFile(t, e, userCaller, fsapi.RootIno, "new", 0o644, nil)
+	mustOK(t, e.Unlink(ctx, userCaller, fsapi.RootIno, "hardlink"))
+	dirty := e.DirtyInodes()
+	sparse := lookup(t, e, lookup(t, e, fsapi.RootIno, "dir").Ino, "sparse").Ino
+	if !slices.Equal(dirty, []fsapi.Ino{fsapi.RootIno, sparse, file}) {
+		t.Errorf("dirty = %v, expected the root, the unlinked file %d and the new file %d", dirty, sparse, file)
+	}
+
+	mustOK(t, e.Unlink(ctx, userCaller, fsapi.RootIno, "new"))
+	cp = e.Checkpoint()
+	if len(cp.Freed) != 1 || cp.Freed[0].Ino != file {
+		t.Fatalf("freed = %+v, expected node %d", cp.Freed, file)
+	}
+	e.MarkClean(file, cp.Header.AppliedSeq-1)
+	if len(e.FreedInodes()) != 1 {
+		t.Errorf("tombstone dropped by a MarkClean before the freeing entry")
+	}
+	e.MarkClean(file, cp.Header.AppliedSeq)
+	if len(e.FreedInodes()) != 0 {
+		t.Errorf("tombstone kept after MarkClean covered the freeing entry")
+	}
+}
+
+func TestLoadFromCheckpoint(t *testing.T) {
+	e, _ := sampleTree(t)
+	cp := e.Checkpoint()
+	loaded := NewEmpty(Options{Logger: testLogger(t)})
+	mustOK(t, loaded.LoadFrom(cp.Header, roundTripStates(t, cp.Inodes)))
+	compareEngines(t, "loaded checkpoint", e, loaded)
+	if dirty := loaded.DirtyInodes(); len(dirty) != 0 {
+		t.Errorf("dirty after LoadFrom = %v, expected none", dirty)
+	}
+	path, err := loaded.PathOf(lookup(t, loaded, fsapi.RootIno, "hardlink").Ino)
+	mustOK(t, err)
+	if path != "/dir/sparse" && path != "/hardlink" {
+		t.Errorf("PathOf = %q, expected one of the two links", path)
+	}
+	wantErrno(t, loaded.LoadFrom(cp.Header, cp.Inodes), syscall.EEXIST)
+}
+
+func TestLoadFromRejectsBrokenTrees(t *testing.T) {
+	e, _ := sampleTree(t)
+	cp := e.Checkpoint()
+	find := func(states []*InodeState, ino fsapi.Ino) *InodeState {
+		for _, st := range states {
+			if st.Ino == ino {
+				return st
+			}
+		}
+		t.Fatalf("node %d not in the checkpoint", ino)
+		return nil
+	}
+	dir := lookup(t, e, fsapi.RootIno, "dir").Ino
+	clone := func() []*InodeState {
+		var out []*InodeState
+		for _, st := range cp.Inodes {
+			copied := *st
+			copied.Entries = slices.Clone(st.Entries)
+			out = append(out, &copied)
+		}
+		return out
+	}
+
+	tests := []struct {
+		name    string
+		header  Header
+		corrupt func(states []*InodeState) []*InodeState
+	}{
+		{"missing child", cp.Header, func(s []*InodeState) []*InodeState {
+			return slices.DeleteFunc(s, func(st *InodeState) bool { return st.Ino == dir })
+		}},
+		{"wrong link count", cp.Header, func(s []*InodeState) []*InodeState {
+			find(s, fsapi.RootIno).Attr.Nlink++
+			return s
+		}},
+		{"directory cycle", cp.Header, func(s []*InodeState) []*InodeState {
+			// The root no longer lists dir, and dir lists itself as its
+			// only parent, so dir never leads to the root.
+			root := find(s, fsapi.RootIno)
+			root.Entries = slices.DeleteFunc(root.Entries, func(d DirEntryState) bool { return d.Ino == dir })
+			root.Attr.Nlink--
+			st := find(s, dir)
+			st.Entries = append(st.Entries, DirEntryState{Name: "loop", Ino: dir, Mode: syscall.S_IFDIR, Cookie: st.NextCookie})
+			st.NextCookie++
+			st.Attr.Nlink++
+			return s
+		}},
+		{"inode number not below the header", Header{NextIno: 3, AppliedSeq: cp.Header.AppliedSeq}, func(s []*InodeState) []*InodeState { return s }},
+		{"no root", cp.Header, func(s []*InodeState) []*InodeState {
+			return slices.DeleteFunc(s, func(st *InodeState) bool { return st.Ino == fsapi.RootIno })
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			loaded := NewEmpty(Options{Logger: discardLogger()})
+			err := loaded.LoadFrom(tt.header, tt.corrupt(clone()))
+			wantErrno(t, err, syscall.EINVAL)
+			t.Logf("LoadFrom error: %v", err)
+			if len(loaded.inodes) != 0 {
+				t.Errorf("a rejected checkpoint left %d inodes installed", len(loaded.inodes))
+			}
+		})
+	}
+}
+
+// mapLoader serves evicted data from encodings kept in memory.
+type mapLoader struct {
+	data  map[fsapi.Ino][]byte
+	calls int
+	fail  error
+}
+
+func (l *mapLoader) LoadData(ino fsapi.Ino, blockID [32]byte) ([]byte, error) {
+	l.calls++
+	if l.fail != nil {
+		return nil, l.fail
+	}
+	return l.data[ino], nil
+}
+
+func TestEvictAndLoad(t *testing.T) {
+	loader := &mapLoader{data: map[fsapi.Ino][]byte{}}
+	e, _ := newTestEngineWith(t, func(o *Options) { o.Loader = loader })
+	content := bytes.Repeat([]byte("blocktree "), 1000)
+	file := createFile(t, e, userCaller, fsapi.RootIno, "f", 0o644, content)
+	mustOK(t, e.SetXattr(ctx, userCaller, file, "user.k", []byte("v"), 0))
+
+	wantErrno(t, e.Evict(file), syscall.EBUSY)
+	cp := e.Checkpoint()
+	for _, st := range cp.Inodes {
+		_, data := EncodeInode(st)
+		loader.data[st.Ino] = data
+		e.MarkClean(st.Ino, cp.Header.AppliedSeq)
+	}
+	mustOK(t, e.Evict(file))
+	if st, _ := e.Export(file); st.Resident || st.Extents != nil {
+		t.Errorf("exported evicted file is resident %v with %d extents, expected not resident", st.Resident, len(st.Extents))
+	}
+	if attr := getattr(t, e, file); attr.Size != uint64(len(content)) {
+		t.Errorf("size of the evicted file = %d, expected %d (metadata stays)", attr.Size, len(content))
+	}
+
+	if got := readAll(t, e, file); !bytes.Equal(got, content) {
+		t.Errorf("content after reload differs")
+	}
+	value, err := e.GetXattr(ctx, userCaller, file, "user.k")
+	mustOK(t, err)
+	if string(value) != "v" || loader.calls != 1 {
+		t.Errorf("xattr %q after %d loads, expected v after 1", value, loader.calls)
+	}
+
+	mustOK(t, e.Evict(file))
+	loader.fail = errors.New("block missing")
+	_, err = e.GetXattr(ctx, userCaller, file, "user.k")
+	wantErrno(t, err, syscall.EIO)
+	_, err = e.GetAttr(ctx, userCaller, file)
+	wantErrno(t, err, syscall.EIO)
+}
+
+func TestPathOfAndBlockID(t *testing.T) {
+	e, _ := newTestEngine(t)
+	a := mkdir(t, e, userCaller, fsapi.RootIno, "a", 0o755)
+	b := mkdir(t, e, userCaller, a, "b", 0o755)
+	file := createFile(t, e, userCaller, b, "c", 0o644, nil)
+
+	for ino, want := range map[fsapi.Ino]string{fsapi.RootIno: "/", a: "/a", b: "/a/b", file: "/a/b/c"} {
+		got, err := e.PathOf(ino)
+		mustOK(t, err)
+		if got != want {
+			t.Errorf("PathOf(%d) = %q, expected %q", ino, got, want)
+		}
+	}
+	idA, okA := e.BlockID(a)
+	idB, okB := e.BlockID(b)
+	if !okA || !okB || idA == idB || idA == ([32]byte{}) {
+		t.Errorf("block ids %x and %x, expected two distinct non-zero ids", idA, idB)
+	}
+	if _, ok := e.BlockID(999); ok {
+		t.Errorf("BlockID of a missing inode reported ok")
+	}
+}
