@@ -1,15 +1,19 @@
 // Package blockstore keeps sealed blocks as files in a directory.
 //
-// A block with id X (32 bytes) lives at DIR/XX/XXXX...: the first byte in
-// hex names a fan-out directory, so no directory grows past a few thousand
-// entries for trees of millions of blocks. The store treats block contents as
-// opaque: sealing, signatures and versions are the block package's business.
+// Version V of the block with id X (32 bytes) lives at DIR/XX/XXXX...-VVVV:
+// the first byte of the id in hex names a fan-out directory, so no directory
+// grows past a few thousand entries for trees of millions of blocks, and the
+// version (16 hex digits) is part of the name. Versions are stored side by
+// side instead of overwriting each other, so a checkpoint writes new versions
+// while the old ones stay valid until the checkpoint that refers to the new
+// ones is durable (copy-on-write). The store treats block contents as opaque:
+// sealing and signatures are the block package's business.
 //
-// Put replaces a block atomically (write a temporary file, fsync it, rename
-// it over the old one), so a crash leaves either the old version or the new
-// one, never a mix. Renames become durable with Sync, which fsyncs every
-// fan-out directory that changed since the last Sync; a checkpoint calls it
-// once after writing all its blocks instead of once per block.
+// Put writes a version atomically (a temporary file, fsynced, renamed into
+// place), so a crash leaves it complete or absent. Renames and removals
+// become durable with Sync, which fsyncs every fan-out directory that changed
+// since the last Sync; a checkpoint calls it once after writing all its
+// blocks instead of once per block.
 package blockstore
 
 import (
@@ -19,6 +23,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -49,35 +54,43 @@ func Open(dir string) (*Store, error) {
 	return &Store{dir: dir, dirty: map[string]bool{}}, nil
 }
 
-// Path returns the file that holds block id.
-func (s *Store) Path(id [IDSize]byte) string {
-	name := hex.EncodeToString(id[:])
-	return filepath.Join(s.dir, name[:2], name)
+// Ref names one version of one block.
+type Ref struct {
+	ID      [IDSize]byte
+	Version uint64
 }
 
-// Get returns the contents of block id.
-func (s *Store) Get(id [IDSize]byte) ([]byte, error) {
-	data, err := os.ReadFile(s.Path(id))
+func (r Ref) String() string { return fmt.Sprintf("%x version %d", r.ID, r.Version) }
+
+// Path returns the file that holds a block version.
+func (s *Store) Path(r Ref) string {
+	name := hex.EncodeToString(r.ID[:])
+	return filepath.Join(s.dir, name[:2], fmt.Sprintf("%s-%016x", name, r.Version))
+}
+
+// Get returns the contents of a block version.
+func (s *Store) Get(r Ref) ([]byte, error) {
+	data, err := os.ReadFile(s.Path(r))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("block %x: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("block %s: %w", r, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read block %x: %w", id, err)
+		return nil, fmt.Errorf("read block %s: %w", r, err)
 	}
 	return data, nil
 }
 
-// Put stores data as block id, replacing any earlier version atomically.
-// The new version is durable after the next Sync.
-func (s *Store) Put(id [IDSize]byte, data []byte) error {
+// Put stores data as a block version, replacing a file of the same version
+// atomically. It is durable after the next Sync.
+func (s *Store) Put(id Ref, data []byte) error {
 	path := s.Path(id)
 	fanout := filepath.Dir(path)
 	if err := os.MkdirAll(fanout, 0o700); err != nil {
-		return fmt.Errorf("write block %x: %w", id, err)
+		return fmt.Errorf("write block %s: %w", id, err)
 	}
 	f, err := os.CreateTemp(fanout, ".tmp-")
 	if err != nil {
-		return fmt.Errorf("write block %x: %w", id, err)
+		return fmt.Errorf("write block %s: %w", id, err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -92,7 +105,7 @@ func (s *Store) Put(id [IDSize]byte, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write block %x: %w", id, err)
+		return fmt.Errorf("write block %s: %w", id, err)
 	}
 
 	s.mu.Lock()
@@ -101,12 +114,12 @@ func (s *Store) Put(id [IDSize]byte, data []byte) error {
 	return nil
 }
 
-// Delete removes block id. Removing a missing block is not an error. The
-// removal is durable after the next Sync.
-func (s *Store) Delete(id [IDSize]byte) error {
+// Delete removes a block version. Removing a missing one is not an error.
+// The removal is durable after the next Sync.
+func (s *Store) Delete(id Ref) error {
 	path := s.Path(id)
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("delete block %x: %w", id, err)
+		return fmt.Errorf("delete block %s: %w", id, err)
 	}
 	s.mu.Lock()
 	s.dirty[filepath.Dir(path)] = true
@@ -129,10 +142,10 @@ func (s *Store) Sync() error {
 	return syncDir(s.dir)
 }
 
-// List returns the ids of every block in the store, and removes temporary
+// List returns every block version in the store, and removes temporary
 // files that a crash during Put left behind.
-func (s *Store) List() ([][IDSize]byte, error) {
-	var ids [][IDSize]byte
+func (s *Store) List() ([]Ref, error) {
+	var refs []Ref
 	err := filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -144,19 +157,21 @@ func (s *Store) List() ([][IDSize]byte, error) {
 		if strings.HasPrefix(name, ".tmp-") {
 			return os.Remove(path)
 		}
-		raw, err := hex.DecodeString(name)
-		if err != nil || len(raw) != IDSize {
-			return fmt.Errorf("list blocks: unexpected file %s in the block store", path)
+		idText, versionText, ok := strings.Cut(name, "-")
+		raw, err := hex.DecodeString(idText)
+		version, versionErr := strconv.ParseUint(versionText, 16, 64)
+		if !ok || err != nil || versionErr != nil || len(raw) != IDSize || len(versionText) != 16 {
+			return fmt.Errorf("unexpected file %s in the block store", path)
 		}
-		var id [IDSize]byte
-		copy(id[:], raw)
-		ids = append(ids, id)
+		ref := Ref{Version: version}
+		copy(ref.ID[:], raw)
+		refs = append(refs, ref)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list blocks: %w", err)
 	}
-	return ids, nil
+	return refs, nil
 }
 
 func syncDir(dir string) error {

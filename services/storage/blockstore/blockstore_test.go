@@ -13,7 +13,7 @@ func TestPutGetReplaceDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := [IDSize]byte{0xab, 1, 2}
+	id := Ref{ID: [IDSize]byte{0xab, 1, 2}, Version: 3}
 	if _, err := s.Get(id); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get of a missing block: %v, expected ErrNotFound", err)
 	}
@@ -49,9 +49,9 @@ func TestListRemovesTemporaryFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := [][IDSize]byte{{1}, {2}, {0xff, 3}}
+	ids := []Ref{{ID: [IDSize]byte{1}}, {ID: [IDSize]byte{1}, Version: 2}, {ID: [IDSize]byte{0xff, 3}, Version: 1}}
 	for _, id := range ids {
-		if err := s.Put(id, []byte{id[0]}); err != nil {
+		if err := s.Put(id, []byte{id.ID[0]}); err != nil {
 			t.Fatal(err)
 		}
 	}

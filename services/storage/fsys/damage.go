@@ -81,7 +81,7 @@ func (e *Engine) taint(ino fsapi.Ino, reason string) {
 	}
 	if _, lost := e.lost[ino]; !lost {
 		e.lost[ino] = reason
-		e.log.Error("inode lost to damage", "node", ino, "reason", reason)
+		e.log.Error("inode lost to damage", "ino", ino, "reason", reason)
 	}
 }
 
@@ -105,7 +105,7 @@ func (e *Engine) markDamaged(n *inode, reason string) {
 		path = "(unlinked)"
 	}
 	n.damaged = reason
-	e.log.Error("inode damaged; requests on it now return EIO", "node", n.attr.Ino, "block", blockHex(n.blockID), "path", path, "reason", reason)
+	e.log.Error("inode damaged; requests on it now return EIO", "ino", n.attr.Ino, "block", blockHex(n.blockID), "path", path, "reason", reason)
 }
 
 // damagedPlaceholder returns the inode that stands for a checkpoint inode

@@ -209,7 +209,7 @@ func (e *Engine) commit(ent *Entry) error {
 		var err error
 		seq, err = e.journal.Append(ent.tags(), payload)
 		if err != nil {
-			e.log.Error("journal append failed", "op", ent.Op.String(), "node", ent.Ino, "principal", ent.Principal.String(), "err", err)
+			e.log.Error("journal append failed", "op", ent.Op.String(), "ino", ent.Ino, "principal", ent.Principal.String(), "error", err)
 			return syscall.EIO
 		}
 	}
@@ -220,10 +220,10 @@ func (e *Engine) commit(ent *Entry) error {
 	}
 	if err := e.applyEntry(seq, ent); err != nil {
 		e.failed = err
-		e.log.Error("journaled entry failed to apply; engine stopped", "seq", seq, "op", ent.Op.String(), "node", ent.Ino, "err", err)
+		e.log.Error("journaled entry failed to apply; engine stopped", "seq", seq, "op", ent.Op.String(), "ino", ent.Ino, "error", err)
 		return syscall.EIO
 	}
-	e.log.Debug("entry committed", "seq", seq, "op", ent.Op.String(), "node", ent.Ino, "principal", ent.Principal.String())
+	e.log.Debug("entry committed", "seq", seq, "op", ent.Op.String(), "ino", ent.Ino, "principal", ent.Principal.String())
 	return nil
 }
 
@@ -243,7 +243,7 @@ func (e *Engine) timestamp() int64 { return e.now().UnixNano() }
 func (e *Engine) newBlockID() ([32]byte, error) {
 	var id [32]byte
 	if _, err := io.ReadFull(e.rand, id[:]); err != nil {
-		e.log.Error("reading random bytes for a block id failed", "err", err)
+		e.log.Error("reading random bytes for a block id failed", "error", err)
 		return id, syscall.EIO
 	}
 	return id, nil
@@ -256,7 +256,7 @@ func (e *Engine) sync() error {
 		return nil
 	}
 	if err := e.journal.Sync(); err != nil {
-		e.log.Error("journal sync failed", "err", err)
+		e.log.Error("journal sync failed", "error", err)
 		return syscall.EIO
 	}
 	return nil
@@ -269,7 +269,7 @@ func (e *Engine) checkAuthorized(c *fsapi.Caller, paths ...string) error {
 	}
 	for _, path := range paths {
 		if err := e.authorize(c, path); err != nil {
-			e.log.Info("writecap check rejected a request", "principal", c.Principal.String(), "path", path, "err", err)
+			e.log.Info("writecap check rejected a request", "principal", c.Principal.String(), "path", path, "error", err)
 			return syscall.EACCES
 		}
 	}
@@ -384,7 +384,7 @@ func (e *Engine) load(n *inode) error {
 		n.data = sparseFromExtents(part.extents)
 	}
 	n.resident = true
-	e.log.Debug("loaded evicted data", "node", ino, "block", blockHex(n.blockID))
+	e.log.Debug("loaded evicted data", "ino", ino, "block", blockHex(n.blockID))
 	return nil
 }
 

@@ -64,7 +64,7 @@ func (e *Engine) closeHandle(id fsapi.HandleID) error {
 	ent.Ino = h.ino
 	if err := e.commit(ent); err != nil {
 		// The inode stays as an orphan, and ReclaimOrphans retries it.
-		e.log.Error("reclaiming an unlinked inode failed", "node", h.ino, "block", blockHex(n.blockID), "err", err)
+		e.log.Error("reclaiming an unlinked inode failed", "ino", h.ino, "block", blockHex(n.blockID), "error", err)
 		return err
 	}
 	return nil

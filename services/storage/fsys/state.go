@@ -266,7 +266,7 @@ func (e *Engine) ReclaimOrphans() error {
 		if err := e.commit(ent); err != nil {
 			return fmt.Errorf("reclaim node %d: %w", ino, err)
 		}
-		e.log.Info("reclaimed an orphaned inode", "node", ino, "block", blockHex(n.blockID))
+		e.log.Info("reclaimed an orphaned inode", "ino", ino, "block", blockHex(n.blockID))
 	}
 	return nil
 }

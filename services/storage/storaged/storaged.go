@@ -1,0 +1,365 @@
+package storaged
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/blocktree/blocktree/services/crypto/block"
+	"github.com/blocktree/blocktree/services/crypto/capability"
+	"github.com/blocktree/blocktree/services/crypto/principal"
+	"github.com/blocktree/blocktree/services/crypto/tpm"
+	"github.com/blocktree/blocktree/services/node/state"
+	"github.com/blocktree/blocktree/services/storage/blockstore"
+	"github.com/blocktree/blocktree/services/storage/fsapi"
+	"github.com/blocktree/blocktree/services/storage/fsys"
+	"github.com/blocktree/blocktree/services/storage/journal"
+	"github.com/blocktree/blocktree/services/storage/proto"
+)
+
+// ErrRollback is returned by Open when the checkpoint is older than the
+// TPM's counter allows: the state directory was restored from an old copy.
+var ErrRollback = errors.New("the checkpoint is older than the TPM counter allows: the disk was rolled back to an earlier copy")
+
+// Options configures a Daemon.
+type Options struct {
+	Node   *state.Node
+	Logger *slog.Logger
+
+	// CheckpointInterval is how often a background checkpoint runs when
+	// something changed. Zero means every 30 seconds; negative disables the
+	// background checkpoints (Close still writes one).
+	CheckpointInterval time.Duration
+
+	// Capacity is the number of bytes the tree may hold; zero means the free
+	// space of the file system under the state directory when the daemon
+	// starts.
+	Capacity uint64
+}
+
+// Damage is an inode that failed its checks when the daemon loaded it.
+type Damage struct {
+	Ino     fsapi.Ino
+	BlockID [32]byte
+	Path    string // empty when no path is known
+	Err     error
+}
+
+// Daemon is a running storage daemon.
+type Daemon struct {
+	node    *state.Node
+	log     *slog.Logger
+	engine  *fsys.Engine
+	journal *journal.Log
+	store   *blockstore.Store
+	counter *tpm.Counter
+	root    string // tree path of the root directory: "/" + root principal
+
+	// checkpointMu serializes checkpoints; versions is the block version of
+	// every inode in the checkpoint in force.
+	checkpointMu sync.Mutex
+	versions     map[fsapi.Ino]blockstore.Ref
+
+	damaged []Damage
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Open starts the storage daemon on an open node state.
+func Open(opts Options) (*Daemon, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	n := opts.Node
+	d := &Daemon{
+		node:     n,
+		log:      logger.With("node", n.Credential.Principal()),
+		root:     capability.RootPath(n.Tree.Root),
+		versions: map[fsapi.Ino]blockstore.Ref{},
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	var err error
+	if d.store, err = blockstore.Open(n.BlocksDir()); err != nil {
+		return nil, err
+	}
+	if d.counter, err = n.TPM.OpenCounter(tpm.DefaultCounterIndex); err != nil {
+		return nil, fmt.Errorf("open rollback counter: %w", err)
+	}
+
+	cp, err := d.readCheckpoint()
+	if err != nil {
+		return nil, err
+	}
+	d.journal, err = journal.Open(journal.Options{
+		Dir:    n.JournalDir(),
+		Key:    n.Tree.JournalKey,
+		Signer: n.Credential,
+		Logger: d.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	if err := d.load(cp, opts.Capacity); err != nil {
+		d.journal.Close()
+		return nil, err
+	}
+
+	interval := opts.CheckpointInterval
+	if interval == 0 {
+		interval = 30 * time.Second
+	}
+	go d.checkpointLoop(interval)
+	d.log.Info("storage daemon started", "inodes", len(d.versions), "damaged", len(d.damaged))
+	return d, nil
+}
+
+// FS returns the file system the daemon serves.
+func (d *Daemon) FS() fsapi.FS { return d.engine }
+
+// Engine returns the engine, for tools such as fsck.
+func (d *Daemon) Engine() *fsys.Engine { return d.engine }
+
+// Damaged returns the inodes that failed their checks at load.
+func (d *Daemon) Damaged() []Damage { return slices.Clone(d.damaged) }
+
+// Serve serves the file-system protocol on l until ctx ends. Peers running
+// as root or as the daemon's own user may relay other callers' credentials
+// (the FUSE server does); every other peer acts as itself.
+func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
+	self := uint32(os.Getuid())
+	node := d.node.Credential.Principal()
+	return proto.Serve(ctx, l, d.engine, proto.ServerOptions{
+		TrustCallers: func(cred *unix.Ucred) bool { return cred.Uid == 0 || cred.Uid == self },
+		Principal:    func(*unix.Ucred) principal.Principal { return node },
+		Logger:       d.log,
+	})
+}
+
+// readCheckpoint reads and checks the checkpoint file, or returns nil when
+// there is none yet.
+func (d *Daemon) readCheckpoint() (*Checkpoint, error) {
+	data, err := os.ReadFile(d.node.CheckpointPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint: %w", err)
+	}
+	cp, err := openCheckpoint(data, d.node.Tree.JournalKey, d.node.Tree.Root, d.node.Credential.Signing.Public())
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w (bt fsck --state shows the damage)", d.node.CheckpointPath(), err)
+	}
+	current, err := d.counter.Read()
+	if err != nil {
+		return nil, fmt.Errorf("read rollback counter: %w", err)
+	}
+	if cp.Counter+1 < current {
+		return nil, fmt.Errorf("checkpoint counter %d, TPM counter %d: %w", cp.Counter, current, ErrRollback)
+	}
+	if cp.Counter > current {
+		return nil, fmt.Errorf("checkpoint counter %d is ahead of the TPM counter %d: this state directory was written with another TPM", cp.Counter, current)
+	}
+	return cp, nil
+}
+
+// load builds the engine from the checkpoint and the journal.
+func (d *Daemon) load(cp *Checkpoint, capacity uint64) error {
+	if capacity == 0 {
+		capacity = freeBytes(d.node.Dir)
+	}
+	opts := fsys.Options{
+		Journal:   d.journal,
+		Authorize: d.authorize,
+		Loader:    loader{d},
+		Logger:    d.log,
+		Capacity:  capacity,
+	}
+
+	if cp == nil && d.journal.NextSeq() == 1 {
+		engine, err := fsys.New(opts)
+		if err != nil {
+			return fmt.Errorf("create tree: %w", err)
+		}
+		d.engine = engine
+		return nil
+	}
+
+	d.engine = fsys.NewEmpty(opts)
+	from := uint64(1)
+	if cp != nil {
+		if err := d.loadCheckpoint(cp); err != nil {
+			return err
+		}
+		from = cp.Seq + 1
+	}
+	if err := d.replay(from); err != nil {
+		return err
+	}
+	if err := d.removeGarbage(); err != nil {
+		return err
+	}
+	return d.engine.ReclaimOrphans()
+}
+
+// loadCheckpoint opens every block the checkpoint names and installs the
+// inodes.
+func (d *Daemon) loadCheckpoint(cp *Checkpoint) error {
+	header, err := fsys.DecodeHeader(cp.Engine)
+	if err != nil {
+		return fmt.Errorf("checkpoint engine header: %w", err)
+	}
+	states := make([]*fsys.InodeState, 0, len(cp.Inodes))
+	var damaged []fsys.DamagedInode
+	for _, in := range cp.Inodes {
+		ref := blockstore.Ref{ID: in.BlockID, Version: in.Version}
+		d.versions[in.Ino] = ref
+		st, err := d.openInode(ref, true)
+		if err != nil {
+			damaged = append(damaged, fsys.DamagedInode{Ino: in.Ino, BlockID: in.BlockID, Reason: err.Error()})
+			d.damaged = append(d.damaged, Damage{Ino: in.Ino, BlockID: in.BlockID, Err: err})
+			continue
+		}
+		if st.Ino != in.Ino || st.BlockID != in.BlockID {
+			err := fmt.Errorf("block holds inode %d, the checkpoint expects %d", st.Ino, in.Ino)
+			damaged = append(damaged, fsys.DamagedInode{Ino: in.Ino, BlockID: in.BlockID, Reason: err.Error()})
+			d.damaged = append(d.damaged, Damage{Ino: in.Ino, BlockID: in.BlockID, Err: err})
+			continue
+		}
+		states = append(states, st)
+	}
+	if err := d.engine.LoadFrom(header, states, damaged...); err != nil {
+		return fmt.Errorf("load checkpoint: %w", err)
+	}
+	for i := range d.damaged {
+		if path, err := d.engine.PathOf(d.damaged[i].Ino); err == nil {
+			d.damaged[i].Path = path
+		}
+		d.log.Error("damaged block", "block", fmt.Sprintf("%x", d.damaged[i].BlockID), "path", d.damaged[i].Path, "error", d.damaged[i].Err)
+	}
+	return nil
+}
+
+// openInode reads and checks one block and decodes the inode in it. With
+// withData false a regular file's data part is left out.
+func (d *Daemon) openInode(ref blockstore.Ref, withData bool) (*fsys.InodeState, error) {
+	data, err := d.store.Get(ref)
+	if err != nil {
+		return nil, err
+	}
+	r, err := block.Open(data, d.node.Credential, block.Expect{Root: d.node.Tree.Root, ID: ref.ID, MinVersion: ref.Version})
+	if err != nil {
+		return nil, err
+	}
+	if r.Version() != ref.Version {
+		return nil, fmt.Errorf("block %s holds version %d", ref, r.Version())
+	}
+	body, err := r.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return fsys.DecodeInode(r.Metadata(), body)
+}
+
+// replay applies the journal from seq on. Damaged records mark their
+// inodes damaged.
+func (d *Daemon) replay(from uint64) error {
+	count := 0
+	err := d.journal.Replay(from, func(r journal.Record) error {
+		if r.Damaged {
+			for _, tag := range r.Tags {
+				ino := fsapi.Ino(tag)
+				d.engine.MarkDamaged(ino, fmt.Sprintf("journal record %d: %v", r.Seq, r.Err))
+				blockID, _ := d.engine.BlockID(ino)
+				path, _ := d.engine.PathOf(ino)
+				d.damaged = append(d.damaged, Damage{Ino: ino, BlockID: blockID, Path: path, Err: r.Err})
+				d.log.Error("damaged journal record", "seq", r.Seq, "block", fmt.Sprintf("%x", blockID), "path", path, "error", r.Err)
+			}
+			return d.engine.SkipDamaged(r.Seq, r.Tags)
+		}
+		count++
+		return d.engine.Apply(r.Seq, r.Payload)
+	})
+	if err != nil {
+		return fmt.Errorf("replay journal from entry %d: %w", from, err)
+	}
+	d.log.Info("journal replayed", "from", from, "entries", count)
+	return nil
+}
+
+// removeGarbage deletes block versions that no checkpoint names: the new
+// versions of a checkpoint that a crash interrupted, and old versions that a
+// crash kept from being deleted.
+func (d *Daemon) removeGarbage() error {
+	refs, err := d.store.List()
+	if err != nil {
+		return err
+	}
+	live := make(map[blockstore.Ref]bool, len(d.versions))
+	for _, ref := range d.versions {
+		live[ref] = true
+	}
+	removed := 0
+	for _, ref := range refs {
+		if !live[ref] {
+			if err := d.store.Delete(ref); err != nil {
+				return err
+			}
+			removed++
+		}
+	}
+	if removed > 0 {
+		d.log.Info("removed unused block versions", "count", removed)
+	}
+	return d.store.Sync()
+}
+
+// authorize checks that the caller's principal may write path. In host mode
+// the only principal is the node, which is the tree's root.
+func (d *Daemon) authorize(c *fsapi.Caller, path string) error {
+	if c.Principal == d.node.Tree.Root {
+		return nil
+	}
+	// TODO: look up the writecap chains that principals present over the
+	// message bus; until then only the root principal writes.
+	return fmt.Errorf("principal %s holds no writecap for %s", c.Principal, path)
+}
+
+// loader brings evicted file data back from the block store.
+type loader struct{ d *Daemon }
+
+func (l loader) LoadData(ino fsapi.Ino, blockID [32]byte) ([]byte, error) {
+	l.d.checkpointMu.Lock()
+	ref, ok := l.d.versions[ino]
+	l.d.checkpointMu.Unlock()
+	if !ok || ref.ID != blockID {
+		return nil, fmt.Errorf("inode %d has no stored block %x", ino, blockID)
+	}
+	data, err := l.d.store.Get(ref)
+	if err != nil {
+		return nil, err
+	}
+	r, err := block.Open(data, l.d.node.Credential, block.Expect{Root: l.d.node.Tree.Root, ID: ref.ID, MinVersion: ref.Version})
+	if err != nil {
+		return nil, err
+	}
+	return r.Bytes()
+}
+
+func freeBytes(dir string) uint64 {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0
+	}
+	return st.Bavail * uint64(st.Bsize)
+}

@@ -1,0 +1,260 @@
+package storaged
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/blocktree/blocktree/services/crypto/block"
+	"github.com/blocktree/blocktree/services/crypto/swtpm/swtpmtest"
+	"github.com/blocktree/blocktree/services/node/state"
+	"github.com/blocktree/blocktree/services/storage/blockstore"
+	"github.com/blocktree/blocktree/services/storage/fsapi"
+)
+
+// testNode opens (creating on first use) a node state with a software TPM.
+func testNode(t *testing.T, dir string) *state.Node {
+	t.Helper()
+	swtpmtest.Require(t)
+	n, err := state.Open(context.Background(), state.Options{Dir: dir, TPM: state.TPMSoftware})
+	if err != nil {
+		t.Fatalf("open node state: %v", err)
+	}
+	return n
+}
+
+func openDaemon(t *testing.T, n *state.Node) *Daemon {
+	t.Helper()
+	d, err := Open(Options{Node: n, CheckpointInterval: -1})
+	if err != nil {
+		t.Fatalf("Open daemon: %v", err)
+	}
+	return d
+}
+
+
+func withPrincipal(n *state.Node) *fsapi.Caller {
+	return &fsapi.Caller{Principal: n.Credential.Principal()}
+}
+
+func writeFile(t *testing.T, fs fsapi.FS, c *fsapi.Caller, name string, data []byte) fsapi.Ino {
+	t.Helper()
+	ctx := context.Background()
+	attr, h, err := fs.Create(ctx, c, fsapi.RootIno, name, syscall.S_IFREG|0o644, syscall.O_RDWR)
+	if err != nil {
+		t.Fatalf("Create %s: %v", name, err)
+	}
+	if _, err := fs.Write(ctx, c, attr.Ino, h, 0, data); err != nil {
+		t.Fatalf("Write %s: %v", name, err)
+	}
+	if err := fs.Release(ctx, attr.Ino, h); err != nil {
+		t.Fatalf("Release %s: %v", name, err)
+	}
+	return attr.Ino
+}
+
+func readFile(fs fsapi.FS, c *fsapi.Caller, name string) ([]byte, error) {
+	ctx := context.Background()
+	attr, err := fs.Lookup(ctx, c, fsapi.RootIno, name)
+	if err != nil {
+		return nil, err
+	}
+	h, err := fs.Open(ctx, c, attr.Ino, syscall.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer fs.Release(ctx, attr.Ino, h)
+	buf := make([]byte, attr.Size)
+	n, err := fs.Read(ctx, c, attr.Ino, h, 0, buf)
+	return buf[:n], err
+}
+
+func TestDataSurvivesCleanRestart(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	big := bytes.Repeat([]byte("blocktree "), 100_000)
+	writeFile(t, d.FS(), c, "small", []byte("hello"))
+	writeFile(t, d.FS(), c, "big", big)
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	n.Close()
+
+	n = testNode(t, dir)
+	defer n.Close()
+	d = openDaemon(t, n)
+	defer d.Close()
+	for name, want := range map[string][]byte{"small": []byte("hello"), "big": big} {
+		got, err := readFile(d.FS(), c, name)
+		if err != nil {
+			t.Fatalf("read %s after restart: %v", name, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s after restart: %d bytes, expected %d", name, len(got), len(want))
+		}
+	}
+}
+
+func TestJournalReplayWithoutCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	writeFile(t, d.FS(), c, "synced", []byte("made durable by fsync"))
+	if err := d.FS().SyncFS(context.Background(), c); err != nil {
+		t.Fatalf("SyncFS: %v", err)
+	}
+
+	// A crash: no checkpoint, no journal close, the TPM is not shut down.
+	d.journal.Close()
+	n.Close()
+
+	n = testNode(t, dir)
+	defer n.Close()
+	d = openDaemon(t, n)
+	defer d.Close()
+	got, err := readFile(d.FS(), c, "synced")
+	if err != nil {
+		t.Fatalf("read after replay: %v", err)
+	}
+	if string(got) != "made durable by fsync" {
+		t.Errorf("after replay: %q", got)
+	}
+}
+
+func TestTamperedBlockIsEIO(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	ino := writeFile(t, d.FS(), c, "victim", bytes.Repeat([]byte{7}, 10000))
+	writeFile(t, d.FS(), c, "bystander", []byte("fine"))
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ref := d.versions[ino]
+	n.Close()
+
+	path := blockstorePath(t, n, ref)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x01
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	n = testNode(t, dir)
+	defer n.Close()
+	d = openDaemon(t, n)
+	defer d.Close()
+	if _, err := readFile(d.FS(), c, "victim"); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of the tampered file: %v, expected EIO", err)
+	}
+	if got, err := readFile(d.FS(), c, "bystander"); err != nil || string(got) != "fine" {
+		t.Errorf("read of an intact file: %q, %v", got, err)
+	}
+	damage := d.Damaged()
+	if len(damage) != 1 || damage[0].Ino != ino || damage[0].Path != "/victim" {
+		t.Errorf("Damaged() = %+v, expected inode %d at /victim", damage, ino)
+	}
+}
+
+func TestOlderBlockIsRollback(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	ino := writeFile(t, d.FS(), c, "doc", []byte("version one"))
+	if err := d.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	oldRef := d.versions[ino]
+	old, err := os.ReadFile(blockstorePath(t, n, oldRef))
+	if err != nil {
+		t.Fatal(err)
+	}
+	attr, err := d.FS().Lookup(context.Background(), c, fsapi.RootIno, "doc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := d.FS().Open(context.Background(), c, attr.Ino, syscall.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.FS().Write(context.Background(), c, attr.Ino, h, 0, []byte("version two")); err != nil {
+		t.Fatal(err)
+	}
+	d.FS().Release(context.Background(), attr.Ino, h)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	newRef := d.versions[ino]
+	n.Close()
+
+	// Put the old version's bytes where the new version belongs.
+	if err := os.WriteFile(blockstorePath(t, n, newRef), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n = testNode(t, dir)
+	defer n.Close()
+	d = openDaemon(t, n)
+	defer d.Close()
+	if _, err := readFile(d.FS(), c, "doc"); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of a rolled-back file: %v, expected EIO", err)
+	}
+	damage := d.Damaged()
+	if len(damage) != 1 || !errors.Is(damage[0].Err, block.ErrRollback) {
+		t.Errorf("Damaged() = %+v, expected one rollback", damage)
+	}
+}
+
+func TestNoPlaintextInStateDirectory(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	secretName := "quarterly-results-draft"
+	secretData := []byte("the merger closes on friday")
+	writeFile(t, d.FS(), c, secretName, secretData)
+	if err := d.FS().SyncFS(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	scan := func(when string) {
+		filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return nil
+			}
+			if bytes.Contains(data, []byte(secretName)) || bytes.Contains(data, secretData) {
+				t.Errorf("%s: %s contains a file name or contents in the clear", when, path)
+			}
+			return nil
+		})
+	}
+	scan("journal only")
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	scan("after checkpoint")
+}
+
+func blockstorePath(t *testing.T, n *state.Node, ref blockstore.Ref) string {
+	t.Helper()
+	s, err := blockstore.Open(n.BlocksDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Path(ref)
+}

@@ -1,0 +1,181 @@
+package storaged
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/blocktree/blocktree/services/crypto/block"
+	"github.com/blocktree/blocktree/services/crypto/capability"
+	"github.com/blocktree/blocktree/services/crypto/principal"
+	"github.com/blocktree/blocktree/services/storage/blockstore"
+	"github.com/blocktree/blocktree/services/storage/fsapi"
+	"github.com/blocktree/blocktree/services/storage/fsys"
+)
+
+// evictSize is the file size above which a checkpoint drops a clean file's
+// data from memory; the Loader reads it back from its block when needed.
+const evictSize = 64 << 10
+
+// Checkpoint writes every inode changed since the last checkpoint as a new
+// block version and records them in a new checkpoint file; see the package
+// documentation for the order of the steps and why it is crash-safe.
+func (d *Daemon) Checkpoint() error {
+	d.checkpointMu.Lock()
+	defer d.checkpointMu.Unlock()
+
+	snapshot := d.engine.Checkpoint()
+	if len(snapshot.Inodes) == 0 && len(snapshot.Freed) == 0 {
+		return nil
+	}
+	seq := snapshot.Header.AppliedSeq
+	start := time.Now()
+
+	written := make(map[fsapi.Ino]blockstore.Ref, len(snapshot.Inodes))
+	for _, st := range snapshot.Inodes {
+		ref, err := d.writeInode(st)
+		if err != nil {
+			d.discard(written)
+			return fmt.Errorf("checkpoint at entry %d: %w", seq, err)
+		}
+		written[st.Ino] = ref
+	}
+	if err := d.store.Sync(); err != nil {
+		d.discard(written)
+		return fmt.Errorf("checkpoint at entry %d: %w", seq, err)
+	}
+
+	versions := maps.Clone(d.versions)
+	for _, f := range snapshot.Freed {
+		delete(versions, f.Ino)
+	}
+	maps.Copy(versions, written)
+	counter, err := d.counter.Increment()
+	if err != nil {
+		d.discard(written)
+		return fmt.Errorf("checkpoint at entry %d: increment rollback counter: %w", seq, err)
+	}
+	cp := &Checkpoint{Seq: seq, Counter: counter, Engine: fsys.EncodeHeader(snapshot.Header)}
+	for _, ino := range slices.Sorted(maps.Keys(versions)) {
+		ref := versions[ino]
+		cp.Inodes = append(cp.Inodes, InodeVersion{Ino: ino, BlockID: ref.ID, Version: ref.Version})
+	}
+	sealed, err := sealCheckpoint(cp, d.node.Tree.JournalKey, d.node.Tree.Root, d.node.Credential)
+	if err != nil {
+		d.discard(written)
+		return err
+	}
+	if err := writeCheckpoint(d.node.CheckpointPath(), sealed); err != nil {
+		d.discard(written)
+		return err
+	}
+
+	// The new checkpoint is in force: what it replaced may go.
+	old := d.versions
+	d.versions = versions
+	for _, st := range snapshot.Inodes {
+		d.engine.MarkClean(st.Ino, seq)
+	}
+	for _, f := range snapshot.Freed {
+		d.engine.MarkClean(f.Ino, seq)
+	}
+	var errs []error
+	for ino, ref := range old {
+		if versions[ino] != ref {
+			errs = append(errs, d.store.Delete(ref))
+		}
+	}
+	errs = append(errs, d.store.Sync(), d.journal.TruncateBefore(seq+1))
+	for _, st := range snapshot.Inodes {
+		if st.Attr.Mode&syscall.S_IFMT == syscall.S_IFREG && st.Attr.Size > evictSize {
+			d.engine.Evict(st.Ino)
+		}
+	}
+	d.log.Info("checkpoint written", "seq", seq, "blocks", len(written), "freed", len(snapshot.Freed), "counter", counter, "duration", time.Since(start).Round(time.Millisecond))
+	if err := errors.Join(errs...); err != nil {
+		d.log.Warn("checkpoint cleanup failed; the next start removes what is left", "seq", seq, "error", err)
+	}
+	return nil
+}
+
+// writeInode seals one inode as the next version of its block.
+func (d *Daemon) writeInode(st *fsys.InodeState) (blockstore.Ref, error) {
+	ref := blockstore.Ref{ID: st.BlockID, Version: d.versions[st.Ino].Version + 1}
+	if !st.Resident {
+		// An evicted file is clean by construction; a dirty one is always
+		// resident, so this means the engine broke its promise.
+		return ref, fmt.Errorf("inode %d is dirty but not resident", st.Ino)
+	}
+	meta, data := fsys.EncodeInode(st)
+	path := d.root
+	if p, err := d.engine.PathOf(st.Ino); err == nil && p != "/" {
+		path = d.root + p
+	}
+	if capability.ValidatePath(path) != nil {
+		// Paths longer than a writecap prefix can name are sealed under
+		// the root path; the node is the root, so its chain covers both.
+		path = d.root
+	}
+	writer := block.Writer{Credential: d.node.Credential}
+	sealed, err := block.Seal(writer, block.Params{
+		ID:       st.BlockID,
+		Version:  ref.Version,
+		Path:     path,
+		Metadata: meta,
+		Readers:  []principal.Identity{d.node.Credential.Identity()},
+	}, data)
+	if err != nil {
+		return ref, fmt.Errorf("seal inode %d: %w", st.Ino, err)
+	}
+	if err := d.store.Put(ref, sealed); err != nil {
+		return ref, err
+	}
+	return ref, nil
+}
+
+// discard removes block versions that a failed checkpoint wrote.
+func (d *Daemon) discard(written map[fsapi.Ino]blockstore.Ref) {
+	for _, ref := range written {
+		d.store.Delete(ref)
+	}
+}
+
+func (d *Daemon) checkpointLoop(interval time.Duration) {
+	defer close(d.done)
+	if interval < 0 {
+		<-d.stop
+		return
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-ticker.C:
+			if err := d.Checkpoint(); err != nil {
+				d.log.Error("background checkpoint failed", "error", err)
+			}
+		}
+	}
+}
+
+// Close syncs the journal, writes a final checkpoint and closes the journal.
+// The caller stops serving requests first.
+func (d *Daemon) Close() error {
+	close(d.stop)
+	<-d.done
+	var errs []error
+	if err := d.journal.Sync(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.Checkpoint(); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, d.journal.Close())
+	d.log.Info("storage daemon stopped")
+	return errors.Join(errs...)
+}
