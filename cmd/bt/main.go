@@ -38,6 +38,8 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 
 var topCommands = []command{
 	{"keys", "create and show credentials, issue and verify writecaps", runKeys},
+	{"node", "run a node in the foreground: storage daemon and FUSE mount", runNode},
+	{"fsck", "check every block and the journal of a stopped node", runFsck},
 }
 
 func main() {

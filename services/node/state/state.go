@@ -314,9 +314,9 @@ func (n *Node) Close() error {
 	if n.lock != nil {
 		errs = append(errs, n.lock.Close())
 		n.lock = nil
-	}
-	if n.Credential != nil {
-		n.logger.Info("node closed", "node", n.Credential.Principal())
+		if n.Credential != nil {
+			n.logger.Info("node closed", "node", n.Credential.Principal())
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -43,6 +43,12 @@ type Options struct {
 	// space of the file system under the state directory when the daemon
 	// starts.
 	Capacity uint64
+
+	// Check opens the tree for fsck: no background checkpoints, no
+	// checkpoint on Close, no removal of unused block versions and no
+	// reclaim entries for orphaned inodes. Cutting a torn journal tail is
+	// still done, since that is how a crash is recovered.
+	Check bool
 }
 
 // Damage is an inode that failed its checks when the daemon loaded it.
@@ -69,6 +75,8 @@ type Daemon struct {
 	versions     map[fsapi.Ino]blockstore.Ref
 
 	damaged []Damage
+	check   bool
+	garbage []blockstore.Ref // unused block versions found in check mode
 
 	stop chan struct{}
 	done chan struct{}
@@ -86,6 +94,7 @@ func Open(opts Options) (*Daemon, error) {
 		log:      logger.With("node", n.Credential.Principal()),
 		root:     capability.RootPath(n.Tree.Root),
 		versions: map[fsapi.Ino]blockstore.Ref{},
+		check:    opts.Check,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -209,6 +218,9 @@ func (d *Daemon) load(cp *Checkpoint, capacity uint64) error {
 	if err := d.removeGarbage(); err != nil {
 		return err
 	}
+	if d.check {
+		return nil
+	}
 	return d.engine.ReclaimOrphans()
 }
 
@@ -311,6 +323,10 @@ func (d *Daemon) removeGarbage() error {
 	}
 	removed := 0
 	for _, ref := range refs {
+		if !live[ref] && d.check {
+			d.garbage = append(d.garbage, ref)
+			continue
+		}
 		if !live[ref] {
 			if err := d.store.Delete(ref); err != nil {
 				return err

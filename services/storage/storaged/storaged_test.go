@@ -36,7 +36,6 @@ func openDaemon(t *testing.T, n *state.Node) *Daemon {
 	return d
 }
 
-
 func withPrincipal(n *state.Node) *fsapi.Caller {
 	return &fsapi.Caller{Principal: n.Credential.Principal()}
 }

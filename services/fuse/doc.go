@@ -1,0 +1,128 @@
+// Package fusefs serves a Blocktree file system (any fsapi.FS) to the Linux
+// kernel through FUSE.
+//
+// # Model
+//
+// The server uses go-fuse's raw API (fuse.RawFileSystem), because fsapi is
+// already inode-based: every kernel request becomes exactly one fsapi call,
+// except READDIRPLUS, which adds one Lookup per entry, and a RELEASE that
+// carries FUSE_RELEASE_FLOCK_UNLOCK, which adds one Flock(LOCK_UN). The server
+// keeps no file system state of its own:
+//
+//   - Kernel node ids are fsapi inode numbers, and the root is 1 on both
+//     sides. fsapi never reuses an inode number within a tree, so every
+//     entry carries generation 0.
+//   - FORGET is a no-op. The daemon keeps an inode alive while it has a
+//     name or an open handle, not while the kernel remembers it. A node id
+//     that the kernel still holds for a deleted inode gets the daemon's
+//     error, usually ENOENT.
+//   - File handles (fh) are fsapi.HandleID values, passed through unchanged.
+//   - Directory offsets are fsapi.DirEntry cookies. The kernel passes back
+//     the cookie of the last entry it used, so a reader sees every entry
+//     that existed throughout its reading exactly once, which fsapi.DirEntry
+//     requires of the daemon (the posixsuite readdir subtests check it
+//     through this server).
+//
+// # Callers and permissions
+//
+// Every request carries an fsapi.Caller built from the FUSE request header:
+// the file system uid and gid of the calling thread (the real ids for
+// ACCESS, as the kernel sends them), its thread id as PID, and
+// Options.Principal. FUSE requests do not carry supplementary groups, so
+// the server reads them from the "Groups:" line of /proc/PID/status and
+// caches them for one second per (pid, uid, gid). A process that changes its
+// groups with setgroups(2) can therefore act with its old groups for up to
+// one second, and a request whose thread has already exited gets no
+// supplementary groups.
+//
+// Permissions are checked twice. The daemon checks every request itself,
+// because only it knows the principal's writecaps and the current mode and
+// owner of each inode. The mount also uses the kernel's default_permissions
+// option, because a name that the kernel has cached is used without a
+// LOOKUP: without the option Linux would check no search permission on the
+// directories of such a path, and for up to EntryTimeout after one user
+// looked a name up, another could reach it through a directory it may not
+// search. The kernel checks against attributes up to AttrTimeout old, so
+// after a chmod made through another client of the daemon (not through this
+// mount, which updates the kernel's copy at once) the kernel can reject for
+// up to a second what the daemon would allow; it can never allow what the
+// daemon rejects, since the daemon checks again.
+//
+// When the server runs as root it mounts with allow_other, so that other
+// users can reach the mount at all, and the daemon's checks decide what
+// they may do there.
+//
+// # Kernel caches
+//
+// Lookups and attributes are cached by the kernel for EntryTimeout and
+// AttrTimeout, one second by default, which is also libfuse's default. Changes
+// made through this mount are visible at once, because the kernel updates
+// its caches from its own requests. A change made through another client of
+// the same daemon (another node, a Wasm program, the daemon's socket)
+// can stay invisible to stat(2) and path lookup on this mount for up to one
+// timeout, unless the daemon calls InvalidateEntry or InvalidateInode. One
+// second bounds that delay while still sparing most repeated stat calls a
+// round trip. Failed lookups are not cached, so a name created elsewhere is
+// found at the next lookup.
+//
+// File data goes through the kernel's page cache. The server does not set
+// FOPEN_KEEP_CACHE, so the kernel drops cached data at each open, and it
+// also drops it when a refreshed attribute shows a new size or mtime
+// (CAP_AUTO_INVAL_DATA). Readers therefore get close-to-open consistency.
+//
+// The writeback cache is off, and Options has no switch for it. With it the
+// kernel would collect writes in its page cache and decide itself when they
+// reach the daemon, and it would own mtime and size until then. Blocktree
+// documents that an acknowledged write(2) is in the journal order, so each
+// write(2) must reach the daemon before it returns. Without the writeback
+// cache it does: the kernel sends every write through, in requests of at most
+// MaxWrite (1 MiB, fsapi.MaxWrite), so a single write(2) larger than 1 MiB
+// reaches the daemon as several requests. Reads of up to 1 MiB go into
+// buffers that go-fuse takes from its pool. The kernel limits readahead to
+// the smaller of MaxReadAhead and its own readahead size (128 KiB by default
+// on Linux).
+//
+// # Locks
+//
+// POSIX record locks and flock(2) locks are forwarded to the daemon, so that
+// they hold across processes and across clients. The kernel sends flock(2)
+// as SETLK or SETLKW with FUSE_LK_FLOCK, which the server maps to
+// fsapi.Flock. The kernel's "to end of file" is OFFSET_MAX (2^63-1) and
+// fsapi's is math.MaxUint64, and the server converts in both directions. FLUSH
+// carries the lock owner of the closing process, and the daemon releases
+// that owner's POSIX locks in Flush. The RELEASE of an open file
+// description that held a flock lock carries FUSE_RELEASE_FLOCK_UNLOCK, and
+// the server then calls Flock(LOCK_UN) before Release. Linux sends RELEASE
+// asynchronously, after the last close(2) has returned, so another open
+// file description can find the flock lock still held for a moment after
+// that close. Local file systems drop it before close(2) returns.
+//
+// # Errors
+//
+// An error that wraps a syscall.Errno goes to the kernel as that errno. A
+// canceled context (the kernel interrupted the request) becomes EINTR.
+// Any other error becomes EIO and is logged with the operation and the
+// inode number (log key node).
+//
+// # Not supported
+//
+// Linux sends FUSE_SYNCFS only to virtiofs (in Linux 6.x only
+// fs/fuse/virtio_fs.c sets fc->sync_fs), and go-fuse v2.12.1 has no handler
+// for it either. syncfs(2) and sync(1) therefore return 0 on the mount
+// without reaching the daemon, and fsapi.SyncFS is never called from here.
+// fsync(2) and fdatasync(2) do reach the daemon, as Fsync.
+//
+// NOTE: docs/fs.md lists syncfs among the calls that make every earlier
+// entry durable, but through this mount it makes nothing durable.
+//
+// go-fuse v2.12.1 does not dispatch FUSE_TMPFILE, so O_TMPFILE fails with
+// EOPNOTSUPP. Ioctl is not supported (ENOTTY), and poll(2) reports the file
+// as always ready.
+//
+// # Buffer lifetime
+//
+// The byte slices that the server passes to Write and to Read's
+// destination belong to go-fuse's buffer pool and are reused once the
+// call returns, so an fsapi.FS must copy data that it keeps. Names and
+// xattr values are copies.
+package fusefs

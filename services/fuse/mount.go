@@ -1,0 +1,243 @@
+package fusefs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/blocktree/blocktree/services/crypto/principal"
+	"github.com/blocktree/blocktree/services/storage/fsapi"
+)
+
+// DefaultTimeout is the entry and attribute timeout when Options leaves
+// them zero.
+const DefaultTimeout = time.Second
+
+// maxReadAhead is the readahead the server offers. Linux lowers it to its
+// own readahead size (128 KiB unless the admin raised it).
+const maxReadAhead = fsapi.MaxWrite
+
+// Options configures Mount.
+type Options struct {
+	FS        fsapi.FS
+	Principal principal.Principal // the principal every request of this mount acts for
+	Logger    *slog.Logger        // nil means slog.Default()
+
+	// EntryTimeout and AttrTimeout are how long the kernel may use a
+	// looked-up name and an inode's attributes without asking again.
+	// Zero means DefaultTimeout and a negative value turns the cache off.
+	EntryTimeout time.Duration
+	AttrTimeout  time.Duration
+
+	// Debug logs every FUSE request and reply at level Info.
+	Debug bool
+}
+
+// Server is a mounted file system.
+type Server struct {
+	mountpoint string
+	fuse       *fuse.Server
+	logger     *slog.Logger
+}
+
+// Mount mounts opts.FS on mountpoint and serves it until Unmount or until
+// someone unmounts the directory. As root it calls mount(2) itself and
+// falls back to fusermount3; otherwise it uses fusermount3. The mount point
+// must be an existing directory on which nothing is mounted.
+func Mount(mountpoint string, opts Options) (*Server, error) {
+	if opts.FS == nil {
+		return nil, errors.New("fusefs: Options.FS is nil: set the file system to serve")
+	}
+	abs, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return nil, fmt.Errorf("mount point %s: %w", mountpoint, err)
+	}
+	if err := checkMountpoint(abs); err != nil {
+		return nil, err
+	}
+
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("path", abs, "principal", opts.Principal)
+
+	raw := &rawFS{
+		fs:           opts.FS,
+		principal:    opts.Principal,
+		logger:       logger,
+		entryTimeout: timeoutOrDefault(opts.EntryTimeout),
+		attrTimeout:  timeoutOrDefault(opts.AttrTimeout),
+		groups:       newGroupCache(groupCacheTTL),
+	}
+
+	root := os.Geteuid() == 0
+	goFuseLevel := slog.LevelWarn
+	if opts.Debug {
+		goFuseLevel = slog.LevelInfo
+	}
+	mountOpts := &fuse.MountOptions{
+		FsName:       "blocktree",
+		Name:         "blocktree", // the type shows as fuse.blocktree
+		AllowOther:   root,
+		DirectMount:  root,
+		MaxWrite:     fsapi.MaxWrite,
+		MaxReadAhead: maxReadAhead,
+		EnableLocks:  true,
+		Options:      []string{"default_permissions"},
+		Debug:        opts.Debug,
+		Logger:       slog.NewLogLogger(logger.With("component", "go-fuse").Handler(), goFuseLevel),
+	}
+
+	srv, err := fuse.NewServer(raw, abs, mountOpts)
+	if err != nil {
+		return nil, fmt.Errorf("mount blocktree on %s: %w", abs, err)
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		_ = srv.Unmount()
+		return nil, fmt.Errorf("mount blocktree on %s: %w", abs, err)
+	}
+	logger.Info("file system mounted", "allow_other", root)
+	return &Server{mountpoint: abs, fuse: srv, logger: logger}, nil
+}
+
+// Mountpoint returns the absolute path of the mount point.
+func (s *Server) Mountpoint() string { return s.mountpoint }
+
+// Unmount unmounts the file system and waits until the server has stopped.
+// It fails with EBUSY while a process has a file or its working directory
+// on the mount.
+func (s *Server) Unmount() error {
+	if err := s.fuse.Unmount(); err != nil {
+		s.logger.Error("unmount failed", "error", err)
+		return fmt.Errorf("unmount %s: %w", s.mountpoint, err)
+	}
+	s.logger.Info("file system unmounted")
+	return nil
+}
+
+// Wait blocks until the file system is unmounted, by Unmount or from
+// outside.
+func (s *Server) Wait() { s.fuse.Wait() }
+
+// InvalidateEntry makes the kernel forget the name in directory parent, so
+// that the next access looks it up again. Call it when the tree changes
+// other than through this mount, but not while handling a request of this
+// mount for parent, which would deadlock the kernel.
+func (s *Server) InvalidateEntry(parent fsapi.Ino, name string) error {
+	return notifyError("invalidate entry", s.fuse.EntryNotify(uint64(parent), name))
+}
+
+// InvalidateInode makes the kernel drop the cached attributes and data of
+// ino. The same restriction as for InvalidateEntry applies.
+func (s *Server) InvalidateInode(ino fsapi.Ino) error {
+	return notifyError("invalidate inode", s.fuse.InodeNotify(uint64(ino), 0, 0))
+}
+
+// notifyError converts a notification status. ENOENT means that the kernel
+// has nothing cached for the inode, so nothing needed invalidating.
+func notifyError(op string, st fuse.Status) error {
+	if st == fuse.OK || st == fuse.ENOENT {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", op, syscall.Errno(st))
+}
+
+func timeoutOrDefault(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return DefaultTimeout
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
+// checkMountpoint returns a one-line error naming path unless it is an
+// existing directory with nothing mounted on it.
+func checkMountpoint(path string) error {
+	info, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("mount point %s does not exist: create the directory first", path)
+	case errors.Is(err, syscall.ENOTCONN):
+		return fmt.Errorf("mount point %s is busy: a FUSE file system whose server has stopped is still mounted there; run fusermount3 -u %s", path, path)
+	case err != nil:
+		return fmt.Errorf("mount point %s: %w", path, err)
+	case !info.IsDir():
+		return fmt.Errorf("mount point %s is not a directory", path)
+	}
+
+	mounted, fstype, err := isMountpoint(path)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", path, err)
+	}
+	if mounted {
+		return fmt.Errorf("mount point %s is busy: a %s file system is already mounted there; unmount it first", path, fstype)
+	}
+	return nil
+}
+
+// isMountpoint reports whether path (absolute, and resolved here through
+// symbolic links) is the mount point of a mount in /proc/self/mountinfo,
+// and that mount's file system type.
+func isMountpoint(path string) (bool, string, error) {
+	resolved, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return false, "", err
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, "", err
+	}
+	defer f.Close()
+
+	scanner := bufio.NewScanner(f)
+	scanner.Buffer(make([]byte, 64<<10), 1<<20)
+	for scanner.Scan() {
+		// Fields: id parent major:minor root mountpoint options [optional...] - fstype source superoptions.
+		fields := strings.Fields(scanner.Text())
+		if len(fields) < 5 || unescapeMountinfo(fields[4]) != resolved {
+			continue
+		}
+		fstype := "unknown"
+		for i, field := range fields {
+			if field == "-" && i+1 < len(fields) {
+				fstype = fields[i+1]
+				break
+			}
+		}
+		return true, fstype, nil
+	}
+	return false, "", scanner.Err()
+}
+
+// unescapeMountinfo decodes the octal escapes (\040 for a space and so on)
+// that the kernel writes for space, tab, newline and backslash in
+// /proc/self/mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }

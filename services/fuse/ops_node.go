@@ -1,0 +1,189 @@
+package fusefs
+
+import (
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/blocktree/blocktree/services/storage/fsapi"
+)
+
+// Requests on names and attributes.
+
+func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	ctx, c := r.request(cancel, h)
+	attr, err := r.fs.Lookup(ctx, c, fsapi.Ino(h.NodeId), name)
+	if err != nil {
+		// A plain ENOENT, not a negative entry, so that the kernel does
+		// not cache the absence of a name that another client may create.
+		return r.status("lookup", h.NodeId, err)
+	}
+	return r.fillEntry("lookup", out, &attr)
+}
+
+// Forget does nothing: the daemon does not count the kernel's references
+// (see the package documentation).
+func (r *rawFS) Forget(nodeid, nlookup uint64) {}
+
+func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	ctx, c := r.request(cancel, &in.InHeader)
+	attr, err := r.fs.GetAttr(ctx, c, fsapi.Ino(in.NodeId))
+	if err != nil {
+		return r.status("getattr", in.NodeId, err)
+	}
+	r.fillAttrOut(out, &attr)
+	return fuse.OK
+}
+
+func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	ctx, c := r.request(cancel, &in.InHeader)
+	set := setAttrIn(&in.SetAttrInCommon)
+	attr, err := r.fs.SetAttr(ctx, c, fsapi.Ino(in.NodeId), &set)
+	if err != nil {
+		return r.status("setattr", in.NodeId, err)
+	}
+	r.fillAttrOut(out, &attr)
+	return fuse.OK
+}
+
+// setAttrIn translates the kernel's SETATTR fields. The kernel marks
+// utimensat(UTIME_NOW) with FATTR_ATIME_NOW or FATTR_MTIME_NOW next to
+// FATTR_ATIME or FATTR_MTIME; the daemon needs the difference because a
+// caller with write permission alone may set the current time but not an
+// explicit one.
+func setAttrIn(in *fuse.SetAttrInCommon) fsapi.SetAttrIn {
+	var set fsapi.SetAttrIn
+	if in.Valid&fuse.FATTR_MODE != 0 {
+		set.Valid |= fsapi.SetMode
+		set.Mode = in.Mode & 0o7777
+	}
+	if in.Valid&fuse.FATTR_UID != 0 {
+		set.Valid |= fsapi.SetUID
+		set.UID = in.Uid
+	}
+	if in.Valid&fuse.FATTR_GID != 0 {
+		set.Valid |= fsapi.SetGID
+		set.GID = in.Gid
+	}
+	if in.Valid&fuse.FATTR_SIZE != 0 {
+		set.Valid |= fsapi.SetSize
+		set.Size = in.Size
+	}
+	switch {
+	case in.Valid&fuse.FATTR_ATIME_NOW != 0:
+		set.Valid |= fsapi.SetAtimeNow
+	case in.Valid&fuse.FATTR_ATIME != 0:
+		set.Valid |= fsapi.SetAtime
+		set.Atime = joinNanos(in.Atime, in.Atimensec)
+	}
+	switch {
+	case in.Valid&fuse.FATTR_MTIME_NOW != 0:
+		set.Valid |= fsapi.SetMtimeNow
+	case in.Valid&fuse.FATTR_MTIME != 0:
+		set.Valid |= fsapi.SetMtime
+		set.Mtime = joinNanos(in.Mtime, in.Mtimensec)
+	}
+	if in.Valid&fuse.FATTR_CTIME != 0 {
+		set.Valid |= fsapi.SetCtime
+		set.Ctime = joinNanos(in.Ctime, in.Ctimensec)
+	}
+	if in.Valid&fuse.FATTR_FH != 0 {
+		set.Handle = fsapi.HandleID(in.Fh)
+	}
+	return set
+}
+
+func (r *rawFS) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
+	ctx, c := r.request(cancel, &in.InHeader)
+	return r.status("access", in.NodeId, r.fs.Access(ctx, c, fsapi.Ino(in.NodeId), in.Mask))
+}
+
+func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	ctx, c := r.request(cancel, &in.InHeader)
+	// The kernel has applied the umask to Mode already, because the server
+	// does not ask for CAP_DONT_MASK.
+	attr, err := r.fs.Mknod(ctx, c, fsapi.Ino(in.NodeId), name, in.Mode, statDev(in.Rdev))
+	if err != nil {
+		return r.status("mknod", in.NodeId, err)
+	}
+	return r.fillEntry("mknod", out, &attr)
+}
+
+func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
+	ctx, c := r.request(cancel, &in.InHeader)
+	attr, err := r.fs.Mkdir(ctx, c, fsapi.Ino(in.NodeId), name, in.Mode)
+	if err != nil {
+		return r.status("mkdir", in.NodeId, err)
+	}
+	return r.fillEntry("mkdir", out, &attr)
+}
+
+func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target string, name string, out *fuse.EntryOut) fuse.Status {
+	ctx, c := r.request(cancel, h)
+	attr, err := r.fs.Symlink(ctx, c, fsapi.Ino(h.NodeId), name, target)
+	if err != nil {
+		return r.status("symlink", h.NodeId, err)
+	}
+	return r.fillEntry("symlink", out, &attr)
+}
+
+func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	ctx, c := r.request(cancel, &in.InHeader)
+	attr, err := r.fs.Link(ctx, c, fsapi.Ino(in.Oldnodeid), fsapi.Ino(in.NodeId), name)
+	if err != nil {
+		return r.status("link", in.Oldnodeid, err)
+	}
+	return r.fillEntry("link", out, &attr)
+}
+
+func (r *rawFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	ctx, c := r.request(cancel, h)
+	return r.status("unlink", h.NodeId, r.fs.Unlink(ctx, c, fsapi.Ino(h.NodeId), name))
+}
+
+func (r *rawFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	ctx, c := r.request(cancel, h)
+	return r.status("rmdir", h.NodeId, r.fs.Rmdir(ctx, c, fsapi.Ino(h.NodeId), name))
+}
+
+// Rename serves both RENAME and RENAME2. For RENAME, which has no flags
+// field, go-fuse zeroes Flags. RENAME2's flags are renameat2's, the same
+// bits as fsapi.RenameNoReplace and fsapi.RenameExchange; the daemon
+// rejects the others (RENAME_WHITEOUT).
+func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName string, newName string) fuse.Status {
+	ctx, c := r.request(cancel, &in.InHeader)
+	err := r.fs.Rename(ctx, c, fsapi.Ino(in.NodeId), oldName, fsapi.Ino(in.Newdir), newName, in.Flags)
+	return r.status("rename", in.NodeId, err)
+}
+
+func (r *rawFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	ctx, c := r.request(cancel, h)
+	target, err := r.fs.Readlink(ctx, c, fsapi.Ino(h.NodeId))
+	if err != nil {
+		return nil, r.status("readlink", h.NodeId, err)
+	}
+	return []byte(target), fuse.OK
+}
+
+func (r *rawFS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
+	ctx, c := r.request(cancel, h)
+	st, err := r.fs.StatFS(ctx, c, fsapi.Ino(h.NodeId))
+	if err != nil {
+		return r.status("statfs", h.NodeId, err)
+	}
+	*out = fuse.StatfsOut{
+		Blocks:  st.Blocks,
+		Bfree:   st.Bfree,
+		Bavail:  st.Bavail,
+		Files:   st.Files,
+		Ffree:   st.Ffree,
+		Bsize:   st.Bsize,
+		NameLen: st.NameLen,
+		Frsize:  st.Frsize,
+	}
+	return fuse.OK
+}
+
+// Statx is not dispatched by go-fuse v2.12.1; the kernel falls back to
+// GETATTR.
+func (r *rawFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Status {
+	return fuse.ENOSYS
+}

@@ -1,0 +1,107 @@
+package storaged
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/blocktree/blocktree/services/crypto/block"
+	"github.com/blocktree/blocktree/services/storage/fsapi"
+	"github.com/blocktree/blocktree/services/storage/journal"
+)
+
+// Problem is one finding of Fsck.
+type Problem struct {
+	Kind  string // "block", "journal" or "garbage"
+	Ino   fsapi.Ino
+	Block string // block id in hex, when known
+	Path  string // tree path, when known
+	Err   error
+}
+
+func (p Problem) String() string {
+	where := p.Path
+	if where == "" {
+		where = fmt.Sprintf("inode %d", p.Ino)
+	}
+	if p.Block != "" {
+		return fmt.Sprintf("%s: %s (block %s): %v", p.Kind, where, p.Block, p.Err)
+	}
+	return fmt.Sprintf("%s: %s: %v", p.Kind, where, p.Err)
+}
+
+// Fsck checks every stored block version (signature, writecap chain, Merkle
+// tree) and the whole journal, in addition to what Open already checked
+// while loading (each inode's block opened and decrypted at the version the
+// checkpoint names, every replayed record). The daemon must have been
+// opened with Options.Check.
+func (d *Daemon) Fsck() ([]Problem, error) {
+	var problems []Problem
+	for _, dmg := range d.damaged {
+		problems = append(problems, Problem{Kind: "block", Ino: dmg.Ino, Block: fmt.Sprintf("%x", dmg.BlockID), Path: dmg.Path, Err: dmg.Err})
+	}
+
+	inodeOf := make(map[[32]byte]fsapi.Ino, len(d.versions))
+	for ino, ref := range d.versions {
+		inodeOf[ref.ID] = ino
+	}
+	refs, err := d.store.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, ref := range refs {
+		data, err := d.store.Get(ref)
+		if err == nil {
+			_, err = block.Verify(data, d.node.Tree.Root, timeOfCheck())
+		}
+		if err != nil {
+			ino := inodeOf[ref.ID]
+			path, _ := d.engine.PathOf(ino)
+			if !d.alreadyReported(ino) {
+				problems = append(problems, Problem{Kind: "block", Ino: ino, Block: fmt.Sprintf("%x", ref.ID), Path: path, Err: err})
+			}
+		}
+	}
+	for _, ref := range d.garbage {
+		problems = append(problems, Problem{Kind: "garbage", Block: fmt.Sprintf("%x", ref.ID), Err: fmt.Errorf("version %d is named by no checkpoint (left by an interrupted checkpoint; the next start removes it)", ref.Version)})
+	}
+
+	journalProblems, err := journal.Check(journal.Options{
+		Dir:      d.node.JournalDir(),
+		Key:      d.node.Tree.JournalKey,
+		Verifier: d.node.Credential.Signing.Public(),
+		Logger:   d.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("check journal: %w", err)
+	}
+	for _, jp := range journalProblems {
+		if jp.TornTail {
+			continue
+		}
+		if len(jp.Tags) == 0 {
+			problems = append(problems, Problem{Kind: "journal", Err: fmt.Errorf("%s", jp)})
+		}
+		for _, tag := range jp.Tags {
+			ino := fsapi.Ino(tag)
+			if d.alreadyReported(ino) {
+				continue
+			}
+			path, _ := d.engine.PathOf(ino)
+			blockID, _ := d.engine.BlockID(ino)
+			problems = append(problems, Problem{Kind: "journal", Ino: ino, Block: fmt.Sprintf("%x", blockID), Path: path, Err: fmt.Errorf("%s", jp)})
+		}
+	}
+	return problems, nil
+}
+
+func (d *Daemon) alreadyReported(ino fsapi.Ino) bool {
+	for _, dmg := range d.damaged {
+		if dmg.Ino == ino {
+			return true
+		}
+	}
+	return false
+}
+
+// timeOfCheck is the time at which writecap chains are checked.
+func timeOfCheck() time.Time { return time.Now() }
