@@ -158,7 +158,7 @@ func runFsck(env *environment, args []string) error {
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	slog.SetDefault(logger)
 	if _, err := os.Stat(filepath.Join(*stateDir, "node")); err != nil {
-		return fmt.Errorf("bt fsck: %s holds no node (expected %s): check the path", *stateDir, filepath.Join(*stateDir, "node"))
+		return fmt.Errorf("bt fsck: %s contains no node state (%s not found): check the path", *stateDir, filepath.Join(*stateDir, "node"))
 	}
 
 	ctx := context.Background()

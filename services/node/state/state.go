@@ -287,8 +287,8 @@ func openExisting(ctx context.Context, dir string, opts Options, logger *slog.Lo
 	return n, nil
 }
 
-// explainUnseal turns a refusal of the TPM into a message that says what
-// happened and what to do.
+// explainUnseal turns a rejection by the TPM into an error that explains
+// what happened and what to do.
 func explainUnseal(err error, keys string, tree *parsedTree) error {
 	var mismatch *tpm.PCRMismatchError
 	switch {

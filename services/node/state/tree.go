@@ -20,7 +20,7 @@ const (
 	maxIdentitySize = 256
 )
 
-// Tree is what a node knows about the tree it serves.
+// Tree describes the tree a node serves.
 type Tree struct {
 	// Root is the root principal; every path in the tree starts with it.
 	Root principal.Principal

@@ -39,9 +39,8 @@ type Options struct {
 	// background checkpoints (Close still writes one).
 	CheckpointInterval time.Duration
 
-	// Capacity is the number of bytes the tree may hold; zero means the free
-	// space of the file system under the state directory when the daemon
-	// starts.
+	// Capacity is the number of bytes the tree may hold. Zero means the
+	// free space of the file system under the state directory at start.
 	Capacity uint64
 
 	// Check opens the tree for fsck: no background checkpoints, no
@@ -243,7 +242,7 @@ func (d *Daemon) loadCheckpoint(cp *Checkpoint) error {
 			continue
 		}
 		if st.Ino != in.Ino || st.BlockID != in.BlockID {
-			err := fmt.Errorf("block holds inode %d, the checkpoint expects %d", st.Ino, in.Ino)
+			err := fmt.Errorf("block contains inode %d, expected inode %d from the checkpoint", st.Ino, in.Ino)
 			damaged = append(damaged, fsys.DamagedInode{Ino: in.Ino, BlockID: in.BlockID, Reason: err.Error()})
 			d.damaged = append(d.damaged, Damage{Ino: in.Ino, BlockID: in.BlockID, Err: err})
 			continue
@@ -274,7 +273,7 @@ func (d *Daemon) openInode(ref blockstore.Ref, withData bool) (*fsys.InodeState,
 		return nil, err
 	}
 	if r.Version() != ref.Version {
-		return nil, fmt.Errorf("block %s holds version %d", ref, r.Version())
+		return nil, fmt.Errorf("block %s contains version %d", ref, r.Version())
 	}
 	body, err := r.Bytes()
 	if err != nil {
@@ -348,7 +347,7 @@ func (d *Daemon) authorize(c *fsapi.Caller, path string) error {
 	}
 	// TODO: look up the writecap chains that principals present over the
 	// message bus; until then only the root principal writes.
-	return fmt.Errorf("principal %s holds no writecap for %s", c.Principal, path)
+	return fmt.Errorf("principal %s has no writecap for %s", c.Principal, path)
 }
 
 // loader brings evicted file data back from the block store.

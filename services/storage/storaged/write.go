@@ -17,12 +17,12 @@ import (
 )
 
 // evictSize is the file size above which a checkpoint drops a clean file's
-// data from memory; the Loader reads it back from its block when needed.
+// data from memory. The Loader reads it back from its block when needed.
 const evictSize = 64 << 10
 
 // Checkpoint writes every inode changed since the last checkpoint as a new
-// block version and records them in a new checkpoint file; see the package
-// documentation for the order of the steps and why it is crash-safe.
+// block version and records them in a new checkpoint file. The package
+// documentation explains the order of the steps and why it is crash-safe.
 func (d *Daemon) Checkpoint() error {
 	d.checkpointMu.Lock()
 	defer d.checkpointMu.Unlock()
