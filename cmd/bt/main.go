@@ -40,6 +40,7 @@ var topCommands = []command{
 	{"keys", "create and show credentials, issue and verify writecaps", runKeys},
 	{"node", "run a node in the foreground: storage daemon and FUSE mount", runNode},
 	{"fsck", "check every block and the journal of a stopped node", runFsck},
+	{"recover", "unlock a stopped node's keys with its recovery key when the TPM refuses", runRecover},
 }
 
 func main() {

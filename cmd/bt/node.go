@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/blocktree/blocktree/services/fuse"
@@ -36,19 +38,23 @@ func runNode(env *environment, args []string) error {
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger)
 
-	// Check the mount point before the state directory is touched, so a
-	// mistake in --mount leaves a new state directory empty.
-	if err := checkMountpoint(*mountpoint); err != nil {
+	if *tpmChoice == "none" {
+		return usagef("bt node: --tpm none: a node always seals its keys with a TPM: use auto, software or a TPM device path")
+	}
+
+	// Check both directories before the state directory is touched, so a
+	// mistake leaves a new state directory empty.
+	if err := checkStateDir(*stateDir); err != nil {
 		return fmt.Errorf("bt node: %w", err)
 	}
-	if info, err := os.Stat(*stateDir); err != nil || !info.IsDir() {
-		return fmt.Errorf("bt node: state directory %s does not exist: create it with mkdir -p %s", *stateDir, *stateDir)
+	if err := checkMountpoint(*mountpoint, *stateDir); err != nil {
+		return fmt.Errorf("bt node: %w", err)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	node, err := state.Open(ctx, state.Options{Dir: *stateDir, TPM: *tpmChoice, Logger: logger, RecoveryKey: env.stderr})
+	node, err := state.Open(ctx, state.Options{Dir: *stateDir, TPM: *tpmChoice, Logger: logger, RecoveryKey: env.stdout})
 	if err != nil {
 		return fmt.Errorf("bt node: %w", err)
 	}
@@ -117,8 +123,8 @@ func serveAndMount(ctx context.Context, env *environment, node *state.Node, daem
 	case <-ctx.Done():
 		logger.Info("stopping on signal", "node", node.Credential.Principal())
 		if err := server.Unmount(); err != nil {
-			logger.Error("unmount failed", "mount", mountpoint, "error", err)
-			return fmt.Errorf("unmount %s: %w (close programs using it, then umount it)", mountpoint, err)
+			// fusermount3's output spans lines; the error is printed as one.
+			return fmt.Errorf("%s: close the programs that use %s, then run umount %s", strings.Join(strings.Fields(err.Error()), " "), mountpoint, mountpoint)
 		}
 		<-unmounted
 	case <-unmounted:
@@ -127,15 +133,35 @@ func serveAndMount(ctx context.Context, env *environment, node *state.Node, daem
 	return nil
 }
 
-// checkMountpoint requires an existing directory on which nothing is mounted.
-func checkMountpoint(path string) error {
+// checkStateDir requires an existing directory.
+func checkStateDir(path string) error {
 	info, err := os.Stat(path)
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("state directory %s does not exist: create it with mkdir -p %s", path, path)
+	case err != nil:
+		return fmt.Errorf("state directory %s: %w", path, err)
+	case !info.IsDir():
+		return fmt.Errorf("state directory %s is not a directory: choose a directory", path)
+	}
+	return nil
+}
+
+// checkMountpoint requires an existing, empty directory on which nothing is
+// mounted and that does not overlap the state directory.
+func checkMountpoint(path, stateDir string) error {
+	info, err := os.Stat(path)
+	switch {
+	case errors.Is(err, syscall.ENOTCONN):
+		return fmt.Errorf("mount point %s is a FUSE mount whose server is gone (a node that crashed?): unmount it with fusermount3 -u -z %s", path, path)
+	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("mount point %s does not exist: create it with mkdir -p %s", path, path)
+	case err != nil:
+		return fmt.Errorf("mount point %s: %w", path, err)
+	case !info.IsDir():
+		return fmt.Errorf("mount point %s is not a directory: choose an empty directory", path)
 	}
-	if !info.IsDir() {
-		return fmt.Errorf("mount point %s is not a directory", path)
-	}
+
 	parent, err := os.Stat(filepath.Dir(filepath.Clean(path)))
 	if err != nil {
 		return fmt.Errorf("mount point %s: %w", path, err)
@@ -143,7 +169,32 @@ func checkMountpoint(path string) error {
 	if info.Sys().(*syscall.Stat_t).Dev != parent.Sys().(*syscall.Stat_t).Dev {
 		return fmt.Errorf("mount point %s is busy: something is mounted there already (umount it or choose another directory)", path)
 	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", path, err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("mount point %s is not empty: the mount would hide its %d entries; choose an empty directory", path, len(entries))
+	}
+
+	mount, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	state, err := filepath.Abs(stateDir)
+	if err != nil {
+		return err
+	}
+	if within(mount, state) || within(state, mount) {
+		return fmt.Errorf("mount point %s and state directory %s overlap: the node would store its blocks inside its own tree; choose separate directories", path, stateDir)
+	}
 	return nil
+}
+
+// within reports whether path is dir or lies below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func runFsck(env *environment, args []string) error {
@@ -192,5 +243,37 @@ func runFsck(env *environment, args []string) error {
 		return fmt.Errorf("bt fsck: %d damaged item(s) in %s", damage, *stateDir)
 	}
 	fmt.Fprintf(env.stdout, "clean: node %s, tree /%s\n", node.Credential.Principal(), node.Tree.Root)
+	return nil
+}
+
+func runRecover(env *environment, args []string) error {
+	fs := newFlags(env, "bt recover", "bt recover --state DIR [--recovery-key-file FILE] [--tpm auto|software|PATH]")
+	stateDir := fs.String("state", "", "state directory of the stopped node whose TPM refuses to unseal its keys (required)")
+	keyFile := fs.String("recovery-key-file", "", "read the node's recovery key from this file instead of the terminal")
+	tpmChoice := fs.String("tpm", state.TPMAuto, "TPM to seal the keys to: auto (the TPM recorded for this node), software, or a TPM device or swtpm socket path")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *stateDir == "" {
+		return usagef("bt recover: --state is required")
+	}
+	if err := checkStateDir(*stateDir); err != nil {
+		return fmt.Errorf("bt recover: %w", err)
+	}
+	key, err := readRecoveryKey(env, *keyFile)
+	if err != nil {
+		return fmt.Errorf("bt recover: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	node, err := state.Recover(context.Background(), state.Options{Dir: *stateDir, TPM: *tpmChoice, Logger: logger}, key)
+	if err != nil {
+		return fmt.Errorf("bt recover: %w", err)
+	}
+	defer node.Close()
+	if err := storaged.Rebind(node); err != nil {
+		return fmt.Errorf("bt recover: %w", err)
+	}
+	fmt.Fprintf(env.stdout, "recovered node %s: its keys are sealed to the current TPM; start it with bt node --state %s\n", node.Credential.Principal(), *stateDir)
 	return nil
 }

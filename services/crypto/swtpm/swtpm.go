@@ -249,8 +249,11 @@ func (p *Process) startProcess(binary string) error {
 	cmd.Stderr = p.output
 	// Pdeathsig kills an orphaned swtpm when the test binary or node dies.
 	// It fires when the starting OS thread exits, which Go does only for a
-	// goroutine that exits while locked to its thread.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// goroutine that exits while locked to its thread. Setpgid puts swtpm in
+	// a process group of its own: Ctrl-C in a terminal signals the whole
+	// foreground group, and swtpm must outlive the node's clean stop, which
+	// still needs the TPM for the last checkpoint and TPM2_Shutdown.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("run %s: %w", cmd.String(), err)
 	}

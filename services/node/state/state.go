@@ -57,6 +57,8 @@ type Node struct {
 	logger *slog.Logger
 	swtpm  *swtpm.Process
 	lock   *os.File
+
+	counterOffset uint64
 }
 
 // ErrLocked is returned when another process has the state directory open.
@@ -69,16 +71,40 @@ func (n *Node) CheckpointPath() string { return filepath.Join(n.Dir, "checkpoint
 
 // Open opens the node state under opts.Dir, creating it on first start.
 func Open(ctx context.Context, opts Options) (*Node, error) {
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.Default()
+	opts, dir, err := checkOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	created := false
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := create(ctx, dir, opts, opts.Logger); err != nil {
+			return nil, err
+		}
+		created = true
+	} else if err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", opts.Dir, err)
+	}
+	n, err := open(ctx, dir, opts, false, func(n *Node, keys string) (*principal.Credential, error) {
+		return keystore.Load(keys, n.protector(opts))
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.Created = created
+	return n, nil
+}
+
+// checkOptions fills in defaults and checks the state directory.
+func checkOptions(opts Options) (Options, string, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 	info, err := os.Stat(opts.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("state directory %s: %w (create it first)", opts.Dir, err)
+		return opts, "", fmt.Errorf("state directory %s: %w (create it first)", opts.Dir, err)
 	}
 	if !info.IsDir() {
-		return nil, fmt.Errorf("state directory %s is not a directory", opts.Dir)
+		return opts, "", fmt.Errorf("state directory %s is not a directory", opts.Dir)
 	}
 	if opts.TPM == "" {
 		opts.TPM = TPMAuto
@@ -86,22 +112,11 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if opts.PCRs == nil {
 		opts.PCRs = DefaultPCRs
 	}
+	return opts, filepath.Join(opts.Dir, "node"), nil
+}
 
-	dir := filepath.Join(opts.Dir, "node")
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := create(ctx, dir, opts, logger); err != nil {
-			return nil, err
-		}
-		n, err := openExisting(ctx, dir, opts, logger)
-		if err != nil {
-			return nil, err
-		}
-		n.Created = true
-		return n, nil
-	} else if err != nil {
-		return nil, fmt.Errorf("state directory %s: %w", opts.Dir, err)
-	}
-	return openExisting(ctx, dir, opts, logger)
+func (n *Node) protector(opts Options) *keystore.TPMProtector {
+	return &keystore.TPMProtector{TPM: n.TPM, PCRs: opts.PCRs}
 }
 
 // create builds a new node state in a temporary directory and renames it to
@@ -182,8 +197,8 @@ func create(ctx context.Context, dir string, opts Options, logger *slog.Logger) 
 
 	logger.Info("node created", "node", cred.Principal(), "state", dir, "tpm", device)
 	if opts.RecoveryKey != nil {
-		fmt.Fprintf(opts.RecoveryKey, "\nNode %s created.\nRecovery key (shown only now; write it down and keep it away from this machine):\n\n    %s\n\nIt unlocks the node's keys with 'bt keys recover --dir %s' if the TPM is cleared or replaced.\n\n",
-			cred.Principal(), recovery, filepath.Join(dir, "keys"))
+		fmt.Fprintf(opts.RecoveryKey, "\nNode %s created.\nRecovery key (shown only now; write it down and keep it away from this machine):\n\n    %s\n\nIt unlocks the node's keys with 'bt recover --state %s' if the TPM is cleared or replaced.\n\n",
+			cred.Principal(), recovery, opts.Dir)
 	}
 	return nil
 }
@@ -205,7 +220,7 @@ func chooseTPM(ctx context.Context, base, choice string, logger *slog.Logger) (s
 	}
 	t, err := tpm.Open(choice)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("open TPM %s: %w (use --tpm auto or --tpm software)", choice, err)
+		return "", nil, nil, fmt.Errorf("%w (use --tpm auto or --tpm software)", err)
 	}
 	return choice, t, nil, nil
 }
@@ -225,8 +240,9 @@ func startSoftwareTPM(ctx context.Context, base string, logger *slog.Logger) (*t
 	return t, sw, nil
 }
 
-// openExisting opens a node state created earlier.
-func openExisting(ctx context.Context, dir string, opts Options, logger *slog.Logger) (_ *Node, err error) {
+// open opens a node state created earlier; credential unlocks the keys.
+func open(ctx context.Context, dir string, opts Options, recovering bool, credential func(n *Node, keys string) (*principal.Credential, error)) (_ *Node, err error) {
+	logger := opts.Logger
 	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open node state %s: %w", dir, err)
@@ -254,11 +270,14 @@ func openExisting(ctx context.Context, dir string, opts Options, logger *slog.Lo
 		return nil, fmt.Errorf("node state %s was sealed by TPM %q, not %q: run with --tpm auto", dir, device, opts.TPM)
 	}
 	if device == softwareTPM {
+		if _, statErr := os.Stat(filepath.Join(dir, "tpm")); statErr != nil && !recovering {
+			return nil, fmt.Errorf("the software TPM that sealed this node's keys is missing (%s): run 'bt recover --state %s' with the node's recovery key", filepath.Join(dir, "tpm"), opts.Dir)
+		}
 		n.TPM, n.swtpm, err = startSoftwareTPM(ctx, dir, logger)
 	} else {
 		n.TPM, err = tpm.Open(device)
 		if err != nil {
-			err = fmt.Errorf("open TPM %s that sealed this node's keys: %w", device, err)
+			err = fmt.Errorf("the TPM that sealed this node's keys is not usable: %w", err)
 		}
 	}
 	if err != nil {
@@ -275,12 +294,15 @@ func openExisting(ctx context.Context, dir string, opts Options, logger *slog.Lo
 	}
 
 	keys := filepath.Join(dir, "keys")
-	cred, err := keystore.Load(keys, &keystore.TPMProtector{TPM: n.TPM, PCRs: opts.PCRs})
+	cred, err := credential(n, keys)
 	if err != nil {
-		return nil, explainUnseal(err, keys, parsed)
+		return nil, explainUnseal(err, opts.Dir, parsed)
 	}
 	n.Credential = cred
 	if n.Tree, err = parsed.open(cred); err != nil {
+		return nil, fmt.Errorf("open node state %s: %w", dir, err)
+	}
+	if err := n.readCounterOffset(); err != nil {
 		return nil, fmt.Errorf("open node state %s: %w", dir, err)
 	}
 	logger.Info("node opened", "node", cred.Principal(), "state", dir, "tpm", device)
@@ -289,13 +311,13 @@ func openExisting(ctx context.Context, dir string, opts Options, logger *slog.Lo
 
 // explainUnseal turns a rejection by the TPM into an error that explains
 // what happened and what to do.
-func explainUnseal(err error, keys string, tree *parsedTree) error {
+func explainUnseal(err error, stateDir string, tree *parsedTree) error {
 	var mismatch *tpm.PCRMismatchError
 	switch {
 	case errors.As(err, &mismatch):
-		return fmt.Errorf("the TPM refused to unseal node %s: %v, so the boot chain changed since the keys were sealed; if you trust this change, run 'bt keys recover --dir %s --tpm ...' with the recovery key", tree.node.Principal(), mismatch, keys)
+		return fmt.Errorf("the TPM refused to unseal node %s: %v, so the boot chain changed since the keys were sealed; if you trust this change, run 'bt recover --state %s' with the node's recovery key", tree.node.Principal(), mismatch, stateDir)
 	case errors.Is(err, tpm.ErrSRKChanged):
-		return fmt.Errorf("node %s was sealed by another TPM, or this TPM was cleared: this is another machine's state directory, or run 'bt keys recover --dir %s' with its recovery key", tree.node.Principal(), keys)
+		return fmt.Errorf("node %s was sealed by another TPM, or this TPM was cleared: if this is another machine's state directory, use that machine; otherwise run 'bt recover --state %s' with the node's recovery key", tree.node.Principal(), stateDir)
 	}
 	return fmt.Errorf("unseal node %s: %w", tree.node.Principal(), err)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blocktree/blocktree/services/crypto/keystore"
 	"github.com/blocktree/blocktree/services/crypto/swtpm/swtpmtest"
 )
 
@@ -125,4 +126,51 @@ func FuzzParseTreeFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ParseTreeFile(data)
 	})
+}
+
+func TestRecoverAfterSoftwareTPMLost(t *testing.T) {
+	swtpmtest.Require(t)
+	dir := t.TempDir()
+	var shown bytes.Buffer
+	n, err := Open(context.Background(), Options{Dir: dir, TPM: TPMSoftware, RecoveryKey: &shown})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	node := n.Credential.Principal()
+	n.Close()
+	var keyText string
+	for _, line := range strings.Split(shown.String(), "\n") {
+		if strings.HasPrefix(line, "    ") {
+			keyText = strings.TrimSpace(line)
+		}
+	}
+	key, err := keystore.ParseRecoveryKey(keyText)
+	if err != nil {
+		t.Fatalf("recovery key %q from the creation message: %v", keyText, err)
+	}
+
+	if err := os.RemoveAll(filepath.Join(dir, "node", "tpm")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(context.Background(), Options{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "bt recover --state") {
+		t.Fatalf("Open without the TPM state: %v, expected advice to run bt recover", err)
+	}
+	if _, statErr := os.Stat(filepath.Join(dir, "node", "tpm")); !os.IsNotExist(statErr) {
+		t.Error("the failed Open created a new software TPM state")
+	}
+
+	n, err = Recover(context.Background(), Options{Dir: dir}, key)
+	if err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	if n.Credential.Principal() != node {
+		t.Errorf("recovered node %s, created %s", n.Credential.Principal(), node)
+	}
+	n.Close()
+	n, err = Open(context.Background(), Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("Open after Recover: %v", err)
+	}
+	n.Close()
 }

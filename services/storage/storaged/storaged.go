@@ -113,7 +113,7 @@ func Open(opts Options) (*Daemon, error) {
 		Dir:    n.JournalDir(),
 		Key:    n.Tree.JournalKey,
 		Signer: n.Credential,
-		Logger: d.log,
+		Logger: logger, // the journal adds the node itself
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
@@ -168,9 +168,9 @@ func (d *Daemon) readCheckpoint() (*Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w (bt fsck --state shows the damage)", d.node.CheckpointPath(), err)
 	}
-	current, err := d.counter.Read()
+	current, err := d.counterValue()
 	if err != nil {
-		return nil, fmt.Errorf("read rollback counter: %w", err)
+		return nil, err
 	}
 	if cp.Counter+1 < current {
 		return nil, fmt.Errorf("checkpoint counter %d, TPM counter %d: %w", cp.Counter, current, ErrRollback)
@@ -179,6 +179,46 @@ func (d *Daemon) readCheckpoint() (*Checkpoint, error) {
 		return nil, fmt.Errorf("checkpoint counter %d is ahead of the TPM counter %d: this state directory was written with another TPM", cp.Counter, current)
 	}
 	return cp, nil
+}
+
+// counterValue returns the rollback counter as checkpoints record it: the
+// TPM's value plus the node's offset (non-zero after moving to a new TPM).
+func (d *Daemon) counterValue() (uint64, error) {
+	value, err := d.counter.Read()
+	if err != nil {
+		return 0, fmt.Errorf("read rollback counter: %w", err)
+	}
+	return value + d.node.CounterOffset(), nil
+}
+
+// Rebind makes a recovered node accept its newest checkpoint under a new
+// TPM, whose rollback counter starts behind the value the checkpoint
+// recorded. The owner decided to trust this state directory by using the
+// recovery key, so the counter offset is raised to match the checkpoint.
+func Rebind(n *state.Node) error {
+	data, err := os.ReadFile(n.CheckpointPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	cp, err := openCheckpoint(data, n.Tree.JournalKey, n.Tree.Root, n.Credential.Signing.Public())
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", n.CheckpointPath(), err)
+	}
+	counter, err := n.TPM.OpenCounter(tpm.DefaultCounterIndex)
+	if err != nil {
+		return fmt.Errorf("open rollback counter: %w", err)
+	}
+	current, err := counter.Read()
+	if err != nil {
+		return fmt.Errorf("read rollback counter: %w", err)
+	}
+	if cp.Counter <= current+n.CounterOffset() {
+		return nil
+	}
+	return n.SetCounterOffset(cp.Counter - current)
 }
 
 // load builds the engine from the checkpoint and the journal.

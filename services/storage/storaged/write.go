@@ -54,6 +54,7 @@ func (d *Daemon) Checkpoint() error {
 	}
 	maps.Copy(versions, written)
 	counter, err := d.counter.Increment()
+	counter += d.node.CounterOffset()
 	if err != nil {
 		d.discard(written)
 		return fmt.Errorf("checkpoint at entry %d: increment rollback counter: %w", seq, err)
