@@ -37,6 +37,9 @@ func (r *rawFS) SetLkw(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
 // from flock(2), and the lock type names the flock operation.
 func (r *rawFS) setLock(cancel <-chan struct{}, in *fuse.LkIn, wait bool) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
+	if wait {
+		ctx, c = r.interruptible(cancel, &in.InHeader)
+	}
 	ino, h := fsapi.Ino(in.NodeId), fsapi.HandleID(in.Fh)
 	if in.LkFlags&fuse.FUSE_LK_FLOCK != 0 {
 		var how uint32

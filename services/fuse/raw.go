@@ -40,8 +40,20 @@ func (r *rawFS) OnUnmount() {
 }
 
 // request returns the context and the caller for one kernel request. The
-// context ends when the kernel interrupts the request.
-func (r *rawFS) request(cancel <-chan struct{}, h *fuse.InHeader) (context.Context, *fsapi.Caller) {
+// context is never cancelled: the kernel interrupts a request whenever the
+// calling thread gets a signal, and Go's runtime signals its threads for
+// preemption all the time. A request that the daemon may already have
+// applied must not then report EINTR, or a program sees a rename that
+// happened fail and retries into ENOENT. Only a lock wait, which changes
+// nothing until it is granted, listens to interrupts (interruptible).
+func (r *rawFS) request(_ <-chan struct{}, h *fuse.InHeader) (context.Context, *fsapi.Caller) {
+	ctx := &fuse.Context{Caller: h.Caller}
+	return ctx, r.caller(h)
+}
+
+// interruptible is request for a lock wait: its context ends when the kernel
+// interrupts the request, so a signal ends the wait with EINTR.
+func (r *rawFS) interruptible(cancel <-chan struct{}, h *fuse.InHeader) (context.Context, *fsapi.Caller) {
 	ctx := &fuse.Context{Caller: h.Caller, Cancel: cancel}
 	return ctx, r.caller(h)
 }

@@ -2,6 +2,7 @@ package fsys
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"syscall"
 
@@ -124,4 +125,20 @@ func damagedPlaceholder(d DamagedInode, fileType uint32) *inode {
 		n.resident = true
 	}
 	return n
+}
+
+// Damaged returns every live inode that is damaged, by increasing number.
+// Checkpoints leave them out, so the persistence layer records them itself
+// and hands them back to LoadFrom: a damaged inode must stay damaged across
+// restarts rather than come back with the contents of an older block.
+func (e *Engine) Damaged() []DamagedInode {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var damaged []DamagedInode
+	for _, ino := range slices.Sorted(maps.Keys(e.inodes)) {
+		if n := e.inodes[ino]; n.damaged != "" {
+			damaged = append(damaged, DamagedInode{Ino: ino, BlockID: n.blockID, Reason: n.damaged})
+		}
+	}
+	return damaged
 }

@@ -36,6 +36,19 @@ type InodeVersion struct {
 	Version uint64
 }
 
+// DamagedVersion is an inode that was damaged when the checkpoint was
+// written. It stays damaged after a restart: its last good block version
+// (Version 0 when it never had one) is kept as evidence but not served.
+type DamagedVersion struct {
+	Ino     fsapi.Ino
+	BlockID [32]byte
+	Version uint64
+	Reason  string
+}
+
+// maxReasonLen bounds a damage reason in a checkpoint.
+const maxReasonLen = 1024
+
 // Checkpoint is the durable summary of the tree up to journal entry Seq:
 // every inode's block and version. Blocks hold the inodes' contents; the
 // journal entries after Seq are replayed on top.
@@ -44,6 +57,7 @@ type Checkpoint struct {
 	Counter uint64 // TPM rollback counter value when it was written
 	Engine  []byte // the engine's own header (inode counter and the like)
 	Inodes  []InodeVersion
+	Damaged []DamagedVersion
 }
 
 func (c *Checkpoint) marshalBody() []byte {
@@ -56,6 +70,13 @@ func (c *Checkpoint) marshalBody() []byte {
 		e.Uint64(uint64(in.Ino))
 		e.Fixed(in.BlockID[:])
 		e.Uint64(in.Version)
+	}
+	e.Uint32(uint32(len(c.Damaged)))
+	for _, dmg := range c.Damaged {
+		e.Uint64(uint64(dmg.Ino))
+		e.Fixed(dmg.BlockID[:])
+		e.Uint64(dmg.Version)
+		e.String(dmg.Reason)
 	}
 	return e.Data()
 }
@@ -76,6 +97,19 @@ func parseCheckpointBody(data []byte) (*Checkpoint, error) {
 		}
 		last = in.Ino
 		c.Inodes = append(c.Inodes, in)
+	}
+	n = d.Count(min(maxInodes, d.Remaining()/52))
+	last = 0
+	for i := range n {
+		dmg := DamagedVersion{Ino: fsapi.Ino(d.Uint64())}
+		copy(dmg.BlockID[:], d.Fixed(32))
+		dmg.Version = d.Uint64()
+		dmg.Reason = d.String(maxReasonLen)
+		if d.Err() == nil && i > 0 && dmg.Ino <= last {
+			d.Fail(fmt.Errorf("damaged inode %d after %d: list not in increasing order: %w", dmg.Ino, last, wire.ErrInvalid))
+		}
+		last = dmg.Ino
+		c.Damaged = append(c.Damaged, dmg)
 	}
 	if err := d.Finish(); err != nil {
 		return nil, fmt.Errorf("decode checkpoint: %w", err)

@@ -17,6 +17,10 @@ func testCheckpoint() *Checkpoint {
 			{Ino: 1, BlockID: [32]byte{1}, Version: 3},
 			{Ino: 5, BlockID: [32]byte{5}, Version: 1},
 		},
+		Damaged: []DamagedVersion{
+			{Ino: 3, BlockID: [32]byte{3}, Version: 2, Reason: "sector 0 does not match its leaf"},
+			{Ino: 9, BlockID: [32]byte{9}, Reason: "journal record 12 is damaged"},
+		},
 	}
 }
 

@@ -69,13 +69,19 @@ type Daemon struct {
 	root    string // tree path of the root directory: "/" + root principal
 
 	// checkpointMu serializes checkpoints; versions is the block version of
-	// every inode in the checkpoint in force.
+	// every inode in the checkpoint in force, and kept the last good version
+	// of each damaged inode, which is kept as evidence and never served.
 	checkpointMu sync.Mutex
 	versions     map[fsapi.Ino]blockstore.Ref
+	kept         map[fsapi.Ino]blockstore.Ref
 
 	damaged []Damage
 	check   bool
-	garbage []blockstore.Ref // unused block versions found in check mode
+
+	// recordedDamage is the number of damaged inodes the checkpoint in
+	// force records.
+	recordedDamage int
+	garbage        []blockstore.Ref // unused block versions found in check mode
 
 	stop chan struct{}
 	done chan struct{}
@@ -93,6 +99,7 @@ func Open(opts Options) (*Daemon, error) {
 		log:      logger.With("node", n.Credential.Principal()),
 		root:     capability.RootPath(n.Tree.Root),
 		versions: map[fsapi.Ino]blockstore.Ref{},
+		kept:     map[fsapi.Ino]blockstore.Ref{},
 		check:    opts.Check,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -272,6 +279,14 @@ func (d *Daemon) loadCheckpoint(cp *Checkpoint) error {
 	}
 	states := make([]*fsys.InodeState, 0, len(cp.Inodes))
 	var damaged []fsys.DamagedInode
+	for _, dmg := range cp.Damaged {
+		if dmg.Version > 0 {
+			d.kept[dmg.Ino] = blockstore.Ref{ID: dmg.BlockID, Version: dmg.Version}
+		}
+		err := fmt.Errorf("damaged before the checkpoint at entry %d: %s", cp.Seq, dmg.Reason)
+		damaged = append(damaged, fsys.DamagedInode{Ino: dmg.Ino, BlockID: dmg.BlockID, Reason: err.Error()})
+		d.damaged = append(d.damaged, Damage{Ino: dmg.Ino, BlockID: dmg.BlockID, Err: err})
+	}
 	for _, in := range cp.Inodes {
 		ref := blockstore.Ref{ID: in.BlockID, Version: in.Version}
 		d.versions[in.Ino] = ref
@@ -289,6 +304,7 @@ func (d *Daemon) loadCheckpoint(cp *Checkpoint) error {
 		}
 		states = append(states, st)
 	}
+	d.recordedDamage = len(cp.Damaged)
 	if err := d.engine.LoadFrom(header, states, damaged...); err != nil {
 		return fmt.Errorf("load checkpoint: %w", err)
 	}
@@ -309,6 +325,9 @@ func (d *Daemon) openInode(ref blockstore.Ref, withData bool) (*fsys.InodeState,
 		return nil, err
 	}
 	r, err := block.Open(data, d.node.Credential, block.Expect{Root: d.node.Tree.Root, ID: ref.ID, MinVersion: ref.Version})
+	if errors.Is(err, block.ErrRollback) {
+		return nil, fmt.Errorf("rollback: an older version of the block was put back: %w", err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -356,8 +375,11 @@ func (d *Daemon) removeGarbage() error {
 	if err != nil {
 		return err
 	}
-	live := make(map[blockstore.Ref]bool, len(d.versions))
+	live := make(map[blockstore.Ref]bool, len(d.versions)+len(d.kept))
 	for _, ref := range d.versions {
+		live[ref] = true
+	}
+	for _, ref := range d.kept {
 		live[ref] = true
 	}
 	removed := 0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -256,4 +257,52 @@ func blockstorePath(t *testing.T, n *state.Node, ref blockstore.Ref) string {
 		t.Fatal(err)
 	}
 	return s.Path(ref)
+}
+
+func TestDamageSurvivesCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	old := writeFile(t, d.FS(), c, "checkpointed", []byte("first contents"))
+	if err := d.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := writeFile(t, d.FS(), c, "never-checkpointed", []byte("new"))
+	writeFile(t, d.FS(), c, "healthy", []byte("fine"))
+	d.Engine().MarkDamaged(old, "test damage")
+	d.Engine().MarkDamaged(fresh, "test damage")
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close with damaged inodes: %v", err)
+	}
+	n.Close()
+
+	for restart := range 2 {
+		n = testNode(t, dir)
+		d = openDaemon(t, n)
+		for _, name := range []string{"checkpointed", "never-checkpointed"} {
+			if got, err := readFile(d.FS(), c, name); !errors.Is(err, syscall.EIO) {
+				t.Errorf("restart %d: read of damaged %s = %q, %v; expected EIO, not older contents", restart, name, got, err)
+			}
+		}
+		if got, err := readFile(d.FS(), c, "healthy"); err != nil || string(got) != "fine" {
+			t.Errorf("restart %d: read of an intact file: %q, %v", restart, got, err)
+		}
+		if damage := d.Damaged(); len(damage) != 2 {
+			t.Errorf("restart %d: Damaged() = %+v, expected both files", restart, damage)
+		}
+		writeFile(t, d.FS(), c, fmt.Sprintf("after-%d", restart), []byte("more"))
+		if err := d.Close(); err != nil {
+			t.Fatalf("restart %d: Close: %v", restart, err)
+		}
+		n.Close()
+	}
+
+	n = testNode(t, dir)
+	defer n.Close()
+	d = openDaemon(t, n)
+	defer d.Close()
+	if err := d.FS().Unlink(context.Background(), c, fsapi.RootIno, "checkpointed"); err != nil {
+		t.Errorf("unlink of a damaged file: %v", err)
+	}
 }

@@ -28,7 +28,8 @@ func (d *Daemon) Checkpoint() error {
 	defer d.checkpointMu.Unlock()
 
 	snapshot := d.engine.Checkpoint()
-	if len(snapshot.Inodes) == 0 && len(snapshot.Freed) == 0 {
+	damaged := d.engine.Damaged()
+	if len(snapshot.Inodes) == 0 && len(snapshot.Freed) == 0 && !d.damageChanged(damaged) {
 		return nil
 	}
 	seq := snapshot.Header.AppliedSeq
@@ -49,17 +50,34 @@ func (d *Daemon) Checkpoint() error {
 	}
 
 	versions := maps.Clone(d.versions)
+	kept := maps.Clone(d.kept)
 	for _, f := range snapshot.Freed {
 		delete(versions, f.Ino)
+		delete(kept, f.Ino)
 	}
 	maps.Copy(versions, written)
+
+	// A damaged inode leaves the table of served blocks, so that its last
+	// good version is never mistaken for its current contents.
+	var damagedVersions []DamagedVersion
+	for _, dmg := range damaged {
+		if ref, ok := versions[dmg.Ino]; ok {
+			kept[dmg.Ino] = ref
+			delete(versions, dmg.Ino)
+		}
+		reason := dmg.Reason
+		if len(reason) > maxReasonLen {
+			reason = reason[:maxReasonLen]
+		}
+		damagedVersions = append(damagedVersions, DamagedVersion{Ino: dmg.Ino, BlockID: dmg.BlockID, Version: kept[dmg.Ino].Version, Reason: reason})
+	}
 	counter, err := d.counter.Increment()
 	counter += d.node.CounterOffset()
 	if err != nil {
 		d.discard(written)
 		return fmt.Errorf("checkpoint at entry %d: increment rollback counter: %w", seq, err)
 	}
-	cp := &Checkpoint{Seq: seq, Counter: counter, Engine: fsys.EncodeHeader(snapshot.Header)}
+	cp := &Checkpoint{Seq: seq, Counter: counter, Engine: fsys.EncodeHeader(snapshot.Header), Damaged: damagedVersions}
 	for _, ino := range slices.Sorted(maps.Keys(versions)) {
 		ref := versions[ino]
 		cp.Inodes = append(cp.Inodes, InodeVersion{Ino: ino, BlockID: ref.ID, Version: ref.Version})
@@ -75,8 +93,11 @@ func (d *Daemon) Checkpoint() error {
 	}
 
 	// The new checkpoint is in force: what it replaced may go.
-	old := d.versions
+	old := maps.Clone(d.versions)
+	maps.Copy(old, d.kept)
 	d.versions = versions
+	d.kept = kept
+	d.recordedDamage = len(damaged)
 	for _, st := range snapshot.Inodes {
 		d.engine.MarkClean(st.Ino, seq)
 	}
@@ -85,7 +106,7 @@ func (d *Daemon) Checkpoint() error {
 	}
 	var errs []error
 	for ino, ref := range old {
-		if versions[ino] != ref {
+		if versions[ino] != ref && kept[ino] != ref {
 			errs = append(errs, d.store.Delete(ref))
 		}
 	}
@@ -100,6 +121,12 @@ func (d *Daemon) Checkpoint() error {
 		d.log.Warn("checkpoint cleanup failed; the next start removes what is left", "seq", seq, "error", err)
 	}
 	return nil
+}
+
+// damageChanged reports whether the damaged inodes differ from those the
+// checkpoint in force records, which alone is reason for a new checkpoint.
+func (d *Daemon) damageChanged(damaged []fsys.DamagedInode) bool {
+	return len(damaged) != d.recordedDamage
 }
 
 // writeInode seals one inode as the next version of its block.
