@@ -4,7 +4,8 @@
 set -euo pipefail
 
 packages=(
-	swtpm swtpm-tools tpm2-tools # software TPM for the crypto tests
+	swtpm swtpm-tools tpm2-tools # software TPM for the crypto tests and host-mode nodes
+	fuse3 git rsync              # host-mode tests: the FUSE mount and real tools run on it
 )
 
 missing=()
