@@ -307,6 +307,9 @@ func runKeysIssue(env *environment, args []string) error {
 	}
 	root, _ := capability.PathRoot(*prefix)
 	if err := chain.Verify(root, id.Principal(), *prefix, now); err != nil {
+		if len(chain) == 0 && root != id.Principal() {
+			return fmt.Errorf("bt keys issue: the issuer %s is not the root of %s: pass --chain FILE with the chain that grants the issuer write access there", id.Principal(), *prefix)
+		}
 		return fmt.Errorf("bt keys issue: the issuer %s may not grant %s: %w", id.Principal(), *prefix, err)
 	}
 
