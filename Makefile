@@ -19,6 +19,7 @@ test: vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Benchmarks; results and the machine they ran on go into docs/benchmarks.md.
+# The host-mode benchmarks mount a node and need root and /dev/fuse.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 

@@ -63,7 +63,7 @@ func buildBT(out string) error {
 // missing skips the test, or fails it when CI=true, because the machine
 // lacks something the test needs. The message names what is missing and
 // how to fix it.
-func missing(t *testing.T, format string, args ...any) {
+func missing(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if os.Getenv("CI") == "true" {
@@ -74,7 +74,7 @@ func missing(t *testing.T, format string, args ...any) {
 
 // requireHost checks what every host-mode test needs: root, /dev/fuse,
 // fusermount3 and swtpm.
-func requireHost(t *testing.T) {
+func requireHost(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		missing(t, "not running as root: host-mode tests mount FUSE file systems with allow_other and chown files, so run them as root")
@@ -86,7 +86,7 @@ func requireHost(t *testing.T) {
 }
 
 // requireTools checks that each program is in PATH.
-func requireTools(t *testing.T, names ...string) {
+func requireTools(t testing.TB, names ...string) {
 	t.Helper()
 	for _, name := range names {
 		if _, err := exec.LookPath(name); err != nil {
@@ -104,7 +104,7 @@ type result struct {
 // runBT runs bt with args to completion and returns its output and exit
 // code. It fails the test if bt leaves a process of its group or a new
 // swtpm on its --state directory running.
-func runBT(t *testing.T, args ...string) result {
+func runBT(t testing.TB, args ...string) result {
 	t.Helper()
 	state := ""
 	if i := slices.Index(args, "--state"); i >= 0 && i+1 < len(args) {

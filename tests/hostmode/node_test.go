@@ -23,7 +23,7 @@ const readyTimeout = 2 * time.Minute
 
 // node is one running `bt node` process.
 type node struct {
-	t      *testing.T
+	t      testing.TB
 	state  string // the --state directory
 	mount  string // the --mount directory, absolute
 	cmd    *exec.Cmd
@@ -54,7 +54,7 @@ func (b *syncBuffer) String() string {
 // startNode runs `bt node --state state --mount mount extra...` and waits for
 // its "ready:" line. The cleanup kills the node and unmounts the tree if the
 // test did not stop it.
-func startNode(t *testing.T, state, mount string, extra ...string) *node {
+func startNode(t testing.TB, state, mount string, extra ...string) *node {
 	t.Helper()
 	mount, err := filepath.Abs(mount)
 	if err != nil {
@@ -244,7 +244,7 @@ func waitSwtpmGone(stateDir string, keep []int, timeout time.Duration) []int {
 }
 
 // lazyUnmount detaches a mount with fusermount3 -u -z.
-func lazyUnmount(t *testing.T, mount string) {
+func lazyUnmount(t testing.TB, mount string) {
 	t.Helper()
 	if output, err := exec.Command("fusermount3", "-u", "-z", mount).CombinedOutput(); err != nil {
 		t.Errorf("fusermount3 -u -z %s: %v: %s", mount, err, output)
@@ -292,7 +292,7 @@ func tail(s string, n int) string {
 
 // newNodeDirs creates an empty state directory and mount point under a
 // test's temporary directory.
-func newNodeDirs(t *testing.T) (state, mount string) {
+func newNodeDirs(t testing.TB) (state, mount string) {
 	t.Helper()
 	base := t.TempDir()
 	state = filepath.Join(base, "state")
