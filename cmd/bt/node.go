@@ -222,7 +222,7 @@ func runFsck(env *environment, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bt fsck: %w", err)
 	}
-	problems, err := daemon.Fsck()
+	problems, stats, err := daemon.Fsck()
 	closeErr := daemon.Close()
 	if err != nil {
 		return fmt.Errorf("bt fsck: %w", err)
@@ -242,7 +242,8 @@ func runFsck(env *environment, args []string) error {
 	if damage > 0 {
 		return fmt.Errorf("bt fsck: %d damaged item(s) in %s", damage, *stateDir)
 	}
-	fmt.Fprintf(env.stdout, "clean: node %s, tree /%s\n", node.Credential.Principal(), node.Tree.Root)
+	fmt.Fprintf(env.stdout, "clean: node %s, tree /%s: %d checkpointed inodes, %d block versions and %d bytes of journal checked\n",
+		node.Credential.Principal(), node.Tree.Root, stats.Inodes, stats.BlockVersions, stats.JournalBytes)
 	return nil
 }
 

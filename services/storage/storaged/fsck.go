@@ -2,6 +2,7 @@ package storaged
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/blocktree/blocktree/services/crypto/block"
@@ -29,13 +30,21 @@ func (p Problem) String() string {
 	return fmt.Sprintf("%s: %s: %v", p.Kind, where, p.Err)
 }
 
+// FsckStats counts what Fsck checked.
+type FsckStats struct {
+	Inodes        int // inodes that the checkpoint names
+	BlockVersions int // block files verified
+	JournalBytes  int64
+}
+
 // Fsck checks every stored block version (signature, writecap chain, Merkle
 // tree) and the whole journal, in addition to what Open already checked
 // while loading (each inode's block opened and decrypted at the version the
 // checkpoint names, every replayed record). The daemon must have been
 // opened with Options.Check.
-func (d *Daemon) Fsck() ([]Problem, error) {
+func (d *Daemon) Fsck() ([]Problem, FsckStats, error) {
 	var problems []Problem
+	stats := FsckStats{Inodes: len(d.versions) + len(d.kept)}
 	for _, dmg := range d.damaged {
 		problems = append(problems, Problem{Kind: "block", Ino: dmg.Ino, Block: fmt.Sprintf("%x", dmg.BlockID), Path: dmg.Path, Err: dmg.Err})
 	}
@@ -46,8 +55,9 @@ func (d *Daemon) Fsck() ([]Problem, error) {
 	}
 	refs, err := d.store.List()
 	if err != nil {
-		return nil, err
+		return nil, stats, err
 	}
+	stats.BlockVersions = len(refs)
 	for _, ref := range refs {
 		data, err := d.store.Get(ref)
 		if err == nil {
@@ -72,8 +82,9 @@ func (d *Daemon) Fsck() ([]Problem, error) {
 		Logger:   d.log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("check journal: %w", err)
+		return nil, stats, fmt.Errorf("check journal: %w", err)
 	}
+	stats.JournalBytes = journalSize(d.node.JournalDir())
 	for _, jp := range journalProblems {
 		if jp.TornTail {
 			continue
@@ -91,7 +102,18 @@ func (d *Daemon) Fsck() ([]Problem, error) {
 			problems = append(problems, Problem{Kind: "journal", Ino: ino, Block: fmt.Sprintf("%x", blockID), Path: path, Err: fmt.Errorf("%s", jp)})
 		}
 	}
-	return problems, nil
+	return problems, stats, nil
+}
+
+func journalSize(dir string) int64 {
+	var total int64
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && !e.IsDir() {
+			total += info.Size()
+		}
+	}
+	return total
 }
 
 func (d *Daemon) alreadyReported(ino fsapi.Ino) bool {
