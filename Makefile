@@ -3,12 +3,21 @@ GO ?= go
 OUT ?= out
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build test bench fuzz vet clean
+.PHONY: all build image run test bench fuzz vet clean
 
 all: build
 
 build:
 	$(GO) build -o $(OUT)/bt ./cmd/bt
+
+# The appliance image: kernel, modules and a u-root initramfs with our
+# PID 1, in $(OUT). The kernel package is pinned in kernel-config/kernel.conf.
+image:
+	$(GO) run ./image/cmd/btimage --out $(OUT)
+
+# Boots the image in QEMU with the serial console in this terminal.
+run: image
+	scripts/image-run.sh $(OUT)
 
 vet:
 	$(GO) vet ./...

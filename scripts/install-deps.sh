@@ -6,7 +6,20 @@ set -euo pipefail
 packages=(
 	swtpm swtpm-tools tpm2-tools # software TPM for the crypto tests and host-mode nodes
 	fuse3 git rsync              # host-mode tests: the FUSE mount and real tools run on it
+	qemu-system-x86 kmod         # image builds (depmod) and boot tests (QEMU)
 )
+
+# The image builder downloads the pinned kernel package with apt-get, so the
+# package lists must know that version.
+kernel_conf="$(dirname "$0")/../kernel-config/kernel.conf"
+if command -v apt-get >/dev/null && [ -f "$kernel_conf" ]; then
+	kernel_package=$(sed -n 's/^package=//p' "$kernel_conf")
+	kernel_version=$(sed -n 's/^version=//p' "$kernel_conf")
+	if ! apt-cache show "$kernel_package=$kernel_version" >/dev/null 2>&1; then
+		echo "install-deps: package lists lack $kernel_package=$kernel_version; running apt-get update"
+		[ "$(id -u)" -eq 0 ] && apt-get update -q || sudo apt-get update -q
+	fi
+fi
 
 missing=()
 for p in "${packages[@]}"; do

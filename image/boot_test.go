@@ -1,0 +1,203 @@
+package image
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	readyTimeout   = 120 * time.Second
+	commandTimeout = 30 * time.Second
+	poweroffWait   = 30 * time.Second
+
+	// promptSettle is a guessed pause for gosh to redraw its prompt before
+	// the next input.
+	promptSettle = 500 * time.Millisecond
+)
+
+var (
+	readyLine = regexp.MustCompile(`blocktree: ready \(pid1 start to ready: (\d+) ms\)`)
+	// ansiEscape matches the CSI and OSC sequences gosh's line editor
+	// writes, so that checks see plain text.
+	ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\))`)
+)
+
+// requireImageTest skips the test unless CI=true or BT_IMAGE_TEST=1. Under
+// CI a missing tool fails the test instead.
+func requireImageTest(t *testing.T, tools ...string) {
+	t.Helper()
+	ci := os.Getenv("CI") == "true"
+	if !ci && os.Getenv("BT_IMAGE_TEST") != "1" {
+		t.Skip("image boot test: set BT_IMAGE_TEST=1 (needs apt-get, dpkg-deb, depmod and qemu-system-x86_64)")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, serr := os.Stat(filepath.Join("/usr/sbin", tool)); serr == nil {
+				continue
+			}
+			if ci {
+				t.Fatalf("%s not found: %v", tool, err)
+			}
+			t.Skipf("%s not found: %v", tool, err)
+		}
+	}
+}
+
+// consoleLog collects QEMU's serial output for concurrent readers.
+type consoleLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (c *consoleLog) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.Write(p)
+}
+
+// text returns the output after offset with terminal escapes removed.
+func (c *consoleLog) text(offset int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return ansiEscape.ReplaceAllString(string(c.buf.Bytes()[offset:]), "")
+}
+
+func (c *consoleLog) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.Len()
+}
+
+// waitFor polls the whole console output until match returns true.
+func (c *consoleLog) waitFor(timeout time.Duration, match func(string) bool) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if match(c.text(0)) {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}
+
+func TestImageBootsToShell(t *testing.T) {
+	requireImageTest(t, "apt-get", "dpkg-deb", "depmod", "qemu-system-x86_64")
+
+	// The u-root builder compiles commands from the module in the working
+	// directory, so build from the repository root.
+	t.Chdir("..")
+	buildStart := time.Now()
+	art, err := Build(Options{ConfigDir: "kernel-config", OutDir: "out", Log: testWriter{t}})
+	if err != nil {
+		t.Fatalf("build image: %v", err)
+	}
+	t.Logf("image built in %s", time.Since(buildStart).Round(time.Millisecond))
+
+	// TCG only: the test must behave the same on hosts without KVM.
+	// -nodefaults leaves out the NIC, so the guest has no network.
+	qemu := exec.Command("qemu-system-x86_64",
+		"-accel", "tcg", "-m", "512",
+		"-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+		"-serial", "stdio", "-no-reboot",
+		"-device", "virtio-rng-pci",
+		"-kernel", art.Kernel, "-initrd", art.Initramfs,
+		"-append", "console=ttyS0 panic=-1 quiet",
+	)
+	console := &consoleLog{}
+	qemu.Stdout = console
+	qemu.Stderr = console
+	stdin, err := qemu.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	qemuStart := time.Now()
+	if err := qemu.Start(); err != nil {
+		t.Fatalf("start qemu: %v", err)
+	}
+	// exited is closed when QEMU has exited, so any number of readers see it.
+	exited := make(chan struct{})
+	go func() {
+		qemu.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			qemu.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("serial console:\n%s", console.text(0))
+		}
+	})
+
+	if !console.waitFor(readyTimeout, readyLine.MatchString) {
+		t.Fatalf("no ready line on the console within %s", readyTimeout)
+	}
+	m := readyLine.FindStringSubmatch(console.text(0))
+	t.Logf("qemu start to ready: %s (pid1 start to ready: %s ms, TCG)", time.Since(qemuStart).Round(time.Millisecond), m[1])
+
+	// gosh's line editor drops input typed before it has set up the
+	// terminal, so wait for its first prompt, which shows a key help line.
+	if !console.waitFor(commandTimeout, func(s string) bool { return strings.Contains(s, "toggle key help") }) {
+		t.Fatalf("no gosh prompt on the console within %s", commandTimeout)
+	}
+	time.Sleep(promptSettle)
+
+	commands := []struct {
+		input string
+		want  string
+	}{
+		{"ls /proc/1", "mountinfo"},
+		{"cat /proc/mounts", "cgroup2 /sys/fs/cgroup cgroup2"},
+		{"cat /proc/modules", "virtio_rng"},
+		{"cat /proc/sys/kernel/hostname", "blocktree"},
+	}
+	for _, c := range commands {
+		runConsoleCommand(t, console, stdin, c.input, c.want)
+	}
+
+	io.WriteString(stdin, "poweroff\r")
+	select {
+	case <-exited:
+		t.Logf("guest powered off")
+	case <-time.After(poweroffWait):
+		t.Errorf("guest did not power off within %s", poweroffWait)
+	}
+}
+
+// runConsoleCommand types input into the shell and waits for want in the
+// output that follows.
+func runConsoleCommand(t *testing.T, console *consoleLog, stdin io.Writer, input, want string) {
+	t.Helper()
+	offset := console.len()
+	if _, err := io.WriteString(stdin, input+"\r"); err != nil {
+		t.Fatalf("type %q: %v", input, err)
+	}
+	deadline := time.Now().Add(commandTimeout)
+	for time.Now().Before(deadline) {
+		if strings.Contains(console.text(offset), want) {
+			time.Sleep(promptSettle)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%q: output does not contain %q within %s", input, want, commandTimeout)
+}
+
+// testWriter sends build progress to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

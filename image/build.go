@@ -1,0 +1,162 @@
+package image
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/u-root/gobusybox/src/pkg/golang"
+	"github.com/u-root/mkuimage/cpio"
+	"github.com/u-root/mkuimage/uimage"
+	"github.com/u-root/mkuimage/uimage/builder"
+	"github.com/u-root/uio/llog"
+)
+
+// InitPackage is Blocktree's PID 1, linked to /init.
+const InitPackage = "github.com/blocktree/blocktree/init"
+
+// ShellCommands are the u-root commands in the initramfs. tools.go must
+// import each of them so that go.mod requires them.
+var ShellCommands = []string{
+	"github.com/u-root/u-root/cmds/core/cat",
+	"github.com/u-root/u-root/cmds/core/dmesg",
+	"github.com/u-root/u-root/cmds/core/gosh",
+	"github.com/u-root/u-root/cmds/core/ls",
+	"github.com/u-root/u-root/cmds/core/mount",
+	"github.com/u-root/u-root/cmds/core/poweroff",
+	"github.com/u-root/u-root/cmds/core/ps",
+	"github.com/u-root/u-root/cmds/core/uname",
+}
+
+// Options configure Build.
+type Options struct {
+	ConfigDir string    // directory with kernel.conf, options.config and modules.txt
+	OutDir    string    // receives vmlinuz, initramfs.cpio and the cache/ directory
+	Log       io.Writer // progress lines; nil discards them
+}
+
+// Artifacts are the files Build writes.
+type Artifacts struct {
+	Kernel    string
+	Initramfs string
+	Modules   int
+}
+
+// Build writes OutDir/vmlinuz and OutDir/initramfs.cpio. It must run with
+// the repository root as working directory, because the u-root builder
+// compiles the commands from this module.
+func Build(opts Options) (Artifacts, error) {
+	progress := func(format string, args ...any) {
+		if opts.Log != nil {
+			fmt.Fprintf(opts.Log, "btimage: "+format+"\n", args...)
+		}
+	}
+	outDir, err := filepath.Abs(opts.OutDir)
+	if err != nil {
+		return Artifacts{}, err
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return Artifacts{}, err
+	}
+
+	pin, err := ReadKernelPin(opts.ConfigDir)
+	if err != nil {
+		return Artifacts{}, err
+	}
+	start := time.Now()
+	kernelRoot, err := fetchKernel(pin, filepath.Join(outDir, "cache"), progress)
+	if err != nil {
+		return Artifacts{}, err
+	}
+	if err := checkKernelOptions(opts.ConfigDir, kernelRoot, pin); err != nil {
+		return Artifacts{}, err
+	}
+	progress("kernel %s ready in %s", pin.Release, time.Since(start).Round(time.Millisecond))
+
+	art := Artifacts{
+		Kernel:    filepath.Join(outDir, "vmlinuz"),
+		Initramfs: filepath.Join(outDir, "initramfs.cpio"),
+	}
+	if err := copyFile(filepath.Join(kernelRoot, "boot", "vmlinuz-"+pin.Release), art.Kernel, 0o644); err != nil {
+		return Artifacts{}, err
+	}
+
+	stageDir := filepath.Join(outDir, "modules-stage")
+	moduleFiles, err := stageModules(opts.ConfigDir, kernelRoot, stageDir, pin, progress)
+	if err != nil {
+		return Artifacts{}, err
+	}
+	for _, f := range moduleFiles {
+		if filepath.Ext(f) == ".ko" {
+			art.Modules++
+		}
+	}
+
+	start = time.Now()
+	progress("building initramfs with u-root (init, %d commands)", len(ShellCommands))
+	if err := buildInitramfs(art.Initramfs, outDir, stageDir, moduleFiles, opts.Log); err != nil {
+		return Artifacts{}, err
+	}
+	progress("initramfs built in %s", time.Since(start).Round(time.Millisecond))
+	return art, nil
+}
+
+// buildInitramfs runs the u-root builder through its Go API. The base
+// archive is Blocktree's own, because u-root's default one adds
+// etc/resolv.conf with a public name server and other files we do not use.
+func buildInitramfs(output, outDir, stageDir string, moduleFiles []string, logw io.Writer) error {
+	tmp, err := os.MkdirTemp(outDir, "uroot-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	var extra []string
+	for _, f := range moduleFiles {
+		extra = append(extra, filepath.Join(stageDir, f)+":"+f)
+	}
+
+	printf := llog.Printf(func(string, ...any) {})
+	if logw != nil {
+		printf = llog.WritePrintf(logw)
+	}
+	l := llog.New(slog.LevelWarn, printf)
+
+	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"))
+	return uimage.Create(l,
+		uimage.WithReplaceEnv(env),
+		uimage.WithTempDir(tmp),
+		uimage.WithBaseArchive(baseArchive()),
+		uimage.WithCommands(nil, builder.Binary, InitPackage),
+		uimage.WithCommands(nil, builder.Busybox, ShellCommands...),
+		uimage.WithInit("init"),
+		uimage.WithShell("gosh"),
+		uimage.WithFiles(extra...),
+		uimage.WithSkipLDD(),
+		uimage.WithCPIOOutput(output),
+	)
+}
+
+// baseArchive returns the directories and device nodes the initramfs
+// starts with. /dev/console must exist before devtmpfs is mounted, because
+// the kernel opens it for PID 1's standard streams.
+func baseArchive() *cpio.Archive {
+	a, err := cpio.ArchiveFromRecords([]cpio.Record{
+		cpio.Directory("dev", 0o755),
+		cpio.Directory("etc", 0o755),
+		cpio.Directory("proc", 0o755),
+		cpio.Directory("run", 0o755),
+		cpio.Directory("sys", 0o755),
+		cpio.Directory("tmp", 0o1777),
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.CharDev("dev/null", 0o666, 1, 3),
+	})
+	if err != nil {
+		// The records above are fixed, so an error is a programming error.
+		panic(err)
+	}
+	return a
+}
