@@ -75,6 +75,12 @@ type Daemon struct {
 	versions     map[fsapi.Ino]blockstore.Ref
 	kept         map[fsapi.Ino]blockstore.Ref
 
+	// refsMu guards replacing versions against the Loader's reads. The
+	// Loader runs under the engine's lock and a checkpoint takes that lock
+	// while it holds checkpointMu, so the Loader must not wait for
+	// checkpointMu.
+	refsMu sync.Mutex
+
 	damaged []Damage
 	check   bool
 
@@ -290,7 +296,7 @@ func (d *Daemon) loadCheckpoint(cp *Checkpoint) error {
 	for _, in := range cp.Inodes {
 		ref := blockstore.Ref{ID: in.BlockID, Version: in.Version}
 		d.versions[in.Ino] = ref
-		st, err := d.openInode(ref, true)
+		st, err := d.openInode(ref)
 		if err != nil {
 			damaged = append(damaged, fsys.DamagedInode{Ino: in.Ino, BlockID: in.BlockID, Reason: err.Error()})
 			d.damaged = append(d.damaged, Damage{Ino: in.Ino, BlockID: in.BlockID, Err: err})
@@ -317,9 +323,9 @@ func (d *Daemon) loadCheckpoint(cp *Checkpoint) error {
 	return nil
 }
 
-// openInode reads and checks one block and decodes the inode in it. With
-// withData false a regular file's data part is left out.
-func (d *Daemon) openInode(ref blockstore.Ref, withData bool) (*fsys.InodeState, error) {
+// openBlock reads one block version and checks it: signature, chain,
+// Merkle tree, and that it is exactly the version the checkpoint names.
+func (d *Daemon) openBlock(ref blockstore.Ref) (*block.Reader, error) {
 	data, err := d.store.Get(ref)
 	if err != nil {
 		return nil, err
@@ -333,6 +339,15 @@ func (d *Daemon) openInode(ref blockstore.Ref, withData bool) (*fsys.InodeState,
 	}
 	if r.Version() != ref.Version {
 		return nil, fmt.Errorf("block %s contains version %d", ref, r.Version())
+	}
+	return r, nil
+}
+
+// openInode reads and checks one block and decodes the inode in it.
+func (d *Daemon) openInode(ref blockstore.Ref) (*fsys.InodeState, error) {
+	r, err := d.openBlock(ref)
+	if err != nil {
+		return nil, err
 	}
 	body, err := r.Bytes()
 	if err != nil {
@@ -416,17 +431,13 @@ func (d *Daemon) authorize(c *fsapi.Caller, path string) error {
 type loader struct{ d *Daemon }
 
 func (l loader) LoadData(ino fsapi.Ino, blockID [32]byte) ([]byte, error) {
-	l.d.checkpointMu.Lock()
+	l.d.refsMu.Lock()
 	ref, ok := l.d.versions[ino]
-	l.d.checkpointMu.Unlock()
+	l.d.refsMu.Unlock()
 	if !ok || ref.ID != blockID {
 		return nil, fmt.Errorf("inode %d has no stored block %x", ino, blockID)
 	}
-	data, err := l.d.store.Get(ref)
-	if err != nil {
-		return nil, err
-	}
-	r, err := block.Open(data, l.d.node.Credential, block.Expect{Root: l.d.node.Tree.Root, ID: ref.ID, MinVersion: ref.Version})
+	r, err := l.d.openBlock(ref)
 	if err != nil {
 		return nil, err
 	}

@@ -95,8 +95,10 @@ func (d *Daemon) Checkpoint() error {
 	// The new checkpoint is in force: what it replaced may go.
 	old := maps.Clone(d.versions)
 	maps.Copy(old, d.kept)
+	d.refsMu.Lock()
 	d.versions = versions
 	d.kept = kept
+	d.refsMu.Unlock()
 	d.recordedDamage = len(damaged)
 	for _, st := range snapshot.Inodes {
 		d.engine.MarkClean(st.Ino, seq)
