@@ -32,7 +32,7 @@ func runKeys(env *environment, args []string) error {
 	return dispatch(env, "bt keys", keysCommands, args)
 }
 
-// defaultKeyDir is where bt keeps the user's root credential.
+// defaultKeyDir returns the directory of the user's root credential.
 func defaultKeyDir() string {
 	if dir, err := os.UserConfigDir(); err == nil {
 		return filepath.Join(dir, "blocktree", "keys")

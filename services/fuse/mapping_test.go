@@ -446,7 +446,7 @@ func TestAccessMapping(t *testing.T) {
 	if err := unix.Access(p, unix.W_OK|unix.R_OK); err != nil {
 		t.Fatal(err)
 	}
-	// With default_permissions the kernel answers access(2) from the
+	// With default_permissions the kernel checks access(2) from the
 	// attributes itself and sends no ACCESS request.
 	if call, ok := fs.lastCall("access"); ok {
 		t.Errorf("access(R_OK|W_OK) reached the file system with mask %#x; the kernel should answer it under default_permissions", call.flags)

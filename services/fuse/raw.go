@@ -43,7 +43,7 @@ func (r *rawFS) OnUnmount() {
 // context is never cancelled: the kernel interrupts a request whenever the
 // calling thread gets a signal, and Go's runtime signals its threads for
 // preemption all the time. A request that the daemon may already have
-// applied must not then report EINTR, or a program sees a rename that
+// applied must not then report EINTR, or a program gets an error for a rename that
 // happened fail and retries into ENOENT. Only a lock wait, which changes
 // nothing until it is granted, listens to interrupts (interruptible).
 func (r *rawFS) request(_ <-chan struct{}, h *fuse.InHeader) (context.Context, *fsapi.Caller) {

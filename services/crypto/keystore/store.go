@@ -20,7 +20,7 @@ const (
 
 // Protector protects a credential's secret at rest: a TPM sealing it to a
 // policy, or a passphrase. Method names the scheme and is part of the file
-// name, so Load knows which protector a directory needs.
+// name, so Load can tell which protector a directory needs.
 type Protector interface {
 	Method() string
 	Protect(secret []byte, owner principal.Principal) ([]byte, error)

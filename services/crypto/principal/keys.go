@@ -135,9 +135,9 @@ func (k SigningKey) Sign(context string, message []byte) ([]byte, error) {
 }
 
 // halfOrder is n/2 for P-256. ECDSA accepts (r, s) and (r, n-s) alike, so
-// Sign always emits the low s and Verify rejects the high one: each signed
-// message then has exactly one valid signature encoding, and nothing that
-// hashes signed bytes (to name or revoke a grant) can be dodged by flipping s.
+// Sign always emits the low s and Verify rejects the high one. Each signed
+// message then has exactly one valid signature encoding, so code that hashes
+// signed bytes (to name or revoke a grant) cannot be bypassed by flipping s.
 var halfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
 
 // derToFixed converts an ASN.1 ECDSA signature to fixed-width low-s r||s.

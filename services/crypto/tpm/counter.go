@@ -22,7 +22,7 @@ const (
 // Counter is a monotonic 64-bit counter in the TPM's non-volatile memory
 // (an NV index of type TPM_NT_COUNTER). The TPM only ever increases it, and
 // it survives reboots and a restored disk image, so a value written into
-// signed data on disk tells an old disk from the current one.
+// signed data on disk distinguishes an old disk from the current one.
 //
 // The index has an empty authorization value and noDA: anyone who can send
 // TPM commands may increment it, which can only make the node believe its

@@ -41,7 +41,7 @@ func Recover(ctx context.Context, opts Options, key keystore.RecoveryKey) (*Node
 	})
 }
 
-// CounterOffset is what the node adds to the TPM's rollback counter. It is
+// CounterOffset returns the value the node adds to the TPM's rollback counter. It is
 // zero until a recovery moves the node to a TPM whose counter is behind the
 // one the node's checkpoints recorded (a replaced or cleared TPM).
 func (n *Node) CounterOffset() uint64 { return n.counterOffset }

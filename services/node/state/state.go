@@ -315,7 +315,7 @@ func explainUnseal(err error, stateDir string, tree *parsedTree) error {
 	var mismatch *tpm.PCRMismatchError
 	switch {
 	case errors.As(err, &mismatch):
-		return fmt.Errorf("the TPM refused to unseal node %s: %v, so the boot chain changed since the keys were sealed; if you trust this change, run 'bt recover --state %s' with the node's recovery key", tree.node.Principal(), mismatch, stateDir)
+		return fmt.Errorf("the TPM rejected unsealing node %s: %v, so the boot chain changed since the keys were sealed; if you trust this change, run 'bt recover --state %s' with the node's recovery key", tree.node.Principal(), mismatch, stateDir)
 	case errors.Is(err, tpm.ErrSRKChanged):
 		return fmt.Errorf("node %s was sealed by another TPM, or this TPM was cleared: if this is another machine's state directory, use that machine; otherwise run 'bt recover --state %s' with the node's recovery key", tree.node.Principal(), stateDir)
 	}

@@ -72,7 +72,7 @@ type Attr struct {
 	Ctime  int64
 }
 
-// Bits of SetAttrIn.Valid, which say which fields SetAttr changes.
+// Bits of SetAttrIn.Valid, which select the fields SetAttr changes.
 const (
 	SetMode uint32 = 1 << iota
 	SetUID
@@ -101,7 +101,7 @@ type SetAttrIn struct {
 // DirEntry is one entry of ReadDir. Cookie is the offset to pass to ReadDir
 // to continue after this entry. Cookies of an entry never change while it
 // exists, and new entries get larger cookies than every existing one, so a
-// reader that continues from a cookie sees each entry that existed
+// reader that continues from a cookie gets each entry that existed
 // throughout its reading exactly once.
 type DirEntry struct {
 	Name   string
@@ -110,7 +110,7 @@ type DirEntry struct {
 	Cookie uint64
 }
 
-// StatFS is the answer of StatFS, in the units of statfs(2).
+// StatFS is the result of StatFS, in the units of statfs(2).
 type StatFS struct {
 	Blocks  uint64
 	Bfree   uint64
