@@ -41,6 +41,8 @@ var topCommands = []command{
 	{"node", "run a node in the foreground: storage daemon and FUSE mount", runNode},
 	{"fsck", "check every block and the journal of a stopped node", runFsck},
 	{"recover", "unlock a stopped node's keys with its recovery key when the TPM refuses", runRecover},
+	{"storaged", "run a node's storage daemon alone, as a supervised service", runStoraged},
+	{"mount", "mount a storage daemon's tree through FUSE, as a supervised service", runMount},
 }
 
 func main() {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -85,20 +84,11 @@ func runNode(env *environment, args []string) error {
 // unmount from outside.
 func serveAndMount(ctx context.Context, env *environment, node *state.Node, daemon *storaged.Daemon, mountpoint string, logger *slog.Logger) error {
 	socket := filepath.Join(node.Dir, "storage.sock")
-	os.Remove(socket) // a socket left by a node that was killed
-	listener, err := net.Listen("unix", socket)
+	_, stopServing, err := listenStorage(daemon, socket)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", socket, err)
+		return err
 	}
-	serveCtx, cancelServe := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- daemon.Serve(serveCtx, listener) }()
-	defer func() {
-		cancelServe()
-		listener.Close()
-		<-served
-		os.Remove(socket)
-	}()
+	defer stopServing()
 
 	client, err := proto.Dial(socket, proto.ClientOptions{Logger: logger})
 	if err != nil {

@@ -44,6 +44,14 @@ type Options struct {
 
 	// RecoveryKey receives the recovery key, once, when the node is created.
 	RecoveryKey io.Writer
+	// RecoveryHint is the sentence printed after the recovery key that says
+	// how to use it. Empty means the host-mode hint (bt recover).
+	RecoveryHint string
+
+	// MustExist makes Open fail instead of creating a node, for processes
+	// that serve a node someone else created (the appliance's storage
+	// service).
+	MustExist bool
 }
 
 // Node is an open state directory.
@@ -77,6 +85,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	}
 	created := false
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if opts.MustExist {
+			return nil, fmt.Errorf("state directory %s holds no node (%s not found): create the node first", opts.Dir, dir)
+		}
 		if err := create(ctx, dir, opts, opts.Logger); err != nil {
 			return nil, err
 		}
@@ -197,8 +208,12 @@ func create(ctx context.Context, dir string, opts Options, logger *slog.Logger) 
 
 	logger.Info("node created", "node", cred.Principal(), "state", dir, "tpm", device)
 	if opts.RecoveryKey != nil {
-		fmt.Fprintf(opts.RecoveryKey, "\nNode %s created.\nRecovery key (shown only now; write it down and keep it away from this machine):\n\n    %s\n\nIt unlocks the node's keys with 'bt recover --state %s' if the TPM is cleared or replaced.\n\n",
-			cred.Principal(), recovery, opts.Dir)
+		hint := opts.RecoveryHint
+		if hint == "" {
+			hint = fmt.Sprintf("It unlocks the node's keys with 'bt recover --state %s' if the TPM is cleared or replaced.", opts.Dir)
+		}
+		fmt.Fprintf(opts.RecoveryKey, "\nNode %s created.\nRecovery key (shown only now; write it down and keep it away from this machine):\n\n    %s\n\n%s\n\n",
+			cred.Principal(), recovery, hint)
 	}
 	return nil
 }
@@ -243,7 +258,9 @@ func startSoftwareTPM(ctx context.Context, base string, logger *slog.Logger) (*t
 // open opens a node state created earlier; credential unlocks the keys.
 func open(ctx context.Context, dir string, opts Options, recovering bool, credential func(n *Node, keys string) (*principal.Credential, error)) (_ *Node, err error) {
 	logger := opts.Logger
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
+	// Read-only, so that a node can be opened (and its keys unsealed) on a
+	// read-only mount; flock does not need write access.
+	lock, err := os.Open(filepath.Join(dir, "lock"))
 	if err != nil {
 		return nil, fmt.Errorf("open node state %s: %w", dir, err)
 	}
@@ -315,11 +332,25 @@ func explainUnseal(err error, stateDir string, tree *parsedTree) error {
 	var mismatch *tpm.PCRMismatchError
 	switch {
 	case errors.As(err, &mismatch):
-		return fmt.Errorf("the TPM rejected unsealing node %s: %v, so the boot chain changed since the keys were sealed; if you trust this change, run 'bt recover --state %s' with the node's recovery key", tree.node.Principal(), mismatch, stateDir)
+		return fmt.Errorf("the TPM rejected unsealing node %s: %w, so the boot chain changed since the keys were sealed; if you trust this change, run 'bt recover --state %s' with the node's recovery key", tree.node.Principal(), mismatch, stateDir)
 	case errors.Is(err, tpm.ErrSRKChanged):
-		return fmt.Errorf("node %s was sealed by another TPM, or this TPM was cleared: if this is another machine's state directory, use that machine; otherwise run 'bt recover --state %s' with the node's recovery key", tree.node.Principal(), stateDir)
+		return fmt.Errorf("node %s was sealed by another TPM, or this TPM was cleared (%w): if this is another machine's state directory, use that machine; otherwise run 'bt recover --state %s' with the node's recovery key", tree.node.Principal(), err, stateDir)
 	}
 	return fmt.Errorf("unseal node %s: %w", tree.node.Principal(), err)
+}
+
+// SealRefusal reports why the TPM refused to unseal a node's keys, or ""
+// when err is not such a refusal: "changed" when the measured boot (the
+// PCRs) changed, "cleared" when the TPM was cleared or replaced.
+func SealRefusal(err error) string {
+	var mismatch *tpm.PCRMismatchError
+	switch {
+	case errors.As(err, &mismatch):
+		return "changed"
+	case errors.Is(err, tpm.ErrSRKChanged):
+		return "cleared"
+	}
+	return ""
 }
 
 // Close sends TPM2_Shutdown, stops the software TPM and releases the lock.

@@ -42,6 +42,7 @@ type Client struct {
 	down      error // cause of the connection failure; nil while the connection is up
 
 	readerDone chan struct{}
+	downCh     chan struct{} // closed when the connection goes down
 }
 
 // call is one request waiting for its response.
@@ -88,6 +89,7 @@ func Dial(path string, opts ClientOptions) (*Client, error) {
 		pending:    make(map[uint64]*call),
 		lateOpens:  make(map[uint64]lateOpen),
 		readerDone: make(chan struct{}),
+		downCh:     make(chan struct{}),
 	}
 	go c.readResponses()
 	return c, nil
@@ -104,10 +106,22 @@ func (c *Client) Close() error {
 
 // fail marks the connection down with cause, closes it and fails every
 // waiting request. Only the first cause is kept.
+// Done returns a channel that is closed when the connection goes down,
+// because of Close or because the daemon went away. Err then says why.
+func (c *Client) Done() <-chan struct{} { return c.downCh }
+
+// Err returns why the connection went down, or nil while it is up.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.down
+}
+
 func (c *Client) fail(cause error) {
 	c.mu.Lock()
 	if c.down == nil {
 		c.down = cause
+		close(c.downCh)
 		if cause != errClientClosed {
 			c.log.Warn("storage daemon connection is down", "error", cause, "waiting", len(c.pending))
 		}
