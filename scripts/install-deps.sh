@@ -7,6 +7,10 @@ packages=(
 	swtpm swtpm-tools tpm2-tools # software TPM for the crypto tests and host-mode nodes
 	fuse3 git rsync              # host-mode tests: the FUSE mount and real tools run on it
 	qemu-system-x86 kmod         # image builds (depmod) and boot tests (QEMU)
+	systemd-boot-efi             # UEFI stub for the unified kernel image
+	dosfstools mtools e2fsprogs  # EFI System Partition (FAT) and data partition (ext4) without mounting
+	gdisk                        # sgdisk -v checks the GPT in the image tests
+	ovmf                         # UEFI firmware for make run-efi and the UEFI boot test
 )
 
 # The image builder downloads the pinned kernel package with apt-get, so the
