@@ -3,28 +3,53 @@ GO ?= go
 OUT ?= out
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build image run test bench fuzz vet clean
+.PHONY: all build deps image run test bench fuzz vet clean
 
 all: build
 
 build:
 	$(GO) build -o $(OUT)/bt ./cmd/bt
 
+# Installs the missing Debian packages the build and the tests use (apt-get,
+# through sudo when not root); does nothing when all are there.
+deps:
+	scripts/install-deps.sh
+
 # The appliance image: kernel, modules and a u-root initramfs with our
 # PID 1, in $(OUT). The kernel package is pinned in kernel-config/kernel.conf.
 image:
 	$(GO) run ./image/cmd/btimage --out $(OUT)
 
-# Boots the image in QEMU with the serial console in this terminal.
-run: image
+# The image is rebuilt by `make run` only when a source file changed.
+IMAGE_SOURCES := go.mod go.sum $(shell find cmd init image services kernel-config -type f -not -name '*_test.go' 2>/dev/null)
+$(OUT)/initramfs.cpio: $(IMAGE_SOURCES)
+	$(GO) run ./image/cmd/btimage --out $(OUT)
+
+# Boots the image in QEMU with a software TPM and a persistent data disk,
+# with the serial console in this terminal. See docs/appliance.md.
+run: deps $(OUT)/initramfs.cpio
 	scripts/image-run.sh $(OUT)
+
+# Boots $(OUT)/disk.img the way a device boots: OVMF UEFI firmware loads
+# the UKI from the EFI System Partition, with a software TPM. Firmware
+# variables ($(OUT)/efi-vars.fd) and TPM state ($(OUT)/efi-tpm) persist, and
+# a rebuilt image keeps the data partition of an existing disk.img.
+.PHONY: run-efi data-disk
+run-efi: deps $(OUT)/initramfs.cpio
+	scripts/run-efi.sh $(OUT)
+
+# Creates the standalone data disk $(OUT)/data.img once; an existing one is
+# kept unchanged.
+DATA_SIZE ?= 2G
+data-disk:
+	$(GO) run ./image/cmd/btimage --data-disk $(OUT)/data.img --data-size $(DATA_SIZE)
 
 vet:
 	$(GO) vet ./...
 
 # Unit, integration and fuzz-seed tests. Tests that need swtpm, root or FUSE
 # skip outside CI when the part is missing and fail when CI=true.
-test: vet
+test: deps vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Benchmarks; results and the machine they ran on go into docs/benchmarks.md.

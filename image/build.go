@@ -18,17 +18,36 @@ import (
 // InitPackage is Blocktree's PID 1, linked to /init.
 const InitPackage = "github.com/blocktree/blocktree/init"
 
-// ShellCommands are the u-root commands in the initramfs. tools.go must
-// import each of them so that go.mod requires them.
+// ShellCommands are the busybox-mode commands in the initramfs: bt and
+// u-root's core tools for the console. tools.go must import each u-root
+// command so that go.mod requires them.
 var ShellCommands = []string{
+	"github.com/blocktree/blocktree/cmd/bt",
 	"github.com/u-root/u-root/cmds/core/cat",
+	"github.com/u-root/u-root/cmds/core/cp",
+	"github.com/u-root/u-root/cmds/core/dd",
+	"github.com/u-root/u-root/cmds/core/df",
 	"github.com/u-root/u-root/cmds/core/dmesg",
+	"github.com/u-root/u-root/cmds/core/echo",
+	"github.com/u-root/u-root/cmds/core/grep",
 	"github.com/u-root/u-root/cmds/core/gosh",
+	"github.com/u-root/u-root/cmds/core/head",
+	"github.com/u-root/u-root/cmds/core/hexdump",
+	"github.com/u-root/u-root/cmds/core/kill",
+	"github.com/u-root/u-root/cmds/core/ln",
 	"github.com/u-root/u-root/cmds/core/ls",
+	"github.com/u-root/u-root/cmds/core/mkdir",
 	"github.com/u-root/u-root/cmds/core/mount",
-	"github.com/u-root/u-root/cmds/core/poweroff",
+	"github.com/u-root/u-root/cmds/core/mv",
 	"github.com/u-root/u-root/cmds/core/ps",
+	"github.com/u-root/u-root/cmds/core/rm",
+	"github.com/u-root/u-root/cmds/core/sleep",
+	"github.com/u-root/u-root/cmds/core/sync",
+	"github.com/u-root/u-root/cmds/core/tail",
+	"github.com/u-root/u-root/cmds/core/touch",
+	"github.com/u-root/u-root/cmds/core/umount",
 	"github.com/u-root/u-root/cmds/core/uname",
+	"github.com/u-root/u-root/cmds/core/wc",
 }
 
 // Options configure Build.
@@ -153,6 +172,10 @@ func baseArchive() *cpio.Archive {
 		cpio.Directory("tmp", 0o1777),
 		cpio.CharDev("dev/console", 0o600, 5, 1),
 		cpio.CharDev("dev/null", 0o666, 1, 3),
+		// PID 1's binary asks PID 1 to shut down when run under these
+		// names, so that the services stop and the journal is flushed.
+		cpio.Symlink("bbin/poweroff", "../bin/init"),
+		cpio.Symlink("bbin/reboot", "../bin/init"),
 	})
 	if err != nil {
 		// The records above are fixed, so an error is a programming error.

@@ -34,25 +34,36 @@ func startWatched(cmd *exec.Cmd) (<-chan unix.WaitStatus, error) {
 }
 
 // reapForever waits for any child and hands its status to its watcher, if
-// one is registered. It never returns.
+// one is registered. It never returns: a panic in one round is logged and
+// the next round starts.
 func reapForever() {
 	for {
-		var status unix.WaitStatus
-		pid, err := unix.Wait4(-1, &status, 0, nil)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.ECHILD:
-			// No children right now, for example between two shells.
-			time.Sleep(100 * time.Millisecond)
-			continue
-		case err != nil:
-			logf("wait4: %v", err)
-			time.Sleep(time.Second)
-			continue
-		}
-		deliverStatus(pid, status)
+		reapOnce()
 	}
+}
+
+func reapOnce() {
+	defer func() {
+		if r := recover(); r != nil {
+			logf("reaper: panic: %v", r)
+			time.Sleep(time.Second)
+		}
+	}()
+	var status unix.WaitStatus
+	pid, err := unix.Wait4(-1, &status, 0, nil)
+	switch {
+	case err == unix.EINTR:
+		return
+	case err == unix.ECHILD:
+		// No children right now, for example between two shells.
+		time.Sleep(100 * time.Millisecond)
+		return
+	case err != nil:
+		logf("wait4: %v", err)
+		time.Sleep(time.Second)
+		return
+	}
+	deliverStatus(pid, status)
 }
 
 func deliverStatus(pid int, status unix.WaitStatus) {

@@ -1,60 +1,59 @@
 #!/bin/sh
-# Boots OUT/vmlinuz and OUT/initramfs.cpio (from `go run ./image/cmd/btimage`)
-# in QEMU with the serial console on stdio and 512 MiB of memory. It uses KVM
-# when a KVM guest boots and falls back to TCG otherwise.
-# Quit QEMU with Ctrl-A X, or run `poweroff` in the shell.
+# Boots the appliance: OUT/vmlinuz and OUT/initramfs.cpio (from
+# `go run ./image/cmd/btimage`) in QEMU with a software TPM (swtpm), a
+# persistent data disk, virtio-rng, user-mode networking and the serial
+# console on this terminal. The TPM state (OUT/tpm) and the data disk
+# (OUT/data.img) stay in OUT, so running this again reboots the same
+# device. It uses KVM when a KVM guest boots and TCG otherwise.
+# Quit with `poweroff` in the shell (a clean shutdown), or Ctrl-A X.
 #
 # Usage: scripts/image-run.sh [OUT] [extra qemu arguments...]
+# BT_CMDLINE replaces the kernel command line; BT_QEMU_ACCEL=kvm or =tcg
+# skips the KVM probe.
 set -eu
 
 out=${1:-out}
 [ $# -gt 0 ] && shift
+here=$(dirname "$0")
+name=image-run
+. "$here/vm-common.sh"
 
 for f in "$out/vmlinuz" "$out/initramfs.cpio"; do
 	if [ ! -f "$f" ]; then
-		echo "image-run: $f not found; build it with: go run ./image/cmd/btimage --out $out" >&2
+		echo "image-run: $f not found; build it with: make image" >&2
 		exit 1
 	fi
 done
+for tool in qemu-system-x86_64 swtpm; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "image-run: $tool not found; installing the missing packages" >&2
+		"$here/install-deps.sh"
+		break
+	fi
+done
 
-# Opening /dev/kvm is not enough: on hosts without working nested KVM,
-# QEMU starts and the guest hangs before the kernel prints anything. So
-# boot the kernel under KVM for up to 5 s and use KVM only if its first
-# console line appears. BT_QEMU_ACCEL=kvm or =tcg skips the probe.
-probe_kvm() {
-	[ -w /dev/kvm ] || return 1
-	log=$(mktemp)
-	qemu-system-x86_64 -accel kvm -m 128 -display none -monitor none \
-		-no-user-config -nodefaults -serial "file:$log" \
-		-kernel "$out/vmlinuz" -append "console=ttyS0 earlyprintk=ttyS0 panic=-1" \
-		</dev/null >/dev/null 2>&1 &
-	pid=$!
-	found=1
-	for _ in 1 2 3 4 5 6 7 8 9 10; do
-		if grep -q "Linux version" "$log"; then
-			found=0
-			break
-		fi
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.5
-	done
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	rm -f "$log"
-	return $found
-}
-
-accel=${BT_QEMU_ACCEL:-}
-if [ -z "$accel" ]; then
-	if probe_kvm; then accel=kvm; else accel=tcg; fi
+# The data disk holds the device's sealed keys and its blocks; it is made
+# once and kept.
+if [ ! -f "$out/data.img" ]; then
+	go run ./image/cmd/btimage --out "$out" --data-disk "$out/data.img"
 fi
-echo "image-run: accelerator $accel" >&2
 
-exec qemu-system-x86_64 \
+choose_accel "$out/vmlinuz"
+echo "image-run: accelerator $accel; TPM state in $out/tpm, data disk $out/data.img" >&2
+
+start_swtpm "$out/tpm"
+
+qemu-system-x86_64 \
 	-accel "$accel" \
-	-m 512 \
-	-nographic -no-reboot \
+	-m 1024 -smp 2 \
+	-nographic \
 	-kernel "$out/vmlinuz" \
 	-initrd "$out/initramfs.cpio" \
-	-append "console=ttyS0 panic=-1 quiet" \
+	-append "${BT_CMDLINE:-console=ttyS0 panic=-1 quiet}" \
+	-chardev "socket,id=chrtpm,path=$swtpm_sock" \
+	-tpmdev emulator,id=tpm0,chardev=chrtpm \
+	-device tpm-tis,tpmdev=tpm0 \
+	-drive "file=$out/data.img,format=raw,if=virtio" \
+	-device virtio-rng-pci \
+	-nic user,model=virtio-net-pci \
 	"$@"

@@ -1,0 +1,291 @@
+package image
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	defaultCmdline = "console=ttyS0 panic=-1 quiet"
+	dataDiskSize   = 512 << 20
+)
+
+var (
+	buildOnce sync.Once
+	built     Artifacts
+	buildErr  error
+)
+
+// buildImage builds the image once per test binary, from the repository
+// root, because the u-root builder compiles commands from the module in
+// the working directory.
+func buildImage(t *testing.T) Artifacts {
+	t.Helper()
+	buildOnce.Do(func() {
+		wd, err := os.Getwd()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		if err := os.Chdir(".."); err != nil {
+			buildErr = err
+			return
+		}
+		defer os.Chdir(wd)
+		start := time.Now()
+		built, buildErr = Build(Options{ConfigDir: "kernel-config", OutDir: "out", Log: testWriter{t}})
+		if buildErr == nil {
+			t.Logf("image built in %s", time.Since(start).Round(time.Millisecond))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build image: %v", buildErr)
+	}
+	return built
+}
+
+// appliance is one device: the directory that holds its software TPM's
+// state and its data disk, which outlive each boot.
+type appliance struct {
+	dir  string
+	disk string
+}
+
+func newAppliance(t *testing.T) *appliance {
+	t.Helper()
+	dir := t.TempDir()
+	d := &appliance{dir: dir, disk: filepath.Join(dir, "data.img")}
+	if err := CreateDataDisk(d.disk, dataDiskSize); err != nil {
+		t.Fatalf("create data disk: %v", err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "tpm"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// vm is one boot of a device in QEMU under TCG with swtpm.
+type vm struct {
+	t       *testing.T
+	console *consoleLog
+	stdin   io.WriteCloser
+	exited  chan struct{}
+	started time.Time
+	marks   int // commands run by exec
+}
+
+// boot starts swtpm and QEMU for d with the kernel command line cmdline.
+func (d *appliance) boot(t *testing.T, art Artifacts, cmdline string) *vm {
+	t.Helper()
+	sock := filepath.Join(d.dir, "tpm", "swtpm.sock")
+	os.Remove(sock)
+	swtpm := exec.Command("swtpm", "socket", "--tpm2",
+		"--tpmstate", "dir="+filepath.Join(d.dir, "tpm"),
+		"--ctrl", "type=unixio,path="+sock, "--terminate")
+	swtpm.Stdout, swtpm.Stderr = testWriter{t}, testWriter{t}
+	if err := swtpm.Start(); err != nil {
+		t.Fatalf("start swtpm: %v", err)
+	}
+	swtpmDone := make(chan struct{})
+	go func() {
+		swtpm.Wait()
+		close(swtpmDone)
+	}()
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// TCG only: the test must behave the same on hosts without KVM.
+	qemu := exec.Command("qemu-system-x86_64",
+		"-accel", "tcg", "-m", "1024", "-smp", "2",
+		"-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+		"-serial", "stdio", "-no-reboot",
+		"-device", "virtio-rng-pci",
+		"-chardev", "socket,id=chrtpm,path="+sock,
+		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+		"-device", "tpm-tis,tpmdev=tpm0",
+		"-drive", "file="+d.disk+",format=raw,if=virtio",
+		"-kernel", art.Kernel, "-initrd", art.Initramfs,
+		"-append", cmdline,
+	)
+	v := &vm{t: t, console: &consoleLog{}, exited: make(chan struct{})}
+	qemu.Stdout, qemu.Stderr = v.console, v.console
+	var err error
+	if v.stdin, err = qemu.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	v.started = time.Now()
+	if err := qemu.Start(); err != nil {
+		swtpm.Process.Kill()
+		t.Fatalf("start qemu: %v", err)
+	}
+	go func() {
+		qemu.Wait()
+		close(v.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-v.exited:
+		default:
+			qemu.Process.Kill()
+			<-v.exited
+		}
+		select {
+		case <-swtpmDone:
+		case <-time.After(5 * time.Second):
+			swtpm.Process.Kill()
+			<-swtpmDone
+		}
+		if t.Failed() {
+			t.Logf("serial console:\n%s", v.console.text(0))
+		}
+	})
+	return v
+}
+
+// waitReady waits for the ready line and gosh's first prompt, and logs
+// the boot times.
+func (v *vm) waitReady() {
+	v.t.Helper()
+	if !v.console.waitFor(readyTimeout, readyLine.MatchString) {
+		v.t.Fatalf("no ready line on the console within %s", readyTimeout)
+	}
+	m := readyLine.FindStringSubmatch(v.console.text(0))
+	v.t.Logf("qemu start to ready: %s (pid1 start to ready: %s ms, TCG)", time.Since(v.started).Round(time.Millisecond), m[1])
+	v.waitPrompt(0)
+}
+
+// waitPrompt waits for a gosh prompt after offset. gosh's line editor
+// drops input typed before it has set up the terminal, and its first
+// prompt shows a key help line.
+func (v *vm) waitPrompt(offset int) {
+	v.t.Helper()
+	if !v.waitText(offset, commandTimeout, "toggle key help") {
+		v.t.Fatalf("no gosh prompt on the console within %s", commandTimeout)
+	}
+	time.Sleep(promptSettle)
+}
+
+// waitText waits until the console output after offset contains want.
+func (v *vm) waitText(offset int, timeout time.Duration, want string) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Contains(v.console.text(offset), want) {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}
+
+// waitMatch waits until re matches the console output after offset and
+// returns the submatches.
+func (v *vm) waitMatch(offset int, timeout time.Duration, re *regexp.Regexp) []string {
+	v.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(v.console.text(offset)); m != nil {
+			return m
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	v.t.Fatalf("console output does not match %q within %s", re, timeout)
+	return nil
+}
+
+// run types a command and waits for want in the output that follows.
+func (v *vm) run(input, want string) {
+	v.t.Helper()
+	runConsoleCommand(v.t, v.console, v.stdin, input, want)
+}
+
+// output types a command and returns the console output after it once re
+// matches there.
+func (v *vm) output(input string, re *regexp.Regexp) []string {
+	v.t.Helper()
+	offset := v.console.len()
+	v.typeLine(input)
+	m := v.waitMatch(offset, commandTimeout, re)
+	time.Sleep(promptSettle)
+	return m
+}
+
+// exec runs a shell command and waits until it has succeeded. The marker
+// is typed with quotes inside it, so the echo of the typed line never
+// matches it; only the command's output does.
+func (v *vm) exec(command string) {
+	v.t.Helper()
+	v.marks++
+	done := fmt.Sprintf("done-%d", v.marks)
+	failed := fmt.Sprintf("failed-%d", v.marks)
+	offset := v.console.len()
+	v.typeLine(fmt.Sprintf(`%s && echo do""ne-%d || echo fai""led-%d`, command, v.marks, v.marks))
+	deadline := time.Now().Add(commandTimeout)
+	for time.Now().Before(deadline) {
+		out := v.console.text(offset)
+		if strings.Contains(out, failed) {
+			v.t.Fatalf("%q failed:\n%s", command, out)
+		}
+		if strings.Contains(out, done) {
+			time.Sleep(promptSettle)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	v.t.Fatalf("%q did not finish within %s", command, commandTimeout)
+}
+
+func (v *vm) typeLine(line string) {
+	v.t.Helper()
+	if _, err := io.WriteString(v.stdin, line+"\r"); err != nil {
+		v.t.Fatalf("type %q: %v", line, err)
+	}
+}
+
+// poweroff types poweroff and waits for QEMU to exit after the clean
+// shutdown.
+func (v *vm) poweroff() {
+	v.t.Helper()
+	offset := v.console.len()
+	v.typeLine("poweroff")
+	v.waitExit(offset)
+}
+
+func (v *vm) waitExit(offset int) {
+	v.t.Helper()
+	select {
+	case <-v.exited:
+	case <-time.After(poweroffWait):
+		v.t.Fatalf("guest did not power off within %s", poweroffWait)
+	}
+	if !strings.Contains(v.console.text(offset), "blocktree-init: powering off") {
+		v.t.Fatalf("QEMU exited without PID 1's clean power off")
+	}
+}
+
+func fileDigest(t *testing.T, path string) string {
+	t.Helper()
+	out, err := exec.Command("sha256sum", path).Output()
+	if err != nil {
+		t.Fatalf("sha256sum %s: %v", path, err)
+	}
+	return strings.Fields(string(out))[0]
+}
+
+func must(t *testing.T, err error, format string, args ...any) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", fmt.Sprintf(format, args...), err)
+	}
+}

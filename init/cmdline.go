@@ -1,0 +1,22 @@
+//go:build linux
+
+package main
+
+import (
+	"os"
+	"strings"
+)
+
+// cmdlineParam returns the value of key=value on the kernel command line.
+func cmdlineParam(key string) (string, bool) {
+	data, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return "", false
+	}
+	for _, field := range strings.Fields(string(data)) {
+		if k, v, ok := strings.Cut(field, "="); ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
