@@ -3,7 +3,7 @@ GO ?= go
 OUT ?= out
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps image run test bench fuzz vet clean
+.PHONY: all build deps image kernel run test bench fuzz vet clean
 
 all: build
 
@@ -17,13 +17,22 @@ deps:
 
 # The appliance image: kernel, modules and a u-root initramfs with our
 # PID 1, in $(OUT). The kernel package is pinned in kernel-config/kernel.conf.
+# KERNEL_DIR=$(OUT)/kernel-custom builds it with the kernel from `make kernel`.
+KERNEL_DIR ?=
+BTIMAGE := $(GO) run ./image/cmd/btimage --out $(OUT) $(if $(KERNEL_DIR),--kernel-dir $(KERNEL_DIR))
 image:
-	$(GO) run ./image/cmd/btimage --out $(OUT)
+	$(BTIMAGE)
 
 # The image is rebuilt by `make run` only when a source file changed.
 IMAGE_SOURCES := go.mod go.sum $(shell find cmd init image services kernel-config -type f -not -name '*_test.go' 2>/dev/null)
 $(OUT)/initramfs.cpio: $(IMAGE_SOURCES)
-	$(GO) run ./image/cmd/btimage --out $(OUT)
+	$(BTIMAGE)
+
+# Optional and not part of CI: builds a kernel from Debian's linux-source
+# package with kernel-config/options.config into $(OUT)/kernel-custom.
+# Then: make image KERNEL_DIR=$(OUT)/kernel-custom
+kernel:
+	scripts/build-kernel.sh $(OUT)
 
 # Boots the image in QEMU with a software TPM and a persistent data disk,
 # with the serial console in this terminal. See docs/appliance.md.

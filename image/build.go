@@ -52,8 +52,12 @@ var ShellCommands = []string{
 
 // Options configure Build.
 type Options struct {
-	ConfigDir string    // directory with kernel.conf, options.config and modules.txt
-	OutDir    string    // receives vmlinuz, initramfs.cpio and the cache/ directory
+	ConfigDir string // directory with kernel.conf, options.config and modules.txt
+	OutDir    string // receives vmlinuz, initramfs.cpio and the cache/ directory
+	// KernelDir, when set, is a kernel tree from scripts/build-kernel.sh
+	// (boot/vmlinuz-RELEASE, boot/config-RELEASE, lib/modules/RELEASE) used
+	// in place of the Debian package pinned in kernel.conf.
+	KernelDir string
 	Log       io.Writer // progress lines; nil discards them
 }
 
@@ -62,6 +66,7 @@ type Artifacts struct {
 	Kernel    string
 	Initramfs string
 	Modules   int
+	Release   string // kernel release, the directory name under /lib/modules
 }
 
 // Build writes OutDir/vmlinuz and OutDir/initramfs.cpio. It must run with
@@ -86,8 +91,14 @@ func Build(opts Options) (Artifacts, error) {
 		return Artifacts{}, err
 	}
 	start := time.Now()
-	kernelRoot, err := fetchKernel(pin, filepath.Join(outDir, "cache"), progress)
-	if err != nil {
+	var kernelRoot string
+	if opts.KernelDir != "" {
+		kernelRoot = opts.KernelDir
+		if pin.Release, err = customRelease(kernelRoot); err != nil {
+			return Artifacts{}, err
+		}
+		pin.Package, pin.Version = "", ""
+	} else if kernelRoot, err = fetchKernel(pin, filepath.Join(outDir, "cache"), progress); err != nil {
 		return Artifacts{}, err
 	}
 	if err := checkKernelOptions(opts.ConfigDir, kernelRoot, pin); err != nil {
@@ -98,6 +109,7 @@ func Build(opts Options) (Artifacts, error) {
 	art := Artifacts{
 		Kernel:    filepath.Join(outDir, "vmlinuz"),
 		Initramfs: filepath.Join(outDir, "initramfs.cpio"),
+		Release:   pin.Release,
 	}
 	if err := copyFile(filepath.Join(kernelRoot, "boot", "vmlinuz-"+pin.Release), art.Kernel, 0o644); err != nil {
 		return Artifacts{}, err
@@ -182,4 +194,23 @@ func baseArchive() *cpio.Archive {
 		panic(err)
 	}
 	return a
+}
+
+// customRelease returns the release of the one kernel in a tree from
+// scripts/build-kernel.sh: the single directory under lib/modules.
+func customRelease(kernelDir string) (string, error) {
+	entries, err := os.ReadDir(filepath.Join(kernelDir, "lib", "modules"))
+	if err != nil {
+		return "", fmt.Errorf("kernel directory %s: %w; build one with make kernel", kernelDir, err)
+	}
+	var releases []string
+	for _, e := range entries {
+		if e.IsDir() {
+			releases = append(releases, e.Name())
+		}
+	}
+	if len(releases) != 1 {
+		return "", fmt.Errorf("kernel directory %s has %d releases under lib/modules (%v), expected exactly one; rebuild it with make kernel", kernelDir, len(releases), releases)
+	}
+	return releases[0], nil
 }

@@ -91,4 +91,4 @@ mkdir -p "$dest/boot"
 make -C "$src" -s INSTALL_MOD_PATH="$dest" INSTALL_MOD_STRIP=1 modules_install
 cp "$src/arch/x86/boot/bzImage" "$dest/boot/vmlinuz-$custom_release"
 cp "$src/.config" "$dest/boot/config-$custom_release"
-log "kernel $custom_release in $dest; build the image from it with: go run ./image/cmd/btimage --kernel-dir $dest"
+log "kernel $custom_release in $dest; build the image from it with: make image KERNEL_DIR=$dest"

@@ -34,6 +34,7 @@ import (
 func main() {
 	out := flag.String("out", "out", "output directory for vmlinuz, initramfs.cpio, blocktree.efi, disk.img and the download cache")
 	configDir := flag.String("config", "kernel-config", "directory with kernel.conf, options.config and modules.txt")
+	kernelDir := flag.String("kernel-dir", "", "kernel tree from make kernel (scripts/build-kernel.sh) to use in place of the pinned Debian kernel package")
 	efi := flag.Bool("efi", true, "also build the UKI OUT/blocktree.efi and the GPT disk image OUT/disk.img")
 	stub := flag.String("stub", image.DefaultStub, "UEFI stub the UKI is built from (Debian package systemd-boot-efi)")
 	cmdline := flag.String("cmdline", image.DefaultCmdline, "kernel command line in the UKI; the last console= is /dev/console")
@@ -66,7 +67,7 @@ func main() {
 	}
 
 	start := time.Now()
-	art, err := image.Build(image.Options{ConfigDir: *configDir, OutDir: *out, Log: os.Stderr})
+	art, err := image.Build(image.Options{ConfigDir: *configDir, OutDir: *out, KernelDir: *kernelDir, Log: os.Stderr})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "btimage: %v\n", err)
 		os.Exit(1)
