@@ -4,8 +4,9 @@
 //
 // # Services and dependencies
 //
-// A Service names a program and the services it runs After. New rejects
-// unknown names and cycles, so the services form a directed acyclic graph.
+// A Service names a program and, in its After list, the services it
+// depends on. New rejects unknown names and cycles, so the services form a
+// directed acyclic graph.
 // A service starts only when every service in its After list is ready.
 // When a dependency exits, every service that depends on it, directly or
 // through others, is stopped first, dependents before their own
@@ -20,8 +21,8 @@
 // started. A service with NotifyReady gets the write end of a pipe as file
 // descriptor 3 and BT_READY_FD=3 in its environment. It is ready when it
 // writes the line "READY" to that pipe, which NotifyReady does. A
-// ReadyTimeout bounds the wait: the process group then gets SIGKILL and the
-// exit counts as a crash.
+// ReadyTimeout bounds the wait. When it expires, the process group gets
+// SIGKILL and the exit counts as a crash.
 //
 // # Restarts and crash loops
 //
@@ -32,7 +33,7 @@
 // BackoffMax, with ±20% jitter. A service that was ready for longer than
 // BackoffMax before it exited starts over at BackoffMin. After
 // CrashLoopLimit restarts within CrashLoopWindow, the next crash marks the
-// service failed for good. Its last output lines then go to the console,
+// service failed for good. Its last 20 output lines then go to the console,
 // and every service that depends on it is stopped and marked failed too.
 // Nothing restarts a failed service.
 //
@@ -42,7 +43,8 @@
 // /dev/null and standard output and error on one pipe that the supervisor
 // reads line by line. Each line goes to Options.Console as "name: line" and
 // into a ring of the service's last lines (Supervisor.Logs). Lines longer
-// than 4096 bytes are cut. Signals go to the whole group, and when the
+// than 4096 bytes, not counting the line ending, are cut and end with
+// " [truncated]". Signals go to the whole group, and when the
 // child exits the rest of its group gets SIGKILL, so no helper it forked
 // outlives it inside the group. A process that leaves the group (with
 // setsid, for example) is not tracked.
@@ -56,9 +58,11 @@
 //
 // Stop, or canceling Run's context, stops every service in reverse
 // dependency order. Each service gets its StopSignal once none of its
-// dependents runs, and SIGKILL after its StopTimeout. Nothing is started
-// after Stop begins. Run returns once every child has exited, its output
-// has been read and the supervisor's workers have ended.
+// dependents runs, and SIGKILL after its StopTimeout. No process starts
+// after Stop begins, except one whose start was already past BeforeStart,
+// and that one is stopped at once. Run returns once every child has
+// exited, its output has been read and the supervisor's workers have
+// ended.
 //
 // # Failure containment
 //

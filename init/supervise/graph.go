@@ -52,9 +52,8 @@ func withDefaults(opts Options) (Options, error) {
 }
 
 // buildGraph validates the services and links each to its dependencies and
-// dependents. It returns them in the given order and in a topological order
-// that keeps the given order among services that do not depend on each
-// other.
+// dependents. It returns them in the given order and in a topological
+// order, which is described at topologicalOrder.
 func buildGraph(specs []Service) (list, order []*service, err error) {
 	byName := make(map[string]*service, len(specs))
 	for _, spec := range specs {
@@ -74,7 +73,7 @@ func buildGraph(specs []Service) (list, order []*service, err error) {
 			dep, ok := byName[name]
 			switch {
 			case !ok:
-				return nil, nil, fmt.Errorf("service %q: After names %q, which is not a service", svc.Name, name)
+				return nil, nil, fmt.Errorf("service %q: After names unknown service %q", svc.Name, name)
 			case dep == svc:
 				return nil, nil, fmt.Errorf("service %q: After names the service itself", svc.Name)
 			case slices.Contains(svc.deps, dep):
@@ -94,7 +93,8 @@ func buildGraph(specs []Service) (list, order []*service, err error) {
 	return list, order, nil
 }
 
-// maxSignal is the highest signal number on Linux (_NSIG - 1).
+// maxSignal is the highest signal number, SIGRTMAX. Linux defines it as
+// _NSIG, which is 64 on x86-64 and arm64 (asm-generic/signal.h).
 const maxSignal = 64
 
 func validateService(spec Service) error {
@@ -116,7 +116,7 @@ func validateService(spec Service) error {
 	case spec.StopTimeout < 0:
 		return fmt.Errorf("service %q: invalid StopTimeout %s: must not be negative", spec.Name, spec.StopTimeout)
 	case spec.StopSignal < 0 || spec.StopSignal > maxSignal:
-		return fmt.Errorf("service %q: invalid StopSignal %d", spec.Name, int(spec.StopSignal))
+		return fmt.Errorf("service %q: invalid StopSignal %d: must be from 1 to %d, or 0 for SIGTERM", spec.Name, int(spec.StopSignal), maxSignal)
 	}
 	return nil
 }
@@ -142,7 +142,9 @@ func copyService(spec Service) Service {
 }
 
 // topologicalOrder returns the services with every dependency before its
-// dependents, or an error naming a cycle.
+// dependents, or an error naming a cycle. The order is depth-first. The
+// services come in the order of list, each one preceded by those of its
+// direct and indirect dependencies that are not in the result yet.
 func topologicalOrder(list []*service) ([]*service, error) {
 	const (
 		unvisited = iota

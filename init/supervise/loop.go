@@ -4,6 +4,7 @@ package supervise
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
@@ -14,9 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// service is one Service with its runtime state. The event loop is the only
-// writer of the fields after ring; it writes them, and other methods read
-// them, with Supervisor.mu held.
+// service is one Service with its runtime state. Supervisor.mu guards the
+// fields after ring. Only the event loop writes them, except that New sets
+// since and a Stop before Run sets state and since, while no loop runs.
 type service struct {
 	Service
 	deps       []*service // direct dependencies
@@ -26,9 +27,10 @@ type service struct {
 	state State
 	since time.Time
 
-	// run numbers the starts, so that events of an earlier process are
-	// recognised. launching is true from the start request until the
-	// worker reports the outcome; pid is nonzero while the child runs.
+	// run is the number of the current start. Events carry it, so that the
+	// loop can ignore events of an earlier process. launching is true from
+	// launch until the loop handles eventStarted. pid is nonzero while the
+	// child runs.
 	run        uint64
 	launching  bool
 	pid        int
@@ -41,15 +43,17 @@ type service struct {
 	backoffUntil  time.Time
 	readyTimedOut bool
 
-	// A stop request: the child gets StopSignal once no dependent runs
-	// (signaled records that it did) and goes to stopTarget when it exits.
+	// A pending stop. The child gets StopSignal once none of its dependents
+	// runs, and signaled records that it was sent. When the child exits,
+	// the service enters stopTarget.
 	stopRequested bool
 	stopTarget    State
 	stopReason    string
 	signaled      bool
 
-	// attempt counts consecutive crashes for the backoff; restartTimes are
-	// the restarts inside the crash-loop window.
+	// attempt counts consecutive crashes for the backoff. restartTimes
+	// contains the times of the restarts that were within CrashLoopWindow
+	// at the last crash, oldest first.
 	attempt      int
 	restarts     int
 	restartTimes []time.Time
@@ -153,8 +157,9 @@ func (s *Supervisor) loop(ctx context.Context) {
 	}
 }
 
-// guard runs fn and turns a panic into a log record. A panic while handling
-// an event of svc stops svc and marks it failed, because its state may be
+// guard runs fn and recovers a panic, which it logs and writes to the
+// console. A panic while handling an event of svc stops svc and its
+// dependents and marks them failed, because the state of svc may be
 // inconsistent. The other services carry on.
 func (s *Supervisor) guard(svc *service, fn func()) {
 	defer func() {
@@ -162,15 +167,16 @@ func (s *Supervisor) guard(svc *service, fn func()) {
 		if r == nil {
 			return
 		}
-		name := "-"
-		if svc != nil {
-			name = svc.Name
+		stack := string(debug.Stack())
+		if svc == nil {
+			s.log.Error("supervisor panic", "panic", r, "stack", stack)
+			s.out.event("internal error: panic: %v", r)
+			return
 		}
-		s.log.Error("supervisor panic", "service", name, "panic", r, "stack", string(debug.Stack()))
-		s.out.event("internal error while handling %s: panic: %v", name, r)
-		if svc != nil {
-			s.guard(nil, func() { s.fail(svc, fmt.Sprintf("supervisor panic: %v", r)) })
-		}
+
+		s.log.Error("supervisor panic", "service", svc.Name, "panic", r, "stack", stack)
+		s.out.event("internal error while handling %s: panic: %v", svc.Name, r)
+		s.guard(nil, func() { s.fail(svc, fmt.Sprintf("supervisor panic: %v", r)) })
 	}()
 	fn()
 }
@@ -196,7 +202,10 @@ func (s *Supervisor) handle(ev event) {
 func (s *Supervisor) handleStarted(svc *service, ev event) {
 	svc.launching = false
 	if ev.err != nil {
-		svc.lastExit = "start failed: " + ev.err.Error()
+		// A start canceled for a pending stop is no exit of the service.
+		if !errors.Is(ev.err, errStartCanceled) {
+			svc.lastExit = "start failed: " + ev.err.Error()
+		}
 		if svc.stopRequested {
 			s.finishStop(svc, "not started")
 			return
@@ -208,7 +217,7 @@ func (s *Supervisor) handleStarted(svc *service, ev event) {
 	svc.pid = ev.pid
 	svc.startedAt = time.Now()
 	s.out.event("%s started (pid %d)", svc.Name, svc.pid)
-	s.log.Info("service started", "service", svc.Name, "pid", svc.pid, "attempt", svc.run)
+	s.log.Info("service started", "service", svc.Name, "pid", svc.pid, "run", svc.run)
 
 	switch {
 	case svc.stopRequested:
@@ -289,7 +298,8 @@ func (s *Supervisor) crashed(svc *service, outcome string) {
 	}
 }
 
-// backoff returns the delay before the given consecutive restart.
+// backoff returns the delay, with jitter, before the restart that follows
+// the given number of consecutive crashes.
 func (s *Supervisor) backoff(attempt int) time.Duration {
 	delay := s.opts.BackoffMin
 	for i := 1; i < attempt && delay < s.opts.BackoffMax; i++ {
@@ -321,8 +331,9 @@ func (s *Supervisor) printTail(svc *service) {
 	}
 }
 
-// stopRank orders stop targets: a later request may raise a target, never
-// lower it.
+// stopRank orders stop targets. A later stop request may raise the target
+// of a pending one but never lower it, so StateFailed takes precedence over
+// StateStopped, and StateStopped over StateWaiting.
 func stopRank(target State) int {
 	switch target {
 	case StateFailed:
@@ -366,7 +377,9 @@ func (s *Supervisor) requestStop(svc *service, target State, reason string) {
 	svc.setState(StateStopping)
 }
 
-// finishStop moves a stopped service to the target of its stop request.
+// finishStop moves a service whose process has exited, or never started, to
+// the target of its stop request. status describes the exit for the
+// console.
 func (s *Supervisor) finishStop(svc *service, status string) {
 	target, reason := svc.stopTarget, svc.stopReason
 	svc.stopRequested = false
@@ -375,7 +388,11 @@ func (s *Supervisor) finishStop(svc *service, status string) {
 
 	switch target {
 	case StateWaiting:
-		s.out.event("%s stopped (%s); it starts again when %s is ready", svc.Name, status, dependencyNames(svc))
+		verb := "is"
+		if len(svc.deps) > 1 {
+			verb = "are"
+		}
+		s.out.event("%s stopped (%s); it starts again when %s %s ready", svc.Name, status, dependencyNames(svc), verb)
 	case StateFailed:
 		svc.failReason = reason
 		s.out.event("%s stopped (%s); failed: %s", svc.Name, status, reason)
@@ -407,8 +424,8 @@ func (s *Supervisor) beginStop(reason string) {
 }
 
 // reconcile sends the stop signals and starts the services that are due.
-// Stop signals go out dependents first: a service is signaled only when
-// none of its dependents runs any more.
+// Stop signals go out dependents first, because a service is signaled only
+// once none of its dependents runs any more.
 func (s *Supervisor) reconcile(now time.Time) {
 	for i := len(s.order) - 1; i >= 0; i-- {
 		svc := s.order[i]
@@ -480,8 +497,8 @@ func (s *Supervisor) sendStopSignal(svc *service) {
 	s.signalGroup(svc, svc.StopSignal)
 }
 
-// signalGroup signals the child's process group; the child leads it, so
-// helpers it forked get the signal too.
+// signalGroup sends sig to the child's process group. The child leads the
+// group, so helpers that it forked get the signal too.
 func (s *Supervisor) signalGroup(svc *service, sig unix.Signal) {
 	if svc.pid == 0 {
 		return
@@ -516,9 +533,9 @@ func (s *Supervisor) handleDeadlines(now time.Time) {
 }
 
 // nextDeadline returns the earliest pending deadline, or the zero time. A
-// backoff that expired by now is left out, because reconcile(now) has seen
-// it: the service now waits for an event (a dependency becoming ready, a
-// dependent exiting).
+// backoff that had expired at now is left out, because reconcile(now) has
+// handled it. Such a service waits for an event instead, such as a
+// dependency becoming ready or a dependent exiting.
 func (s *Supervisor) nextDeadline(now time.Time) time.Time {
 	var next time.Time
 	consider := func(t time.Time) {
@@ -543,8 +560,8 @@ func countRestarts(n int) string {
 	return fmt.Sprintf("%d restarts", n)
 }
 
-// formatDuration rounds d for the console: to 100 ms from one second up,
-// to the millisecond below.
+// formatDuration rounds d for the console, to 100 ms from one second up
+// and to the millisecond below.
 func formatDuration(d time.Duration) string {
 	if d >= time.Second {
 		return d.Round(100 * time.Millisecond).String()

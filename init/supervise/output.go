@@ -13,8 +13,9 @@ import (
 	"unicode/utf8"
 )
 
-// maxLineBytes is the longest output line kept; the rest of a longer line
-// is dropped and the kept part ends with truncatedMark.
+// maxLineBytes is the maximum length of an output line, not counting its
+// line ending. A longer line keeps its first maxLineBytes bytes, or fewer
+// at a UTF-8 boundary, followed by truncatedMark. The rest is dropped.
 const maxLineBytes = 4096
 
 const truncatedMark = " [truncated]"
@@ -26,7 +27,7 @@ type console struct {
 	w  io.Writer
 }
 
-// write writes line and drops it if the writer fails or panics: the
+// write writes line and drops it if the writer fails or panics, because the
 // supervisor has nowhere else to report a broken console.
 func (c *console) write(line string) {
 	if c.w == nil {
@@ -81,14 +82,23 @@ func (s *Supervisor) readOutput(svc *service, r *os.File, done chan struct{}) {
 	defer close(done)
 	defer s.recoverReader(svc, r)
 
-	reader := bufio.NewReaderSize(r, maxLineBytes)
+	// The buffer also fits a "\r\n" ending, so that a line of exactly
+	// maxLineBytes bytes arrives whole and is not marked as truncated.
+	reader := bufio.NewReaderSize(r, maxLineBytes+len("\r\n"))
 	for {
 		line, err := reader.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
-			s.emitLine(svc, truncateLine(line))
+			// No line ending within the buffer, so the line is longer than
+			// maxLineBytes.
+			s.emitLine(svc, truncateLine(line[:maxLineBytes]))
 			err = skipRestOfLine(reader)
 		} else if len(line) > 0 {
-			s.emitLine(svc, string(bytes.TrimRight(line, "\r\n")))
+			line = bytes.TrimRight(line, "\r\n")
+			if len(line) > maxLineBytes {
+				s.emitLine(svc, truncateLine(line[:maxLineBytes]))
+			} else {
+				s.emitLine(svc, string(line))
+			}
 		}
 		if err != nil {
 			return
@@ -101,8 +111,8 @@ func (s *Supervisor) emitLine(svc *service, line string) {
 	s.out.write(svc.Name + ": " + line + "\n")
 }
 
-// truncateLine cuts a full buffer at a UTF-8 character boundary and marks
-// the cut.
+// truncateLine drops an incomplete UTF-8 character that a cut left at the
+// end of line and appends truncatedMark.
 func truncateLine(line []byte) string {
 	keep := len(line)
 	for i := 1; i < utf8.UTFMax && i <= len(line); i++ {
@@ -146,8 +156,8 @@ func (s *Supervisor) readReadiness(svc *service, run uint64, r *os.File, done ch
 	}
 }
 
-// recoverReader turns a panic in a reader into a log record, and drains r so
-// that the child does not block on a full pipe.
+// recoverReader recovers a panic in a reader, logs it, and drains r so that
+// the child does not block on a full pipe.
 func (s *Supervisor) recoverReader(svc *service, r *os.File) {
 	if p := recover(); p != nil {
 		s.log.Error("supervisor panic", "service", svc.Name, "panic", p, "stack", string(debug.Stack()))

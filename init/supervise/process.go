@@ -20,6 +20,10 @@ import (
 // child's process group (with setsid, for example) may keep them open.
 const outputDrainTimeout = 2 * time.Second
 
+// errStartCanceled reports a start that was abandoned after BeforeStart
+// because a stop of the service had been requested meanwhile.
+var errStartCanceled = errors.New("start canceled by a stop request")
+
 // process is one running child and the pipes the supervisor reads.
 type process struct {
 	pid    int
@@ -32,7 +36,7 @@ type process struct {
 	readyDone  chan struct{}
 }
 
-// runProcess is the worker for one start of svc: it runs BeforeStart,
+// runProcess is the worker for one start of svc. It runs BeforeStart,
 // starts the child, reads its output and reports the start and the exit to
 // the loop. It returns after the exit event is delivered.
 func (s *Supervisor) runProcess(svc *service, run uint64) {
@@ -81,7 +85,9 @@ func (s *Supervisor) runProcess(svc *service, run uint64) {
 	s.send(event{kind: eventExited, svc: svc, run: run, status: status, statusKnown: known})
 }
 
-// startProcess runs BeforeStart and starts the child with its pipes.
+// startProcess runs BeforeStart and starts the child with its pipes. It
+// returns errStartCanceled if a stop was requested before the child
+// started.
 func (s *Supervisor) startProcess(svc *service) (*process, error) {
 	if svc.BeforeStart != nil {
 		if err := callRecovering(svc.BeforeStart); err != nil {
@@ -89,12 +95,22 @@ func (s *Supervisor) startProcess(svc *service) (*process, error) {
 		}
 	}
 
+	// Stop, or the exit of a dependency, may have come while BeforeStart
+	// ran. The loop clears stopRequested only when it handles an event of
+	// this start, so the request cannot be withdrawn before that. A stop
+	// requested after this check still lets the child start, and the loop
+	// then stops it at once.
+	if s.isStopRequested(svc) {
+		return nil, errStartCanceled
+	}
+
 	output, outputWriter, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("create output pipe: %w", err)
 	}
-	// The child has its own copies after the start; the parent's copies
-	// would keep the pipes from ever reaching end of file.
+	// The child has its own copies of the write ends once it has started.
+	// The parent's copies would keep the pipes from ever reaching end of
+	// file.
 	defer outputWriter.Close()
 
 	var ready, readyWriter *os.File
@@ -116,8 +132,9 @@ func (s *Supervisor) startProcess(svc *service) (*process, error) {
 		cmd.ExtraFiles = []*os.File{readyWriter}
 	}
 	// A process group of its own lets a stop signal reach every process the
-	// child forks. Pdeathsig is not set: Linux sends it when the thread that
-	// forked the child exits, and the Go runtime may end threads.
+	// child forks. Pdeathsig is not set, because Linux sends it when the
+	// thread that forked the child exits, and the Go runtime may end that
+	// thread while the child runs.
 	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
 
 	var exited <-chan unix.WaitStatus
@@ -126,9 +143,12 @@ func (s *Supervisor) startProcess(svc *service) (*process, error) {
 		exited, err = s.opts.Start(cmd)
 		return err
 	})
-	if err == nil && (cmd.Process == nil || exited == nil) {
-		err = errors.New("the Start function returned no process or no exit channel")
-		if cmd.Process != nil {
+	if err == nil {
+		switch {
+		case cmd.Process == nil:
+			err = errors.New("invalid Options.Start: it returned no error but did not start the command (cmd.Process is nil)")
+		case exited == nil:
+			err = errors.New("invalid Options.Start: it returned no error but a nil exit channel")
 			_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
 		}
 	}
@@ -166,8 +186,11 @@ func (s *Supervisor) wait(proc *process) (unix.WaitStatus, bool) {
 	status, known := <-proc.exited
 
 	// Processes left in the group would keep the pipes open and could run
-	// next to the restarted service. The group outlives its leader while
-	// it has members, so its ID cannot have been reused yet.
+	// next to the restarted service. Linux does not reuse the ID of a
+	// process group that still has members, so this signal reaches only
+	// this child's helpers. An empty group gets ESRCH unless its ID was
+	// reused since the leader was reaped, which needs the PID counter to
+	// wrap around in that moment.
 	if err := unix.Kill(-proc.pid, unix.SIGKILL); err != nil && err != unix.ESRCH {
 		s.log.Warn("kill rest of process group failed", "pid", proc.pid, "err", err)
 	}
@@ -187,12 +210,19 @@ func (s *Supervisor) wait(proc *process) (unix.WaitStatus, bool) {
 		}
 	}
 
-	// Closing the read ends ends any blocked read; what is still unread is
-	// lost.
+	// Closing the read ends makes any blocked read return. Output that is
+	// still unread is lost.
 	proc.closePipes()
 	<-proc.outputDone
 	<-proc.readyDone
 	return status, known
+}
+
+// isStopRequested reports whether the loop has requested a stop of svc.
+func (s *Supervisor) isStopRequested(svc *service) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return svc.stopRequested
 }
 
 func (proc *process) closePipes() {
@@ -220,8 +250,10 @@ func startAndWait(cmd *exec.Cmd) (<-chan unix.WaitStatus, error) {
 	}
 	exited := make(chan unix.WaitStatus, 1)
 	go func() {
-		// startProcess connects stdout and stderr to *os.File pipes, so
-		// Wait copies nothing and fails only if the status is lost.
+		// Wait also returns an *exec.ExitError for every unsuccessful exit,
+		// so the status comes from ProcessState, which is nil only if the
+		// wait itself failed. Stdout and Stderr are *os.File pipes, so Wait
+		// copies no output.
 		_ = cmd.Wait()
 		if cmd.ProcessState == nil {
 			close(exited)
@@ -237,7 +269,8 @@ func startAndWait(cmd *exec.Cmd) (<-chan unix.WaitStatus, error) {
 	return exited, nil
 }
 
-// describeStatus returns "exit status N" or "killed by signal N".
+// describeStatus returns "exit status N", "killed by signal N" with
+// ", core dumped" if there is a core dump, or the raw wait status in hex.
 func describeStatus(status unix.WaitStatus) string {
 	switch {
 	case status.Exited():
@@ -250,7 +283,9 @@ func describeStatus(status unix.WaitStatus) string {
 	return fmt.Sprintf("wait status %#x", uint32(status))
 }
 
-// childEnv returns the environment for one start of svc.
+// childEnv returns the environment for one start of svc. It is Env, or the
+// supervisor's own environment, without BT_READY_FD, which is added back
+// for a NotifyReady service.
 func childEnv(svc *service) []string {
 	base := svc.Env
 	if base == nil {

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readyFD is the descriptor number of the readiness pipe in the child:
-// exec.Cmd places ExtraFiles[0] at 3.
+// readyFD is the descriptor number of the readiness pipe in the child,
+// because exec.Cmd places ExtraFiles[0] at descriptor 3.
 const readyFD = 3
 
 const (
@@ -27,8 +27,8 @@ const (
 	defaultCrashLoopLimit  = 5
 	defaultCrashLoopWindow = time.Minute
 
-	// failureTailLines is how many ring lines go to the console when a
-	// service fails for good.
+	// failureTailLines is the number of ring lines that go to the console
+	// when a service fails for good.
 	failureTailLines = 20
 )
 
@@ -55,8 +55,9 @@ type Service struct {
 	Dir string
 
 	// After names the services that must be ready before this one starts.
-	// When one of them exits, this service is stopped first and started
-	// again once that dependency is ready again.
+	// When one of them exits, this service is stopped before that
+	// dependency restarts, and it starts again once the dependency is
+	// ready again.
 	After []string
 
 	// NotifyReady makes the service ready only when it writes "READY\n" to
@@ -64,21 +65,23 @@ type Service struct {
 	// service is ready as soon as its process has started.
 	NotifyReady bool
 
-	// ReadyTimeout is how long a NotifyReady service may take to become
-	// ready. After it, the process group gets SIGKILL and the exit counts
-	// as a crash. Zero means no limit.
+	// ReadyTimeout is the maximum time from the start of a NotifyReady
+	// service's process until it is ready. After it, the process group
+	// gets SIGKILL and the exit counts as a crash. Zero means no limit.
 	ReadyTimeout time.Duration
 
 	// StopSignal is sent to the process group to stop the service.
 	// Zero means SIGTERM.
 	StopSignal unix.Signal
 
-	// StopTimeout is how long a stopping service may take to exit before
-	// its process group gets SIGKILL. Zero means 10 seconds.
+	// StopTimeout is the maximum time from the stop signal until the
+	// process exits. After it, the process group gets SIGKILL. Zero means
+	// 10 seconds.
 	StopTimeout time.Duration
 
 	// BeforeStart runs before every start, on its own goroutine. An error
 	// or a panic counts as a failed start, which is retried like a crash.
+	// Stop waits for a BeforeStart call that is under way to return.
 	BeforeStart func() error
 }
 
@@ -100,22 +103,24 @@ type Options struct {
 	// key "service". Nil discards them.
 	Logger *slog.Logger
 
-	// RingLines is how many of its last output lines each service keeps for
-	// Logs and for the failure report. Zero means 200.
+	// RingLines is the number of last output lines that each service keeps
+	// for Logs and for the failure report. Zero means 200.
 	RingLines int
 
 	// BackoffMin and BackoffMax bound the delay before a restart. The delay
 	// starts at BackoffMin, doubles with each consecutive crash and gets
 	// ±20% jitter, clamped to [BackoffMin, BackoffMax]. A service that was
 	// ready for longer than BackoffMax before it exited starts over at
-	// BackoffMin. Zero means 500 ms and 30 s.
+	// BackoffMin. A zero BackoffMin means 500 ms. A zero BackoffMax means
+	// 30 s, or BackoffMin if that is greater.
 	BackoffMin, BackoffMax time.Duration
 
-	// CrashLoopLimit is how many restarts within CrashLoopWindow a service
-	// gets. The next crash marks it failed for good: it is not restarted,
-	// its last ring lines go to the console, and the services that depend
-	// on it are stopped and marked failed too. Zero means 5 and a negative
-	// value means no limit. A zero CrashLoopWindow means one minute.
+	// CrashLoopLimit is the maximum number of restarts of a service within
+	// CrashLoopWindow. The next crash marks the service failed for good. It
+	// is not restarted, its last ring lines go to the console, and the
+	// services that depend on it are stopped and marked failed too. Zero
+	// means 5 and a negative value means no limit. A zero CrashLoopWindow
+	// means one minute.
 	CrashLoopLimit  int
 	CrashLoopWindow time.Duration
 
@@ -133,9 +138,12 @@ const (
 	// StateWaiting means the service waits for the services in its After
 	// list to become ready.
 	StateWaiting State = iota
-	// StateStarting means BeforeStart runs or the process runs but is not
+	// StateStarting means BeforeStart runs, or the process runs but is not
 	// ready yet.
 	StateStarting
+	// StateReady means the process runs and is ready. Without NotifyReady
+	// that is as soon as it has started, with NotifyReady once it has
+	// written READY.
 	StateReady
 	// StateBackoff means the service exited and waits for its restart delay.
 	StateBackoff
@@ -205,8 +213,8 @@ type Supervisor struct {
 	log  *slog.Logger
 	out  *console
 
-	// services is in the order given to New; order is a topological order
-	// of the dependency graph (dependencies first).
+	// services is in the order given to New. order is a topological order
+	// of the dependency graph, with every dependency before its dependents.
 	services []*service
 	order    []*service
 	byName   map[string]*service
@@ -232,9 +240,11 @@ const (
 	phaseDone
 )
 
-// New validates the services and returns a supervisor for them. It rejects
-// empty or duplicate names, After entries that name no service or form a
-// cycle, and negative durations. Nothing starts before Run.
+// New validates the options and services and returns a supervisor for
+// them. It returns an error for an invalid or duplicate name, a missing
+// Path, an After entry that names no service or closes a cycle, a negative
+// duration or RingLines, an invalid StopSignal, and a BackoffMin greater
+// than BackoffMax. Nothing starts before Run.
 func New(opts Options, services ...Service) (*Supervisor, error) {
 	opts, err := withDefaults(opts)
 	if err != nil {
@@ -270,8 +280,9 @@ func New(opts Options, services ...Service) (*Supervisor, error) {
 // Run starts the services in dependency order and supervises them until
 // Stop is called or ctx is canceled, which stops them the same way. It
 // returns nil once every child has exited, its output has been read and
-// the supervisor's workers have ended. It returns ErrStopped at once if Stop came first,
-// and an error if Run was already called.
+// the supervisor's workers have ended. It returns an error wrapping
+// ErrStopped at once if Stop came before Run or an earlier Run has
+// returned, and an error if another Run is still running.
 func (s *Supervisor) Run(ctx context.Context) error {
 	s.mu.Lock()
 	switch s.phase {
@@ -299,8 +310,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 // Stop stops every service, dependents before their dependencies, and
 // returns once all have exited. Each gets its StopSignal and, after its
-// StopTimeout, SIGKILL. No service is started or restarted once Stop has
-// begun. If ctx ends first, Stop returns its error while the stop goes on,
+// StopTimeout, SIGKILL. No process starts once Stop has begun, except one
+// whose start was already past BeforeStart, and that one is stopped at
+// once. If ctx ends first, Stop returns its error while the stop goes on,
 // and Run returns when the stop is complete.
 func (s *Supervisor) Stop(ctx context.Context) error {
 	s.mu.Lock()
@@ -347,13 +359,13 @@ func (s *Supervisor) WaitReady(ctx context.Context, name string) error {
 		case StateFailed:
 			return &FailedError{Service: name, Reason: reason}
 		case StateStopped:
-			return fmt.Errorf("wait for service %s: %w", name, ErrStopped)
+			return fmt.Errorf("wait for service %q: %w", name, ErrStopped)
 		}
 
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("wait for service %s to be ready: %w", name, ctx.Err())
+			return fmt.Errorf("wait for service %q to be ready: %w", name, ctx.Err())
 		}
 	}
 }

@@ -325,8 +325,12 @@ func TestDependencyOrder(t *testing.T) {
 
 	// b exits 3 if it starts before a has created the marker, which a
 	// does before it notifies.
-	if st := h.status("b"); st.Restarts != 0 || st.LastExit != "" {
-		t.Errorf("b: Restarts = %d, LastExit = %q; want no exit", st.Restarts, st.LastExit)
+	st := h.status("b")
+	if st.Restarts != 0 {
+		t.Errorf("b: Restarts = %d, want 0", st.Restarts)
+	}
+	if st.LastExit != "" {
+		t.Errorf("b: LastExit = %q, want no exit", st.LastExit)
 	}
 	aReady := h.console.index("supervise: a ready", 0)
 	bStarted := h.console.index("supervise: b started", 0)
@@ -416,8 +420,9 @@ func TestBackoffResetsAfterLongReady(t *testing.T) {
 		if err != nil {
 			t.Fatalf("line %q: %v", line, err)
 		}
-		if delay > 25*time.Millisecond {
-			t.Errorf("restart %s: delay %s, want at most 24 ms (BackoffMin with jitter)", m[1], delay)
+		// BackoffMin plus 20% jitter is 24 ms, and the console rounds it.
+		if maxDelay := 25 * time.Millisecond; delay > maxDelay {
+			t.Errorf("restart %s: delay %s, want at most %s (BackoffMin with jitter)", m[1], delay, maxDelay)
 		}
 	}
 	if count < 3 {
@@ -441,8 +446,11 @@ func TestCrashLoopGivesUp(t *testing.T) {
 	if !errors.As(err, &failed) {
 		t.Fatalf("WaitReady(crash) = %v, want a *FailedError", err)
 	}
-	if failed.Service != "crash" || failed.Reason != "3 restarts within 30s" {
-		t.Errorf("FailedError = %+v, want service crash, reason %q", failed, "3 restarts within 30s")
+	if failed.Service != "crash" {
+		t.Errorf("FailedError.Service = %q, want crash", failed.Service)
+	}
+	if failed.Reason != "3 restarts within 30s" {
+		t.Errorf("FailedError.Reason = %q, want %q", failed.Reason, "3 restarts within 30s")
 	}
 
 	err = h.sup.WaitReady(ctx, "dependent")
@@ -454,11 +462,24 @@ func TestCrashLoopGivesUp(t *testing.T) {
 	}
 
 	st := h.status("crash")
-	if st.State != StateFailed || st.Restarts != 3 || st.LastExit != "exit status 1" {
-		t.Errorf("crash: Status = %+v, want failed after 3 restarts with exit status 1", st)
+	if st.State != StateFailed {
+		t.Errorf("crash: State = %s, want failed", st.State)
 	}
-	if st := h.status("dependent"); st.State != StateFailed || st.PID != 0 {
-		t.Errorf("dependent: Status = %+v, want failed and never started", st)
+	if st.Restarts != 3 {
+		t.Errorf("crash: Restarts = %d, want 3", st.Restarts)
+	}
+	if st.LastExit != "exit status 1" {
+		t.Errorf("crash: LastExit = %q, want exit status 1", st.LastExit)
+	}
+	st = h.status("dependent")
+	if st.State != StateFailed {
+		t.Errorf("dependent: State = %s, want failed", st.State)
+	}
+	if st.PID != 0 {
+		t.Errorf("dependent: PID = %d, want 0", st.PID)
+	}
+	if h.console.index("supervise: dependent started", 0) >= 0 {
+		t.Error("dependent started, want it never started")
 	}
 
 	giveUp := h.console.index("supervise: crash exited (exit status 1); giving up after 3 restarts within 30s", 0)
@@ -512,12 +533,22 @@ func TestFailedDependencyStopsDependent(t *testing.T) {
 	}
 	h.waitFor("b failed", func() bool { return h.status("b").State == StateFailed })
 
-	if st := h.status("a"); st.State != StateFailed || st.Restarts != 1 {
-		t.Errorf("a: Status = %+v, want failed after 1 restart", st)
+	st := h.status("a")
+	if st.State != StateFailed {
+		t.Errorf("a: State = %s, want failed", st.State)
 	}
-	st := h.status("b")
-	if st.PID != 0 || st.FailReason != "dependency a failed" || st.Restarts != 0 {
-		t.Errorf("b: Status = %+v, want no process, no restarts and reason %q", st, "dependency a failed")
+	if st.Restarts != 1 {
+		t.Errorf("a: Restarts = %d, want 1", st.Restarts)
+	}
+	st = h.status("b")
+	if st.PID != 0 {
+		t.Errorf("b: PID = %d, want 0", st.PID)
+	}
+	if st.FailReason != "dependency a failed" {
+		t.Errorf("b: FailReason = %q, want %q", st.FailReason, "dependency a failed")
+	}
+	if st.Restarts != 0 {
+		t.Errorf("b: Restarts = %d, want 0", st.Restarts)
 	}
 	if err := h.sup.WaitReady(ctx, "b"); !errors.As(err, &failed) {
 		t.Errorf("WaitReady(b) = %v, want a *FailedError", err)
@@ -572,11 +603,22 @@ func TestDependencyRestartStopsDependents(t *testing.T) {
 		}
 	}
 
-	if st := h.status("a"); st.Restarts != 1 || st.LastExit != "killed by signal 9" || st.PID == oldA {
-		t.Errorf("a: Status = %+v, want 1 restart after signal 9 and a new PID", st)
+	st := h.status("a")
+	if st.Restarts != 1 {
+		t.Errorf("a: Restarts = %d, want 1", st.Restarts)
 	}
-	if st := h.status("b"); st.Restarts != 0 || st.PID == oldB {
-		t.Errorf("b: Status = %+v, want 0 restarts and a new PID", st)
+	if st.LastExit != "killed by signal 9" {
+		t.Errorf("a: LastExit = %q, want killed by signal 9", st.LastExit)
+	}
+	if st.PID == oldA {
+		t.Errorf("a: PID = %d, want a new PID", st.PID)
+	}
+	st = h.status("b")
+	if st.Restarts != 0 {
+		t.Errorf("b: Restarts = %d, want 0 because a dependency stop is no crash", st.Restarts)
+	}
+	if st.PID == oldB {
+		t.Errorf("b: PID = %d, want a new PID", st.PID)
 	}
 	if logs := h.sup.Logs("b"); !containsLine(logs, "stopping on SIGTERM") {
 		t.Errorf("Logs(b) = %q, want the SIGTERM line", logs)
@@ -614,8 +656,11 @@ func TestStopReverseOrderAndKill(t *testing.T) {
 		t.Errorf("stubborn: LastExit = %q, want killed by signal 9", st.LastExit)
 	}
 	for _, st := range h.sup.Status() {
-		if st.State != StateStopped || st.PID != 0 {
-			t.Errorf("%s: State = %s, PID = %d; want stopped, 0", st.Name, st.State, st.PID)
+		if st.State != StateStopped {
+			t.Errorf("%s: State = %s, want stopped", st.Name, st.State)
+		}
+		if st.PID != 0 {
+			t.Errorf("%s: PID = %d, want 0", st.Name, st.PID)
 		}
 	}
 
@@ -645,8 +690,12 @@ func TestReadyTimeoutKills(t *testing.T) {
 	}
 
 	const exit = "killed by signal 9, not ready within 300ms"
-	if st := h.status("never"); st.LastExit != exit || st.Restarts != 1 {
-		t.Errorf("Status = %+v, want 1 restart and LastExit %q", st, exit)
+	st := h.status("never")
+	if st.LastExit != exit {
+		t.Errorf("LastExit = %q, want %q", st.LastExit, exit)
+	}
+	if st.Restarts != 1 {
+		t.Errorf("Restarts = %d, want 1", st.Restarts)
 	}
 	first := h.console.index("supervise: never not ready within 300ms; sending SIGKILL", 0)
 	if first < 0 {
@@ -716,7 +765,7 @@ func TestOutputRingAndLongLines(t *testing.T) {
 	}
 }
 
-func TestTruncateLineKeepsCharacters(t *testing.T) {
+func TestTruncateLineKeepsWholeCharacters(t *testing.T) {
 	cases := []struct {
 		in, want string
 	}{
@@ -792,7 +841,7 @@ func TestCustomStartWithWait4(t *testing.T) {
 	}
 }
 
-func TestStartErrorRetries(t *testing.T) {
+func TestStartErrorRetriesThenFails(t *testing.T) {
 	opts := fastOptions()
 	opts.CrashLoopLimit = 2
 	svc := Service{Name: "missing", Path: filepath.Join(t.TempDir(), "no-such-program")}
@@ -841,8 +890,12 @@ func TestRunStopsOnContextCancel(t *testing.T) {
 	case <-waitCtx.Done():
 		t.Fatal("Run did not return after its context was canceled")
 	}
-	if st := sup.Status()[0]; st.State != StateStopped || st.LastExit != "exit status 0" {
-		t.Errorf("Status = %+v, want stopped with exit status 0", st)
+	st := sup.Status()[0]
+	if st.State != StateStopped {
+		t.Errorf("State = %s, want stopped", st.State)
+	}
+	if st.LastExit != "exit status 0" {
+		t.Errorf("LastExit = %q, want exit status 0 from the SIGTERM handler", st.LastExit)
 	}
 	checkNoLeaks(t)
 }
@@ -872,7 +925,7 @@ func TestStopBeforeRun(t *testing.T) {
 	}
 }
 
-func TestNewRejectsInvalidServices(t *testing.T) {
+func TestNewRejectsInvalidConfig(t *testing.T) {
 	ok := func(name string, after ...string) Service {
 		return Service{Name: name, Path: "/bin/true", After: after}
 	}
@@ -886,12 +939,12 @@ func TestNewRejectsInvalidServices(t *testing.T) {
 		{"bad name", Options{}, []Service{ok("a b")}, `invalid service name "a b"`},
 		{"duplicate", Options{}, []Service{ok("a"), ok("a")}, `duplicate service name "a"`},
 		{"missing path", Options{}, []Service{{Name: "a"}}, `service "a": missing Path`},
-		{"unknown after", Options{}, []Service{ok("a", "b")}, `service "a": After names "b", which is not a service`},
+		{"unknown after", Options{}, []Service{ok("a", "b")}, `service "a": After names unknown service "b"`},
 		{"self after", Options{}, []Service{ok("a", "a")}, `service "a": After names the service itself`},
 		{"cycle", Options{}, []Service{ok("a", "c"), ok("b", "a"), ok("c", "b")}, "dependency cycle in After: a -> c -> b -> a"},
 		{"negative ready timeout", Options{}, []Service{{Name: "a", Path: "/bin/true", ReadyTimeout: -time.Second}}, `service "a": invalid ReadyTimeout -1s`},
 		{"negative stop timeout", Options{}, []Service{{Name: "a", Path: "/bin/true", StopTimeout: -time.Second}}, `service "a": invalid StopTimeout -1s`},
-		{"bad signal", Options{}, []Service{{Name: "a", Path: "/bin/true", StopSignal: 99}}, `service "a": invalid StopSignal 99`},
+		{"bad signal", Options{}, []Service{{Name: "a", Path: "/bin/true", StopSignal: 99}}, `service "a": invalid StopSignal 99: must be from 1 to 64, or 0 for SIGTERM`},
 		{"backoff order", Options{BackoffMin: time.Second, BackoffMax: time.Millisecond}, nil, "invalid BackoffMin 1s: greater than BackoffMax 1ms"},
 		{"negative ring", Options{RingLines: -1}, nil, "invalid RingLines -1"},
 		{"negative window", Options{CrashLoopWindow: -time.Second}, nil, "invalid CrashLoopWindow -1s"},
@@ -976,15 +1029,31 @@ func TestGuardMarksServiceFailed(t *testing.T) {
 	}
 
 	sup.mu.Lock()
+	sup.guard(nil, func() { panic("loop bug") })
+	sup.mu.Unlock()
+	for _, st := range sup.Status() {
+		if st.State != StateWaiting {
+			t.Errorf("%s: State = %s after a panic outside any service, want waiting", st.Name, st.State)
+		}
+	}
+	if console.index("supervise: internal error: panic: loop bug", 0) < 0 {
+		lines, _ := console.snapshot()
+		t.Errorf("console = %q, want the internal error line without a service", lines)
+	}
+
+	sup.mu.Lock()
 	sup.guard(sup.byName["a"], func() { panic("boom") })
 	sup.mu.Unlock()
 
 	status := sup.Status()
-	if st := status[0]; st.State != StateFailed || st.FailReason != "supervisor panic: boom" {
-		t.Errorf("a: Status = %+v, want failed with reason %q", st, "supervisor panic: boom")
-	}
-	if st := status[1]; st.State != StateFailed || st.FailReason != "dependency a failed" {
-		t.Errorf("b: Status = %+v, want failed with reason %q", st, "dependency a failed")
+	for i, want := range []string{"supervisor panic: boom", "dependency a failed"} {
+		st := status[i]
+		if st.State != StateFailed {
+			t.Errorf("%s: State = %s, want failed", st.Name, st.State)
+		}
+		if st.FailReason != want {
+			t.Errorf("%s: FailReason = %q, want %q", st.Name, st.FailReason, want)
+		}
 	}
 	if console.index("supervise: internal error while handling a: panic: boom", 0) < 0 {
 		lines, _ := console.snapshot()
@@ -1020,4 +1089,112 @@ func TestPanickingConsoleIgnored(t *testing.T) {
 		t.Errorf("Logs = %q, want the output despite the console", logs)
 	}
 	checkNoLeaks(t)
+}
+
+func TestStopDuringBeforeStart(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var calls atomic.Int32
+	svc := childService(t, "a")
+	svc.BeforeStart = func() error {
+		if calls.Add(1) == 1 {
+			close(entered)
+		}
+		<-release
+		return nil
+	}
+	h := startSupervisor(t, fastOptions(), svc)
+
+	select {
+	case <-entered:
+	case <-time.After(patience):
+		t.Fatal("BeforeStart was not called")
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.stop() }()
+	h.waitFor("a stopping", func() bool { return h.status("a").State == StateStopping })
+	close(release)
+
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+	case <-time.After(patience):
+		t.Fatal("Stop did not return after BeforeStart returned")
+	}
+	st := h.status("a")
+	if st.State != StateStopped {
+		t.Errorf("State = %s, want stopped", st.State)
+	}
+	if st.LastExit != "" {
+		t.Errorf("LastExit = %q, want empty because no process ran", st.LastExit)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("BeforeStart calls = %d, want 1", n)
+	}
+	if h.console.index("supervise: a started", 0) >= 0 {
+		t.Error("a started although Stop began during BeforeStart")
+	}
+	if logs := h.sup.Logs("a"); len(logs) != 0 {
+		t.Errorf("Logs = %q, want no output", logs)
+	}
+	if h.console.index("supervise: a stopped (not started)", 0) < 0 {
+		t.Error(`console has no line "supervise: a stopped (not started)"`)
+	}
+}
+
+func TestReadOutputLineLimit(t *testing.T) {
+	sup, err := New(Options{}, Service{Name: "out", Path: "/bin/true"})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatalf("create pipe: %v", err)
+	}
+	done := make(chan struct{})
+	go sup.readOutput(sup.byName["out"], r, done)
+
+	full := strings.Repeat("x", maxLineBytes)
+	input := []string{
+		full + "\n",
+		full + "\r\n",
+		strings.Repeat("y", maxLineBytes-1) + "\r\n",
+		full + "z\n",
+		full + "z\r\n",
+		full + strings.Repeat("z", 3*maxLineBytes) + "\n",
+		"last line without ending",
+	}
+	want := []string{
+		full,
+		full,
+		strings.Repeat("y", maxLineBytes-1),
+		full + truncatedMark,
+		full + truncatedMark,
+		full + truncatedMark,
+		"last line without ending",
+	}
+	if _, err := w.WriteString(strings.Join(input, "")); err != nil {
+		t.Fatalf("write to pipe: %v", err)
+	}
+	w.Close()
+	<-done
+	r.Close()
+
+	logs := sup.Logs("out")
+	if len(logs) != len(want) {
+		t.Fatalf("Logs has %d lines, want %d", len(logs), len(want))
+	}
+	for i := range want {
+		if logs[i] != want[i] {
+			t.Errorf("line %d: got %d bytes ending in %q, want %d bytes ending in %q",
+				i, len(logs[i]), tail(logs[i]), len(want[i]), tail(want[i]))
+		}
+	}
+}
+
+// tail returns the last 16 bytes of s, for messages about long lines.
+func tail(s string) string {
+	return s[max(0, len(s)-16):]
 }
