@@ -13,7 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Names PID 1 and the firmware look for on a Blocktree disk.
+// Partition names, file system labels and the boot path on a Blocktree
+// disk.
 const (
 	// DataPartitionName is the GPT partition name of the data partition.
 	// PID 1 finds the partition by this name (PARTNAME in
@@ -34,15 +35,17 @@ const (
 const (
 	DefaultESPSize  = 64 << 20
 	DefaultDataSize = 1 << 30
-	// minESPSize is the smallest FAT32 file system mkfs.fat makes with
-	// 512-byte clusters (65525 clusters), rounded up to whole MiB.
+	// minESPSize is the smallest FAT32 file system that mkfs.fat 4.2 makes
+	// without a warning (65525 clusters of 512 bytes and the FATs), rounded
+	// up to whole MiB.
 	minESPSize = 33 << 20
 	// MinDataSize is the smallest data partition btimage creates. ext4
-	// itself fits in less; 16 MiB leaves room for the journal and data.
+	// itself fits in less, but 16 MiB leaves room for the journal and data.
 	MinDataSize = 16 << 20
 )
 
-// BootDiskOptions configure CreateBootDisk.
+// BootDiskOptions are the UKI and partition sizes for CreateBootDisk and
+// UpdateBootDisk.
 type BootDiskOptions struct {
 	UKI      string // unified kernel image, copied to ESPBootPath
 	ESPSize  int64  // bytes, a multiple of 1 MiB; DefaultESPSize when zero
@@ -55,17 +58,12 @@ type BootDiskOptions struct {
 // blocktree-data. It needs mkfs.fat, mmd and mcopy (dosfstools, mtools)
 // and mkfs.ext4 (e2fsprogs), and no root rights or loop devices.
 func CreateBootDisk(path string, opts BootDiskOptions) error {
-	if opts.ESPSize == 0 {
-		opts.ESPSize = DefaultESPSize
-	}
-	if opts.DataSize == 0 {
-		opts.DataSize = DefaultDataSize
-	}
+	opts = opts.withDefaults()
 	if opts.ESPSize < minESPSize || opts.ESPSize%PartitionAlignment != 0 {
-		return fmt.Errorf("ESP size %d: expected a multiple of 1 MiB of at least %d MiB", opts.ESPSize, minESPSize>>20)
+		return fmt.Errorf("invalid ESP size %d: expected a multiple of 1 MiB of at least %d MiB", opts.ESPSize, minESPSize>>20)
 	}
 	if opts.DataSize < MinDataSize || opts.DataSize%PartitionAlignment != 0 {
-		return fmt.Errorf("data partition size %d: expected a multiple of 1 MiB of at least %d MiB", opts.DataSize, MinDataSize>>20)
+		return fmt.Errorf("invalid data partition size %d: expected a multiple of 1 MiB of at least %d MiB", opts.DataSize, MinDataSize>>20)
 	}
 	espGUID, err := NewRandomGUID()
 	if err != nil {
@@ -80,8 +78,8 @@ func CreateBootDisk(path string, opts BootDiskOptions) error {
 		return err
 	}
 
-	// One alignment unit before the first partition holds the MBR and the
-	// primary GPT, and one after the last holds the backup GPT.
+	// The MiB before the first partition contains the MBR and the primary
+	// GPT, and the MiB after the last one contains the backup GPT.
 	espFirst := uint64(PartitionAlignment / SectorSize)
 	espLast := espFirst + uint64(opts.ESPSize/SectorSize) - 1
 	dataFirst := espLast + 1
@@ -115,6 +113,17 @@ func CreateBootDisk(path string, opts BootDiskOptions) error {
 	return os.Rename(tmp, path)
 }
 
+// withDefaults returns opts with the default sizes in place of zeros.
+func (opts BootDiskOptions) withDefaults() BootDiskOptions {
+	if opts.ESPSize == 0 {
+		opts.ESPSize = DefaultESPSize
+	}
+	if opts.DataSize == 0 {
+		opts.DataSize = DefaultDataSize
+	}
+	return opts
+}
+
 // ErrBootLayout is wrapped by UpdateBootDisk's error when the disk is not
 // a boot disk with the requested partition sizes.
 var ErrBootLayout = errors.New("not a boot disk with the requested layout")
@@ -125,22 +134,18 @@ var ErrBootLayout = errors.New("not a boot disk with the requested layout")
 // partitions differ from what CreateBootDisk makes with opts, or if a
 // process such as QEMU holds a lock on the file.
 //
-// NOTE: the ESP is rewritten in place, so an interrupted update leaves an
-// ESP the firmware cannot boot; CreateBootDisk makes a new one.
+// NOTE: the ESP is rewritten in place, so an interrupted update can leave
+// an ESP that the firmware cannot boot. Running UpdateBootDisk again
+// rewrites it, because the GPT is left unchanged.
 func UpdateBootDisk(path string, opts BootDiskOptions) error {
-	if opts.ESPSize == 0 {
-		opts.ESPSize = DefaultESPSize
-	}
-	if opts.DataSize == 0 {
-		opts.DataSize = DefaultDataSize
-	}
+	opts = opts.withDefaults()
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	if err := lockWhole(f); err != nil {
-		return fmt.Errorf("%s is in use, probably by a running QEMU; stop it first: %w", path, err)
+		return fmt.Errorf("%s is in use, probably by a running QEMU: stop it and retry: %w", path, err)
 	}
 	info, err := f.Stat()
 	if err != nil {
@@ -182,11 +187,11 @@ func lockWhole(f *os.File) error {
 	return unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lock)
 }
 
-// checkBootLayout reports how table differs from the two partitions
-// CreateBootDisk makes with opts.
+// checkBootLayout returns an error that describes how table differs from
+// the two partitions CreateBootDisk makes with opts, or nil if it does not.
 func checkBootLayout(table GPT, opts BootDiskOptions) error {
 	if len(table.Partitions) != 2 {
-		return fmt.Errorf("partition count %d, a boot disk has 2 (ESP and %s)", len(table.Partitions), DataPartitionName)
+		return fmt.Errorf("partition count %d, but a boot disk has 2 (ESP and %s)", len(table.Partitions), DataPartitionName)
 	}
 	esp, data := table.Partitions[0], table.Partitions[1]
 	if esp.Type != ESPType || data.Type != LinuxDataType || data.Name != DataPartitionName {
@@ -194,14 +199,14 @@ func checkBootLayout(table GPT, opts BootDiskOptions) error {
 			esp.Type, esp.Name, data.Type, data.Name, LinuxDataType, DataPartitionName)
 	}
 	if esp.Size() != opts.ESPSize || data.Size() != opts.DataSize {
-		return fmt.Errorf("ESP is %d MiB and data partition %d MiB, the requested sizes are %d MiB and %d MiB",
+		return fmt.Errorf("ESP is %d MiB and data partition %d MiB, but the requested sizes are %d MiB and %d MiB",
 			esp.Size()>>20, data.Size()>>20, opts.ESPSize>>20, opts.DataSize>>20)
 	}
 	return nil
 }
 
-// zeroRange makes length bytes at offset read as zeros, by punching a hole
-// where the file system supports it and by writing zeros otherwise.
+// zeroRange makes length bytes at offset read as zeros. It punches a hole
+// where the file system supports that and writes zeros otherwise.
 func zeroRange(f *os.File, offset, length int64) error {
 	err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, offset, length)
 	if err == nil {
@@ -222,12 +227,12 @@ func zeroRange(f *os.File, offset, length int64) error {
 }
 
 // CreateDataDisk writes a sparse GPT disk image of size bytes to path with
-// one ext4 partition, labelled btdata and named blocktree-data, spanning
+// one ext4 partition, labelled btdata and named blocktree-data, that spans
 // the disk from 1 MiB to the last whole MiB before the backup GPT. It
-// fails if path exists, so an existing data disk is never overwritten.
+// fails if path exists, so it never overwrites a data disk.
 func CreateDataDisk(path string, size int64) error {
 	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("data disk %s already exists; delete it first to create a new one", path)
+		return fmt.Errorf("data disk %s already exists: delete it first to create a new one", path)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -267,10 +272,10 @@ func CreateDataDisk(path string, size int64) error {
 	if err := assembleDisk(tmp, table, []string{data}); err != nil {
 		return err
 	}
-	// A hard link fails if path appeared meanwhile, where a rename would
-	// replace it.
+	// A hard link fails if path was created in the meantime, whereas a
+	// rename would replace it.
 	if err := os.Link(tmp, path); errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("data disk %s already exists; delete it first to create a new one", path)
+		return fmt.Errorf("data disk %s already exists: delete it first to create a new one", path)
 	} else if err != nil {
 		return fmt.Errorf("create data disk %s: %w", path, err)
 	}
@@ -316,7 +321,7 @@ func makeESP(dir string, size int64, uki string) (string, error) {
 		return "", err
 	}
 	if _, err := os.Stat(uki); err != nil {
-		return "", fmt.Errorf("UKI for the ESP: %w", err)
+		return "", fmt.Errorf("UKI for the ESP is missing or unreadable: %w", err)
 	}
 
 	path := filepath.Join(dir, "esp.img")
@@ -338,8 +343,8 @@ func makeESP(dir string, size int64, uki string) (string, error) {
 
 // makeExt4 creates an ext4 file system image of size bytes in dir and
 // returns its path. mkfs.ext4 discards (punches holes in) a regular file
-// before it writes, so it knows the inode tables read as zeros and skips
-// writing them, and the image stays sparse.
+// before it writes, so it can rely on the inode tables reading as zeros
+// and skips writing them. The image stays sparse.
 func makeExt4(dir string, size int64, label string) (string, error) {
 	mkfs, err := lookTool("mkfs.ext4", "e2fsprogs")
 	if err != nil {
@@ -368,8 +373,8 @@ func createSparse(path string, size int64) error {
 }
 
 // copySparse copies the file src into dst at offset, writing only the
-// blocks that hold non-zero bytes. dst must read as zeros there, as a
-// freshly truncated file does. It fails if src is larger than limit.
+// blocks that contain non-zero bytes. dst must read as zeros there, as a
+// freshly truncated file does. It fails if src is larger than limit bytes.
 func copySparse(dst *os.File, offset, limit int64, src string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -381,7 +386,7 @@ func copySparse(dst *os.File, offset, limit int64, src string) error {
 		return err
 	}
 	if info.Size() > limit {
-		return fmt.Errorf("%s is %d bytes, the partition holds %d", src, info.Size(), limit)
+		return fmt.Errorf("%s is %d bytes, larger than the %d-byte partition", src, info.Size(), limit)
 	}
 
 	const blockSize = 64 << 10
@@ -432,9 +437,10 @@ func lookTool(name, debianPackage string) (string, error) {
 	return "", fmt.Errorf("%s not found: install Debian package %s (scripts/install-deps.sh)", name, debianPackage)
 }
 
-// runTool runs a command and returns its output in the error when it
-// fails. MTOOLS_SKIP_CHECK stops mtools from rejecting the FAT geometry
-// mkfs.fat chose for an image file without a partition table.
+// runTool runs a command and, when it fails, returns an error that
+// contains its output. MTOOLS_SKIP_CHECK stops mtools from rejecting the
+// FAT geometry that mkfs.fat chose for an image file without a partition
+// table.
 func runTool(path string, args ...string) error {
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")

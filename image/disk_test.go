@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,7 +26,8 @@ func requireDiskTools(t *testing.T) {
 	requireTool(t, "mkfs.ext4", "e2fsprogs")
 }
 
-// allocatedBytes returns the bytes the file system allocated for path.
+// allocatedBytes returns the number of bytes the file system allocated for
+// path.
 func allocatedBytes(t *testing.T, path string) int64 {
 	t.Helper()
 	info, err := os.Stat(path)
@@ -36,7 +38,7 @@ func allocatedBytes(t *testing.T, path string) int64 {
 }
 
 // checkExt4 reads the ext4 superblock of the partition and checks its
-// magic number and label.
+// magic number, its label and that the file system fills the partition.
 func checkExt4(t *testing.T, disk *os.File, p Partition, label string) {
 	t.Helper()
 	sb := make([]byte, 1024)
@@ -56,6 +58,8 @@ func checkExt4(t *testing.T, disk *os.File, p Partition, label string) {
 	}
 }
 
+// openDisk opens a disk image for reading until the test ends and returns
+// it with its GPT.
 func openDisk(t *testing.T, path string) (*os.File, GPT) {
 	t.Helper()
 	f, err := os.Open(path)
@@ -92,6 +96,8 @@ func espFile(t *testing.T, disk string, esp Partition, name string) []byte {
 	return data
 }
 
+// fakeUKI writes size random bytes to a file in dir and returns its path
+// and contents. The disk functions copy a UKI without parsing it.
 func fakeUKI(t *testing.T, dir string, size int) (string, []byte) {
 	t.Helper()
 	data := make([]byte, size)
@@ -137,7 +143,7 @@ func TestCreateDataDisk(t *testing.T) {
 	sgdiskVerify(t, path)
 }
 
-func TestCreateDataDiskRefusesExisting(t *testing.T) {
+func TestCreateDataDiskRejectsExisting(t *testing.T) {
 	requireDiskTools(t)
 	path := filepath.Join(t.TempDir(), "data.img")
 	if err := os.WriteFile(path, []byte("keep me"), 0o644); err != nil {
@@ -155,7 +161,7 @@ func TestCreateDataDiskRefusesExisting(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	if len(entries) != 1 {
-		t.Errorf("directory holds %d entries after the refusal, expected only the existing file", len(entries))
+		t.Errorf("directory contains %d entries after the rejection, expected only the existing file", len(entries))
 	}
 }
 
@@ -233,7 +239,7 @@ func TestUpdateBootDiskKeepsData(t *testing.T) {
 	}
 	_, before := openDisk(t, path)
 
-	// A marker in the data partition stands for the device's data.
+	// A marker in the data partition represents the device's data.
 	marker := []byte("device data that an update must keep")
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -250,7 +256,7 @@ func TestUpdateBootDiskKeepsData(t *testing.T) {
 		t.Fatalf("UpdateBootDisk: %v", err)
 	}
 	disk, after := openDisk(t, path)
-	if after.DiskGUID != before.DiskGUID || after.Partitions[1] != before.Partitions[1] {
+	if after.DiskGUID != before.DiskGUID || !slices.Equal(after.Partitions, before.Partitions) {
 		t.Errorf("GPT changed: %+v, was %+v", after, before)
 	}
 	got := make([]byte, len(marker))
@@ -261,8 +267,9 @@ func TestUpdateBootDiskKeepsData(t *testing.T) {
 		t.Errorf("data partition marker is %q after the update", got)
 	}
 	if uki := espFile(t, path, after.Partitions[0], ESPBootPath); !bytes.Equal(uki, newData) {
-		t.Errorf("ESP holds a %d-byte UKI after the update, expected the new %d-byte one", len(uki), len(newData))
+		t.Errorf("ESP contains a %d-byte UKI after the update, expected the new %d-byte one", len(uki), len(newData))
 	}
+
 	fsck := requireTool(t, "fsck.fat", "dosfstools")
 	espImage := filepath.Join(dir, "esp-check.img")
 	esp := after.Partitions[0]

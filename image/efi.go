@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// EFIOptions configure BuildEFI. Zero values select the defaults.
+// EFIOptions are the settings of BuildEFI. Zero values select the
+// defaults.
 type EFIOptions struct {
 	OutDir    string // receives blocktree.efi and disk.img
 	ConfigDir string // directory with kernel.conf, for the .uname section
@@ -22,13 +23,13 @@ type EFIOptions struct {
 	// partition. Without it BuildEFI only rewrites the ESP of an existing
 	// disk.img.
 	FreshDisk bool
-	Log       io.Writer
+	Log       io.Writer // receives one progress line per step; nil discards them
 }
 
-// EFIArtifacts are the files BuildEFI writes.
+// EFIArtifacts are the absolute paths of the files BuildEFI writes.
 type EFIArtifacts struct {
-	UKI  string
-	Disk string
+	UKI  string // OutDir/blocktree.efi
+	Disk string // OutDir/disk.img
 }
 
 // BuildEFI turns the kernel and initramfs from Build into OutDir/blocktree.efi,
@@ -37,7 +38,7 @@ type EFIArtifacts struct {
 // data partition. When disk.img exists and FreshDisk is false, it writes
 // the new UKI into its ESP and keeps the data partition, so a rebuilt image
 // boots on the same device state. It fails if that disk's partition sizes
-// differ from the requested ones.
+// differ from the requested ones or if a running QEMU holds the disk.
 func BuildEFI(art Artifacts, opts EFIOptions) (EFIArtifacts, error) {
 	progress := func(format string, args ...any) {
 		if opts.Log != nil {
@@ -97,7 +98,7 @@ func BuildEFI(art Artifacts, opts EFIOptions) (EFIArtifacts, error) {
 		progress("updating the ESP of %s, keeping its data partition", out.Disk)
 		err := UpdateBootDisk(out.Disk, diskOpts)
 		if errors.Is(err, ErrBootLayout) {
-			return EFIArtifacts{}, fmt.Errorf("update disk image: %w; to replace it with a new disk image, which erases the data partition, run btimage --fresh-disk", err)
+			return EFIArtifacts{}, fmt.Errorf("update disk image: %w (to replace it with a new disk image, which erases the data partition, run btimage --fresh-disk)", err)
 		} else if err != nil {
 			return EFIArtifacts{}, fmt.Errorf("update disk image: %w", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"strings"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // GPT layout constants (UEFI specification 2.10, section 5.3).
@@ -26,15 +27,19 @@ const (
 	gptEntrySectors   = gptEntryArraySize / SectorSize
 	gptNameChars      = 36 // UTF-16 code units in a partition name
 
-	// PartitionAlignment is where partitions start and end: 1 MiB, the
-	// alignment parted, sgdisk and fdisk use by default.
+	// gptMinSectors is the smallest disk a GPT fits on: the protective MBR,
+	// two headers with their entry arrays, and one usable sector.
+	gptMinSectors = 1 + 2*(1+gptEntrySectors) + 1
+
+	// PartitionAlignment is the boundary that partitions start and end on:
+	// 1 MiB, the default alignment of parted, sgdisk and fdisk.
 	PartitionAlignment = 1 << 20
 
 	mbrTypeProtective = 0xee
 )
 
-// GUID is a GUID in the mixed-endian byte order GPT stores on disk: the
-// first three fields little-endian, the last two as bytes.
+// GUID is a GUID in the mixed-endian byte order that GPT stores on disk.
+// The first three fields are little-endian and the last two are plain bytes.
 type GUID [16]byte
 
 // Partition type GUIDs.
@@ -72,7 +77,8 @@ func ParseGUID(s string) (GUID, error) {
 	return g, nil
 }
 
-// MustParseGUID is ParseGUID for constants; it panics on invalid input.
+// MustParseGUID parses a GUID constant like ParseGUID and panics if it is
+// invalid.
 func MustParseGUID(s string) GUID {
 	g, err := ParseGUID(s)
 	if err != nil {
@@ -136,16 +142,14 @@ func (g GPT) LastUsableLBA() uint64 { return g.sectors() - 2 - gptEntrySectors }
 func (g GPT) sectors() uint64 { return uint64(g.DiskSize / SectorSize) }
 
 // Validate checks the disk size and that every partition lies in the
-// usable area, is named within 36 UTF-16 code units and overlaps no other.
+// usable area, has a non-zero type GUID, has a name that fits 36 UTF-16
+// code units and reads back unchanged, and overlaps no other partition.
 func (g GPT) Validate() error {
-	if g.DiskSize%SectorSize != 0 {
-		return fmt.Errorf("disk size %d is not a multiple of %d bytes", g.DiskSize, SectorSize)
-	}
-	if g.sectors() < 2*(2+gptEntrySectors)+1 {
-		return fmt.Errorf("disk size %d is too small for two GPT headers and entry arrays", g.DiskSize)
+	if err := checkDiskSize(g.DiskSize); err != nil {
+		return err
 	}
 	if len(g.Partitions) > gptEntryCount {
-		return fmt.Errorf("%d partitions, the entry array holds %d", len(g.Partitions), gptEntryCount)
+		return fmt.Errorf("%d partitions, but the entry array has room for %d", len(g.Partitions), gptEntryCount)
 	}
 	for i, p := range g.Partitions {
 		if p.FirstLBA < g.FirstUsableLBA() || p.LastLBA > g.LastUsableLBA() || p.FirstLBA > p.LastLBA {
@@ -155,6 +159,11 @@ func (g GPT) Validate() error {
 		if n := len(utf16.Encode([]rune(p.Name))); n > gptNameChars {
 			return fmt.Errorf("partition %d name %q is %d UTF-16 code units, the maximum is %d", i+1, p.Name, n, gptNameChars)
 		}
+		// A NUL ends the name on disk, and invalid UTF-8 is stored as
+		// U+FFFD, so neither would read back as written.
+		if strings.ContainsRune(p.Name, 0) || !utf8.ValidString(p.Name) {
+			return fmt.Errorf("partition %d name %q contains a NUL or invalid UTF-8", i+1, p.Name)
+		}
 		if p.Type == (GUID{}) {
 			return fmt.Errorf("partition %d %q has the zero type GUID, which marks an unused entry", i+1, p.Name)
 		}
@@ -163,6 +172,18 @@ func (g GPT) Validate() error {
 				return fmt.Errorf("partition %d %q overlaps partition %d %q", i+1, p.Name, j+1, q.Name)
 			}
 		}
+	}
+	return nil
+}
+
+// checkDiskSize returns an error unless a disk of size bytes has a whole
+// number of sectors and room for a GPT.
+func checkDiskSize(size int64) error {
+	if size%SectorSize != 0 {
+		return fmt.Errorf("disk size %d is not a multiple of %d bytes", size, SectorSize)
+	}
+	if size < gptMinSectors*SectorSize {
+		return fmt.Errorf("disk size %d is below the minimum of %d bytes for a GPT", size, gptMinSectors*SectorSize)
 	}
 	return nil
 }
@@ -201,7 +222,7 @@ func (g GPT) protectiveMBR() []byte {
 	mbr := make([]byte, SectorSize)
 	entry := mbr[446:462]
 	// CHS start 0/0/2 (LBA 1) and the CHS end saturated at 0xffffff, as
-	// the UEFI specification asks for a protective MBR.
+	// the UEFI specification prescribes for a protective MBR.
 	entry[1], entry[2], entry[3] = 0x00, 0x02, 0x00
 	entry[4] = mbrTypeProtective
 	entry[5], entry[6], entry[7] = 0xff, 0xff, 0xff
@@ -227,8 +248,9 @@ func (g GPT) entryArray() []byte {
 	return buf
 }
 
-// header returns one GPT header sector. myLBA is where it sits, altLBA
-// where the other copy sits, and entriesLBA where its entry array starts.
+// header returns one GPT header sector. myLBA is its own sector, altLBA the
+// sector of the other copy, and entriesLBA the first sector of its entry
+// array.
 func (g GPT) header(myLBA, altLBA, entriesLBA uint64, entriesCRC uint32) []byte {
 	h := make([]byte, SectorSize)
 	copy(h[0:8], gptSignature)
@@ -251,11 +273,12 @@ func (g GPT) header(myLBA, altLBA, entriesLBA uint64, entriesCRC uint32) []byte 
 // ReadGPT parses and checks the GPT of a disk of size bytes: the
 // protective MBR, both headers with their CRCs, both entry arrays with
 // their CRCs, and that the two copies agree. It returns the partitions in
-// entry order, skipping unused entries.
+// entry order, skipping unused entries, and rejects a table that Validate
+// rejects.
 func ReadGPT(r io.ReaderAt, size int64) (GPT, error) {
 	g := GPT{DiskSize: size}
-	if size%SectorSize != 0 || size < 2*(2+gptEntrySectors+1)*SectorSize {
-		return g, fmt.Errorf("disk size %d is not a multiple of %d or too small for a GPT", size, SectorSize)
+	if err := checkDiskSize(size); err != nil {
+		return g, err
 	}
 	mbr := make([]byte, SectorSize)
 	if _, err := r.ReadAt(mbr, 0); err != nil {
@@ -266,19 +289,19 @@ func ReadGPT(r io.ReaderAt, size int64) (GPT, error) {
 	}
 
 	last := g.sectors() - 1
-	primary, primaryEntries, err := readGPTCopy(r, 1, last)
+	primary, primaryEntries, err := readGPTCopy(r, 1, last, 2)
 	if err != nil {
 		return g, fmt.Errorf("primary GPT: %w", err)
 	}
-	backup, backupEntries, err := readGPTCopy(r, last, 1)
+	backup, backupEntries, err := readGPTCopy(r, last, 1, last-gptEntrySectors)
 	if err != nil {
 		return g, fmt.Errorf("backup GPT: %w", err)
 	}
 	if !bytes.Equal(primaryEntries, backupEntries) {
 		return g, errors.New("primary and backup partition entry arrays differ")
 	}
-	// Apart from the fields that say where each copy sits, the headers
-	// must match.
+	// The headers must match apart from the header CRC and the fields that
+	// locate each copy (MyLBA, AlternateLBA and PartitionEntryLBA).
 	for _, field := range [][2]int{{40, 72}, {80, 92}} {
 		if !bytes.Equal(primary[field[0]:field[1]], backup[field[0]:field[1]]) {
 			return g, fmt.Errorf("primary and backup GPT headers differ in bytes %d-%d", field[0], field[1]-1)
@@ -318,8 +341,9 @@ func ReadGPT(r io.ReaderAt, size int64) (GPT, error) {
 }
 
 // readGPTCopy reads the header at lba, checks its fields and CRCs, and
-// returns it with its entry array.
-func readGPTCopy(r io.ReaderAt, lba, altLBA uint64) (header, entries []byte, err error) {
+// returns it with its entry array. altLBA and entriesLBA are the sectors
+// that the header must name for the other copy and for its entry array.
+func readGPTCopy(r io.ReaderAt, lba, altLBA, entriesLBA uint64) (header, entries []byte, err error) {
 	header = make([]byte, SectorSize)
 	if _, err := r.ReadAt(header, int64(lba)*SectorSize); err != nil {
 		return nil, nil, fmt.Errorf("read header at sector %d: %w", lba, err)
@@ -345,11 +369,18 @@ func readGPTCopy(r io.ReaderAt, lba, altLBA uint64) (header, entries []byte, err
 	if alt := binary.LittleEndian.Uint64(header[32:]); alt != altLBA {
 		return nil, nil, fmt.Errorf("alternate header at sector %d, expected %d", alt, altLBA)
 	}
+	// The UEFI specification puts the primary entry array between the
+	// primary header and the first usable sector, and the backup array
+	// between the last usable sector and the backup header. With 128
+	// entries and the usable sectors that ReadGPT checks, each array has
+	// exactly one place.
+	if at := binary.LittleEndian.Uint64(header[72:]); at != entriesLBA {
+		return nil, nil, fmt.Errorf("entry array at sector %d, expected %d", at, entriesLBA)
+	}
 	if n, size := binary.LittleEndian.Uint32(header[80:]), binary.LittleEndian.Uint32(header[84:]); n != gptEntryCount || size != gptEntrySize {
 		return nil, nil, fmt.Errorf("%d entries of %d bytes, expected %d of %d", n, size, gptEntryCount, gptEntrySize)
 	}
 
-	entriesLBA := binary.LittleEndian.Uint64(header[72:])
 	entries = make([]byte, gptEntryArraySize)
 	if _, err := r.ReadAt(entries, int64(entriesLBA)*SectorSize); err != nil {
 		return nil, nil, fmt.Errorf("read entry array at sector %d: %w", entriesLBA, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +38,8 @@ func sgdiskVerify(t *testing.T, path string) {
 	}
 }
 
+// testTable returns a 64 MiB disk with an ESP and a data partition, as
+// CreateBootDisk lays them out, with random GUIDs.
 func testTable(t *testing.T) GPT {
 	t.Helper()
 	var guids [3]GUID
@@ -206,6 +209,11 @@ func TestGPTValidateRejects(t *testing.T) {
 		{"long name", func(g *GPT) { g.Partitions[0].Name = strings.Repeat("x", 37) }, "maximum is 36"},
 		{"zero type", func(g *GPT) { g.Partitions[0].Type = GUID{} }, "zero type GUID"},
 		{"odd disk size", func(g *GPT) { g.DiskSize++ }, "not a multiple"},
+		{"disk too small", func(g *GPT) { g.DiskSize = (gptMinSectors - 1) * SectorSize; g.Partitions = nil }, "below the minimum"},
+		{"negative disk size", func(g *GPT) { g.DiskSize = -SectorSize; g.Partitions = nil }, "below the minimum"},
+		{"too many partitions", func(g *GPT) { g.Partitions = make([]Partition, gptEntryCount+1) }, "room for 128"},
+		{"NUL in name", func(g *GPT) { g.Partitions[1].Name = "data\x00old" }, "contains a NUL"},
+		{"invalid UTF-8 name", func(g *GPT) { g.Partitions[1].Name = "data\xff" }, "invalid UTF-8"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -216,6 +224,47 @@ func TestGPTValidateRejects(t *testing.T) {
 				t.Fatalf("Validate: error %v, expected one containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestGPTSmallestDisk(t *testing.T) {
+	table := GPT{
+		DiskSize:   gptMinSectors * SectorSize,
+		Partitions: []Partition{{Type: LinuxDataType, FirstLBA: 2 + gptEntrySectors, LastLBA: 2 + gptEntrySectors, Name: "one sector"}},
+	}
+	if first, last := table.FirstUsableLBA(), table.LastUsableLBA(); first != last {
+		t.Fatalf("usable sectors %d-%d, expected exactly one", first, last)
+	}
+	disk := make(memDisk, table.DiskSize)
+	if err := table.Write(disk); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	got, err := ReadGPT(bytes.NewReader(disk), int64(len(disk)))
+	if err != nil {
+		t.Fatalf("ReadGPT: %v", err)
+	}
+	if !slices.Equal(got.Partitions, table.Partitions) {
+		t.Errorf("read %+v, wrote %+v", got.Partitions, table.Partitions)
+	}
+}
+
+func TestReadGPTRejectsMovedEntryArray(t *testing.T) {
+	table := testTable(t)
+	disk := make(memDisk, table.DiskSize)
+	if err := table.Write(disk); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	// A primary header with valid CRCs whose entry array lies inside the
+	// ESP, where a partition's data would overwrite it.
+	const movedLBA = 4096
+	entries := table.entryArray()
+	copy(disk[movedLBA*SectorSize:], entries)
+	last := table.sectors() - 1
+	copy(disk[SectorSize:], table.header(1, last, movedLBA, crc32.ChecksumIEEE(entries)))
+
+	_, err := ReadGPT(bytes.NewReader(disk), int64(len(disk)))
+	if want := "primary GPT: entry array at sector 4096, expected 2"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("ReadGPT: error %v, expected one containing %q", err, want)
 	}
 }
 
@@ -265,13 +314,13 @@ func (d memDisk) WriteAt(p []byte, off int64) (int, error) {
 // FuzzReadGPT feeds disk images to ReadGPT. Whatever it accepts must
 // survive a write and a second read unchanged.
 func FuzzReadGPT(f *testing.F) {
-	// The smallest disk that holds both tables and one sector of data.
-	const sectors = 2*(2+gptEntrySectors) + 2
+	// The smallest disk that holds both tables and one sector of data,
+	// with a partition on that sector.
 	table := GPT{
-		DiskSize: sectors * SectorSize,
+		DiskSize: gptMinSectors * SectorSize,
 		DiskGUID: MustParseGUID("6a1c9f2e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"),
 		Partitions: []Partition{
-			{Type: LinuxDataType, GUID: MustParseGUID("0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"), FirstLBA: 2 + gptEntrySectors, LastLBA: 2 + gptEntrySectors + 1, Name: DataPartitionName},
+			{Type: LinuxDataType, GUID: MustParseGUID("0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"), FirstLBA: 2 + gptEntrySectors, LastLBA: 2 + gptEntrySectors, Name: DataPartitionName},
 		},
 	}
 	disk := make(memDisk, table.DiskSize)

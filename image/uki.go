@@ -7,9 +7,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
-	"sort"
 )
 
 // DefaultStub is the UEFI stub of Debian 12's systemd-boot-efi package
@@ -30,8 +30,9 @@ PRETTY_NAME="Blocktree appliance"
 HOME_URL="https://github.com/blocktree/blocktree"
 `
 
-// MaxUKISize is the size limit AssembleUKI enforces. The UKI must fit the
-// EFI System Partition together with a second copy during an update.
+// MaxUKISize is the maximum UKI size in bytes that WriteUKI writes. The UKI
+// must fit the EFI System Partition together with a second copy during an
+// update.
 const MaxUKISize = 40 << 20
 
 // UKI is the payload of a unified kernel image.
@@ -43,7 +44,7 @@ type UKI struct {
 	Uname     string // kernel release for the .uname section; empty leaves it out
 }
 
-// ukiSection is one section AssembleUKI appends to the stub.
+// ukiSection is a section that AssembleUKI appends to the stub.
 type ukiSection struct {
 	name string
 	data []byte
@@ -77,10 +78,10 @@ const (
 // past the stub's last section. The PE checksum is recomputed.
 func AssembleUKI(stub []byte, payload UKI) ([]byte, error) {
 	if len(payload.Kernel) == 0 {
-		return nil, errors.New("assemble UKI: kernel is empty")
+		return nil, errors.New("UKI kernel is empty")
 	}
 	if len(payload.Initrd) == 0 {
-		return nil, errors.New("assemble UKI: initrd is empty")
+		return nil, errors.New("UKI initrd is empty")
 	}
 	sections := []ukiSection{
 		{".osrel", []byte(payload.OSRelease)},
@@ -96,9 +97,9 @@ func AssembleUKI(stub []byte, payload UKI) ([]byte, error) {
 	return appendSections(stub, sections)
 }
 
-// appendSections adds sections to a PE32+ image. It writes the section
-// headers into the free space after the existing ones, so the header size
-// and the stub's own sections stay where they are.
+// appendSections returns a copy of a PE32+ image with sections appended. It
+// writes the new section headers into the zeroed space after the existing
+// ones, so the header size and the stub's own sections stay where they are.
 func appendSections(stub []byte, sections []ukiSection) ([]byte, error) {
 	// debug/pe also reads bare COFF objects, so check the DOS and PE
 	// signatures here.
@@ -123,11 +124,12 @@ func appendSections(stub []byte, sections []ukiSection) ([]byte, error) {
 	}
 	fileAlign := int64(opt.FileAlignment)
 	sectAlign := int64(opt.SectionAlignment)
-	// The PE format asks for a FileAlignment that is a power of two from
-	// 512 to 64 KiB and a SectionAlignment no smaller; more than 64 KiB of
-	// SectionAlignment would be a stub no firmware loader expects.
+	// The PE/COFF specification requires a FileAlignment that is a power of
+	// two from 512 to 64 KiB and a SectionAlignment at least as large. The
+	// 64 KiB cap on SectionAlignment is this builder's own limit. Debian's
+	// stub uses 512 for both.
 	if !powerOfTwoIn(fileAlign, 512, 64<<10) || !powerOfTwoIn(sectAlign, fileAlign, 64<<10) {
-		return nil, fmt.Errorf("stub has FileAlignment %#x and SectionAlignment %#x; expected powers of two from 0x200 to 0x10000 with SectionAlignment at least FileAlignment", fileAlign, sectAlign)
+		return nil, fmt.Errorf("stub has FileAlignment %#x and SectionAlignment %#x, expected powers of two from 0x200 to 0x10000 with SectionAlignment at least FileAlignment", fileAlign, sectAlign)
 	}
 	for _, s := range f.Sections {
 		if int64(s.Offset)+int64(s.Size) > int64(len(stub)) {
@@ -142,13 +144,19 @@ func appendSections(stub []byte, sections []ukiSection) ([]byte, error) {
 
 	optOffset := peOffset + peSignatureSize + coffHeaderSize
 	tableOffset := optOffset + int64(f.FileHeader.SizeOfOptionalHeader)
-	tableEnd := tableOffset + int64(len(f.Sections)+len(sections))*sectionHeaderSize
-	if room := headerRoom(f, int64(opt.SizeOfHeaders)); tableEnd > room {
+	oldTableEnd := tableOffset + int64(len(f.Sections))*sectionHeaderSize
+	tableEnd := oldTableEnd + int64(len(sections))*sectionHeaderSize
+	if room := min(headerRoom(f, int64(opt.SizeOfHeaders)), int64(len(stub))); tableEnd > room {
 		return nil, fmt.Errorf("stub has room for %d more section headers, %d needed",
-			(room-tableOffset)/sectionHeaderSize-int64(len(f.Sections)), len(sections))
+			max(0, (room-oldTableEnd)/sectionHeaderSize), len(sections))
+	}
+	// A PE image may keep data, such as a bound import table, after its
+	// section table. Overwriting that data would corrupt the stub.
+	if !allZero(stub[oldTableEnd:tableEnd]) {
+		return nil, fmt.Errorf("stub has data at file offsets %#x-%#x, where the new section headers go", oldTableEnd, tableEnd-1)
 	}
 
-	// New sections go after everything the stub holds in the file and
+	// New sections go after everything the stub contains in the file and
 	// after the stub's image in memory.
 	fileEnd := int64(len(stub))
 	virtEnd := int64(opt.SizeOfImage)
@@ -164,7 +172,10 @@ func appendSections(stub []byte, sections []ukiSection) ([]byte, error) {
 	var addedRaw int64
 	for _, s := range sections {
 		rawSize := alignUp(int64(len(s.data)), fileAlign)
-		if virtAddr+int64(len(s.data)) > 1<<32-1 || fileOff+rawSize > 1<<32-1 {
+		nextVirtAddr := alignUp(virtAddr+int64(len(s.data)), sectAlign)
+		// SizeOfImage becomes the last section's aligned end, so that must
+		// fit 32 bits too.
+		if nextVirtAddr > math.MaxUint32 || fileOff+rawSize > math.MaxUint32 {
 			return nil, fmt.Errorf("section %s ends beyond 4 GiB, the limit of PE32+ offsets", s.name)
 		}
 		var h [sectionHeaderSize]byte
@@ -180,14 +191,13 @@ func appendSections(stub []byte, sections []ukiSection) ([]byte, error) {
 		body.Write(make([]byte, rawSize-int64(len(s.data))))
 		fileOff += rawSize
 		addedRaw += rawSize
-		virtAddr = alignUp(virtAddr+int64(len(s.data)), sectAlign)
+		virtAddr = nextVirtAddr
 	}
 
 	out := make([]byte, alignUp(fileEnd, fileAlign), alignUp(fileEnd, fileAlign)+int64(body.Len()))
 	copy(out, stub)
 	out = append(out, body.Bytes()...)
 
-	oldTableEnd := tableOffset + int64(len(f.Sections))*sectionHeaderSize
 	copy(out[oldTableEnd:], headers)
 	binary.LittleEndian.PutUint16(out[peOffset+peSignatureSize+2:], uint16(len(f.Sections)+len(sections)))
 	binary.LittleEndian.PutUint32(out[optOffset+optSizeOfInitializedData:], opt.SizeOfInitializedData+uint32(addedRaw))
@@ -197,29 +207,34 @@ func appendSections(stub []byte, sections []ukiSection) ([]byte, error) {
 	return out, nil
 }
 
-// headerRoom returns the file offset that the section table must not
-// reach: the end of the headers or the start of the first section's data,
-// whichever comes first. The section table is loaded with the headers, so
-// it must also end below the first section's virtual address.
+// headerRoom returns the file offset at which the section table must end
+// at the latest: the end of the headers or the start of the first
+// section's data, whichever comes first. The section table is loaded with
+// the headers, so it must also end at or below the lowest section virtual
+// address.
 func headerRoom(f *pe.File, sizeOfHeaders int64) int64 {
 	room := sizeOfHeaders
-	offsets := make([]int64, 0, len(f.Sections))
 	for _, s := range f.Sections {
 		if s.Size > 0 {
-			offsets = append(offsets, int64(s.Offset))
+			room = min(room, int64(s.Offset))
 		}
 		room = min(room, int64(s.VirtualAddress))
-	}
-	sort.Slice(offsets, func(i, j int) bool { return offsets[i] < offsets[j] })
-	if len(offsets) > 0 {
-		room = min(room, offsets[0])
 	}
 	return room
 }
 
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // peChecksum computes the PE image checksum: the sum of the file's 16-bit
 // little-endian words with carries folded back in, plus the file length.
-// The CheckSum field in the image must be zero when it is called.
+// The caller must zero the CheckSum field in image first.
 func peChecksum(image []byte) uint32 {
 	var sum uint64
 	for i := 0; i+1 < len(image); i += 2 {
@@ -241,18 +256,19 @@ func alignUp(n, align int64) int64 {
 	return (n + align - 1) / align * align
 }
 
-// UKIOptions configure WriteUKI.
+// UKIOptions are the input files and texts for WriteUKI.
 type UKIOptions struct {
 	Stub      string // UEFI stub PE image; DefaultStub when empty
 	Kernel    string // bzImage
 	Initramfs string // uncompressed cpio archive; WriteUKI gzips it
 	Cmdline   string
 	OSRelease string
-	Uname     string
+	Uname     string // kernel release for the .uname section; empty leaves it out
 }
 
-// WriteUKI builds a unified kernel image from files and writes it to out.
-// It fails if the result is larger than MaxUKISize.
+// WriteUKI builds a unified kernel image from files and writes it to out,
+// replacing out atomically. It returns the UKI's size and fails if that is
+// larger than MaxUKISize.
 func WriteUKI(out string, opts UKIOptions) (int64, error) {
 	stubPath := opts.Stub
 	if stubPath == "" {
@@ -288,7 +304,7 @@ func WriteUKI(out string, opts UKIOptions) (int64, error) {
 		return 0, fmt.Errorf("assemble UKI from %s: %w", stubPath, err)
 	}
 	if len(uki) > MaxUKISize {
-		return 0, fmt.Errorf("UKI is %d bytes, more than the limit of %d (kernel %d, compressed initramfs %d)",
+		return 0, fmt.Errorf("UKI is %d bytes, above the maximum of %d (kernel %d, compressed initramfs %d): shrink the kernel or the initramfs (kernel-config/modules.txt)",
 			len(uki), MaxUKISize, len(kernel), len(initrd))
 	}
 	if err := writeFileAtomic(out, uki, 0o644); err != nil {

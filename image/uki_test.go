@@ -27,11 +27,13 @@ func fakeStub(t testing.TB) []byte {
 	copy(img, "MZ")
 	binary.LittleEndian.PutUint32(img[0x3c:], peOffset)
 	copy(img[peOffset:], "PE\x00\x00")
+
 	coff := img[peOffset+4:]
 	binary.LittleEndian.PutUint16(coff[0:], 0x8664) // AMD64
 	binary.LittleEndian.PutUint16(coff[2:], 1)      // one section
 	binary.LittleEndian.PutUint16(coff[16:], optSize)
 	binary.LittleEndian.PutUint16(coff[18:], 0x0206) // executable, large address aware
+
 	opt := coff[coffHeaderSize:]
 	binary.LittleEndian.PutUint16(opt[0:], optionalHeaderMagic64)
 	binary.LittleEndian.PutUint32(opt[16:], textVA) // entry point
@@ -39,15 +41,16 @@ func fakeStub(t testing.TB) []byte {
 	binary.LittleEndian.PutUint32(opt[36:], fileAlign)
 	binary.LittleEndian.PutUint32(opt[optSizeOfImage:], textVA+sectAlign)
 	binary.LittleEndian.PutUint32(opt[optSizeOfHeaders:], sizeOfHeaders)
-	binary.LittleEndian.PutUint16(opt[68:], 10) // EFI application
-	binary.LittleEndian.PutUint32(opt[108:], 16)
+	binary.LittleEndian.PutUint16(opt[68:], 10)  // EFI application
+	binary.LittleEndian.PutUint32(opt[108:], 16) // NumberOfRvaAndSizes
+
 	sec := opt[optSize:]
 	copy(sec[0:8], ".text")
 	binary.LittleEndian.PutUint32(sec[8:], textSize)
 	binary.LittleEndian.PutUint32(sec[12:], textVA)
 	binary.LittleEndian.PutUint32(sec[16:], fileAlign)
 	binary.LittleEndian.PutUint32(sec[20:], sizeOfHeaders)
-	binary.LittleEndian.PutUint32(sec[36:], 0x60000020)
+	binary.LittleEndian.PutUint32(sec[36:], 0x60000020) // code, executable, readable
 	for i := range textSize {
 		img[sizeOfHeaders+i] = 0xcc
 	}
@@ -68,6 +71,8 @@ func debianStub(t *testing.T) []byte {
 	return stub
 }
 
+// testPayload returns a 3 MiB kernel of patterned bytes and a 1.2 MB
+// initrd, large enough that each spans many FileAlignment units.
 func testPayload() UKI {
 	kernel := make([]byte, 3<<20+17)
 	for i := range kernel {
@@ -300,16 +305,46 @@ func TestAssembleUKIRejectsDuplicateSection(t *testing.T) {
 	}
 }
 
-func TestAssembleUKIRejectsEmptyKernel(t *testing.T) {
-	payload := testPayload()
-	payload.Kernel = nil
-	if _, err := AssembleUKI(fakeStub(t), payload); err == nil {
-		t.Fatal("AssembleUKI without a kernel succeeded")
+func TestAssembleUKIRejectsEmptyPayload(t *testing.T) {
+	noKernel := testPayload()
+	noKernel.Kernel = nil
+	if _, err := AssembleUKI(fakeStub(t), noKernel); err == nil || !strings.Contains(err.Error(), "kernel is empty") {
+		t.Errorf("AssembleUKI without a kernel: error %v, expected one saying the kernel is empty", err)
+	}
+
+	noInitrd := testPayload()
+	noInitrd.Initrd = nil
+	if _, err := AssembleUKI(fakeStub(t), noInitrd); err == nil || !strings.Contains(err.Error(), "initrd is empty") {
+		t.Errorf("AssembleUKI without an initrd: error %v, expected one saying the initrd is empty", err)
+	}
+}
+
+func TestAssembleUKIRejectsDataAfterSectionTable(t *testing.T) {
+	stub := fakeStub(t)
+	// One byte where the third new section header would go: the table
+	// starts at 0x188 and holds one header.
+	stub[0x188+3*sectionHeaderSize+5] = 0x01
+	_, err := AssembleUKI(stub, testPayload())
+	if err == nil || !strings.Contains(err.Error(), "where the new section headers go") {
+		t.Fatalf("AssembleUKI with data after the section table: error %v, expected one about that data", err)
+	}
+}
+
+func TestAssembleUKIRejectsTableBeyondFile(t *testing.T) {
+	// A stub without sections, cut off at 0x1c0 although SizeOfHeaders
+	// is 0x400. The five new section headers (0x188-0x24f) would end
+	// past the file, where the appended section data starts.
+	stub := fakeStub(t)[:0x1c0]
+	numberOfSections := binary.LittleEndian.Uint32(stub[0x3c:]) + peSignatureSize + 2
+	binary.LittleEndian.PutUint16(stub[numberOfSections:], 0)
+	_, err := AssembleUKI(stub, testPayload())
+	if err == nil || !strings.Contains(err.Error(), "room for") {
+		t.Fatalf("AssembleUKI with a truncated header: error %v, expected one about header room", err)
 	}
 }
 
 func TestWriteUKICompressesInitramfs(t *testing.T) {
-	debianStub(t)
+	debianStub(t) // WriteUKI reads DefaultStub itself
 	dir := t.TempDir()
 	payload := testPayload()
 	kernel, cpio := dir+"/vmlinuz", dir+"/initramfs.cpio"
@@ -319,19 +354,25 @@ func TestWriteUKICompressesInitramfs(t *testing.T) {
 	if err := os.WriteFile(cpio, payload.Initrd, 0o644); err != nil {
 		t.Fatal(err)
 	}
+
 	out := dir + "/uki.efi"
 	size, err := WriteUKI(out, UKIOptions{Kernel: kernel, Initramfs: cpio, Cmdline: "console=ttyS0", OSRelease: DefaultOSRelease})
 	if err != nil {
 		t.Fatalf("WriteUKI: %v", err)
 	}
+	info, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size() != size {
+		t.Errorf("WriteUKI returned size %d, file has %d", size, info.Size())
+	}
+
 	f, err := pe.Open(out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if info, _ := os.Stat(out); info.Size() != size {
-		t.Errorf("WriteUKI returned size %d, file has %d", size, info.Size())
-	}
 	initrd := f.Section(".initrd")
 	if initrd == nil {
 		t.Fatal("no .initrd section")
@@ -351,7 +392,7 @@ func TestWriteUKICompressesInitramfs(t *testing.T) {
 
 // FuzzAssembleUKI feeds stub images to AssembleUKI, which parses their PE
 // headers. It must reject bad ones with an error, and what it builds must
-// parse as PE with every payload section present.
+// parse as PE with every payload section present and intact.
 func FuzzAssembleUKI(f *testing.F) {
 	f.Add(fakeStub(f))
 	f.Add([]byte("MZ"))
@@ -366,9 +407,20 @@ func FuzzAssembleUKI(f *testing.F) {
 		if err != nil {
 			t.Fatalf("AssembleUKI built an image debug/pe rejects: %v", err)
 		}
-		for _, name := range []string{".linux", ".initrd", ".cmdline", ".osrel"} {
-			if file.Section(name) == nil {
+		sections := map[string][]byte{
+			".linux":   payload.Kernel,
+			".initrd":  payload.Initrd,
+			".cmdline": []byte(payload.Cmdline),
+			".osrel":   []byte(payload.OSRelease),
+		}
+		for name, want := range sections {
+			s := file.Section(name)
+			if s == nil {
 				t.Fatalf("AssembleUKI built an image without %s", name)
+			}
+			data, err := s.Data()
+			if err != nil || !bytes.HasPrefix(data, want) {
+				t.Fatalf("AssembleUKI built an image whose %s section does not contain the payload (read error %v)", name, err)
 			}
 		}
 	})

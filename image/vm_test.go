@@ -16,6 +16,9 @@ import (
 const (
 	defaultCmdline = "console=ttyS0 panic=-1 quiet"
 	dataDiskSize   = 512 << 20
+
+	swtpmStartWait = 5 * time.Second
+	swtpmStopWait  = 5 * time.Second
 )
 
 var (
@@ -74,52 +77,99 @@ func newAppliance(t *testing.T) *appliance {
 
 // vm is one boot of a device in QEMU under TCG with swtpm.
 type vm struct {
-	t       *testing.T
-	console *consoleLog
-	stdin   io.WriteCloser
-	exited  chan struct{}
-	started time.Time
-	marks   int // commands run by exec
+	t         *testing.T
+	console   *consoleLog
+	stdin     io.WriteCloser
+	exited    chan struct{}
+	started   time.Time
+	readyWait time.Duration // maximum time from QEMU's start to the ready line
+	marks     int           // commands run by exec
 }
 
 // boot starts swtpm and QEMU for d with the kernel command line cmdline.
 func (d *appliance) boot(t *testing.T, art Artifacts, cmdline string) *vm {
 	t.Helper()
-	sock := filepath.Join(d.dir, "tpm", "swtpm.sock")
-	os.Remove(sock)
-	swtpm := exec.Command("swtpm", "socket", "--tpm2",
-		"--tpmstate", "dir="+filepath.Join(d.dir, "tpm"),
-		"--ctrl", "type=unixio,path="+sock, "--terminate")
-	swtpm.Stdout, swtpm.Stderr = testWriter{t}, testWriter{t}
-	if err := swtpm.Start(); err != nil {
-		t.Fatalf("start swtpm: %v", err)
-	}
-	swtpmDone := make(chan struct{})
-	go func() {
-		swtpm.Wait()
-		close(swtpmDone)
-	}()
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-
-	// TCG only: the test must behave the same on hosts without KVM.
-	qemu := exec.Command("qemu-system-x86_64",
-		"-accel", "tcg", "-m", "1024", "-smp", "2",
-		"-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
-		"-serial", "stdio", "-no-reboot",
-		"-device", "virtio-rng-pci",
-		"-chardev", "socket,id=chrtpm,path="+sock,
-		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
-		"-device", "tpm-tis,tpmdev=tpm0",
+	sock := startSWTPM(t, filepath.Join(d.dir, "tpm"))
+	return startVM(t, sock,
+		"-smp", "2",
 		"-drive", "file="+d.disk+",format=raw,if=virtio",
 		"-kernel", art.Kernel, "-initrd", art.Initramfs,
 		"-append", cmdline,
 	)
-	v := &vm{t: t, console: &consoleLog{}, exited: make(chan struct{})}
+}
+
+// startSWTPM starts a TPM 2.0 emulator with its state and log in stateDir
+// and returns the path of its control socket, which QEMU connects to.
+// swtpm exits when QEMU closes the connection. When the test ends, after
+// later cleanups such as startVM's have stopped QEMU, the cleanup waits up
+// to swtpmStopWait for swtpm to exit and then kills it.
+func startSWTPM(t *testing.T, stateDir string) string {
+	t.Helper()
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(stateDir, "swtpm.sock")
+	os.Remove(sock) // left behind by an earlier boot of the same device
+	logPath := filepath.Join(stateDir, "swtpm.log")
+	swtpm := exec.Command("swtpm", "socket", "--tpm2",
+		"--tpmstate", "dir="+stateDir,
+		"--ctrl", "type=unixio,path="+sock,
+		"--log", "file="+logPath,
+		"--terminate")
+	swtpm.Stdout, swtpm.Stderr = testWriter{t}, testWriter{t}
+	if err := swtpm.Start(); err != nil {
+		t.Fatalf("start swtpm: %v", err)
+	}
+	var waitErr error
+	exited := make(chan struct{})
+	go func() {
+		waitErr = swtpm.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		case <-time.After(swtpmStopWait):
+			swtpm.Process.Kill()
+			<-exited
+		}
+	})
+
+	deadline := time.Now().Add(swtpmStartWait)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("swtpm exited before it created %s: %v\n%s", sock, waitErr, log)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("swtpm did not create %s within %s", sock, swtpmStartWait)
+	return ""
+}
+
+// startVM starts QEMU with 1 GiB of memory, a TPM 2.0 on the swtpm control
+// socket sock, a virtio RNG and the serial console on the returned vm's
+// console and stdin. args add the machine type, firmware, disks and
+// kernel. The test's cleanup kills QEMU if it is still running and logs the
+// console output if the test failed.
+func startVM(t *testing.T, sock string, args ...string) *vm {
+	t.Helper()
+	// TCG only: the tests must behave the same on hosts without KVM.
+	qemu := exec.Command("qemu-system-x86_64", append([]string{
+		"-accel", "tcg", "-m", "1024",
+		"-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+		"-serial", "stdio", "-no-reboot",
+		"-device", "virtio-rng-pci",
+		"-chardev", "socket,id=chrtpm,path=" + sock,
+		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+		"-device", "tpm-tis,tpmdev=tpm0",
+	}, args...)...)
+
+	v := &vm{t: t, console: &consoleLog{}, exited: make(chan struct{}), readyWait: readyTimeout}
 	qemu.Stdout, qemu.Stderr = v.console, v.console
 	var err error
 	if v.stdin, err = qemu.StdinPipe(); err != nil {
@@ -127,25 +177,19 @@ func (d *appliance) boot(t *testing.T, art Artifacts, cmdline string) *vm {
 	}
 	v.started = time.Now()
 	if err := qemu.Start(); err != nil {
-		swtpm.Process.Kill()
 		t.Fatalf("start qemu: %v", err)
 	}
 	go func() {
 		qemu.Wait()
 		close(v.exited)
 	}()
+
 	t.Cleanup(func() {
 		select {
 		case <-v.exited:
 		default:
 			qemu.Process.Kill()
 			<-v.exited
-		}
-		select {
-		case <-swtpmDone:
-		case <-time.After(5 * time.Second):
-			swtpm.Process.Kill()
-			<-swtpmDone
 		}
 		if t.Failed() {
 			t.Logf("serial console:\n%s", v.console.text(0))
@@ -154,12 +198,12 @@ func (d *appliance) boot(t *testing.T, art Artifacts, cmdline string) *vm {
 	return v
 }
 
-// waitReady waits for the ready line and gosh's first prompt, and logs
-// the boot times.
+// waitReady waits up to v.readyWait for the ready line, then for gosh's
+// first prompt, and logs the boot times.
 func (v *vm) waitReady() {
 	v.t.Helper()
-	if !v.console.waitFor(readyTimeout, readyLine.MatchString) {
-		v.t.Fatalf("no ready line on the console within %s", readyTimeout)
+	if !v.console.waitFor(v.readyWait, readyLine.MatchString) {
+		v.t.Fatalf("no ready line on the console within %s", v.readyWait)
 	}
 	m := readyLine.FindStringSubmatch(v.console.text(0))
 	v.t.Logf("qemu start to ready: %s (pid1 start to ready: %s ms, TCG)", time.Since(v.started).Round(time.Millisecond), m[1])

@@ -8,38 +8,38 @@
 # Quit with `poweroff` in the shell (a clean shutdown), or Ctrl-A X.
 #
 # Usage: scripts/image-run.sh [OUT] [extra qemu arguments...]
-# BT_CMDLINE replaces the kernel command line; BT_QEMU_ACCEL=kvm or =tcg
+# BT_CMDLINE replaces the kernel command line. BT_QEMU_ACCEL=kvm or =tcg
 # skips the KVM probe.
 set -eu
 
 out=${1:-out}
 [ $# -gt 0 ] && shift
-here=$(dirname "$0")
+scripts=$(dirname "$0")
 name=image-run
-. "$here/vm-common.sh"
+. "$scripts/vm-common.sh"
 
 for f in "$out/vmlinuz" "$out/initramfs.cpio"; do
 	if [ ! -f "$f" ]; then
-		echo "image-run: $f not found; build it with: make image" >&2
+		echo "image-run: $f not found: build it with make image" >&2
 		exit 1
 	fi
 done
 for tool in qemu-system-x86_64 swtpm; do
 	if ! command -v "$tool" >/dev/null; then
-		echo "image-run: $tool not found; installing the missing packages" >&2
-		"$here/install-deps.sh"
+		echo "image-run: $tool not found, running scripts/install-deps.sh" >&2
+		"$scripts/install-deps.sh"
 		break
 	fi
 done
 
-# The data disk holds the device's sealed keys and its blocks; it is made
-# once and kept.
+# The data disk contains the device's sealed keys and its blocks. It is
+# created once and kept.
 if [ ! -f "$out/data.img" ]; then
 	go run ./image/cmd/btimage --out "$out" --data-disk "$out/data.img"
 fi
 
 choose_accel "$out/vmlinuz"
-echo "image-run: accelerator $accel; TPM state in $out/tpm, data disk $out/data.img" >&2
+echo "image-run: accelerator $accel, TPM state in $out/tpm, data disk $out/data.img" >&2
 
 start_swtpm "$out/tpm"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that Blocktree's build and tests use. Only the
-# missing ones are installed; on systems without apt-get it prints the list.
+# Installs the Debian packages that Blocktree's build and tests use. It
+# installs only the missing ones. On systems without apt-get it prints them
+# and fails.
 set -euo pipefail
 
 packages=(
@@ -13,15 +14,20 @@ packages=(
 	ovmf                         # UEFI firmware for make run-efi and the UEFI boot test
 )
 
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+updated=false
+
 # The image builder downloads the pinned kernel package with apt-get, so the
-# package lists must know that version.
+# package lists must contain that version.
 kernel_conf="$(dirname "$0")/../kernel-config/kernel.conf"
 if command -v apt-get >/dev/null && [ -f "$kernel_conf" ]; then
 	kernel_package=$(sed -n 's/^package=//p' "$kernel_conf")
 	kernel_version=$(sed -n 's/^version=//p' "$kernel_conf")
 	if ! apt-cache show "$kernel_package=$kernel_version" >/dev/null 2>&1; then
-		echo "install-deps: package lists lack $kernel_package=$kernel_version; running apt-get update"
-		[ "$(id -u)" -eq 0 ] && apt-get update -q || sudo apt-get update -q
+		echo "install-deps: package lists do not contain $kernel_package=$kernel_version, running apt-get update"
+		$sudo apt-get update -q
+		updated=true
 	fi
 fi
 
@@ -35,8 +41,6 @@ if ! command -v apt-get >/dev/null; then
 	echo "install-deps: missing packages ${missing[*]}: install them with your package manager" >&2
 	exit 1
 fi
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "install-deps: installing ${missing[*]}"
-$sudo apt-get update -q
+$updated || $sudo apt-get update -q
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

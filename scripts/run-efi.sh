@@ -7,7 +7,7 @@
 # The firmware variables (OUT/efi-vars.fd) and the TPM state (OUT/efi-tpm)
 # persist, so a second run is a reboot of the same device. Delete them to
 # get a factory-new device. A reboot inside the guest restarts the
-# firmware; `poweroff` or Ctrl-A X ends QEMU, and swtpm stops with it.
+# firmware. `poweroff` or Ctrl-A X ends QEMU, and swtpm stops with it.
 #
 # Usage: scripts/run-efi.sh [OUT] [extra qemu arguments...]
 set -eu
@@ -31,19 +31,21 @@ tools_missing() {
 	return 1
 }
 if tools_missing; then
-	echo "run-efi: qemu-system-x86_64, swtpm or OVMF is missing; running scripts/install-deps.sh" >&2
+	echo "run-efi: qemu-system-x86_64, swtpm or OVMF is missing, running scripts/install-deps.sh" >&2
 	"$scripts/install-deps.sh"
 	if tools_missing; then
-		echo "run-efi: still missing qemu-system-x86_64, swtpm or $ovmf_code; install Debian packages qemu-system-x86 swtpm ovmf" >&2
+		echo "run-efi: qemu-system-x86_64, swtpm, $ovmf_code or $ovmf_vars is still missing: install the Debian packages qemu-system-x86, swtpm and ovmf" >&2
 		exit 1
 	fi
 fi
 
 if [ ! -f "$out/disk.img" ]; then
-	echo "run-efi: $out/disk.img not found; build it with: go run ./image/cmd/btimage --out $out" >&2
+	echo "run-efi: $out/disk.img not found: build it with go run ./image/cmd/btimage --out $out" >&2
 	exit 1
 fi
 
+# The KVM probe boots OUT/vmlinuz, which btimage writes next to disk.img.
+# Without it the probe is skipped and QEMU uses TCG.
 choose_accel "$out/vmlinuz"
 echo "run-efi: accelerator $accel" >&2
 
@@ -59,7 +61,6 @@ start_swtpm "$out/efi-tpm"
 # efi-vars.fd may name devices of another machine layout and would then put
 # the UEFI shell first. The monitor shares stdio with the serial console:
 # Ctrl-A C switches between them.
-status=0
 qemu-system-x86_64 \
 	-accel "$accel" \
 	-machine q35 \
@@ -74,5 +75,4 @@ qemu-system-x86_64 \
 	-device virtio-blk-pci,drive=disk0,bootindex=1 \
 	-device virtio-rng-pci \
 	-nic user,model=virtio-net-pci \
-	"$@" || status=$?
-exit $status
+	"$@"

@@ -1,5 +1,6 @@
-# Shared by scripts/image-run.sh and scripts/run-efi.sh, which source it
-# after setting `name` (the prefix of their messages) and `out`.
+# shellcheck shell=sh
+# Functions shared by scripts/image-run.sh and scripts/run-efi.sh, which
+# source this file after setting `name`, the prefix of their messages.
 
 # choose_accel KERNEL sets accel to kvm or tcg. Opening /dev/kvm is not
 # enough: on hosts without working nested KVM, QEMU starts and the guest
@@ -32,9 +33,9 @@ choose_accel() {
 
 # start_swtpm STATEDIR starts a TPM 2.0 emulator whose state persists in
 # STATEDIR and sets swtpm_sock to its control socket. swtpm serves one QEMU
-# run and exits when QEMU closes the socket; the EXIT trap stops it if
-# QEMU never connects. A Unix socket path must fit in 108 bytes, so the
-# socket lives in a short temporary directory.
+# run and exits when QEMU closes the socket. The EXIT trap stops it if QEMU
+# never connects. A Unix socket path has at most 107 bytes, so the socket
+# lives in a short temporary directory under /tmp.
 start_swtpm() {
 	mkdir -p "$1"
 	swtpm_dir=$(mktemp -d /tmp/bt-tpm.XXXXXX)
@@ -43,15 +44,18 @@ start_swtpm() {
 		--terminate --log "file=$1/swtpm.log" &
 	swtpm_pid=$!
 	trap 'kill "$swtpm_pid" 2>/dev/null || true; wait "$swtpm_pid" 2>/dev/null || true; rm -rf "$swtpm_dir"' EXIT
-	trap 'exit 130' INT TERM
+	# The shell runs the EXIT trap on exit only, so a signal exits
+	# explicitly, with status 128 + its number.
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
 	for _ in $(seq 50); do
 		[ -S "$swtpm_sock" ] && return 0
 		if ! kill -0 "$swtpm_pid" 2>/dev/null; then
-			echo "$name: swtpm exited; see $1/swtpm.log" >&2
+			echo "$name: swtpm exited, see $1/swtpm.log" >&2
 			exit 1
 		fi
 		sleep 0.1
 	done
-	echo "$name: swtpm did not create $swtpm_sock within 5 s; see $1/swtpm.log" >&2
+	echo "$name: swtpm did not create $swtpm_sock within 5 s, see $1/swtpm.log" >&2
 	exit 1
 }
