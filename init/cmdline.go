@@ -7,7 +7,9 @@ import (
 	"strings"
 )
 
-// cmdlineParam returns the value of key=value on the kernel command line.
+// cmdlineParam returns the value of the first key=value field on the kernel
+// command line, and false when there is none or /proc/cmdline is
+// unreadable. Quoted values that contain spaces are not supported.
 func cmdlineParam(key string) (string, bool) {
 	data, err := os.ReadFile("/proc/cmdline")
 	if err != nil {

@@ -22,15 +22,18 @@ const (
 	dataMount    = "/data"
 	dataFSType   = "ext4"
 
+	// dataMountFlags apply to every mount and remount of the data
+	// partition, because a remount resets the flags it does not repeat.
+	dataMountFlags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+
 	// dataWait is how long PID 1 waits for the data partition to appear
-	// after the virtio block driver loaded.
+	// after the block drivers loaded.
 	dataWait = 10 * time.Second
 )
 
-// sysClassBlock is where the kernel lists block devices; tests point it
-// elsewhere.
+// sysClassBlock is the sysfs directory that lists block devices. Tests
+// point it at a temporary directory.
 var sysClassBlock = "/sys/class/block"
-
 
 // findDataPartition returns the device node of the partition named
 // dataPartName, waiting up to dataWait for the kernel to find it.
@@ -42,13 +45,15 @@ func findDataPartition() (string, error) {
 			return dev, err
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no partition named %q found within %s: attach the data disk (make run creates out/data.img) or write the disk image from make image", dataPartName, dataWait)
+			return "", fmt.Errorf("data partition not found: no partition named %q appeared within %s: attach a data disk (make data-disk creates out/data.img) or boot out/disk.img, which contains one", dataPartName, dataWait)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-// scanPartitions looks for the data partition in /sys/class/block.
+// scanPartitions returns the device node of the data partition listed in
+// sysClassBlock, "" when there is none, and an error when there are two
+// or more.
 func scanPartitions() (string, error) {
 	uevents, err := filepath.Glob(filepath.Join(sysClassBlock, "*", "uevent"))
 	if err != nil {
@@ -91,31 +96,32 @@ func readUevent(path string) (map[string]string, error) {
 
 // mountData mounts the data partition read-only. Nothing on the disk
 // changes until remountDataWritable, so a boot whose keys do not unseal
-// leaves the disk byte for byte as it was. (When ext4's own journal needs
-// replaying after a power cut, the kernel replays it even for a read-only
-// mount.)
+// leaves the disk byte for byte as it was. The exception is ext4's own
+// journal: after a power cut, the kernel replays it even for a read-only
+// mount.
 func mountData(dev string) error {
 	if err := os.MkdirAll(dataMount, 0o755); err != nil {
-		return err
+		return fmt.Errorf("create the mount point %s: %w", dataMount, err)
 	}
-	flags := uintptr(unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	flags := uintptr(unix.MS_RDONLY | dataMountFlags)
 	if err := unix.Mount(dev, dataMount, dataFSType, flags, ""); err != nil {
-		return fmt.Errorf("mount data partition %s on %s as %s: %w (is it formatted? the image builder formats it)", dev, dataMount, dataFSType, err)
+		return fmt.Errorf("mount data partition %s on %s as %s: %w: check that it is formatted %s (btimage --data-disk creates a formatted data disk)", dev, dataMount, dataFSType, err, dataFSType)
 	}
-	setUnlockedPartition(dev)
+	setMountedDataPartition(dev)
+	logger.Info("data partition mounted read-only", "path", dev)
 	return nil
 }
 
 func remountDataWritable(dev string) error {
-	flags := uintptr(unix.MS_REMOUNT | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	flags := uintptr(unix.MS_REMOUNT | dataMountFlags)
 	if err := unix.Mount(dev, dataMount, dataFSType, flags, ""); err != nil {
 		return fmt.Errorf("remount data partition %s read-write: %w", dev, err)
 	}
 	return nil
 }
 
-// unmountData syncs and unmounts the data partition; when something still
-// holds it, it remounts it read-only instead so that nothing more is
+// unmountData syncs and unmounts the data partition. When something still
+// uses it, it remounts it read-only instead, so that nothing more is
 // written.
 func unmountData(dev string) error {
 	unix.Sync()
@@ -123,26 +129,26 @@ func unmountData(dev string) error {
 	if err == nil || errors.Is(err, unix.EINVAL) {
 		return nil
 	}
-	flags := uintptr(unix.MS_REMOUNT | unix.MS_RDONLY)
-	if rerr := unix.Mount(dev, dataMount, dataFSType, flags, ""); rerr != nil {
-		return fmt.Errorf("unmount %s: %v; remount read-only: %w", dataMount, err, rerr)
+	flags := uintptr(unix.MS_REMOUNT | unix.MS_RDONLY | dataMountFlags)
+	if remountErr := unix.Mount(dev, dataMount, dataFSType, flags, ""); remountErr != nil {
+		return fmt.Errorf("unmount %s: %v, and the read-only remount failed too: %w", dataMount, err, remountErr)
 	}
+	logger.Warn("data partition still in use; remounted read-only instead of unmounting", "path", dev, "error", err)
 	return nil
 }
 
 var (
 	partitionMu     sync.Mutex
-	mountedDataPart string
+	mountedDataPart string // device node, "" until mountData succeeds
 )
 
-func setUnlockedPartition(dev string) {
+func setMountedDataPartition(dev string) {
 	partitionMu.Lock()
 	mountedDataPart = dev
 	partitionMu.Unlock()
 }
 
-// unlockedPartition returns the data partition's device once mounted.
-func unlockedPartition() string {
+func mountedDataPartition() string {
 	partitionMu.Lock()
 	defer partitionMu.Unlock()
 	return mountedDataPart

@@ -9,8 +9,8 @@ import (
 	"testing"
 )
 
-// fakeBlockDevices writes a uevent file a device under a temporary
-// /sys/class/block.
+// fakeBlockDevices writes one uevent file for each device into a temporary
+// directory and points sysClassBlock there for the test.
 func fakeBlockDevices(t *testing.T, uevents map[string]string) {
 	t.Helper()
 	root := t.TempDir()
@@ -45,13 +45,17 @@ func TestScanPartitionsFindsDataPartition(t *testing.T) {
 
 func TestScanPartitionsNoneFound(t *testing.T) {
 	fakeBlockDevices(t, map[string]string{
-		"vda": "DEVNAME=vda\nDEVTYPE=disk\n",
+		"vda":  "DEVNAME=vda\nDEVTYPE=disk\n",
+		"vda1": "DEVNAME=vda1\nDEVTYPE=partition\nPARTNAME=EFI system\n",
 		// A whole disk named like the partition does not count.
 		"vdb": "DEVNAME=vdb\nDEVTYPE=disk\nPARTNAME=blocktree-data\n",
 	})
 	dev, err := scanPartitions()
-	if err != nil || dev != "" {
-		t.Fatalf("scanPartitions = %q, %v; want nothing found", dev, err)
+	if err != nil {
+		t.Fatalf("scanPartitions: %v", err)
+	}
+	if dev != "" {
+		t.Fatalf("data partition = %q, want none", dev)
 	}
 }
 

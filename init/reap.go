@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os/exec"
 	"sync"
@@ -45,21 +46,22 @@ func reapForever() {
 func reapOnce() {
 	defer func() {
 		if r := recover(); r != nil {
-			logf("reaper: panic: %v", r)
+			logPanic("reaper", r)
 			time.Sleep(time.Second)
 		}
 	}()
 	var status unix.WaitStatus
 	pid, err := unix.Wait4(-1, &status, 0, nil)
 	switch {
-	case err == unix.EINTR:
+	case errors.Is(err, unix.EINTR):
 		return
-	case err == unix.ECHILD:
-		// No children right now, for example between two shells.
+	case errors.Is(err, unix.ECHILD):
+		// No children right now, for example early in the boot or between
+		// two shells.
 		time.Sleep(100 * time.Millisecond)
 		return
 	case err != nil:
-		logf("wait4: %v", err)
+		logger.Error("wait4 failed; retrying", "error", err, "delay", time.Second)
 		time.Sleep(time.Second)
 		return
 	}
@@ -77,7 +79,7 @@ func deliverStatus(pid int, status unix.WaitStatus) {
 
 func describeStatus(status unix.WaitStatus) string {
 	if status.Signaled() {
-		return fmt.Sprintf("killed by signal %v", status.Signal())
+		return fmt.Sprintf("killed by signal %d (%s)", int(status.Signal()), unix.SignalName(status.Signal()))
 	}
 	return fmt.Sprintf("exit status %d", status.ExitStatus())
 }

@@ -4,11 +4,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/blocktree/blocktree/init/supervise"
@@ -21,28 +21,55 @@ const (
 	treeMount     = "/bt"
 	statusFile    = runDir + "/status"
 
-	// servicesReadyTimeout bounds the wait for the tree at boot. Under TCG
-	// on two cores the storage daemon opens a fresh tree in about a second.
+	// servicesReadyTimeout bounds the wait for the tree at boot, and each
+	// service's wait for its own readiness. The end-to-end test measures
+	// about 2.3 s from PID 1's start to ready under TCG. The large margin is
+	// a guess for replaying a long journal after a power cut on a slow disk.
 	servicesReadyTimeout = 2 * time.Minute
 	statusInterval       = 500 * time.Millisecond
 )
 
-// services is the running supervisor, nil until startServices succeeds.
-var services *supervise.Supervisor
+var (
+	servicesMu sync.Mutex
+	// services is the running supervisor, nil until startServices runs it.
+	// It is set even when the tree did not mount in time, so that the
+	// shutdown stops the services that keep trying.
+	services *supervise.Supervisor
+)
+
+// adoptServices records sup as the running supervisor and returns true,
+// unless a shutdown has begun. Checking and recording under servicesMu
+// means that a shutdown either finds sup or keeps it from running.
+func adoptServices(sup *supervise.Supervisor) bool {
+	servicesMu.Lock()
+	defer servicesMu.Unlock()
+	if shuttingDown() {
+		return false
+	}
+	services = sup
+	return true
+}
+
+func runningServices() *supervise.Supervisor {
+	servicesMu.Lock()
+	defer servicesMu.Unlock()
+	return services
+}
 
 // startServices starts the storage daemon and the FUSE server and waits
-// until the tree is mounted.
+// until the tree is mounted. When that takes longer than
+// servicesReadyTimeout, the services keep trying in the background.
 func startServices(dev *device) error {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
-		return err
+		return fmt.Errorf("create %s: %w", runDir, err)
 	}
 	if err := os.MkdirAll(treeMount, 0o755); err != nil {
-		return err
+		return fmt.Errorf("create the mount point %s: %w", treeMount, err)
 	}
 	env := []string{"PATH=/bbin:/bin"}
 	sup, err := supervise.New(supervise.Options{
 		Console: os.Stdout,
-		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:  quietLogger,
 		Start:   startWatched,
 	},
 		supervise.Service{
@@ -53,7 +80,8 @@ func startServices(dev *device) error {
 			Dir:          "/",
 			NotifyReady:  true,
 			ReadyTimeout: servicesReadyTimeout,
-			// A clean stop writes a checkpoint; give it time on slow disks.
+			// A clean stop writes a checkpoint, which takes longer on a
+			// slow disk.
 			StopTimeout: time.Minute,
 		},
 		supervise.Service{
@@ -68,41 +96,67 @@ func startServices(dev *device) error {
 		},
 	)
 	if err != nil {
-		return err
+		return fmt.Errorf("configure the services: %w", err)
 	}
-	go sup.Run(context.Background())
-	go writeStatus(sup)
+	if !adoptServices(sup) {
+		return errors.New("services not started: the device is shutting down")
+	}
+	goSafely("supervisor", func() {
+		if err := sup.Run(context.Background()); err != nil {
+			logger.Error("supervisor stopped with an error", "error", err)
+		}
+	})
+	goSafely("status", func() { writeStatus(sup) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), servicesReadyTimeout)
 	defer cancel()
-	if err := sup.WaitReady(ctx, "fuse"); err != nil {
-		return fmt.Errorf("the tree did not mount: %w", err)
+	err = sup.WaitReady(ctx, "fuse")
+	var failed *supervise.FailedError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &failed):
+		return fmt.Errorf("the tree did not mount on %s: %w: the service output above shows why", treeMount, err)
+	default:
+		return fmt.Errorf("the tree did not mount on %s within %s: %w: the services keep trying, so cd %s once %s shows fuse state=ready", treeMount, servicesReadyTimeout, err, treeMount, statusFile)
 	}
-	services = sup
-	return nil
 }
 
-// writeStatus keeps statusFile current: one line a service with its name,
-// state, pid and restart count, for people and tests on the console.
+// writeStatus keeps statusFile current until the shutdown: one line a
+// service with its name, state, pid and restart count, for people and tests
+// on the console. The file is replaced by a rename, so a reader never sees
+// a partial write.
 func writeStatus(sup *supervise.Supervisor) {
-	defer func() {
-		if r := recover(); r != nil {
-			logf("status: panic: %v", r)
-		}
-	}()
 	var last string
+	failing := false
 	for !shuttingDown() {
 		var b strings.Builder
 		for _, s := range sup.Status() {
 			fmt.Fprintf(&b, "%s state=%s pid=%d restarts=%d\n", s.Name, s.State, s.PID, s.Restarts)
 		}
 		if text := b.String(); text != last {
-			tmp := statusFile + ".tmp"
-			if err := os.WriteFile(tmp, []byte(text), 0o644); err == nil {
-				os.Rename(tmp, filepath.Clean(statusFile))
-				last = text
+			err := replaceFile(statusFile, []byte(text))
+			switch {
+			case err == nil:
+				if failing {
+					logger.Info("writing the service status works again", "path", statusFile)
+				}
+				last, failing = text, false
+			case !failing:
+				// Logged once, because the next attempt comes in half a
+				// second.
+				logger.Error("writing the service status failed; retrying", "path", statusFile, "error", err)
+				failing = true
 			}
 		}
 		time.Sleep(statusInterval)
 	}
+}
+
+func replaceFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -4,6 +4,9 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"sync"
@@ -16,10 +19,14 @@ import (
 )
 
 const (
+	// servicesStopTimeout is above the sum of the services' stop timeouts
+	// (10 s for fuse, one minute for storage), because they stop one after
+	// the other.
 	servicesStopTimeout = 90 * time.Second
-	// straysGrace is how long other processes get between SIGTERM and
-	// SIGKILL at shutdown.
-	straysGrace = 3 * time.Second
+
+	// otherProcessesGrace is how long the processes that are not services
+	// get between SIGTERM and SIGKILL at shutdown.
+	otherProcessesGrace = 3 * time.Second
 )
 
 var (
@@ -29,80 +36,111 @@ var (
 
 func shuttingDown() bool { return stopping.Load() }
 
-// handleSignals makes ctrl-alt-del send SIGINT to PID 1 instead of
-// rebooting at once, and turns SIGTERM into power off and SIGINT into
-// reboot.
+// handleSignals turns SIGTERM and SIGPWR into power off and SIGINT into
+// reboot, and makes ctrl-alt-del send SIGINT to PID 1 instead of rebooting
+// at once.
 func handleSignals() error {
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, unix.SIGTERM, unix.SIGINT, unix.SIGPWR)
 	go func() {
 		for sig := range signals {
-			switch sig {
-			case unix.SIGINT:
-				logf("reboot requested (%v)", sig)
-				requestShutdown(unix.LINUX_REBOOT_CMD_RESTART)
-			default:
-				logf("power off requested (%v)", sig)
-				requestShutdown(unix.LINUX_REBOOT_CMD_POWER_OFF)
-			}
+			handleSignal(sig)
 		}
 	}()
-	return unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+		return fmt.Errorf("make ctrl-alt-del send SIGINT with reboot(CAD_OFF): %w: ctrl-alt-del now reboots at once, without a clean shutdown", err)
+	}
+	return nil
 }
 
-// requestShutdown starts the shutdown once; later requests are ignored.
-func requestShutdown(cmd int) {
+func handleSignal(sig os.Signal) {
+	defer recoverPanic("signal")
+	name := sig.String()
+	if number, ok := sig.(unix.Signal); ok {
+		name = unix.SignalName(number)
+	}
+	if sig == unix.SIGINT {
+		requestShutdown(unix.LINUX_REBOOT_CMD_RESTART, name)
+	} else {
+		requestShutdown(unix.LINUX_REBOOT_CMD_POWER_OFF, name)
+	}
+}
+
+// requestShutdown starts the shutdown that ends in reboot(2) with cmd, on
+// its own goroutine. Only the first request counts. Later ones are logged
+// and ignored. reason names the request's source.
+func requestShutdown(cmd int, reason string) {
+	started := false
 	shutdownOnce.Do(func() {
+		started = true
 		stopping.Store(true)
-		go func() {
-			defer func() {
-				if r := recover(); r != nil {
-					logf("shutdown: panic: %v", r)
-				}
-				finish(cmd)
-			}()
-			shutdown()
-		}()
 	})
+	if !started {
+		logger.Info("shutdown request ignored: a shutdown is already in progress", "reason", reason)
+		return
+	}
+
+	logger.Info("shutdown requested", "action", rebootAction(cmd), "reason", reason)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				logPanic("shutdown", r)
+			}
+			finish(cmd)
+		}()
+		shutdown()
+	}()
 }
 
-// shutdown stops the console shell and the services in reverse order (the
-// storage daemon syncs its journal and writes a checkpoint on SIGTERM),
-// ends every other process, unmounts the data partition and sends
-// TPM2_Shutdown.
+// shutdown kills the console shell's session and stops the services in
+// reverse order (the storage daemon syncs its journal and writes a
+// checkpoint on SIGTERM). Then it ends every other process, unmounts the
+// data partition and sends TPM2_Shutdown.
 func shutdown() {
 	killShell()
-	if services != nil {
-		logf("stopping services")
+	if sup := runningServices(); sup != nil {
+		logger.Info("stopping services")
 		ctx, cancel := context.WithTimeout(context.Background(), servicesStopTimeout)
-		if err := services.Stop(ctx); err != nil {
-			logf("stopping services: %v", err)
+		if err := sup.Stop(ctx); err != nil {
+			logger.Error("stopping the services timed out; they end with the other processes", "timeout", servicesStopTimeout, "error", err)
 		}
 		cancel()
 	}
-	endStrays()
-	unix.Unmount(treeMount, unix.MNT_DETACH)
-	if dev := unlockedPartition(); dev != "" {
+	endOtherProcesses()
+
+	err := unix.Unmount(treeMount, unix.MNT_DETACH)
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		logger.Warn("detaching the tree mount failed", "path", treeMount, "error", err)
+	}
+	if dev := mountedDataPartition(); dev != "" {
 		if err := unmountData(dev); err != nil {
-			logf("data partition: %v", err)
+			logger.Error("unmounting the data partition failed", "path", dev, "error", err)
 		}
 	}
 	unix.Sync()
-	// The storage daemon sent TPM2_Shutdown when it stopped; one more from
+
+	// The storage daemon sent TPM2_Shutdown when it stopped. One more from
 	// here covers a daemon that had to be killed.
-	if t, err := tpm.Open(tpmDevice); err == nil {
-		if err := t.Close(); err != nil {
-			logf("TPM shutdown: %v", err)
-		}
+	t, err := tpm.Open(tpmDevice)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		logger.Warn("opening the TPM to send TPM2_Shutdown failed", "path", tpmDevice, "error", err)
+		return
+	}
+	if err := t.Close(); err != nil {
+		logger.Warn("sending TPM2_Shutdown failed", "path", tpmDevice, "error", err)
 	}
 }
 
-// endStrays sends SIGTERM to every remaining process, then SIGKILL.
-func endStrays() {
+// endOtherProcesses sends SIGTERM to every process but PID 1, and SIGKILL
+// to those still alive after otherProcessesGrace.
+func endOtherProcesses() {
 	unix.Kill(-1, unix.SIGTERM)
-	deadline := time.Now().Add(straysGrace)
+	deadline := time.Now().Add(otherProcessesGrace)
 	for time.Now().Before(deadline) {
-		if !haveChildren() {
+		if !otherProcessesAlive() {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -111,9 +149,9 @@ func endStrays() {
 	time.Sleep(100 * time.Millisecond)
 }
 
-// haveChildren reports whether any process other than PID 1 and kernel
-// threads is alive.
-func haveChildren() bool {
+// otherProcessesAlive reports whether any process other than PID 1 runs,
+// not counting kernel threads and zombies.
+func otherProcessesAlive() bool {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return false
@@ -123,7 +161,7 @@ func haveChildren() bool {
 		if name == "1" || name[0] < '0' || name[0] > '9' {
 			continue
 		}
-		// Kernel threads have an empty command line.
+		// Kernel threads and zombies have an empty command line.
 		if cmdline, err := os.ReadFile("/proc/" + name + "/cmdline"); err == nil && len(cmdline) > 0 {
 			return true
 		}
@@ -131,22 +169,32 @@ func haveChildren() bool {
 	return false
 }
 
+// finish powers off or reboots. It retries every second if reboot(2)
+// fails, and never returns.
 func finish(cmd int) {
+	// image/vm_test.go matches "powering off", so keep that wording stable.
 	if cmd == unix.LINUX_REBOOT_CMD_RESTART {
-		logf("rebooting")
+		logger.Info("rebooting")
 	} else {
-		logf("powering off")
+		logger.Info("powering off")
 	}
 	for {
 		if err := unix.Reboot(cmd); err != nil {
-			logf("reboot(2): %v", err)
+			logger.Error("reboot(2) failed; retrying", "action", rebootAction(cmd), "error", err, "delay", time.Second)
 		}
 		time.Sleep(time.Second)
 	}
 }
 
-// control runs when this binary starts under another name than /init: as
-// poweroff or reboot it asks PID 1 to shut down.
+func rebootAction(cmd int) string {
+	if cmd == unix.LINUX_REBOOT_CMD_RESTART {
+		return "reboot"
+	}
+	return "power off"
+}
+
+// control runs when this binary is not PID 1: as poweroff or reboot it
+// sends PID 1 SIGTERM or SIGINT and returns the exit code.
 func control(name string) int {
 	sig := unix.SIGTERM
 	switch name {
@@ -154,11 +202,11 @@ func control(name string) int {
 	case "reboot":
 		sig = unix.SIGINT
 	default:
-		logf("%s must run as PID 1; run it as poweroff or reboot to shut the device down", name)
+		fmt.Fprintf(os.Stderr, "%s: this is Blocktree's PID 1 and runs only as process 1: run it as poweroff or reboot to shut the device down\n", name)
 		return 2
 	}
 	if err := unix.Kill(1, sig); err != nil {
-		logf("%s: signal PID 1: %v", name, err)
+		fmt.Fprintf(os.Stderr, "%s: send %s to PID 1: %v\n", name, unix.SignalName(sig), err)
 		return 1
 	}
 	return 0

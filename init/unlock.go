@@ -9,9 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,11 +37,12 @@ const (
 
 var (
 	// directBootPCRs are the PCRs the keys are sealed to when QEMU loads
-	// the kernel itself (make run): only PID 1's measurement of the
-	// kernel command line. See docs/image.md for what this protects.
+	// the kernel itself (make run): only PID 1's measurement of the kernel
+	// command line. That catches a changed command line but not a changed
+	// initramfs, because a replaced PID 1 can skip the measurement.
 	directBootPCRs = []int{cmdlinePCR}
 	// uefiBootPCRs are the PCRs the keys are sealed to on a UEFI boot:
-	// PCR 4 holds the firmware's digest of the boot application (the UKI
+	// PCR 4 contains the firmware's digest of the boot application (the UKI
 	// with its kernel, initramfs and command line) and PCR 7 the Secure
 	// Boot policy.
 	uefiBootPCRs = []int{4, 7}
@@ -54,8 +56,9 @@ type device struct {
 }
 
 // unlock mounts the data partition, measures the boot, and opens the
-// node's keys: it creates them on first boot, unseals them later, and asks
-// for the recovery key on the console when the TPM refuses.
+// node's keys. It creates them on first boot, unseals them on later boots,
+// and prompts for the recovery key on the console when the TPM rejects
+// them.
 func unlock() (*device, error) {
 	part, err := findDataPartition()
 	if err != nil {
@@ -68,92 +71,113 @@ func unlock() (*device, error) {
 	if err != nil {
 		return nil, err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := state.Options{
-		Dir:          dataMount,
-		TPM:          tpmDevice,
-		PCRs:         pcrs,
-		Logger:       logger,
+		Dir:    dataMount,
+		TPM:    tpmDevice,
+		PCRs:   pcrs,
+		Logger: quietLogger,
+		// The recovery key goes to the console once, on first boot, and
+		// never to a logger.
 		RecoveryKey:  os.Stdout,
-		RecoveryHint: "When this device's TPM refuses its keys (a changed boot, a cleared TPM), the console asks for this key.",
+		RecoveryHint: "If this device's TPM rejects its keys after a changed boot or a cleared TPM, the console prompts for this key.",
 	}
 	ctx := context.Background()
 	dev := &device{partition: part}
 
-	if _, err := os.Stat(filepath.Join(dataMount, "node")); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dataMount, "node")); errors.Is(err, fs.ErrNotExist) {
 		if err := remountDataWritable(part); err != nil {
 			return nil, err
 		}
-		logf("first boot: creating this device's keys, sealed by the TPM to PCR %s", pcrList(pcrs))
+		logger.Info("first boot: creating this device's keys and sealing them with the TPM", "pcrs", pcrList(pcrs))
 		node, err := state.Open(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("create the device's keys: %w", err)
 		}
 		dev.node = node.Credential.Principal()
-		return dev, node.Close()
+		closeNode(node)
+		return dev, nil
 	}
 
 	opts.MustExist = true
 	node, err := state.Open(ctx, opts)
 	if err == nil {
 		dev.node = node.Credential.Principal()
-		if err := node.Close(); err != nil {
+		closeNode(node)
+		if err := remountDataWritable(part); err != nil {
 			return nil, err
 		}
-		return dev, remountDataWritable(part)
+		logger.Info("keys unsealed", "node", dev.node)
+		return dev, nil
 	}
-	why := state.SealRefusal(err)
-	if why == "" {
+	rejection := state.ClassifyUnsealError(err)
+	if rejection == "" {
 		return nil, err
 	}
-	node, err = recoverOnConsole(ctx, opts, part, why, err)
+	node, err = recoverOnConsole(ctx, opts, part, rejection, err)
 	if err != nil {
 		return nil, err
 	}
 	dev.node = node.Credential.Principal()
-	return dev, node.Close()
+	closeNode(node)
+	return dev, nil
+}
+
+// closeNode closes a node that PID 1 opened to unseal its keys, so that
+// the storage service can open it. A failed TPM2_Shutdown does not keep the
+// service from opening the node, so the error is logged only.
+func closeNode(node *state.Node) {
+	if err := node.Close(); err != nil {
+		logger.Warn("closing the node after unlocking failed; the storage service opens it anyway", "node", node.Credential.Principal(), "error", err)
+	}
 }
 
 // measureBoot extends the PCRs that PID 1 measures and returns the PCRs
-// that new seals use. On a direct kernel boot nothing measured the kernel
-// command line, so PID 1 measures it into cmdlinePCR; a changed command
-// line then unseals nothing. Under UEFI the firmware measured the UKI,
-// command line included.
+// that new seals use. On a direct kernel boot nothing else measured the
+// kernel command line, so PID 1 measures it into cmdlinePCR, and a changed
+// command line then unseals nothing. Under UEFI the firmware measured the
+// UKI, command line included.
 func measureBoot() ([]int, error) {
 	if err := waitForFile(tpmDevice, tpmWait); err != nil {
-		return nil, fmt.Errorf("no TPM: %s did not appear within %s: boot with a TPM (make run starts swtpm for QEMU)", tpmDevice, tpmWait)
+		return nil, fmt.Errorf("TPM not found: %s did not appear within %s: boot with a TPM 2.0 (make run starts swtpm for QEMU)", tpmDevice, tpmWait)
 	}
 	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
 		return uefiBootPCRs, nil
 	}
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read the kernel command line to measure it: %w", err)
 	}
 	t, err := tpm.Open(tpmDevice)
 	if err != nil {
-		return nil, fmt.Errorf("open the TPM %s: %w", tpmDevice, err)
+		return nil, err
 	}
 	defer t.Close()
 	event := append([]byte("blocktree boot v1 kernel command line\x00"), cmdline...)
 	if err := t.ExtendPCR(cmdlinePCR, event); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("measure the kernel command line into PCR %d: %w", cmdlinePCR, err)
 	}
-	logf("measured the kernel command line into PCR %d (sha256 %x)", cmdlinePCR, sha256.Sum256(event))
+	logger.Info("kernel command line measured", "pcr", cmdlinePCR, "sha256", fmt.Sprintf("%x", sha256.Sum256(event)))
 	return directBootPCRs, nil
 }
 
 // recoverOnConsole explains in plain words why the keys did not unseal and
-// asks for the recovery key until one unlocks them or the user powers off.
-// The data partition stays read-only until a well-formed key is typed.
-func recoverOnConsole(ctx context.Context, opts state.Options, part, why string, cause error) (*state.Node, error) {
+// prompts for the recovery key until one unlocks them or the user types
+// poweroff or reboot. The data partition stays read-only until a
+// well-formed key is typed. cause is the error that state.Open returned.
+func recoverOnConsole(ctx context.Context, opts state.Options, part string, rejection state.UnsealRejection, cause error) (*state.Node, error) {
+	logger.Warn("the TPM rejected the keys; prompting for the recovery key on the console", "reason", string(rejection))
 	out := os.Stdout
 	fmt.Fprintln(out)
-	switch why {
-	case "changed":
+	// image/appliance_test.go matches the first line of the BootChanged
+	// case and "recovery key: ", so keep their wording stable.
+	switch rejection {
+	case state.BootChanged:
+		detail := "the PCRs differ from the sealing policy"
 		var mismatch *tpm.PCRMismatchError
-		errors.As(cause, &mismatch)
-		fmt.Fprintf(out, "blocktree: the TPM refused to unseal this device's keys: the measured boot changed since they were sealed (%v).\n", mismatch)
+		if errors.As(cause, &mismatch) {
+			detail = mismatch.Error()
+		}
+		fmt.Fprintf(out, "blocktree: the TPM refused to unseal this device's keys: the measured boot changed since they were sealed (%s).\n", detail)
 		fmt.Fprintln(out, "blocktree: a different kernel, kernel command line, boot loader or firmware started this time.")
 	default:
 		fmt.Fprintln(out, "blocktree: the TPM refused to unseal this device's keys: it was cleared or replaced since they were sealed.")
@@ -174,14 +198,17 @@ func recoverOnConsole(ctx context.Context, opts state.Options, part, why string,
 		case "":
 			continue
 		case "poweroff":
-			requestShutdown(unix.LINUX_REBOOT_CMD_POWER_OFF)
+			requestShutdown(unix.LINUX_REBOOT_CMD_POWER_OFF, "poweroff typed at the recovery key prompt")
+			// The shutdown goroutine ends in reboot(2), so this boot
+			// goroutine has nothing left to do.
 			select {}
 		case "reboot":
-			requestShutdown(unix.LINUX_REBOOT_CMD_RESTART)
+			requestShutdown(unix.LINUX_REBOOT_CMD_RESTART, "reboot typed at the recovery key prompt")
 			select {}
 		}
 		key, err := keystore.ParseRecoveryKey(line)
 		if err != nil {
+			// The error names the expected format, never the typed text.
 			fmt.Fprintf(out, "blocktree: %v\n", err)
 			continue
 		}
@@ -198,9 +225,11 @@ func recoverOnConsole(ctx context.Context, opts state.Options, part, why string,
 		}
 		if err := storaged.Rebind(node); err != nil {
 			node.Close()
-			return nil, err
+			return nil, fmt.Errorf("set the rollback counter offset of node %s for this TPM after recovery: %w", node.Credential.Principal(), err)
 		}
+		// image/appliance_test.go matches "blocktree: recovered".
 		fmt.Fprintf(out, "blocktree: recovered: the keys of node %s are sealed to this boot again\n", node.Credential.Principal())
+		logger.Info("keys recovered with the recovery key and sealed to this boot", "node", node.Credential.Principal())
 		return node, nil
 	}
 }
@@ -223,6 +252,8 @@ func readSecretLine(r *bufio.Reader) (string, error) {
 	return line, err
 }
 
+// waitForFile polls until path exists and returns the last os.Stat error
+// when timeout passes first.
 func waitForFile(path string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -234,10 +265,11 @@ func waitForFile(path string, timeout time.Duration) error {
 	}
 }
 
+// pcrList formats PCR numbers as "4,7".
 func pcrList(pcrs []int) string {
-	s := make([]string, len(pcrs))
-	for i, p := range pcrs {
-		s[i] = fmt.Sprint(p)
+	numbers := make([]string, len(pcrs))
+	for i, pcr := range pcrs {
+		numbers[i] = strconv.Itoa(pcr)
 	}
-	return strings.Join(s, ", ")
+	return strings.Join(numbers, ",")
 }

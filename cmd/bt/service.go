@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -23,8 +24,8 @@ import (
 )
 
 // The service commands run one part of a node as its own process, the way
-// the appliance's PID 1 supervises them. Each tells its supervisor when it
-// is ready (supervise.NotifyReady) and stops cleanly on SIGTERM or SIGINT.
+// the appliance's PID 1 supervises them. Each reports readiness with
+// supervise.NotifyReady and stops cleanly on SIGTERM or SIGINT.
 
 func runStoraged(env *environment, args []string) error {
 	fs := newFlags(env, "bt storaged", "bt storaged --state DIR --socket PATH [--tpm auto|PATH]")
@@ -64,10 +65,11 @@ func runStoraged(env *environment, args []string) error {
 	return nil
 }
 
-// serveStorage serves daemon on a Unix socket at path until ctx ends.
+// serveStorage serves daemon on a Unix socket at path until ctx ends or
+// serving fails.
 func serveStorage(ctx context.Context, daemon *storaged.Daemon, path string, logger *slog.Logger, node principal.Principal) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
+		return fmt.Errorf("create the socket directory: %w", err)
 	}
 	done, stop, err := listenStorage(daemon, path)
 	if err != nil {
@@ -75,7 +77,7 @@ func serveStorage(ctx context.Context, daemon *storaged.Daemon, path string, log
 	}
 	logger.Info("storage daemon ready", "node", node, "path", path)
 	if err := supervise.NotifyReady(); err != nil {
-		logger.Warn("telling the supervisor that the service is ready failed", "error", err)
+		logger.Warn("reporting readiness to the supervisor failed", "node", node, "error", err)
 	}
 	select {
 	case <-ctx.Done():
@@ -85,15 +87,17 @@ func serveStorage(ctx context.Context, daemon *storaged.Daemon, path string, log
 		if err := stop(); err != nil {
 			return err
 		}
-		return errors.New("the storage daemon stopped serving")
+		return fmt.Errorf("serving on %s stopped without an error or a signal", path)
 	}
 }
 
-// listenStorage serves daemon on a new Unix socket at path. done is
-// closed when serving ends; stop ends serving, removes the socket and
-// returns the error serving ended with.
+// listenStorage serves daemon on a new Unix socket at path. done is closed
+// when serving ends. stop ends serving, removes the socket and returns the
+// error that serving ended with.
 func listenStorage(daemon *storaged.Daemon, path string) (done <-chan struct{}, stop func() error, err error) {
-	os.Remove(path) // a socket left by a daemon that was killed
+	if err := removeStaleSocket(path); err != nil {
+		return nil, nil, err
+	}
 	listener, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", path, err)
@@ -118,6 +122,27 @@ func listenStorage(daemon *storaged.Daemon, path string) (done <-chan struct{}, 
 	return finished, stop, nil
 }
 
+// removeStaleSocket removes the socket that a killed daemon left at path.
+// Any other kind of file stays, and the error names it.
+func removeStaleSocket(path string) error {
+	info, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check the socket path %s: %w", path, err)
+	}
+	if info.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("socket path %s exists and is not a socket: remove it or choose another --socket", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove the old socket %s: %w", path, err)
+	}
+	return nil
+}
+
+// ignoreClosed returns nil for the errors that serving ends with after
+// stop, and err otherwise.
 func ignoreClosed(err error) error {
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) {
 		return nil
@@ -129,27 +154,28 @@ func runMount(env *environment, args []string) error {
 	fs := newFlags(env, "bt mount", "bt mount --socket PATH --mount DIR --principal PRINCIPAL")
 	socket := fs.String("socket", "", "Unix socket of the storage daemon (required)")
 	mountpoint := fs.String("mount", "", "directory to mount the tree on (required)")
-	who := fs.String("principal", "", "principal that every request through the mount acts for: the node's principal (required)")
+	principalText := fs.String("principal", "", "principal that every request through the mount acts for: the node's principal (required)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *socket == "" || *mountpoint == "" || *who == "" {
+	if *socket == "" || *mountpoint == "" || *principalText == "" {
 		return usagef("bt mount: --socket, --mount and --principal are required")
 	}
-	p, err := principal.Parse(*who)
+	actor, err := principal.Parse(*principalText)
 	if err != nil {
-		return usagef("bt mount: --principal %q: %v: give the node's principal as bt keys show prints it", *who, err)
+		return usagef("bt mount: invalid --principal %q: %v: give the node's principal as bt keys show prints it", *principalText, err)
 	}
 	logger := serviceLogger(env)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	// A mount whose server died (the previous run of this service) answers
-	// ENOTCONN; detach it so that the new mount takes its place.
+	// A mount whose server died, such as the previous run of this service,
+	// fails every access with ENOTCONN. Detaching it lets the new mount take
+	// its place.
 	if _, err := os.Stat(*mountpoint); errors.Is(err, syscall.ENOTCONN) {
-		logger.Warn("detaching the mount of a server that stopped", "path", *mountpoint)
+		logger.Warn("detaching the mount of a FUSE server that stopped", "path", *mountpoint)
 		if err := unix.Unmount(*mountpoint, unix.MNT_DETACH); err != nil {
-			return fmt.Errorf("bt mount: detach the dead mount on %s: %w", *mountpoint, err)
+			return fmt.Errorf("bt mount: detach the dead mount on %s: %w: run umount -l %s", *mountpoint, err, *mountpoint)
 		}
 	}
 
@@ -158,7 +184,7 @@ func runMount(env *environment, args []string) error {
 		return fmt.Errorf("bt mount: %w", err)
 	}
 	defer client.Close()
-	server, err := fusefs.Mount(*mountpoint, fusefs.Options{FS: client, Principal: p, Logger: logger})
+	server, err := fusefs.Mount(*mountpoint, fusefs.Options{FS: client, Principal: actor, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("bt mount: %w", err)
 	}
@@ -167,42 +193,49 @@ func runMount(env *environment, args []string) error {
 		server.Wait()
 		close(unmounted)
 	}()
-	logger.Info("tree mounted", "principal", p, "path", *mountpoint)
+	logger.Info("tree mounted", "principal", actor, "path", *mountpoint)
 	if err := supervise.NotifyReady(); err != nil {
-		logger.Warn("telling the supervisor that the service is ready failed", "error", err)
+		logger.Warn("reporting readiness to the supervisor failed", "path", *mountpoint, "error", err)
 	}
 
 	select {
 	case <-ctx.Done():
 		logger.Info("stopping on signal", "path", *mountpoint)
-		return unmountOrDetach(server, logger)
+		if err := unmountOrDetach(server, logger); err != nil {
+			return fmt.Errorf("bt mount: %w", err)
+		}
+		return nil
 	case <-client.Done():
-		// The handles of this mount lived in the daemon's connection, so
-		// the mount cannot go on; the supervisor starts a new one once the
+		// The mount's open handles lived in the daemon's connection, so the
+		// mount cannot go on. The supervisor starts a new one once the
 		// daemon is back.
-		unmountOrDetach(server, logger)
-		return fmt.Errorf("bt mount: the storage daemon connection went down (%v): the mount on %s stops", client.Err(), *mountpoint)
+		if err := unmountOrDetach(server, logger); err != nil {
+			logger.Error("unmounting after the storage daemon connection was lost failed", "path", *mountpoint, "error", err)
+		}
+		return fmt.Errorf("bt mount: lost the connection to the storage daemon at %s (%v), so %s is unmounted: run bt mount again once the daemon is back", *socket, client.Err(), *mountpoint)
 	case <-unmounted:
 		logger.Warn("the tree was unmounted from outside; stopping", "path", *mountpoint)
 		return nil
 	}
 }
 
-// unmountOrDetach unmounts server, and detaches the mount lazily when
-// programs still use it, so that a stopping service never hangs on them.
+// unmountOrDetach unmounts server. While programs still use the mount, it
+// detaches the mount lazily instead, so that the kernel removes it once
+// they let go and the stopping service does not wait for them.
 func unmountOrDetach(server *fusefs.Server, logger *slog.Logger) error {
-	if err := server.Unmount(); err == nil {
+	err := server.Unmount()
+	if err == nil {
 		return nil
-	} else {
-		logger.Warn("the mount is busy; detaching it", "path", server.Mountpoint(), "error", err)
 	}
+	logger.Warn("the mount is busy; detaching it", "path", server.Mountpoint(), "error", err)
 	if err := unix.Unmount(server.Mountpoint(), unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("detach %s: %w", server.Mountpoint(), err)
 	}
 	return nil
 }
 
-// serviceLogger logs to standard error, which the supervisor collects.
+// serviceLogger returns an info-level logger on standard error, which the
+// supervisor collects, and makes it the default.
 func serviceLogger(env *environment) *slog.Logger {
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	slog.SetDefault(logger)

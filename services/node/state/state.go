@@ -44,13 +44,14 @@ type Options struct {
 
 	// RecoveryKey receives the recovery key, once, when the node is created.
 	RecoveryKey io.Writer
-	// RecoveryHint is the sentence printed after the recovery key that says
-	// how to use it. Empty means the host-mode hint (bt recover).
+	// RecoveryHint is the sentence written after the recovery key to explain
+	// when and how to use it. Empty means the host-mode hint, which names
+	// 'bt recover'.
 	RecoveryHint string
 
-	// MustExist makes Open fail instead of creating a node, for processes
-	// that serve a node someone else created (the appliance's storage
-	// service).
+	// MustExist makes Open return an error instead of creating a node when
+	// the state directory contains none. Processes that serve a node created
+	// by another process set it, such as the appliance's storage service.
 	MustExist bool
 }
 
@@ -86,7 +87,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	created := false
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if opts.MustExist {
-			return nil, fmt.Errorf("state directory %s holds no node (%s not found): create the node first", opts.Dir, dir)
+			return nil, fmt.Errorf("state directory %s contains no node: %s not found: create the node first (bt node --state %s --mount DIR creates it on its first start)", opts.Dir, dir, opts.Dir)
 		}
 		if err := create(ctx, dir, opts, opts.Logger); err != nil {
 			return nil, err
@@ -258,8 +259,9 @@ func startSoftwareTPM(ctx context.Context, base string, logger *slog.Logger) (*t
 // open opens a node state created earlier; credential unlocks the keys.
 func open(ctx context.Context, dir string, opts Options, recovering bool, credential func(n *Node, keys string) (*principal.Credential, error)) (_ *Node, err error) {
 	logger := opts.Logger
-	// Read-only, so that a node can be opened (and its keys unsealed) on a
-	// read-only mount; flock does not need write access.
+	// Opened read-only, because flock needs no write access and the
+	// appliance unseals the keys while the data partition is still mounted
+	// read-only.
 	lock, err := os.Open(filepath.Join(dir, "lock"))
 	if err != nil {
 		return nil, fmt.Errorf("open node state %s: %w", dir, err)
@@ -339,16 +341,28 @@ func explainUnseal(err error, stateDir string, tree *parsedTree) error {
 	return fmt.Errorf("unseal node %s: %w", tree.node.Principal(), err)
 }
 
-// SealRefusal reports why the TPM refused to unseal a node's keys, or ""
-// when err is not such a refusal: "changed" when the measured boot (the
-// PCRs) changed, "cleared" when the TPM was cleared or replaced.
-func SealRefusal(err error) string {
+// UnsealRejection is the reason the TPM rejected unsealing a node's keys.
+// After either rejection, Recover unlocks the keys with the recovery key.
+type UnsealRejection string
+
+const (
+	// BootChanged means that PCRs differ from the values the keys were
+	// sealed to, because the measured boot changed.
+	BootChanged UnsealRejection = "boot changed"
+	// TPMCleared means that the TPM's storage root key differs from the one
+	// that sealed the keys, because the TPM was cleared or replaced.
+	TPMCleared UnsealRejection = "TPM cleared"
+)
+
+// ClassifyUnsealError returns the UnsealRejection that err wraps, or ""
+// when err is no such rejection.
+func ClassifyUnsealError(err error) UnsealRejection {
 	var mismatch *tpm.PCRMismatchError
 	switch {
 	case errors.As(err, &mismatch):
-		return "changed"
+		return BootChanged
 	case errors.Is(err, tpm.ErrSRKChanged):
-		return "cleared"
+		return TPMCleared
 	}
 	return ""
 }

@@ -42,7 +42,7 @@ type Client struct {
 	down      error // cause of the connection failure; nil while the connection is up
 
 	readerDone chan struct{}
-	downCh     chan struct{} // closed when the connection goes down
+	downCh     chan struct{} // closed when down is set
 }
 
 // call is one request waiting for its response.
@@ -104,19 +104,21 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// fail marks the connection down with cause, closes it and fails every
-// waiting request. Only the first cause is kept.
 // Done returns a channel that is closed when the connection goes down,
-// because of Close or because the daemon went away. Err then says why.
+// because of Close or because the daemon went away. Err then returns the
+// cause.
 func (c *Client) Done() <-chan struct{} { return c.downCh }
 
-// Err returns why the connection went down, or nil while it is up.
+// Err returns the cause of the connection failure, or nil while the
+// connection is up. After Close the cause wraps net.ErrClosed.
 func (c *Client) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.down
 }
 
+// fail marks the connection down with cause, closes it and fails every
+// waiting request. Only the first cause is kept.
 func (c *Client) fail(cause error) {
 	c.mu.Lock()
 	if c.down == nil {
