@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/blocktree/blocktree/services/crypto/keystore"
 	"github.com/blocktree/blocktree/services/crypto/swtpm/swtpmtest"
@@ -173,4 +176,201 @@ func TestRecoverAfterSoftwareTPMLost(t *testing.T) {
 		t.Fatalf("Open after Recover: %v", err)
 	}
 	n.Close()
+}
+
+// snapshotDir describes every entry under root, root itself included, by
+// its relative path: type, permissions, modification time, and the
+// contents of regular files or the target of symbolic links. Equal
+// snapshots show that nothing was added, removed or rewritten. The
+// directories' modification times also show an entry that was created and
+// removed again, to the file system's timestamp resolution.
+func snapshotDir(t *testing.T, root string) map[string]string {
+	t.Helper()
+	snapshot := make(map[string]string)
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		entry := fmt.Sprintf("%v %s", info.Mode(), info.ModTime().Format(time.RFC3339Nano))
+		switch {
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			entry += fmt.Sprintf(" %q", data)
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			entry += " -> " + target
+		}
+		snapshot[rel] = entry
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("list %s: %v", root, err)
+	}
+	return snapshot
+}
+
+// compareSnapshots reports every entry that differs between two snapshots
+// of the same directory.
+func compareSnapshots(t *testing.T, dir string, before, after map[string]string) {
+	t.Helper()
+	for rel, entry := range before {
+		if now, ok := after[rel]; !ok {
+			t.Errorf("%s: %s was removed", dir, rel)
+		} else if now != entry {
+			t.Errorf("%s: %s changed from %s to %s", dir, rel, entry, now)
+		}
+	}
+	for rel, entry := range after {
+		if _, ok := before[rel]; !ok {
+			t.Errorf("%s: %s was added: %s", dir, rel, entry)
+		}
+	}
+}
+
+func TestOpenMustExistWithoutNode(t *testing.T) {
+	dir := t.TempDir()
+	// Files of another program that shares the state directory.
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a node\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "other"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "other", "data"), []byte{0, 1, 2}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("notes.txt", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotDir(t, dir)
+
+	n, err := Open(context.Background(), Options{Dir: dir, TPM: TPMSoftware, MustExist: true})
+	if err == nil {
+		n.Close()
+		t.Fatal("Open with MustExist created a node in a directory without one")
+	}
+
+	message := err.Error()
+	if strings.Contains(message, "\n") {
+		t.Errorf("error spans several lines: %q", message)
+	}
+	if missing := filepath.Join(dir, "node"); !strings.Contains(message, missing) {
+		t.Errorf("error %q does not name the missing %s", message, missing)
+	}
+	if command := "bt node --state " + dir; !strings.Contains(message, command) {
+		t.Errorf("error %q does not say to create the node with %q", message, command)
+	}
+	compareSnapshots(t, dir, before, snapshotDir(t, dir))
+}
+
+func TestOpenMustExistOpensNode(t *testing.T) {
+	swtpmtest.Require(t)
+	dir := t.TempDir()
+	n := openNode(t, dir)
+	node := n.Credential.Principal()
+	if err := n.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	n, err := Open(context.Background(), Options{Dir: dir, TPM: TPMSoftware, MustExist: true})
+	if err != nil {
+		t.Fatalf("Open with MustExist of an existing node: %v", err)
+	}
+	defer n.Close()
+	if n.Created {
+		t.Error("Open with MustExist reported Created")
+	}
+	if n.Credential.Principal() != node {
+		t.Errorf("opened node %s, created %s", n.Credential.Principal(), node)
+	}
+}
+
+func TestRecoveryHint(t *testing.T) {
+	swtpmtest.Require(t)
+	const customHint = "The console prompts for this key if the TPM rejects the device's keys."
+	cases := []struct {
+		name     string
+		hint     string
+		expected func(dir string) string
+		absent   string
+	}{
+		{
+			name:     "default names bt recover",
+			hint:     "",
+			expected: func(dir string) string { return "'bt recover --state " + dir + "'" },
+		},
+		{
+			name:     "custom replaces default",
+			hint:     customHint,
+			expected: func(string) string { return customHint },
+			absent:   "bt recover",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var recoveryOutput bytes.Buffer
+			opts := Options{Dir: dir, TPM: TPMSoftware, RecoveryKey: &recoveryOutput, RecoveryHint: tc.hint}
+			n, err := Open(context.Background(), opts)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			n.Close()
+
+			output := recoveryOutput.String()
+			key := recoveryKeyText(t, output)
+			hint := tc.expected(dir)
+			hintAt := strings.Index(output, hint)
+			if hintAt < 0 {
+				t.Fatalf("creation message does not contain the hint %q: %q", hint, output)
+			}
+			if keyAt := strings.Index(output, key); hintAt < keyAt {
+				t.Errorf("hint comes before the recovery key in %q", output)
+			}
+			if tc.absent != "" && strings.Contains(output, tc.absent) {
+				t.Errorf("creation message with a custom hint still contains %q: %q", tc.absent, output)
+			}
+
+			// The key and its hint are shown only when the node is created.
+			recoveryOutput.Reset()
+			n, err = Open(context.Background(), opts)
+			if err != nil {
+				t.Fatalf("second Open: %v", err)
+			}
+			n.Close()
+			if recoveryOutput.Len() != 0 {
+				t.Errorf("second Open wrote %q to RecoveryKey, expected nothing", recoveryOutput.String())
+			}
+		})
+	}
+}
+
+// recoveryKeyText returns the recovery key from the message that Open
+// writes to Options.RecoveryKey on creation, after checking that it parses.
+func recoveryKeyText(t *testing.T, output string) string {
+	t.Helper()
+	var text string
+	for _, line := range strings.Split(output, "\n") {
+		if strings.HasPrefix(line, "    ") {
+			text = strings.TrimSpace(line)
+		}
+	}
+	if _, err := keystore.ParseRecoveryKey(text); err != nil {
+		t.Fatalf("recovery key %q from the creation message %q: %v", text, output, err)
+	}
+	return text
 }
