@@ -62,9 +62,10 @@ test: deps vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Benchmarks; results and the machine they ran on go into docs/benchmarks.md.
-# The host-mode benchmarks mount a node and need root and /dev/fuse.
+# The host-mode benchmarks mount a node and need root and /dev/fuse; the
+# appliance boot benchmark builds the image and boots it in QEMU.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	BT_IMAGE_TEST=1 $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 # Runs each fuzz target for FUZZTIME beyond its seed corpus.
 FUZZTIME ?= 30s

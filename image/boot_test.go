@@ -32,7 +32,7 @@ var (
 
 // requireImageTest skips the test unless CI=true or BT_IMAGE_TEST=1. Under
 // CI a missing tool fails the test instead.
-func requireImageTest(t *testing.T, tools ...string) {
+func requireImageTest(t testing.TB, tools ...string) {
 	t.Helper()
 	ci := os.Getenv("CI") == "true"
 	if !ci && os.Getenv("BT_IMAGE_TEST") != "1" {
@@ -90,7 +90,7 @@ func (c *consoleLog) waitFor(timeout time.Duration, match func(string) bool) boo
 
 // runConsoleCommand types input into the shell and waits for want in the
 // output that follows.
-func runConsoleCommand(t *testing.T, console *consoleLog, stdin io.Writer, input, want string) {
+func runConsoleCommand(t testing.TB, console *consoleLog, stdin io.Writer, input, want string) {
 	t.Helper()
 	offset := console.len()
 	if _, err := io.WriteString(stdin, input+"\r"); err != nil {
@@ -108,7 +108,7 @@ func runConsoleCommand(t *testing.T, console *consoleLog, stdin io.Writer, input
 }
 
 // testWriter sends build progress to the test log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +31,7 @@ var (
 // buildImage builds the image once per test binary, from the repository
 // root, because the u-root builder compiles commands from the module in
 // the working directory.
-func buildImage(t *testing.T) Artifacts {
+func buildImage(t testing.TB) Artifacts {
 	t.Helper()
 	buildOnce.Do(func() {
 		wd, err := os.Getwd()
@@ -62,7 +63,7 @@ type appliance struct {
 	disk string
 }
 
-func newAppliance(t *testing.T) *appliance {
+func newAppliance(t testing.TB) *appliance {
 	t.Helper()
 	dir := t.TempDir()
 	d := &appliance{dir: dir, disk: filepath.Join(dir, "data.img")}
@@ -77,7 +78,7 @@ func newAppliance(t *testing.T) *appliance {
 
 // vm is one boot of a device in QEMU under TCG with swtpm.
 type vm struct {
-	t         *testing.T
+	t         testing.TB
 	console   *consoleLog
 	stdin     io.WriteCloser
 	exited    chan struct{}
@@ -87,7 +88,7 @@ type vm struct {
 }
 
 // boot starts swtpm and QEMU for d with the kernel command line cmdline.
-func (d *appliance) boot(t *testing.T, art Artifacts, cmdline string) *vm {
+func (d *appliance) boot(t testing.TB, art Artifacts, cmdline string) *vm {
 	t.Helper()
 	sock := startSWTPM(t, filepath.Join(d.dir, "tpm"))
 	return startVM(t, sock,
@@ -103,7 +104,7 @@ func (d *appliance) boot(t *testing.T, art Artifacts, cmdline string) *vm {
 // swtpm exits when QEMU closes the connection. When the test ends, after
 // later cleanups such as startVM's have stopped QEMU, the cleanup waits up
 // to swtpmStopWait for swtpm to exit and then kills it.
-func startSWTPM(t *testing.T, stateDir string) string {
+func startSWTPM(t testing.TB, stateDir string) string {
 	t.Helper()
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -156,7 +157,7 @@ func startSWTPM(t *testing.T, stateDir string) string {
 // console and stdin. args add the machine type, firmware, disks and
 // kernel. The test's cleanup kills QEMU if it is still running and logs the
 // console output if the test failed.
-func startVM(t *testing.T, sock string, args ...string) *vm {
+func startVM(t testing.TB, sock string, args ...string) *vm {
 	t.Helper()
 	// TCG only: the tests must behave the same on hosts without KVM.
 	qemu := exec.Command("qemu-system-x86_64", append([]string{
@@ -199,15 +200,23 @@ func startVM(t *testing.T, sock string, args ...string) *vm {
 }
 
 // waitReady waits up to v.readyWait for the ready line, then for gosh's
-// first prompt, and logs the boot times.
-func (v *vm) waitReady() {
+// first prompt. It logs and returns the time from QEMU's start to the
+// ready line and PID 1's own count from its start to ready.
+func (v *vm) waitReady() (qemuToReady, pid1ToReady time.Duration) {
 	v.t.Helper()
 	if !v.console.waitFor(v.readyWait, readyLine.MatchString) {
 		v.t.Fatalf("no ready line on the console within %s", v.readyWait)
 	}
+	qemuToReady = time.Since(v.started)
 	m := readyLine.FindStringSubmatch(v.console.text(0))
-	v.t.Logf("qemu start to ready: %s (pid1 start to ready: %s ms, TCG)", time.Since(v.started).Round(time.Millisecond), m[1])
+	ms, err := strconv.Atoi(m[1])
+	if err != nil {
+		v.t.Fatalf("ready line: invalid millisecond count %q: %v", m[1], err)
+	}
+	pid1ToReady = time.Duration(ms) * time.Millisecond
+	v.t.Logf("qemu start to ready: %s (pid1 start to ready: %s ms, TCG)", qemuToReady.Round(time.Millisecond), m[1])
 	v.waitPrompt(0)
+	return qemuToReady, pid1ToReady
 }
 
 // waitPrompt waits for a gosh prompt after offset. gosh's line editor
