@@ -42,7 +42,8 @@ fi
 
 # The pinned binary package's configuration is the starting point; the
 # image builder downloads and unpacks it.
-base_config=$(find "$out/cache" -path "*/boot/config-$release" 2>/dev/null | head -n1)
+mkdir -p "$out/cache"
+base_config=$(find "$out/cache" -path "*/boot/config-$release" | head -n1)
 if [ -z "$base_config" ]; then
 	log "no config-$release under $out/cache yet; running the image builder once to fetch the kernel package"
 	(cd "$root" && go run ./image/cmd/btimage --out "$out" --efi=false)

@@ -1,0 +1,96 @@
+// Package bus connects two local processes with a pair of shared-memory
+// rings: the bottom layer of Blocktree's message bus. A message is a kind
+// (u32) and a payload of bytes. A connection carries messages both ways, in
+// order and with back-pressure. Large payloads do not pass through the
+// kernel, so they are copied at most once, into the shared memory.
+//
+// # Connection
+//
+// A listener waits on a Unix stream socket (Listen, Accept). The dialer
+// (Dial) connects and creates:
+//
+//   - one memfd from package shm, sealed against shrinking and growing,
+//     holding two rings from package ring: ring A carries messages from the
+//     dialer to the listener, ring B from the listener to the dialer;
+//   - four non-blocking eventfds, one for each reason to sleep: data in
+//     ring A, space in ring A, data in ring B, space in ring B.
+//
+// It sends the five fds with SCM_RIGHTS together with the setup message,
+// 12 bytes in big-endian order:
+//
+//	magic    u32  0x62746273 ("btbs")
+//	version  u16  1
+//	reserved u16  0
+//	ring     u32  data area of each ring in bytes, a power of two
+//
+// The memfd is 2 × (ring.HeaderSize + ring) bytes: ring A, then ring B. The
+// listener rejects the setup unless it carries exactly five fds, a known
+// version and a ring size within its limit (ListenConfig.MaxRingSize),
+// unless the memfd has the seals and exactly that size, and unless each
+// other fd is an eventfd. It then maps the memory, reads the dialer's pid,
+// uid and gid with SO_PEERCRED, and replies with 8 bytes:
+//
+//	magic    u32  0x62746273
+//	version  u16  the listener's version
+//	status   u16  0 accepted, 1 version not supported, 2 setup invalid
+//
+// After a rejection the listener closes the socket, and Accept returns an
+// error wrapping ErrSetup. The dialer reads the peer's credentials the same
+// way, so Peer works on both ends.
+//
+// Four eventfds instead of two: with one eventfd per side, a Send waiting
+// for space and a Recv waiting for data in the same process would read the
+// same counter, and the read of one would swallow the wake-up of the
+// other. Sharing would need a goroutine that reads the eventfd and wakes
+// the right waiter, an extra hop on every wake-up, which costs more than
+// two fds.
+//
+// # Sending and receiving
+//
+// Send copies the payload into the ring. Reserve returns space inside the
+// ring for the caller to fill, so a large payload is written once, into
+// the shared memory, and Commit publishes it. While the ring is full, both
+// wait for the peer to release messages, until their context is done.
+// Payloads above half the ring size (Conn.MaxPayload) fail with
+// ErrTooLarge; the ring size is set by the dialer (Dialer.RingSize, 1 MiB
+// by default).
+//
+// Recv returns a payload below the copy threshold (4 KiB by default) as a
+// private copy and frees its ring space at once. A larger payload is a view
+// into the shared memory that stays valid, and holds its ring space, until
+// Message.Release. Ring space comes back in the order of receipt, so one
+// message held for long stalls the sender once the ring fills.
+//
+// The peer can write to the shared memory at any time, including a payload
+// that the receiver is reading. Package ring checks every position and
+// record header it reads, so a hostile peer can garble its own messages
+// but cannot crash or hang this side: a broken invariant fails the
+// connection with an error wrapping ErrCorrupt, and the connection's
+// socket is closed. Code that decodes a view must likewise read each value
+// once, or copy the payload first.
+//
+// # Waiting
+//
+// Send and Recv sleep on eventfds read through Go's netpoller: a sleeping
+// goroutine is parked and holds no OS thread. Package ring's flag protocol
+// makes a side signal an eventfd only when the other side announced that
+// it is about to sleep, so a busy stream costs no system calls. Before it
+// announces that, Recv polls the ring for up to 20 µs, so a quick reply
+// also avoids the eventfd write and the wake-up.
+//
+// The peer shares each eventfd's open file description and could clear its
+// O_NONBLOCK flag. Reads therefore use preadv2(2) with RWF_NOWAIT, which
+// never blocks, and a wake-up sets O_NONBLOCK again before it writes.
+// Eventfds honour RWF_NOWAIT in Linux 6.1, the appliance's kernel
+// (fs/eventfd.c checks IOCB_NOWAIT and sets FMODE_NOWAIT), and later.
+//
+// # End of a connection
+//
+// Nothing is sent on the setup socket after the setup, but both ends keep
+// it open: the kernel closes it when a process exits, however it exits.
+// Each Conn has a goroutine that reads it; end of file there means the
+// peer is gone, and every waiting and later Send returns ErrPeerGone at
+// once, as does Recv after the messages committed before. Close releases
+// the mapping and all fds; the kernel frees the memory when the second
+// process has released it too.
+package bus

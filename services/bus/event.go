@@ -1,0 +1,165 @@
+package bus
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// waiter sleeps on an eventfd through Go's netpoller. The fd is
+// non-blocking, so os.NewFile registers it with the poller, and a wait
+// that finds the counter at 0 parks the goroutine instead of blocking its
+// thread.
+//
+// The peer holds the same open file description and could clear its
+// O_NONBLOCK flag with fcntl(2), which would turn a plain read(2) into one
+// that blocks a thread. The waiter therefore reads with preadv2(2) and
+// RWF_NOWAIT, which returns EAGAIN whether or not O_NONBLOCK is set.
+type waiter struct {
+	f   *os.File
+	raw syscall.RawConn
+}
+
+// aLongTimeAgo is a read deadline in the past; setting it makes a pending
+// read return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// newWaiter takes ownership of fd, which must be an eventfd.
+func newWaiter(fd int, name string) (*waiter, error) {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("set eventfd %s non-blocking: %w", name, err)
+	}
+	// A non-blocking read also drains what a peer may have written before
+	// the setup, which costs at most one spurious wake-up.
+	if err := readNoWait(fd); err != nil && !errors.Is(err, unix.EAGAIN) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("read eventfd %s with RWF_NOWAIT (the kernel must support it for eventfds): %w", name, err)
+	}
+
+	f := os.NewFile(uintptr(fd), name)
+	// SetReadDeadline fails with os.ErrNoDeadline on a file that the
+	// poller did not take.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("eventfd %s is not pollable: %w", name, err)
+	}
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("eventfd %s: %w", name, err)
+	}
+	return &waiter{f: f, raw: raw}, nil
+}
+
+// readNoWait resets the counter of an eventfd, or returns EAGAIN if it is 0.
+func readNoWait(fd int) error {
+	var buf [8]byte
+	_, err := unix.Preadv2(fd, [][]byte{buf[:]}, -1, unix.RWF_NOWAIT)
+	return err
+}
+
+// wait sleeps until the eventfd is signalled, interrupt is called, or ctx
+// is done, and resets the eventfd's counter. It returns ctx.Err() for a
+// done ctx and nil otherwise, also for a spurious wake-up; the caller
+// checks its condition again. stopped reports a condition under which the
+// caller must not sleep. wait checks it after clearing the deadline, so an
+// interrupt that follows the condition is never lost.
+func (w *waiter) wait(ctx context.Context, stopped func() bool) error {
+	if err := w.f.SetReadDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("wait on eventfd %s: %w", w.f.Name(), err)
+	}
+	if stopped() {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, w.interrupt)
+	defer stop()
+
+	var readErr error
+	err := w.raw.Read(func(fd uintptr) bool {
+		readErr = readNoWait(int(fd))
+		return !errors.Is(readErr, unix.EAGAIN)
+	})
+	if err == nil {
+		err = readErr
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// An interrupt, or a late one from an earlier wait.
+		return ctx.Err()
+	default:
+		return fmt.Errorf("read eventfd %s: %w", w.f.Name(), err)
+	}
+}
+
+// interrupt makes a pending or the next wait return. It may race with
+// Close, after which it does nothing.
+func (w *waiter) interrupt() {
+	_ = w.f.SetReadDeadline(aLongTimeAgo)
+}
+
+func (w *waiter) close() error { return w.f.Close() }
+
+// signalEventfd adds 1 to the counter of an eventfd. EAGAIN means the
+// counter is at its maximum, so the sleeper will wake anyway.
+//
+// A write blocks only when the counter is at its maximum and O_NONBLOCK is
+// clear. The peer could arrange both, because it shares the open file
+// description, so signalEventfd sets O_NONBLOCK again when it finds it
+// clear. Writes have no RWF_NOWAIT for eventfds (pwritev2 returns
+// EOPNOTSUPP on Linux 6.18).
+//
+// NOTE: a peer that clears O_NONBLOCK between the check and the write can
+// still block the signalling thread until it reads the counter.
+func signalEventfd(fd int) error {
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return fmt.Errorf("signal eventfd %d: read flags: %w", fd, err)
+	}
+	if flags&unix.O_NONBLOCK == 0 {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags|unix.O_NONBLOCK); err != nil {
+			return fmt.Errorf("signal eventfd %d: set O_NONBLOCK: %w", fd, err)
+		}
+	}
+
+	var increment [8]byte
+	binary.NativeEndian.PutUint64(increment[:], 1)
+	_, err = unix.Write(fd, increment[:])
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
+		return fmt.Errorf("signal eventfd %d: %w", fd, err)
+	}
+	return nil
+}
+
+func newEventfd() (int, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return -1, fmt.Errorf("create eventfd: %w", err)
+	}
+	return fd, nil
+}
+
+// checkEventfd checks that a received fd is an eventfd, so that a peer
+// cannot make this side block on or write into some other file.
+func checkEventfd(fd int) error {
+	target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return fmt.Errorf("check received fd %d: %w", fd, err)
+	}
+	if target != "anon_inode:[eventfd]" {
+		return fmt.Errorf("received fd %d is %q, want an eventfd", fd, target)
+	}
+	return nil
+}

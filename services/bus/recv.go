@@ -1,0 +1,160 @@
+package bus
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/blocktree/blocktree/services/bus/ring"
+)
+
+// Message is a received message.
+type Message struct {
+	Kind uint32
+	// Data is the payload. A payload below the connection's copy threshold
+	// is a private copy. A larger one is a view into the shared memory,
+	// valid until Release or the connection's Close. The peer can still
+	// write to that memory, so a decoder must read each value once or copy
+	// what it checks.
+	Data []byte
+
+	hold *holdToken // nil for a copied payload
+}
+
+// holdToken tracks a message whose record is still held in the ring.
+type holdToken struct {
+	c        *Conn
+	released bool
+}
+
+// InPlace reports whether Data is a view into the shared memory.
+func (m Message) InPlace() bool { return m.hold != nil }
+
+// Release frees the message's space in the ring for the peer. The ring
+// frees space in the order of receipt, so the space of a message comes back
+// once every earlier message is released too. Release of a copied message,
+// a second Release, and Release after Close do nothing.
+func (m Message) Release() {
+	if m.hold == nil {
+		return
+	}
+	c := m.hold.c
+	if c.begin() != nil {
+		return
+	}
+	defer c.end()
+
+	c.consumerMu.Lock()
+	defer c.consumerMu.Unlock()
+	m.hold.released = true
+	c.releaseHeld()
+}
+
+// releaseHeld releases, in ring order, every held record at the front of
+// the queue whose message is released. The caller holds consumerMu.
+func (c *Conn) releaseHeld() {
+	n := 0
+	for n < len(c.heldRecords) && c.heldRecords[n].released {
+		// The ring holds exactly the records in c.heldRecords, so Release
+		// does not fail.
+		_ = c.consumer.Release()
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	copy(c.heldRecords, c.heldRecords[n:])
+	clear(c.heldRecords[len(c.heldRecords)-n:])
+	c.heldRecords = c.heldRecords[:len(c.heldRecords)-n]
+}
+
+// Recv returns the next message, waiting until one arrives, ctx is done or
+// the connection stops. After the peer is gone, Recv returns the messages
+// it committed before and then ErrPeerGone.
+func (c *Conn) Recv(ctx context.Context) (Message, error) {
+	if err := c.begin(); err != nil {
+		return Message{}, err
+	}
+	defer c.end()
+	if err := c.acquire(ctx, c.recvSlot); err != nil {
+		return Message{}, err
+	}
+	defer func() { <-c.recvSlot }()
+
+	// Poll the ring for up to spinTime before requesting a wake-up, so a
+	// reply that comes within that time costs no system call on either
+	// side.
+	var spinUntil time.Time
+	for {
+		spinning := spinUntil.IsZero() || time.Now().Before(spinUntil)
+		msg, err := c.tryRecv(!spinning)
+		if err == nil || !errors.Is(err, ring.ErrEmpty) {
+			return msg, err
+		}
+		if spinning {
+			if spinUntil.IsZero() {
+				spinUntil = time.Now().Add(spinTime)
+			}
+			runtime.Gosched()
+			continue
+		}
+		if err := c.recvWaiter.wait(ctx, c.stopped); err != nil {
+			return Message{}, err
+		}
+	}
+}
+
+// tryRecv returns the next message, or an error wrapping ring.ErrEmpty.
+// With arm set, it requests a wake-up from the peer before it returns
+// ring.ErrEmpty.
+func (c *Conn) tryRecv(arm bool) (Message, error) {
+	c.consumerMu.Lock()
+	defer c.consumerMu.Unlock()
+
+	if err := c.failure(); err != nil && !errors.Is(err, ErrPeerGone) {
+		return Message{}, err
+	}
+
+	rec, err := c.consumer.Next()
+	if arm && errors.Is(err, ring.ErrEmpty) {
+		// Sleep only if the ring is still empty after requesting a wake-up,
+		// as the package ring documentation explains.
+		c.consumer.ArmWakeup()
+		rec, err = c.consumer.Next()
+		if err == nil {
+			c.consumer.DisarmWakeup()
+		}
+	}
+	if errors.Is(err, ring.ErrEmpty) {
+		failure := c.failure()
+		if failure == nil {
+			return Message{}, err
+		}
+		// The peer's last commits came before its socket closed, so a head
+		// read after the failure was seen includes all of them.
+		rec, err = c.consumer.Next()
+		if errors.Is(err, ring.ErrEmpty) {
+			return Message{}, failure
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("bus receive from pid %d: %w", c.peer.PID, err)
+		c.fail(err)
+		return Message{}, err
+	}
+
+	if len(rec.Data) < c.copyThreshold {
+		msg := Message{Kind: rec.Kind, Data: bytes.Clone(rec.Data)}
+		c.heldRecords = append(c.heldRecords, &c.copied)
+		c.releaseHeld()
+		return msg, nil
+	}
+	token := &holdToken{c: c}
+	c.heldRecords = append(c.heldRecords, token)
+	return Message{Kind: rec.Kind, Data: rec.Data, hold: token}, nil
+}
+
+const spinTime = 20 * time.Microsecond
