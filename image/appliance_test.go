@@ -21,9 +21,9 @@ var (
 
 // TestApplianceLifecycle boots one device again and again, as a user
 // would: first boot with a new TPM and an empty data disk, files written
-// and read back across a clean power off, a killed service restarted, a
-// corrupted block reported, and a changed measured boot refused until the
-// recovery key is typed.
+// and read back across a clean power off, a killed service restarted and
+// a clean reboot by ctrl-alt-del, a corrupted block reported, and a
+// changed measured boot refused until the recovery key is typed.
 func TestApplianceLifecycle(t *testing.T) {
 	requireImageTest(t, "apt-get", "dpkg-deb", "depmod", "qemu-system-x86_64", "swtpm", "mkfs.ext4", "debugfs")
 	art := buildImage(t)
@@ -85,7 +85,9 @@ func TestApplianceLifecycle(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 		v.run("cat /bt/hello.txt", "hello from the tree")
-		v.poweroff()
+		// The kernel turns ctrl-alt-del into SIGINT for PID 1, which
+		// stops the services and reboots.
+		v.ctrlAltDel()
 	})
 
 	t.Run("corrupted block is reported", func(t *testing.T) {
@@ -98,7 +100,7 @@ func TestApplianceLifecycle(t *testing.T) {
 		if !regexp.MustCompile(`storage: [^\n]*(integrity|authentic|damaged)[^\n]*block=`).MatchString(v.console.text(0)) {
 			t.Errorf("no integrity error naming the block from the storage service on the console")
 		}
-		v.poweroff()
+		v.reboot()
 		restoreByte(t, dev.disk, offset, original)
 	})
 
@@ -113,7 +115,7 @@ func TestApplianceLifecycle(t *testing.T) {
 		}
 		offset := v.console.len()
 		v.typeLine("poweroff")
-		v.waitExit(offset)
+		v.waitExit(offset, poweringOff)
 		if after := fileDigest(t, dev.disk); after != before {
 			t.Fatalf("the data disk changed during the refused boot: sha256 %s before, %s after", before, after)
 		}

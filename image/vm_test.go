@@ -3,6 +3,7 @@ package image
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,6 +86,7 @@ type vm struct {
 	started   time.Time
 	readyWait time.Duration // maximum time from QEMU's start to the ready line
 	marks     int           // commands run by exec
+	monitor   string        // QEMU monitor socket
 }
 
 // boot starts swtpm and QEMU for d with the kernel command line cmdline.
@@ -159,10 +161,21 @@ func startSWTPM(t testing.TB, stateDir string) string {
 // console output if the test failed.
 func startVM(t testing.TB, sock string, args ...string) *vm {
 	t.Helper()
+	// The monitor socket must fit in 108 bytes, so it lives in a short
+	// temporary directory rather than under t.TempDir().
+	monitorDir, err := os.MkdirTemp("", "btvm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(monitorDir) })
+	monitor := filepath.Join(monitorDir, "monitor.sock")
+
 	// TCG only: the tests must behave the same on hosts without KVM.
+	// -no-reboot makes QEMU exit when the guest reboots.
 	qemu := exec.Command("qemu-system-x86_64", append([]string{
 		"-accel", "tcg", "-m", "1024",
-		"-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+		"-nodefaults", "-no-user-config", "-display", "none",
+		"-monitor", "unix:" + monitor + ",server=on,wait=off",
 		"-serial", "stdio", "-no-reboot",
 		"-device", "virtio-rng-pci",
 		"-chardev", "socket,id=chrtpm,path=" + sock,
@@ -170,9 +183,8 @@ func startVM(t testing.TB, sock string, args ...string) *vm {
 		"-device", "tpm-tis,tpmdev=tpm0",
 	}, args...)...)
 
-	v := &vm{t: t, console: &consoleLog{}, exited: make(chan struct{}), readyWait: readyTimeout}
+	v := &vm{t: t, console: &consoleLog{}, exited: make(chan struct{}), readyWait: readyTimeout, monitor: monitor}
 	qemu.Stdout, qemu.Stderr = v.console, v.console
-	var err error
 	if v.stdin, err = qemu.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
@@ -306,24 +318,57 @@ func (v *vm) typeLine(line string) {
 	}
 }
 
+// PID 1's last lines before reboot(2).
+const (
+	poweringOff = "blocktree-init: powering off"
+	rebooting   = "blocktree-init: rebooting"
+)
+
 // poweroff types poweroff and waits for QEMU to exit after the clean
 // shutdown.
 func (v *vm) poweroff() {
 	v.t.Helper()
 	offset := v.console.len()
 	v.typeLine("poweroff")
-	v.waitExit(offset)
+	v.waitExit(offset, poweringOff)
 }
 
-func (v *vm) waitExit(offset int) {
+// reboot types reboot and waits for the clean shutdown; QEMU exits
+// instead of restarting the guest because of -no-reboot.
+func (v *vm) reboot() {
+	v.t.Helper()
+	offset := v.console.len()
+	v.typeLine("reboot")
+	v.waitExit(offset, rebooting)
+}
+
+// ctrlAltDel presses ctrl-alt-del on the guest's keyboard through the QEMU
+// monitor and waits for the clean reboot.
+func (v *vm) ctrlAltDel() {
+	v.t.Helper()
+	offset := v.console.len()
+	conn, err := net.Dial("unix", v.monitor)
+	if err != nil {
+		v.t.Fatalf("connect to the QEMU monitor: %v", err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "sendkey ctrl-alt-delete\n"); err != nil {
+		v.t.Fatalf("send ctrl-alt-delete through the QEMU monitor: %v", err)
+	}
+	v.waitExit(offset, rebooting)
+}
+
+// waitExit waits for QEMU to exit and checks that PID 1 printed last, the
+// line of a clean power off or reboot, after offset.
+func (v *vm) waitExit(offset int, last string) {
 	v.t.Helper()
 	select {
 	case <-v.exited:
 	case <-time.After(poweroffWait):
-		v.t.Fatalf("guest did not power off within %s", poweroffWait)
+		v.t.Fatalf("guest did not shut down within %s", poweroffWait)
 	}
-	if !strings.Contains(v.console.text(offset), "blocktree-init: powering off") {
-		v.t.Fatalf("QEMU exited without PID 1's clean power off")
+	if !strings.Contains(v.console.text(offset), last) {
+		v.t.Fatalf("QEMU exited without PID 1's clean shutdown line %q", last)
 	}
 }
 
