@@ -10,9 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 
+	"github.com/blocktree/blocktree/internal/logbuf"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
@@ -84,23 +84,8 @@ func (e *env) openWith(opts Options) *Log {
 	return l
 }
 
-// logBuffer collects log output, for tests that check what was logged.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// logBuffer collects log output for tests that check what was logged.
+type logBuffer = logbuf.Buffer
 
 func payloadFor(seq uint64) []byte {
 	p := fmt.Appendf(nil, "payload of record %d;", seq)

@@ -1,14 +1,12 @@
 package proto
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/blocktree/blocktree/internal/logbuf"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
@@ -27,42 +26,8 @@ type testServer struct {
 	stop func() // cancels Serve and waits for it to return
 }
 
-// logBuffer collects log records as text lines, for tests to search.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lines returns the records that contain every one of words.
-func (b *logBuffer) lines(words ...string) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-	for line := range strings.Lines(b.buf.String()) {
-		matches := true
-		for _, w := range words {
-			if !strings.Contains(line, w) {
-				matches = false
-			}
-		}
-		if matches {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// logBuffer collects log output for tests that check what was logged.
+type logBuffer = logbuf.Buffer
 
 // trustAll is a TrustCallers that trusts every peer.
 func trustAll(*unix.Ucred) bool { return true }

@@ -426,7 +426,7 @@ func TestErrorWithoutErrnoBecomesEIO(t *testing.T) {
 	if errors.Is(err, ErrConnDown) {
 		t.Errorf("Lookup = %v, which says the connection is down", err)
 	}
-	if len(srv.logs.lines("without an errno", "op=lookup")) != 1 {
+	if len(srv.logs.Lines("without an errno", "op=lookup")) != 1 {
 		t.Errorf("server did not log the error once; logs:\n%s", srv.logs)
 	}
 }
@@ -460,7 +460,7 @@ func TestMalformedInputClosesConnection(t *testing.T) {
 	peer := fmt.Sprintf("peer=%d", os.Getpid())
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(srv.logs.lines("malformed", peer))
+			before := len(srv.logs.Lines("malformed", peer))
 			conn, err := net.Dial("unix", srv.path)
 			if err != nil {
 				t.Fatalf("dial: %v", err)
@@ -478,16 +478,16 @@ func TestMalformedInputClosesConnection(t *testing.T) {
 				t.Errorf("GetAttr on another connection: %v", err)
 			}
 			eventually(t, "the server logs the malformed input", func() bool {
-				return len(srv.logs.lines("malformed", peer)) > before
+				return len(srv.logs.Lines("malformed", peer)) > before
 			})
-			if n := len(srv.logs.lines("malformed", peer)) - before; n != 1 {
+			if n := len(srv.logs.Lines("malformed", peer)) - before; n != 1 {
 				t.Errorf("server logged %d records of malformed input, expected 1", n)
 			}
 		})
 	}
 
 	t.Run("clean close is not malformed", func(t *testing.T) {
-		before := len(srv.logs.lines("malformed"))
+		before := len(srv.logs.Lines("malformed"))
 		conn, err := net.Dial("unix", srv.path)
 		if err != nil {
 			t.Fatalf("dial: %v", err)
@@ -507,7 +507,7 @@ func TestMalformedInputClosesConnection(t *testing.T) {
 		conn.(*net.UnixConn).CloseWrite()
 		expectClosed(t, conn)
 		conn.Close()
-		if n := len(srv.logs.lines("malformed")) - before; n != 0 {
+		if n := len(srv.logs.Lines("malformed")) - before; n != 0 {
 			t.Errorf("server logged %d records of malformed input for a clean close", n)
 		}
 	})
@@ -549,7 +549,7 @@ func TestDuplicateRequestIDClosesConnection(t *testing.T) {
 		t.Fatalf("write: %v", err)
 	}
 	expectClosed(t, conn)
-	if len(srv.logs.lines("id is already in use")) != 1 {
+	if len(srv.logs.Lines("id is already in use")) != 1 {
 		t.Errorf("server did not log the duplicate id; logs:\n%s", srv.logs)
 	}
 }

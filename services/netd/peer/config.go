@@ -1,0 +1,113 @@
+package peer
+
+import (
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/blocktree/blocktree/services/crypto/capability"
+	"github.com/blocktree/blocktree/services/crypto/principal"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultHandshakeTimeout     = 10 * time.Second
+	DefaultMaxPendingHandshakes = 64
+)
+
+// Config holds what a node needs to take part in a link. Dial and Listen
+// copy it, so later changes do not affect links already made.
+type Config struct {
+	// Node is this node's credential. Only its signing key is used, as the
+	// key of the TLS certificate, so peers identify this node as
+	// Node.Principal().
+	Node *principal.Credential
+
+	// Chain is this node's writecap chain from Root to Node. It must cover
+	// the tree's node address space, /ROOT/dev. It is empty when the node
+	// is the root of its tree.
+	Chain capability.Chain
+
+	// Root is the root principal of the tree. Peers must hold a chain from
+	// it.
+	Root principal.Principal
+
+	// HandshakeTimeout bounds the setup of one link: the TLS handshake and
+	// the chain exchange, and for Dial also the TCP connect. 0 means
+	// DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+
+	// MaxPendingHandshakes bounds the handshakes that a Listener runs at
+	// once. Further connections wait in the kernel's accept queue until one
+	// finishes. 0 means DefaultMaxPendingHandshakes.
+	MaxPendingHandshakes int
+
+	// Logger receives the listener's log lines. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// NodeSpace returns the address space of the node services of root's tree,
+// /ROOT/dev. A peer's chain must cover it, because a node reaches the
+// services of every other node of its tree.
+func NodeSpace(root principal.Principal) string {
+	return capability.RootPath(root) + "/dev"
+}
+
+// withDefaults checks cfg and returns it with its zero fields filled in.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Node == nil {
+		return cfg, errors.New("peer config: Node is nil: pass the node's credential (state.Node.Credential)")
+	}
+	if cfg.Root.IsZero() {
+		return cfg, errors.New("peer config: Root is the zero principal: pass the tree's root principal")
+	}
+	if cfg.HandshakeTimeout < 0 {
+		return cfg, fmt.Errorf("peer config: HandshakeTimeout %s is negative", cfg.HandshakeTimeout)
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxPendingHandshakes < 0 {
+		return cfg, fmt.Errorf("peer config: MaxPendingHandshakes %d is negative", cfg.MaxPendingHandshakes)
+	}
+	if cfg.MaxPendingHandshakes == 0 {
+		cfg.MaxPendingHandshakes = DefaultMaxPendingHandshakes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Chain = append(capability.Chain(nil), cfg.Chain...)
+	return cfg, nil
+}
+
+// checkOwnChain verifies this node's chain as peers will, so that a node
+// with an expired or wrong chain learns it here instead of from the
+// rejection of every peer.
+func (cfg Config) checkOwnChain() error {
+	node := cfg.Node.Principal()
+	space := NodeSpace(cfg.Root)
+	if err := cfg.Chain.Verify(cfg.Root, node, space, time.Now()); err != nil {
+		return fmt.Errorf("peer config: peers would reject this node (%s) because its chain does not let it reach %s: %w: %s",
+			node, space, err, chainHint(err, cfg.Root))
+	}
+	return nil
+}
+
+// prepare checks cfg and this node's chain and returns cfg with defaults
+// and the TLS key.
+func (cfg Config) prepare() (Config, *ecdsa.PrivateKey, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return cfg, nil, err
+	}
+	if err := cfg.checkOwnChain(); err != nil {
+		return cfg, nil, err
+	}
+	key, err := tlsKey(cfg.Node)
+	if err != nil {
+		return cfg, nil, err
+	}
+	return cfg, key, nil
+}

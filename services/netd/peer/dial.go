@@ -1,0 +1,43 @@
+package peer
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/blocktree/blocktree/services/crypto/principal"
+)
+
+// Dial connects to the node expect at addr and makes a link: a TLS 1.3
+// handshake in which the key behind addr must be expect's, then the
+// exchange of writecap chains. network is as for net.Dial, usually "tcp".
+// Connecting, the handshake and the exchange together end at
+// cfg.HandshakeTimeout or at ctx's deadline, whichever comes first.
+//
+// Errors name the address and, once known, the peer's principal, and wrap
+// ErrWrongPeer, ErrCertificate, ErrProtocol, ErrFrame or ErrUnauthorized
+// where one applies.
+func Dial(ctx context.Context, cfg Config, network, addr string, expect principal.Principal) (*Link, error) {
+	if expect.IsZero() {
+		return nil, errors.New("peer dial: expected principal is zero: pass the principal the tree lists for the address")
+	}
+	cfg, key, err := cfg.prepare()
+	if err != nil {
+		return nil, err
+	}
+	return dial(ctx, cfg, key, network, addr, expect)
+}
+
+// dial is Dial after the checks of cfg.
+func dial(ctx context.Context, cfg Config, key *ecdsa.PrivateKey, network, addr string, expect principal.Principal) (*Link, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
+	defer cancel()
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("peer %s (expected %s): connect: %w: check that the node is up and that the address in the tree is right", addr, expect, err)
+	}
+	return newAttempt(cfg, key, raw, addr, expect).run(ctx)
+}
