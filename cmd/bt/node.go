@@ -59,6 +59,10 @@ func runNode(env *environment, args []string) error {
 	}
 	defer node.Close()
 
+	// NOTE: a start that fails from here on keeps swtpm's writes to
+	// node/tpm, and the storage daemon may already have cut a torn journal
+	// tail. The TPM state is not put back, because closing the daemon may
+	// write a checkpoint, which increments the TPM's rollback counter.
 	daemon, err := storaged.Open(storaged.Options{Node: node, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("bt node: %w", err)

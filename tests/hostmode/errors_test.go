@@ -178,19 +178,14 @@ func TestNodeStartErrors(t *testing.T) {
 		}
 		copyTree(t, filepath.Join(stranger, "node", "tpm"), filepath.Join(state, "node", "tpm"))
 
+		// The node learns that the keys do not unseal only from the running
+		// software TPM, which rewrites node/tpm/tpm2-00.permall when it
+		// starts and stops. The failed start must put that file back too.
 		before := takeSnapshot(t, state)
 		res := runBT(t, "node", "--state", state, "--mount", mount)
 		requireOneLineError(t, res, state, "another TPM", "recover")
 		requireUnmountedEmpty(t, mount)
-		after := takeSnapshot(t, state)
-		// NOTE: the node has to run the software TPM to learn that the keys
-		// do not unseal, and every TPM2_Startup and TPM2_Shutdown rewrites
-		// swtpm's persistent state, also on a successful start. Only the
-		// size and mode of that file are compared.
-		const tpmState = "node/tpm/tpm2-00.permall"
-		before[tpmState], _, _ = strings.Cut(before[tpmState], " sha256 ")
-		after[tpmState], _, _ = strings.Cut(after[tpmState], " sha256 ")
-		compareSnapshots(t, "state directory with another node's TPM", before, after)
+		compareSnapshots(t, "state directory with another node's TPM", before, takeSnapshot(t, state))
 	})
 
 	t.Run("unusable TPM", func(t *testing.T) {

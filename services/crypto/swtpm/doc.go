@@ -21,6 +21,11 @@
 //   - Kill is a power cut. SIGKILL ends swtpm without saving volatile state,
 //     and the next Start counts it as an unorderly shutdown.
 //
+// swtpm writes the state directory as soon as it powers the TPM on.
+// SnapshotState and Restore copy the directory's regular files and put them
+// back, for a caller that must undo a run whose results it discards. Both
+// fail while a swtpm holds the directory's lock file.
+//
 // Invariants:
 //   - Socket paths are at most 107 bytes, the limit of sun_path on Linux
 //     without its terminating NUL. When the requested socket directory would

@@ -2,12 +2,16 @@ package swtpm
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -273,5 +277,132 @@ func TestStopFallsBackToSIGTERM(t *testing.T) {
 	}
 	if _, err := os.Lstat(p.SocketPath()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket %s after Stop: Lstat error = %v, want not exist", p.SocketPath(), err)
+	}
+}
+
+// describeState returns the type, permissions, owner, contents and access
+// and modification times of every entry in dir and of dir itself, by name.
+// It reads with O_NOATIME, so that describing changes no access time.
+func describeState(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	describe := func(path string) string {
+		info, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stat := info.Sys().(*syscall.Stat_t)
+		desc := fmt.Sprintf("%v uid %d gid %d atime %d mtime %d", info.Mode(), stat.Uid, stat.Gid, stat.Atim.Nano(), stat.Mtim.Nano())
+		if info.Mode().IsRegular() {
+			f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOATIME, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			data, err := io.ReadAll(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			desc += fmt.Sprintf(" sha256 %x", sha256.Sum256(data))
+		}
+		return desc
+	}
+	state := map[string]string{".": describe(dir)}
+	d, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_NOATIME, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		state[name] = describe(filepath.Join(dir, name))
+	}
+	return state
+}
+
+func TestRestoreStateUndoesRun(t *testing.T) {
+	requireSwtpm(t)
+	stateDir := t.TempDir()
+	first := startTest(t, Options{StateDir: stateDir})
+	firstCount := readResetCount(t, first.SocketPath())
+	if err := first.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	// Backdated times show whether Restore sets them: a run of swtpm moves
+	// them to the present.
+	past := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for _, name := range []string{"tpm2-00.permall", lockFileName, "."} {
+		if err := os.Chtimes(filepath.Join(stateDir, name), past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	before := describeState(t, stateDir)
+	snapshot, err := SnapshotState(stateDir)
+	if err != nil {
+		t.Fatalf("SnapshotState: %v", err)
+	}
+	second := startTest(t, Options{StateDir: stateDir})
+	if got := readResetCount(t, second.SocketPath()); got != firstCount+1 {
+		t.Errorf("reset count of the second run = %d, want %d", got, firstCount+1)
+	}
+	if err := second.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	// A temporary file of a swtpm killed while it saved its state.
+	if err := os.WriteFile(filepath.Join(stateDir, "TMP2-00.permall"), []byte("partial"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	changed := describeState(t, stateDir)
+	if changed["tpm2-00.permall"] == before["tpm2-00.permall"] {
+		t.Fatalf("tpm2-00.permall is unchanged after a run of swtpm (%s), so this test shows nothing", before["tpm2-00.permall"])
+	}
+
+	if err := snapshot.Restore(); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	after := describeState(t, stateDir)
+	for name, desc := range before {
+		if after[name] != desc {
+			t.Errorf("%s after Restore: %s, want %s", name, after[name], desc)
+		}
+	}
+	for name, desc := range after {
+		if _, ok := before[name]; !ok {
+			t.Errorf("%s after Restore: %s, want no such entry", name, desc)
+		}
+	}
+
+	third := startTest(t, Options{StateDir: stateDir})
+	if got := readResetCount(t, third.SocketPath()); got != firstCount+1 {
+		t.Errorf("reset count after Restore = %d, want %d, as if the second run never happened", got, firstCount+1)
+	}
+}
+
+func TestSnapshotAndRestoreRejectRunningSwtpm(t *testing.T) {
+	requireSwtpm(t)
+	stateDir := t.TempDir()
+	first := startTest(t, Options{StateDir: stateDir})
+	if err := first.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	snapshot, err := SnapshotState(stateDir)
+	if err != nil {
+		t.Fatalf("SnapshotState: %v", err)
+	}
+
+	p := startTest(t, Options{StateDir: stateDir})
+	readResetCount(t, p.SocketPath())
+	running := describeState(t, stateDir)
+	if _, err := SnapshotState(stateDir); err == nil || !strings.Contains(err.Error(), "running swtpm") {
+		t.Errorf("SnapshotState while swtpm runs: error = %v, want one naming the running swtpm", err)
+	}
+	if err := snapshot.Restore(); err == nil || !strings.Contains(err.Error(), "running swtpm") {
+		t.Errorf("Restore while swtpm runs: error = %v, want one naming the running swtpm", err)
+	}
+	if after := describeState(t, stateDir); after["tpm2-00.permall"] != running["tpm2-00.permall"] {
+		t.Errorf("tpm2-00.permall after the rejected Restore: %s, want %s", after["tpm2-00.permall"], running["tpm2-00.permall"])
 	}
 }

@@ -16,8 +16,14 @@
 //
 // Creation is atomic: it builds the whole layout in a temporary sibling of
 // DIR/node and renames it into place, so a failed first start leaves DIR as
-// it was. A failed later start writes nothing: unsealing and decoding happen
-// before any file is changed.
+// it was. A later Open that fails leaves DIR byte-identical: unsealing and
+// decoding happen before any file is changed. The one writer is swtpm, which
+// rewrites its state file DIR/node/tpm/tpm2-00.permall when it starts and
+// stops. So Open copies the regular files in DIR/node/tpm before it starts
+// swtpm. When Open fails, it stops swtpm and puts them back with their modes
+// and times. Socket files that a killed swtpm left there are removed by the
+// next start and not put back. A successful Open keeps swtpm's writes, and
+// Recover never puts the files back.
 //
 // The TPM is chosen once, at creation: the kernel's resource manager
 // (/dev/tpmrm0) when it can be opened, otherwise a software TPM (swtpm) with

@@ -274,9 +274,11 @@ func open(ctx context.Context, dir string, opts Options, recovering bool, creden
 		return nil, fmt.Errorf("lock node state %s: %w", dir, err)
 	}
 	n := &Node{Dir: dir, logger: logger, lock: lock}
+	// tpmBefore is the software TPM's state as this start found it.
+	var tpmBefore *swtpm.StateSnapshot
 	defer func() {
 		if err != nil {
-			n.Close()
+			n.closeFailedOpen(tpmBefore)
 		}
 	}()
 
@@ -291,6 +293,15 @@ func open(ctx context.Context, dir string, opts Options, recovering bool, creden
 	if device == softwareTPM {
 		if _, statErr := os.Stat(filepath.Join(dir, "tpm")); statErr != nil && !recovering {
 			return nil, fmt.Errorf("the software TPM that sealed this node's keys is missing (%s): run 'bt recover --state %s' with the node's recovery key", filepath.Join(dir, "tpm"), opts.Dir)
+		}
+		// swtpm rewrites its state file when it powers on and shuts down,
+		// so a failed start puts the files back (see closeFailedOpen).
+		// Recover is left out: it may seal the keys to a new software TPM
+		// whose state must stay.
+		if !recovering {
+			if tpmBefore, err = swtpm.SnapshotState(filepath.Join(dir, "tpm")); err != nil {
+				return nil, fmt.Errorf("open node state %s: %w", dir, err)
+			}
 		}
 		n.TPM, n.swtpm, err = startSoftwareTPM(ctx, dir, logger)
 	} else {
@@ -369,6 +380,19 @@ func ClassifyUnsealError(err error) UnsealRejection {
 
 // Close sends TPM2_Shutdown, stops the software TPM and releases the lock.
 func (n *Node) Close() error {
+	errs := []error{n.closeTPM()}
+	if n.lock != nil {
+		errs = append(errs, n.lock.Close())
+		n.lock = nil
+		if n.Credential != nil {
+			n.logger.Info("node closed", "node", n.Credential.Principal())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// closeTPM sends TPM2_Shutdown and stops the software TPM.
+func (n *Node) closeTPM() error {
 	var errs []error
 	if n.TPM != nil {
 		errs = append(errs, n.TPM.Close())
@@ -378,14 +402,37 @@ func (n *Node) Close() error {
 		errs = append(errs, n.swtpm.Stop())
 		n.swtpm = nil
 	}
-	if n.lock != nil {
-		errs = append(errs, n.lock.Close())
-		n.lock = nil
-		if n.Credential != nil {
-			n.logger.Info("node closed", "node", n.Credential.Principal())
+	return errors.Join(errs...)
+}
+
+// closeFailedOpen ends a start that failed. It stops the TPM, puts the
+// software TPM's state files back from tpmBefore (when not nil), and only
+// then releases the lock, so that no other node process starts on the
+// directory in between.
+//
+// Rolling the TPM back is safe here because the failed start committed
+// nothing to it that anything depends on. Open has not returned, so no
+// checkpoint was written and nothing was acknowledged to a client. Between
+// the snapshot and this call, the TPM got TPM2_Startup and TPM2_Shutdown,
+// reads, and an unseal under a transient storage root key of a noDA object.
+// None of these defines, writes or increments an NV index: the rollback
+// counter moves only when the storage daemon writes a checkpoint, after
+// Open. What the rollback undoes is the TPM's reset count, clock and
+// shutdown state, which no file in the state directory records.
+func (n *Node) closeFailedOpen(tpmBefore *swtpm.StateSnapshot) {
+	if err := n.closeTPM(); err != nil {
+		n.logger.Warn("stopping the TPM after a failed start failed", "state", n.Dir, "error", err)
+	}
+	if tpmBefore != nil {
+		// Restore fails while a swtpm still holds its lock file, so a swtpm
+		// that Stop could not end keeps the files it writes.
+		if err := tpmBefore.Restore(); err != nil {
+			n.logger.Error("could not restore the software TPM state after a failed start, so node/tpm keeps the valid state that swtpm wrote", "state", n.Dir, "error", err)
 		}
 	}
-	return errors.Join(errs...)
+	if err := n.Close(); err != nil {
+		n.logger.Warn("releasing the node state after a failed start failed", "state", n.Dir, "error", err)
+	}
 }
 
 func syncTree(root string) error {

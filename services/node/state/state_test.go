@@ -14,6 +14,7 @@ import (
 
 	"github.com/blocktree/blocktree/services/crypto/keystore"
 	"github.com/blocktree/blocktree/services/crypto/swtpm/swtpmtest"
+	"github.com/blocktree/blocktree/services/crypto/tpm"
 )
 
 func openNode(t *testing.T, dir string) *Node {
@@ -110,6 +111,50 @@ func TestTamperedTreeFileRejected(t *testing.T) {
 	}
 	if _, err := Open(context.Background(), Options{Dir: dir}); err == nil {
 		t.Fatal("Open accepted a tampered tree file")
+	}
+}
+
+func TestFailedOpenRestoresSoftwareTPMState(t *testing.T) {
+	swtpmtest.Require(t)
+	dir := t.TempDir()
+	openNode(t, dir).Close()
+	stranger := t.TempDir()
+	openNode(t, stranger).Close()
+
+	// The node's keys do not unseal with another node's TPM, which Open
+	// learns only after it has started swtpm.
+	tpmDir := filepath.Join(dir, "node", "tpm")
+	if err := os.RemoveAll(tpmDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(tpmDir, os.DirFS(filepath.Join(stranger, "node", "tpm"))); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotDir(t, dir)
+	_, err := Open(context.Background(), Options{Dir: dir})
+	if !errors.Is(err, tpm.ErrSRKChanged) {
+		t.Fatalf("Open with another node's TPM: %v, expected %v", err, tpm.ErrSRKChanged)
+	}
+	compareSnapshots(t, dir, before, snapshotDir(t, dir))
+}
+
+func TestOpenKeepsTPMStateOfSuccessfulStart(t *testing.T) {
+	swtpmtest.Require(t)
+	dir := t.TempDir()
+	openNode(t, dir).Close()
+	permall := filepath.Join(dir, "node", "tpm", "tpm2-00.permall")
+	before, err := os.ReadFile(permall)
+	if err != nil {
+		t.Fatal(err)
+	}
+	openNode(t, dir).Close()
+	after, err := os.ReadFile(permall)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// TPM2_Startup(CLEAR) increments the reset count in NV memory.
+	if bytes.Equal(before, after) {
+		t.Errorf("%s is unchanged after a successful start, expected swtpm's writes to stay", permall)
 	}
 }
 
