@@ -25,7 +25,8 @@ image:
 
 # The image is rebuilt by `make run` only when a source file changed.
 IMAGE_SOURCES := go.mod go.sum $(shell find cmd init image services kernel-config -type f -not -name '*_test.go' 2>/dev/null)
-$(OUT)/initramfs.cpio: $(IMAGE_SOURCES)
+# One btimage run writes both files (grouped target, GNU make 4.3).
+$(OUT)/initramfs.cpio $(OUT)/disk.img &: $(IMAGE_SOURCES)
 	$(BTIMAGE)
 
 # Optional and not part of CI: builds a kernel from Debian's linux-source
@@ -44,7 +45,7 @@ run: deps $(OUT)/initramfs.cpio
 # variables ($(OUT)/efi-vars.fd) and TPM state ($(OUT)/efi-tpm) persist, and
 # a rebuilt image keeps the data partition of an existing disk.img.
 .PHONY: run-efi data-disk
-run-efi: deps $(OUT)/initramfs.cpio
+run-efi: deps $(OUT)/initramfs.cpio $(OUT)/disk.img
 	scripts/run-efi.sh $(OUT)
 
 # Creates the standalone data disk $(OUT)/data.img once; an existing one is

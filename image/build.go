@@ -156,7 +156,12 @@ func buildInitramfs(output, outDir, stageDir string, moduleFiles []string, logw 
 	}
 	l := llog.New(slog.LevelWarn, printf)
 
-	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"))
+	// goshsmall builds gosh without its full-screen line editor, which
+	// queries the terminal (a 5 s wait per unanswered query on a serial
+	// console) and drops or swallows input typed while a command runs. The
+	// plain reader leaves line editing to the kernel's terminal driver, so
+	// typing ahead works and programs the shell starts read their own input.
+	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"), golang.WithBuildTag("goshsmall"))
 	return uimage.Create(l,
 		uimage.WithReplaceEnv(env),
 		uimage.WithTempDir(tmp),

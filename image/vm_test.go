@@ -227,16 +227,14 @@ func (v *vm) waitReady() (qemuToReady, pid1ToReady time.Duration) {
 	}
 	pid1ToReady = time.Duration(ms) * time.Millisecond
 	v.t.Logf("qemu start to ready: %s (pid1 start to ready: %s ms, TCG)", qemuToReady.Round(time.Millisecond), m[1])
-	v.waitPrompt(0)
+	v.waitPrompt(readyLine.FindStringIndex(v.console.text(0))[1])
 	return qemuToReady, pid1ToReady
 }
 
-// waitPrompt waits for a gosh prompt after offset. gosh's line editor
-// drops input typed before it has set up the terminal, and its first
-// prompt shows a key help line.
+// waitPrompt waits for gosh's prompt, "$ ", after offset.
 func (v *vm) waitPrompt(offset int) {
 	v.t.Helper()
-	if !v.waitText(offset, commandTimeout, "toggle key help") {
+	if !v.waitText(offset, commandTimeout, "$ ") {
 		v.t.Fatalf("no gosh prompt on the console within %s", commandTimeout)
 	}
 	time.Sleep(promptSettle)

@@ -38,7 +38,7 @@ if [ ! -f "$out/data.img" ]; then
 	go run ./image/cmd/btimage --out "$out" --data-disk "$out/data.img"
 fi
 
-choose_accel "$out/vmlinuz"
+choose_accel "$out/vmlinuz" "$out/accel"
 echo "image-run: accelerator $accel, TPM state in $out/tpm, data disk $out/data.img" >&2
 
 start_swtpm "$out/tpm"

@@ -40,13 +40,13 @@ if tools_missing; then
 fi
 
 if [ ! -f "$out/disk.img" ]; then
-	echo "run-efi: $out/disk.img not found: build it with go run ./image/cmd/btimage --out $out" >&2
+	echo "run-efi: $out/disk.img not found: build it with make image (or go run ./image/cmd/btimage --out $out)" >&2
 	exit 1
 fi
 
 # The KVM probe boots OUT/vmlinuz, which btimage writes next to disk.img.
 # Without it the probe is skipped and QEMU uses TCG.
-choose_accel "$out/vmlinuz"
+choose_accel "$out/vmlinuz" "$out/accel"
 echo "run-efi: accelerator $accel" >&2
 
 # The firmware writes its boot entries into its own copy of the variables.

@@ -2,16 +2,26 @@
 # Functions shared by scripts/image-run.sh and scripts/run-efi.sh, which
 # source this file after setting `name`, the prefix of their messages.
 
-# choose_accel KERNEL sets accel to kvm or tcg. Opening /dev/kvm is not
-# enough: on hosts without working nested KVM, QEMU starts and the guest
-# hangs before the kernel prints anything. So KERNEL boots under KVM for up
-# to 5 s, and KVM is used only if its first console line appears.
-# BT_QEMU_ACCEL=kvm or =tcg skips the probe.
+# choose_accel KERNEL CACHE sets accel to kvm or tcg. Opening /dev/kvm is
+# not enough: on hosts without working nested KVM, QEMU starts and the
+# guest hangs before the kernel prints anything. So KERNEL boots under KVM
+# for up to 5 s, and KVM is used only if its first console line appears.
+# The result is kept in the file CACHE, so later runs skip the probe. Delete
+# it to probe again. BT_QEMU_ACCEL=kvm or =tcg skips the probe too.
 choose_accel() {
 	accel=${BT_QEMU_ACCEL:-}
 	[ -n "$accel" ] && return 0
+	if [ -f "$2" ]; then
+		accel=$(cat "$2")
+		case $accel in kvm | tcg) return 0 ;; esac
+	fi
 	accel=tcg
 	[ -w /dev/kvm ] && [ -f "$1" ] || return 0
+	probe_kvm "$1"
+	echo "$accel" >"$2"
+}
+
+probe_kvm() {
 	probe_log=$(mktemp)
 	qemu-system-x86_64 -accel kvm -m 128 -display none -monitor none \
 		-no-user-config -nodefaults -serial "file:$probe_log" \
@@ -46,6 +56,7 @@ start_swtpm() {
 	trap 'kill "$swtpm_pid" 2>/dev/null || true; wait "$swtpm_pid" 2>/dev/null || true; rm -rf "$swtpm_dir"' EXIT
 	# The shell runs the EXIT trap on exit only, so a signal exits
 	# explicitly, with status 128 + its number.
+	trap 'exit 129' HUP
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
 	for _ in $(seq 50); do

@@ -61,7 +61,7 @@ func runStoraged(env *environment, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bt storaged: %w", err)
 	}
-	logger.Info("storage daemon stopped", "node", node.Credential.Principal())
+	// The daemon has logged "storage daemon stopped" itself.
 	return nil
 }
 
