@@ -67,6 +67,10 @@ func main() {
 		os.Exit(control(filepath.Base(os.Args[0])))
 	}
 	slog.SetDefault(logger)
+	// Firmware such as SeaBIOS turns off the terminal's line wrapping on the
+	// serial console, which would cut long log lines at the right edge, so
+	// turn it back on (DECAWM).
+	os.Stdout.WriteString("\x1b[?7h")
 	go bootAndRunConsole()
 	// The reaper runs from the start, not after the boot, because the
 	// supervisor learns that a service exited only through it, and the boot

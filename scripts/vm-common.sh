@@ -53,7 +53,9 @@ start_swtpm() {
 	swtpm socket --tpm2 --tpmstate "dir=$1" --ctrl "type=unixio,path=$swtpm_sock" \
 		--terminate --log "file=$1/swtpm.log" &
 	swtpm_pid=$!
-	trap 'kill "$swtpm_pid" 2>/dev/null || true; wait "$swtpm_pid" 2>/dev/null || true; rm -rf "$swtpm_dir"' EXIT
+	# The firmware turns off the terminal's line wrapping, so turn it back on
+	# when QEMU is gone.
+	trap 'kill "$swtpm_pid" 2>/dev/null || true; wait "$swtpm_pid" 2>/dev/null || true; rm -rf "$swtpm_dir"; [ ! -t 1 ] || printf "\033[?7h"' EXIT
 	# The shell runs the EXIT trap on exit only, so a signal exits
 	# explicitly, with status 128 + its number.
 	trap 'exit 129' HUP
