@@ -12,6 +12,7 @@ packages=(
 	dosfstools mtools e2fsprogs  # EFI System Partition (FAT) and data partition (ext4) without mounting
 	gdisk                        # sgdisk -v checks the GPT in the image tests
 	ovmf                         # UEFI firmware for make run-efi and the UEFI boot test
+	gocryptfs                    # only make bench: the file-system comparison mounts it
 )
 
 sudo=""

@@ -18,7 +18,7 @@ import (
 
 // run runs a program in dir with extra environment and returns its
 // standard output. It fails the test when the program fails.
-func run(t *testing.T, dir string, env []string, name string, args ...string) string {
+func run(t testing.TB, dir string, env []string, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
