@@ -5,8 +5,8 @@
 # kernel tree in OUT/kernel-custom (boot/vmlinuz-RELEASE, boot/config-RELEASE
 # and lib/modules/RELEASE) that `btimage --kernel-dir OUT/kernel-custom`
 # builds the image from. Optional: the default image uses Debian's binary
-# kernel package, and CI does not run this (it takes about an hour on two
-# cores; an estimate, see docs/image.md).
+# kernel package, and CI does not run this (it took 56 minutes on two
+# cores beside other work; see docs/image.md).
 #
 # Usage: scripts/build-kernel.sh [OUT]
 set -euo pipefail
