@@ -20,10 +20,11 @@ var (
 )
 
 // TestApplianceLifecycle boots one device again and again, as a user
-// would: first boot with a new TPM and an empty data disk, files written
-// and read back across a clean power off, a killed service restarted and
-// a clean reboot by ctrl-alt-del, a corrupted block reported, and a
-// changed measured boot refused until the recovery key is typed.
+// would. The first boot starts with a new TPM and an empty data disk and
+// writes files, which the second boot reads back after a clean power off.
+// Later boots restart a killed service and reboot by ctrl-alt-del, report
+// a corrupted block, and refuse a changed measured boot until the recovery
+// key is typed.
 func TestApplianceLifecycle(t *testing.T) {
 	requireImageTest(t, "apt-get", "dpkg-deb", "depmod", "qemu-system-x86_64", "swtpm", "mkfs.ext4", "debugfs")
 	art := buildImage(t)

@@ -11,10 +11,9 @@ import (
 var stepTimesLine = regexp.MustCompile(`blocktree-init: boot step times ([^\n]*)`)
 
 // BenchmarkApplianceBoot boots one device in QEMU under TCG with swtpm, as
-// make run does, and splits each boot into the kernel's part (QEMU start to
+// make run does. It splits each boot into the kernel's part (QEMU start to
 // PID 1 start, the baseline) and PID 1's part (PID 1 start to the ready
-// line: unsealing, storage daemon and FUSE mount). The first boot, which
-// creates the keys, is reported separately and not timed with the others.
+// line). The first boot, which creates the keys, is reported on its own.
 // Run it with: BT_IMAGE_TEST=1 go test -run '^$' -bench ApplianceBoot -benchtime 5x ./image/
 func BenchmarkApplianceBoot(b *testing.B) {
 	requireImageTest(b, "apt-get", "dpkg-deb", "depmod", "qemu-system-x86_64", "swtpm", "mkfs.ext4")
