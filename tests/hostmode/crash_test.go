@@ -38,7 +38,9 @@ const (
 //
 //	file PATH HASH           PATH contains HASH, durably (after fsync)
 //	replace PATH OLD NEW     a rename of a file with NEW over PATH starts
-//	modify PATH OLD MID NEW  ftruncate (giving MID), then pwrite (giving NEW)
+//	modify PATH OLD MID NEW OFFSET SAVED
+//	                         ftruncate (giving MID), then pwrite (giving NEW)
+//	                         at OFFSET; SAVED holds MID's and the written bytes
 //	delete PATH OLD          an unlink of PATH starts
 //	deleted PATH             PATH is gone, durably (after fsync of its directory)
 //
@@ -51,6 +53,75 @@ type expectation struct {
 	absent  bool     // the file may be missing
 	present bool     // the file must exist (allowed is not empty)
 	intent  string   // the interrupted operation, or "" when none
+	// write, for an interrupted modify, is the pwrite that the kernel may
+	// have split into several FUSE requests, so a prefix of it may have
+	// landed on MID.
+	write *partialWrite
+}
+
+// partialWrite is a pwrite of data at offset into a file holding mid.
+type partialWrite struct {
+	offset int
+	saved  string // len(mid) on the first line, then mid, then data
+}
+
+// landedPrefix reports whether content is mid with data[:k] written at
+// offset, for some k. The kernel sends a write(2) to the FUSE server in
+// pieces when it cannot copy the whole buffer at once. The server applies
+// each piece atomically, so a crash between two pieces leaves a prefix.
+func (w *partialWrite) landedPrefix(content []byte) (bool, error) {
+	raw, err := os.ReadFile(w.saved)
+	if err != nil {
+		return false, err
+	}
+	head, tail, ok := bytes.Cut(raw, []byte("\n"))
+	if !ok {
+		return false, fmt.Errorf("%s: no length line", w.saved)
+	}
+	midLen, err := strconv.Atoi(string(head))
+	if err != nil || midLen > len(tail) {
+		return false, fmt.Errorf("%s: invalid length line %q", w.saved, head)
+	}
+	mid, data := tail[:midLen], tail[midLen:]
+
+	// modify picks the offset within MID.
+	off := w.offset
+	if off > len(mid) || len(content) < off || !bytes.Equal(content[:off], mid[:off]) {
+		return false, nil
+	}
+	if len(content) > len(mid) {
+		// The landed prefix reaches past MID's end, so it is all of
+		// content from the offset on.
+		k := len(content) - off
+		return k <= len(data) && bytes.Equal(content[off:], data[:k]), nil
+	}
+	if len(content) != len(mid) {
+		return false, nil
+	}
+
+	// content[off:off+k] is data[:k] for some k, and from off+k on the
+	// file still holds MID: j is the longest such prefix, start the first
+	// byte of the unchanged tail.
+	j := 0
+	for j < len(data) && off+j < len(content) && content[off+j] == data[j] {
+		j++
+	}
+	start := len(content)
+	for start > off && content[start-1] == mid[start-1] {
+		start--
+	}
+	return start-off <= j, nil
+}
+
+// landed reports whether content is a prefix of the interrupted write w,
+// and fails the test when w's saved bytes cannot be read.
+func landed(t *testing.T, w *partialWrite, content []byte) bool {
+	t.Helper()
+	ok, err := w.landedPrefix(content)
+	if err != nil {
+		t.Errorf("check interrupted write: %v", err)
+	}
+	return ok
 }
 
 // readWorkloadLog returns the expectation for every path in the log. A
@@ -84,8 +155,13 @@ func readWorkloadLog(path string) (map[string]expectation, error) {
 			expect[p] = expectation{allowed: []string{f[2]}, present: true}
 		case f[0] == "replace" && len(f) == 4:
 			expect[p] = expectation{allowed: []string{f[2], f[3]}, present: true, intent: line}
-		case f[0] == "modify" && len(f) == 5:
-			expect[p] = expectation{allowed: []string{f[2], f[3], f[4]}, present: true, intent: line}
+		case f[0] == "modify" && len(f) == 7:
+			offset, err := strconv.Atoi(f[5])
+			if err != nil {
+				return nil, bad
+			}
+			expect[p] = expectation{allowed: []string{f[2], f[3], f[4]}, present: true, intent: line,
+				write: &partialWrite{offset: offset, saved: f[6]}}
 		case f[0] == "delete" && len(f) == 3:
 			expect[p] = expectation{allowed: []string{f[2]}, absent: true, intent: line}
 		case f[0] == "deleted" && len(f) == 2:
@@ -240,6 +316,9 @@ func checkWorkloadFiles(t *testing.T, n *node, logPath string, round int) int {
 			t.Errorf("before round %d: %s exists, but the workload deleted it durably", round, p)
 		case !slices.Contains(e.allowed, hashHex(data)) && e.intent == "":
 			t.Errorf("before round %d: %s holds %d bytes with hash %s, expected the fsynced %s", round, p, len(data), hashHex(data), e.allowed[0])
+		case !slices.Contains(e.allowed, hashHex(data)) && e.write != nil && landed(t, e.write, data):
+			t.Logf("before round %d: %s holds a prefix of its interrupted write (%q)", round, p, e.intent)
+			fmt.Fprintf(&resolved, "file %s %s\n", p, hashHex(data))
 		case !slices.Contains(e.allowed, hashHex(data)):
 			t.Errorf("before round %d: %s holds %d bytes with hash %s, expected one of %v (the crash interrupted %q)", round, p, len(data), hashHex(data), e.allowed, e.intent)
 		case e.intent != "":
@@ -577,8 +656,9 @@ func (w *workloadState) replace(p string) error {
 	return w.record("file %s %s", p, sum)
 }
 
-// modify truncates p in place and writes up to 64 KiB into it (one FUSE
-// request, so atomic), then fsyncs it.
+// modify truncates p in place and writes up to 64 KiB into it, then
+// fsyncs it. It saves MID and the written bytes first, because a crash may
+// leave a prefix of the write (see partialWrite).
 func (w *workloadState) modify(p string) error {
 	path := filepath.Join(w.dir, p)
 	old, err := os.ReadFile(path)
@@ -599,7 +679,12 @@ func (w *workloadState) modify(p string) error {
 	}
 	copy(next[offset:], data)
 
-	if err := w.record("modify %s %s %s %s", p, w.files[p], hashHex(mid), hashHex(next)); err != nil {
+	saved := fmt.Sprintf("%s.write-%d-%s", w.log.Name(), w.round, hashHex(next)[:16])
+	record := append([]byte(strconv.Itoa(len(mid))+"\n"), mid...)
+	if err := os.WriteFile(saved, append(record, data...), 0o644); err != nil {
+		return err
+	}
+	if err := w.record("modify %s %s %s %s %d %s", p, w.files[p], hashHex(mid), hashHex(next), offset, saved); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
@@ -734,4 +819,38 @@ func syncDir(dir string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+func TestLandedPrefixOfWrite(t *testing.T) {
+	mid := []byte("0123456789")
+	data := []byte("abcdefgh")
+	saved := filepath.Join(t.TempDir(), "saved")
+	if err := os.WriteFile(saved, append([]byte("10\n"), append(slices.Clone(mid), data...)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := &partialWrite{offset: 6, saved: saved}
+	for _, tc := range []struct {
+		content string
+		want    bool
+	}{
+		{"0123456789", true},   // nothing landed
+		{"012345ab89", true},   // two bytes landed
+		{"012345abcd", true},   // four bytes, up to MID's end
+		{"012345abcdef", true}, // six bytes, past MID's end
+		{"012345abcdefgh", true},
+		{"012345xb89", false},     // not the written bytes
+		{"012345ab8", false},      // shorter than MID
+		{"012345abcdefgX", false}, // past MID's end, wrong byte
+		{"X12345ab89", false},     // changed before the offset
+		{"012345a789", true},      // one byte landed
+		{"0123456a89", false},     // a byte written after the offset
+	} {
+		got, err := w.landedPrefix([]byte(tc.content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want {
+			t.Errorf("landedPrefix(%q) = %v, expected %v", tc.content, got, tc.want)
+		}
+	}
 }
