@@ -224,8 +224,11 @@ func TestCrashKeepsSyncedFiles(t *testing.T) {
 			killed := crashDuringStop(t, n, stopDelay)
 			t.Logf("round %d: SIGTERM after %s of work, SIGKILL %s later (node killed: %v); %d paths checked before", round, delay, stopDelay, killed, synced)
 		} else {
-			n.kill()
+			// The child must see the dead mount (ENOTCONN) before it is
+			// detached.
+			n.crash()
 			child.wait()
+			n.detachDead()
 			t.Logf("round %d: SIGKILL after %s of work; %d paths checked before", round, delay, synced)
 		}
 		if t.Failed() {

@@ -139,6 +139,14 @@ func (n *node) stop() {
 func (n *node) kill() {
 	n.t.Helper()
 	n.crash()
+	n.detachDead()
+}
+
+// detachDead checks that the mount of a crashed node is dead and detaches
+// it. Processes still working in the tree get ENOENT from then on, not
+// ENOTCONN, so a caller that checks their errors waits for them first.
+func (n *node) detachDead() {
+	n.t.Helper()
 	// A directory listing always reaches the FUSE server, unlike stat,
 	// which the kernel may serve from its attribute cache.
 	if _, err := os.ReadDir(n.mount); !errors.Is(err, syscall.ENOTCONN) {
