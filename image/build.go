@@ -189,7 +189,7 @@ func baseArchive() *cpio.Archive {
 		cpio.Directory("tmp", 0o1777),
 		cpio.CharDev("dev/console", 0o600, 5, 1),
 		cpio.CharDev("dev/null", 0o666, 1, 3),
-		// PID 1's binary asks PID 1 to shut down when run under these
+		// PID 1's binary signals PID 1 to shut down when run under these
 		// names, so that the services stop and the journal is flushed.
 		cpio.Symlink("bbin/poweroff", "../bin/init"),
 		cpio.Symlink("bbin/reboot", "../bin/init"),

@@ -3,7 +3,6 @@
 package image
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/blocktree/blocktree/internal/kmod"
 )
 
 // KernelPin is the Debian kernel package named in kernel-config/kernel.conf.
@@ -23,7 +24,7 @@ type KernelPin struct {
 // ReadKernelPin parses kernel.conf in configDir.
 func ReadKernelPin(configDir string) (KernelPin, error) {
 	path := filepath.Join(configDir, "kernel.conf")
-	lines, err := readConfigLines(path)
+	lines, err := kmod.ReadLines(path)
 	if err != nil {
 		return KernelPin{}, err
 	}
@@ -100,12 +101,12 @@ func fetchKernel(pin KernelPin, cacheDir string, progress func(string, ...any)) 
 // built in, and one listed as "=m" may be built in or a module.
 func checkKernelOptions(configDir, kernelRoot string, pin KernelPin) error {
 	wantPath := filepath.Join(configDir, "options.config")
-	want, err := readConfigLines(wantPath)
+	want, err := kmod.ReadLines(wantPath)
 	if err != nil {
 		return err
 	}
 	havePath := filepath.Join(kernelRoot, "boot", "config-"+pin.Release)
-	haveLines, err := readConfigLines(havePath)
+	haveLines, err := kmod.ReadLines(havePath)
 	if err != nil {
 		return err
 	}
@@ -177,24 +178,4 @@ func copyFile(src, dst string, mode os.FileMode) error {
 		return err
 	}
 	return out.Close()
-}
-
-// readConfigLines returns the non-empty lines of path that do not start
-// with "#", with surrounding spaces removed.
-func readConfigLines(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var lines []string
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 64*1024), 1024*1024)
-	for s.Scan() {
-		line := strings.TrimSpace(s.Text())
-		if line != "" && !strings.HasPrefix(line, "#") {
-			lines = append(lines, line)
-		}
-	}
-	return lines, s.Err()
 }

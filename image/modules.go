@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/blocktree/blocktree/internal/kmod"
 )
 
 // LoadListName is the file under /lib/modules/<release> in the initramfs
@@ -18,12 +20,12 @@ const LoadListName = "blocktree.load"
 // are skipped. It returns the staged files relative to stageDir.
 func stageModules(configDir, kernelRoot, stageDir string, pin KernelPin, progress func(string, ...any)) ([]string, error) {
 	listPath := filepath.Join(configDir, "modules.txt")
-	names, err := readConfigLines(listPath)
+	names, err := kmod.ReadLines(listPath)
 	if err != nil {
 		return nil, err
 	}
 	srcDir := filepath.Join(kernelRoot, "lib", "modules", pin.Release)
-	deps, err := readModulesDep(filepath.Join(srcDir, "modules.dep"))
+	deps, err := kmod.ReadModulesDep(filepath.Join(srcDir, "modules.dep"))
 	if err != nil {
 		return nil, err
 	}
@@ -98,25 +100,8 @@ func stageModules(configDir, kernelRoot, stageDir string, pin KernelPin, progres
 	return files, nil
 }
 
-// readModulesDep parses depmod's modules.dep ("path.ko: dep.ko dep.ko").
-func readModulesDep(path string) (map[string][]string, error) {
-	lines, err := readConfigLines(path)
-	if err != nil {
-		return nil, err
-	}
-	deps := make(map[string][]string, len(lines))
-	for _, line := range lines {
-		module, rest, ok := strings.Cut(line, ":")
-		if !ok {
-			return nil, fmt.Errorf("%s: invalid line %q", path, line)
-		}
-		deps[module] = strings.Fields(rest)
-	}
-	return deps, nil
-}
-
 func readBuiltinNames(path string) (map[string]bool, error) {
-	lines, err := readConfigLines(path)
+	lines, err := kmod.ReadLines(path)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/blocktree/blocktree/internal/kmod"
 )
 
 // loadListName is the file under /lib/modules/<release> that btimage writes
@@ -27,11 +28,11 @@ func loadModules() error {
 	}
 	dir := filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:]))
 
-	names, err := readLines(filepath.Join(dir, loadListName))
+	names, err := kmod.ReadLines(filepath.Join(dir, loadListName))
 	if err != nil {
 		return err
 	}
-	deps, err := readModulesDep(filepath.Join(dir, "modules.dep"))
+	deps, err := kmod.ReadModulesDep(filepath.Join(dir, "modules.dep"))
 	if err != nil {
 		return err
 	}
@@ -100,41 +101,6 @@ func (l *loader) load(path string) error {
 	}
 	l.loaded++
 	return nil
-}
-
-// readModulesDep parses depmod's modules.dep ("path.ko: dep.ko dep.ko").
-func readModulesDep(path string) (map[string][]string, error) {
-	lines, err := readLines(path)
-	if err != nil {
-		return nil, err
-	}
-	deps := make(map[string][]string, len(lines))
-	for _, line := range lines {
-		module, rest, ok := strings.Cut(line, ":")
-		if !ok {
-			return nil, fmt.Errorf("%s: invalid line %q", path, line)
-		}
-		deps[module] = strings.Fields(rest)
-	}
-	return deps, nil
-}
-
-// readLines returns the non-empty lines of path that do not start with "#".
-func readLines(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var lines []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		line := strings.TrimSpace(s.Text())
-		if line != "" && !strings.HasPrefix(line, "#") {
-			lines = append(lines, line)
-		}
-	}
-	return lines, s.Err()
 }
 
 func normalizeModuleName(name string) string {
