@@ -4,9 +4,9 @@
 # configuration plus kernel-config/options.config on top. The result is a
 # kernel tree in OUT/kernel-custom (boot/vmlinuz-RELEASE, boot/config-RELEASE
 # and lib/modules/RELEASE) that `btimage --kernel-dir OUT/kernel-custom`
-# builds the image from. Optional: the default image uses Debian's binary
-# kernel package, and CI does not run this (it took 56 minutes on two
-# cores beside other work; see docs/image.md).
+# builds the image from. This is optional because the default image uses
+# Debian's binary kernel package. CI does not run it: it took 56 minutes on
+# two cores beside other work (docs/image.md).
 #
 # Usage: scripts/build-kernel.sh [OUT]
 set -euo pipefail
