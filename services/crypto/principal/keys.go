@@ -63,6 +63,12 @@ func (k PublicKey) IsZero() bool { return k.key == nil }
 
 // Verify checks sig over message in the given context.
 func (k PublicKey) Verify(context string, message, sig []byte) error {
+	return k.VerifyParts(context, sig, message)
+}
+
+// VerifyParts checks sig over the concatenation of parts in the given
+// context, without building the concatenation.
+func (k PublicKey) VerifyParts(context string, sig []byte, parts ...[]byte) error {
 	if k.key == nil || len(sig) != SignatureSize {
 		return ErrBadSignature
 	}
@@ -71,7 +77,7 @@ func (k PublicKey) Verify(context string, message, sig []byte) error {
 	if s.Cmp(halfOrder) > 0 {
 		return ErrBadSignature
 	}
-	if !ecdsa.Verify(k.key, digest(context, message), r, s) {
+	if !ecdsa.Verify(k.key, digest(context, parts), r, s) {
 		return ErrBadSignature
 	}
 	return nil
@@ -79,11 +85,14 @@ func (k PublicKey) Verify(context string, message, sig []byte) error {
 
 // digest separates signatures by context: the context names the structure
 // and its version, and the zero byte keeps "ab"+"c" apart from "a"+"bc".
-func digest(context string, message []byte) []byte {
+// The message is the concatenation of parts.
+func digest(context string, parts [][]byte) []byte {
 	h := sha256.New()
 	h.Write([]byte(context))
 	h.Write([]byte{0})
-	h.Write(message)
+	for _, part := range parts {
+		h.Write(part)
+	}
 	return h.Sum(nil)
 }
 
@@ -127,7 +136,13 @@ func (k SigningKey) Principal() Principal { return k.Public().Principal() }
 
 // Sign signs message in the given context and returns a 64-byte r||s signature.
 func (k SigningKey) Sign(context string, message []byte) ([]byte, error) {
-	der, err := ecdsa.SignASN1(rand.Reader, k.key, digest(context, message))
+	return k.SignParts(context, message)
+}
+
+// SignParts signs the concatenation of parts in the given context, as Sign
+// does, without building the concatenation.
+func (k SigningKey) SignParts(context string, parts ...[]byte) ([]byte, error) {
+	der, err := ecdsa.SignASN1(rand.Reader, k.key, digest(context, parts))
 	if err != nil {
 		return nil, fmt.Errorf("sign %s: %w", context, err)
 	}

@@ -186,6 +186,36 @@ func TestSignVerify(t *testing.T) {
 	}
 }
 
+// TestSignPartsIsSignOfConcatenation checks that a signature over parts
+// verifies as one over the joined message and the other way round, and
+// that moving bytes between parts keeps it valid.
+func TestSignPartsIsSignOfConcatenation(t *testing.T) {
+	key := newCredential(t).Signing
+	const context = "test context v1"
+
+	sig, err := key.SignParts(context, []byte("head|"), []byte("body"))
+	if err != nil {
+		t.Fatalf("SignParts: %v", err)
+	}
+	if err := key.Public().Verify(context, []byte("head|body"), sig); err != nil {
+		t.Errorf("Verify of the joined message: %v", err)
+	}
+	if err := key.Public().VerifyParts(context, sig, []byte("he"), []byte("ad|bo"), nil, []byte("dy")); err != nil {
+		t.Errorf("VerifyParts with other boundaries: %v", err)
+	}
+	if err := key.Public().VerifyParts(context, sig, []byte("head|"), []byte("bodY")); err == nil {
+		t.Errorf("VerifyParts accepted a changed part")
+	}
+
+	whole, err := key.Sign(context, []byte("head|body"))
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	if err := key.Public().VerifyParts(context, whole, []byte("head|"), []byte("body")); err != nil {
+		t.Errorf("VerifyParts of a Sign signature: %v", err)
+	}
+}
+
 func TestSignVerifyEmptyMessage(t *testing.T) {
 	key := newCredential(t).Signing
 

@@ -240,26 +240,37 @@ func (s *sparseData) seekHole(off, size uint64) uint64 {
 }
 
 // extents returns the stored sectors as maximal extents, with copies of
-// their bytes.
+// their bytes. It finds the extents first and then copies each into a
+// buffer of its final size. Appending sector after sector to one buffer
+// copied a large file several times over.
 func (s *sparseData) extents() []Extent {
+	indexes := s.sortedIndexes()
 	var out []Extent
-	for _, index := range s.sortedIndexes() {
-		sec := s.sectors[index]
+	for _, index := range indexes {
+		stored := s.sectors[index] != nil
 		if n := len(out); n > 0 {
 			last := &out[n-1]
-			if last.First+last.Count == index && (last.Data == nil) == (sec == nil) {
+			if last.First+last.Count == index && (last.Data != nil) == stored {
 				last.Count++
-				if sec != nil {
-					last.Data = append(last.Data, sec[:]...)
-				}
 				continue
 			}
 		}
 		ext := Extent{First: index, Count: 1}
-		if sec != nil {
-			ext.Data = slices.Clone(sec[:])
+		if stored {
+			// A placeholder marks a stored extent until its bytes are copied.
+			ext.Data = []byte{}
 		}
 		out = append(out, ext)
+	}
+	for i := range out {
+		ext := &out[i]
+		if ext.Data == nil {
+			continue
+		}
+		ext.Data = make([]byte, ext.Count*SectorSize)
+		for j := range ext.Count {
+			copy(ext.Data[j*SectorSize:], s.sectors[ext.First+j][:])
+		}
 	}
 	return out
 }

@@ -205,24 +205,15 @@ func newCodec(key []byte, id journalID, signer *principal.Credential, verifier p
 // encode returns the complete record: prefix, header, body CRC and body.
 func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, error) {
 	header := encodeRecordHeader(seq, tags, len(payload))
+	associated := make([]byte, 0, IDSize+len(header))
+	associated = append(associated, c.id[:]...)
+	associated = append(associated, header...)
 
-	message := make([]byte, 0, IDSize+len(header)+len(payload))
-	message = append(message, c.id[:]...)
-	message = append(message, header...)
-	associated := message[:len(message):len(message)]
-	message = append(message, payload...)
-	signature, err := c.signer.Signing.Sign(signContext, message)
+	// The signed message is associated || payload; signing it in parts
+	// saves a copy of the payload, which can be 1 MiB of file data.
+	signature, err := c.signer.Signing.SignParts(signContext, associated, payload)
 	if err != nil {
 		return nil, fmt.Errorf("sign record seq %d: %w", seq, err)
-	}
-
-	plaintext := make([]byte, 0, len(payload)+len(signature))
-	plaintext = append(plaintext, payload...)
-	plaintext = append(plaintext, signature...)
-
-	var nonce [nonceSize]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
-		return nil, fmt.Errorf("nonce for record seq %d: %w", seq, err)
 	}
 
 	length := recordSize(len(tags), len(payload))
@@ -230,8 +221,18 @@ func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, error
 	record = append(record, header...)
 	bodyStart := len(record) + crcSize
 	record = append(record, make([]byte, crcSize)...)
-	record = append(record, nonce[:]...)
-	record = c.aead.Seal(record, nonce[:], plaintext, associated)
+	nonce := record[len(record) : len(record)+nonceSize]
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("nonce for record seq %d: %w", seq, err)
+	}
+	record = record[:len(record)+nonceSize]
+
+	// The plaintext is laid out where its ciphertext goes and sealed in
+	// place, so the payload is copied once, into the record.
+	sealed := len(record)
+	record = append(record, payload...)
+	record = append(record, signature...)
+	record = c.aead.Seal(record[:sealed], nonce, record[sealed:], associated)
 	if len(record) != length {
 		panic(fmt.Sprintf("journal: encoded record of %d bytes, expected %d", len(record), length))
 	}
@@ -271,8 +272,7 @@ func (c *codec) open(h recordHeader, body []byte) ([]byte, error) {
 	payload := plaintext[:h.payloadLen:h.payloadLen]
 	signature := plaintext[h.payloadLen:]
 
-	message := append(associated, payload...)
-	if err := c.verifier.Verify(signContext, message, signature); err != nil {
+	if err := c.verifier.VerifyParts(signContext, signature, associated, payload); err != nil {
 		return nil, fmt.Errorf("record signature: %w", err)
 	}
 	return payload, nil

@@ -72,7 +72,6 @@ type Log struct {
 	active     *os.File
 	activeName string
 	activeSize int64
-	writeBuf   []byte
 
 	truncateMu sync.Mutex // serializes TruncateBefore
 

@@ -64,6 +64,24 @@ func TestRoundTripAcrossSegments(t *testing.T) {
 	checkRecords(t, records, 1, 35)
 }
 
+// TestSyncOfManyRecords syncs more records at once than one pwritev(2)
+// takes, so the batch is written in several calls, and checks that each
+// record lands where the next starts.
+func TestSyncOfManyRecords(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(64 << 20)
+	const n = 3*maxIovecs + 17
+	appendSynced(t, l, n)
+	records, err := replay(l, 1)
+	if err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	checkRecords(t, records, 1, n)
+	if segments := segmentPaths(t, e.dir); len(segments) != 1 {
+		t.Fatalf("%d records in a 64 MiB segment made %d segments, expected 1", n, len(segments))
+	}
+}
+
 func TestEmptyPayloadAndNoTags(t *testing.T) {
 	e := newEnv(t)
 	l := e.open(0)
