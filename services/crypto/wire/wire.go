@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Kind identifies the structure an encoding holds. Values are fixed forever:
@@ -54,6 +55,10 @@ func NewEncoder(kind Kind, version uint8) *Encoder {
 
 // Data returns the bytes encoded so far. The slice aliases the encoder's buffer.
 func (e *Encoder) Data() []byte { return e.buf }
+
+// Grow makes room for at least n more bytes, so that encoding a large field
+// of known size copies it once.
+func (e *Encoder) Grow(n int) { e.buf = slices.Grow(e.buf, n) }
 
 // Uint8 appends one byte.
 func (e *Encoder) Uint8(v uint8) { e.buf = append(e.buf, v) }

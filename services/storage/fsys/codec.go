@@ -86,7 +86,13 @@ func EncodeInode(st *InodeState) (meta, data []byte) {
 		hasData = hasData || ext.Data != nil
 	}
 	if hasData {
-		d.Fixed(make([]byte, paddingAfter(len(d.Data()))))
+		padding := paddingAfter(len(d.Data()))
+		size := padding
+		for _, ext := range st.Extents {
+			size += len(ext.Data)
+		}
+		d.Grow(size)
+		d.Fixed(make([]byte, padding))
 		for _, ext := range st.Extents {
 			d.Fixed(ext.Data)
 		}
