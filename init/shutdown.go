@@ -195,6 +195,11 @@ func rebootAction(cmd int) string {
 
 // control runs when this binary is not PID 1: as poweroff or reboot it
 // sends PID 1 SIGTERM or SIGINT and returns the exit code.
+//
+// After the signal it waits to be ended. The shutdown kills the console
+// shell's session first, this process included, so the shell prints no
+// prompt between the shutdown's messages. It returns only when the
+// shutdown has not ended it within controlWait.
 func control(name string) int {
 	sig := unix.SIGTERM
 	switch name {
@@ -209,5 +214,13 @@ func control(name string) int {
 		fmt.Fprintf(os.Stderr, "%s: send %s to PID 1: %v\n", name, unix.SignalName(sig), err)
 		return 1
 	}
-	return 0
+	time.Sleep(controlWait)
+	fmt.Fprintf(os.Stderr, "%s: PID 1 has not ended this process within %v of %s: check the console log for a stuck service\n", name, controlWait, unix.SignalName(sig))
+	return 1
 }
+
+// controlWait bounds the wait of poweroff and reboot for the shutdown. The
+// shutdown kills the console shell's session before it stops the services,
+// so a working shutdown ends them within moments. The bound is above
+// servicesStopTimeout anyway, in case they run outside that session.
+const controlWait = 2 * time.Minute
