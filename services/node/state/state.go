@@ -53,6 +53,13 @@ type Options struct {
 	// the state directory contains none. Processes that serve a node created
 	// by another process set it, such as the appliance's storage service.
 	MustExist bool
+
+	// Credential, when set, is the node's credential as another process
+	// already unsealed it (see keystore.ShareCredential), and Open uses it
+	// instead of unsealing the keys with the TPM again. It must match the
+	// identity stored in the state directory. Open still opens the TPM,
+	// which holds the rollback counter.
+	Credential *principal.Credential
 }
 
 // Node is an open state directory.
@@ -97,6 +104,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("state directory %s: %w", opts.Dir, err)
 	}
 	n, err := open(ctx, dir, opts, false, func(n *Node, keys string) (*principal.Credential, error) {
+		if opts.Credential != nil {
+			return checkGivenCredential(keys, opts.Credential)
+		}
 		return keystore.Load(keys, n.protector(opts))
 	})
 	if err != nil {
@@ -104,6 +114,19 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	}
 	n.Created = created
 	return n, nil
+}
+
+// checkGivenCredential returns cred when it is the credential whose
+// identity the key directory keys stores.
+func checkGivenCredential(keys string, cred *principal.Credential) (*principal.Credential, error) {
+	id, err := keystore.LoadIdentity(keys)
+	if err != nil {
+		return nil, err
+	}
+	if id.Principal() != cred.Principal() || !id.Encryption.Equal(cred.Encryption.Public()) {
+		return nil, fmt.Errorf("the credential handed to this process is %s, but the node in %s is %s: hand over this node's credential", cred.Principal(), keys, id.Principal())
+	}
+	return cred, nil
 }
 
 // checkOptions fills in defaults and checks the state directory.

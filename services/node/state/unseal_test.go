@@ -177,3 +177,49 @@ func TestClassifyUnsealError(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenWithGivenCredential checks that a credential handed over by the
+// process that unsealed it opens the node without a second unseal, which
+// would fail here because PCR 11 changed after the first one.
+func TestOpenWithGivenCredential(t *testing.T) {
+	dev := swtpmtest.Start(t)
+	opts, node, _ := createOnDevice(t, dev, []int{7, 11})
+	n, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	cred := n.Credential
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	useTPM(t, dev, func(device *tpm.TPM) error {
+		return device.ExtendPCR(11, []byte("measured after the unseal"))
+	})
+
+	opts.Credential = cred
+	n, err = Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("Open with the unsealed credential: %v", err)
+	}
+	if got := n.Credential.Principal(); got != node {
+		t.Errorf("opened node %s, expected %s", got, node)
+	}
+	if n.TPM == nil {
+		t.Errorf("Open with a given credential did not open the TPM")
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	other, err := principal.GenerateCredential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Credential = other
+	if n, err := Open(context.Background(), opts); err == nil {
+		n.Close()
+		t.Fatal("Open accepted another principal's credential")
+	} else if !strings.Contains(err.Error(), "hand over this node's credential") {
+		t.Errorf("error %q does not say which credential to hand over", err)
+	}
+}
