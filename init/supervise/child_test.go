@@ -26,6 +26,7 @@ func TestMain(m *testing.M) {
 
 // runChild is the child service. In order, it:
 //   - prints "child started" and the BT_READY_FD it got;
+//   - prints the contents of the descriptor CHILD_READ_FD names;
 //   - exits 3 if CHILD_REQUIRE_FILE names a missing file;
 //   - prints CHILD_LINES numbered lines, the even ones on stderr, and a line
 //     of CHILD_LONG_LINE bytes;
@@ -44,6 +45,11 @@ func runChild() int {
 
 	fmt.Printf("child started\n")
 	fmt.Printf("ready fd env %q\n", os.Getenv(ReadyFDEnv))
+	if fd := envInt("CHILD_READ_FD", -1); fd >= 0 {
+		buf := make([]byte, 64)
+		n, err := os.NewFile(uintptr(fd), "inherited").ReadAt(buf, 0)
+		fmt.Printf("fd %d contains %q (%v)\n", fd, buf[:n], err)
+	}
 
 	if path := os.Getenv("CHILD_REQUIRE_FILE"); path != "" {
 		if _, err := os.Stat(path); err != nil {

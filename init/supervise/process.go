@@ -131,6 +131,7 @@ func (s *Supervisor) startProcess(svc *service) (*process, error) {
 	if readyWriter != nil {
 		cmd.ExtraFiles = []*os.File{readyWriter}
 	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, svc.Files...)
 	// A process group of its own lets a stop signal reach every process the
 	// child forks. Pdeathsig is not set, because Linux sends it when the
 	// thread that forked the child exits, and the Go runtime may end that

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -18,6 +19,15 @@ import (
 // readyFD is the descriptor number of the readiness pipe in the child,
 // because exec.Cmd places ExtraFiles[0] at descriptor 3.
 const readyFD = 3
+
+// FileDescriptor returns the descriptor number that Files[i] has in the
+// child, to pass to the service in its arguments.
+func (s Service) FileDescriptor(i int) int {
+	if s.NotifyReady {
+		return readyFD + 1 + i
+	}
+	return readyFD + i
+}
 
 const (
 	defaultStopTimeout     = 10 * time.Second
@@ -78,6 +88,13 @@ type Service struct {
 	// process exits. After it, the process group gets SIGKILL. Zero means
 	// 10 seconds.
 	StopTimeout time.Duration
+
+	// Files are inherited by every start of the child, as descriptors 3,
+	// 4 and so on, or from 4 when NotifyReady is true, because the
+	// readiness pipe takes descriptor 3 (see FileDescriptor). They stay
+	// owned by the caller, which must keep them open while the service may
+	// start.
+	Files []*os.File
 
 	// BeforeStart runs before every start, on its own goroutine. An error
 	// or a panic counts as a failed start, which is retried like a crash.

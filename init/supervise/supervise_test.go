@@ -311,6 +311,41 @@ func TestReadyFDNotInherited(t *testing.T) {
 	}
 }
 
+// TestFilesInherited checks that Files reach every start of the child at
+// the descriptor FileDescriptor names, beside the readiness pipe.
+func TestFilesInherited(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "inherited")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("handed over"); err != nil {
+		t.Fatal(err)
+	}
+
+	svc := notifyingChild(t, "reader", "CHILD_EXIT_AFTER_MS=50")
+	svc.Files = []*os.File{f}
+	if got := svc.FileDescriptor(0); got != 4 {
+		t.Fatalf("FileDescriptor(0) with NotifyReady = %d, expected 4", got)
+	}
+	svc.Env = append(svc.Env, fmt.Sprintf("CHILD_READ_FD=%d", svc.FileDescriptor(0)))
+	h := startSupervisor(t, fastOptions(), svc)
+
+	want := `fd 4 contains "handed over" (EOF)`
+	h.waitFor("two starts that read the file", func() bool {
+		n := 0
+		for _, line := range h.sup.Logs("reader") {
+			if line == want {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	if plain := (Service{}); plain.FileDescriptor(1) != 4 {
+		t.Errorf("FileDescriptor(1) without NotifyReady = %d, expected 4", plain.FileDescriptor(1))
+	}
+}
+
 func TestDependencyOrder(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "a-ready")
 	a := notifyingChild(t, "a", "CHILD_DELAY_MS=300", "CHILD_READY_FILE="+marker)
