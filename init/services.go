@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,23 +68,28 @@ func startServices(dev *device) error {
 		return fmt.Errorf("create the mount point %s: %w", treeMount, err)
 	}
 	env := []string{"PATH=/bbin:/bin"}
+	storage := supervise.Service{
+		Name:         "storage",
+		Path:         bt,
+		Args:         []string{"storaged", "--state", dataMount, "--socket", storageSocket, "--tpm", tpmDevice},
+		Env:          env,
+		Dir:          "/",
+		NotifyReady:  true,
+		ReadyTimeout: servicesReadyTimeout,
+		// A clean stop writes a checkpoint, which takes longer on a slow
+		// disk.
+		StopTimeout: time.Minute,
+		// The daemon takes the keys PID 1 unsealed instead of unsealing
+		// them again.
+		Files: []*os.File{dev.credential},
+	}
+	storage.Args = append(storage.Args, "--credential-fd", strconv.Itoa(storage.FileDescriptor(0)))
 	sup, err := supervise.New(supervise.Options{
 		Console: os.Stdout,
 		Logger:  quietLogger,
 		Start:   startWatched,
 	},
-		supervise.Service{
-			Name:         "storage",
-			Path:         bt,
-			Args:         []string{"storaged", "--state", dataMount, "--socket", storageSocket, "--tpm", tpmDevice},
-			Env:          env,
-			Dir:          "/",
-			NotifyReady:  true,
-			ReadyTimeout: servicesReadyTimeout,
-			// A clean stop writes a checkpoint, which takes longer on a
-			// slow disk.
-			StopTimeout: time.Minute,
-		},
+		storage,
 		supervise.Service{
 			Name:         "fuse",
 			Path:         bt,

@@ -53,6 +53,10 @@ var (
 type device struct {
 	partition string
 	node      principal.Principal
+	// credential is the node's unsealed credential in a sealed memfd
+	// (keystore.ShareCredential), which the services inherit so that they
+	// need not unseal the keys again. PID 1 keeps it open until it exits.
+	credential *os.File
 }
 
 // unlock mounts the data partition, measures the boot, and opens the
@@ -93,16 +97,18 @@ func unlock() (*device, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create the device's keys: %w", err)
 		}
-		dev.node = node.Credential.Principal()
-		closeNode(node)
+		if err := dev.adopt(node); err != nil {
+			return nil, err
+		}
 		return dev, nil
 	}
 
 	opts.MustExist = true
 	node, err := state.Open(ctx, opts)
 	if err == nil {
-		dev.node = node.Credential.Principal()
-		closeNode(node)
+		if err := dev.adopt(node); err != nil {
+			return nil, err
+		}
 		if err := remountDataWritable(part); err != nil {
 			return nil, err
 		}
@@ -117,9 +123,24 @@ func unlock() (*device, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev.node = node.Credential.Principal()
-	closeNode(node)
+	if err := dev.adopt(node); err != nil {
+		return nil, err
+	}
 	return dev, nil
+}
+
+// adopt records the principal of the node that PID 1 opened, shares its
+// credential for the services, and closes the node so that the storage
+// service can open it.
+func (dev *device) adopt(node *state.Node) error {
+	dev.node = node.Credential.Principal()
+	f, err := keystore.ShareCredential(node.Credential)
+	closeNode(node)
+	if err != nil {
+		return err
+	}
+	dev.credential = f
+	return nil
 }
 
 // closeNode closes a node that PID 1 opened to unseal its keys, so that

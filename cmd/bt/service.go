@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/blocktree/blocktree/init/supervise"
+	"github.com/blocktree/blocktree/services/crypto/keystore"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/fuse"
 	"github.com/blocktree/blocktree/services/node/state"
@@ -28,21 +29,26 @@ import (
 // supervise.NotifyReady and stops cleanly on SIGTERM or SIGINT.
 
 func runStoraged(env *environment, args []string) error {
-	fs := newFlags(env, "bt storaged", "bt storaged --state DIR --socket PATH [--tpm auto|PATH]")
+	fs := newFlags(env, "bt storaged", "bt storaged --state DIR --socket PATH [--tpm auto|PATH] [--credential-fd N]")
 	stateDir := fs.String("state", "", "state directory of an existing node (required)")
 	socket := fs.String("socket", "", "Unix socket to serve the file-system protocol on (required)")
 	tpmChoice := fs.String("tpm", state.TPMAuto, "the TPM that sealed the node's keys: auto (the one recorded for the node) or a TPM device or swtpm socket path")
+	credentialFD := fs.Int("credential-fd", -1, "inherited descriptor of the node's credential, already unsealed by the parent (PID 1 on the appliance); without it the daemon unseals the keys with the TPM")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *stateDir == "" || *socket == "" {
 		return usagef("bt storaged: --state and --socket are required")
 	}
+	cred, err := inheritedCredential(*credentialFD)
+	if err != nil {
+		return fmt.Errorf("bt storaged: %w", err)
+	}
 	logger := serviceLogger(env)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	node, err := state.Open(ctx, state.Options{Dir: *stateDir, TPM: *tpmChoice, Logger: logger, MustExist: true})
+	node, err := state.Open(ctx, state.Options{Dir: *stateDir, TPM: *tpmChoice, Logger: logger, MustExist: true, Credential: cred})
 	if err != nil {
 		return fmt.Errorf("bt storaged: %w", err)
 	}
@@ -63,6 +69,18 @@ func runStoraged(env *environment, args []string) error {
 	}
 	// The daemon has logged "storage daemon stopped" itself.
 	return nil
+}
+
+// inheritedCredential reads the credential that the parent handed over at
+// descriptor fd (keystore.ShareCredential), or returns nil when fd is -1.
+func inheritedCredential(fd int) (*principal.Credential, error) {
+	if fd == -1 {
+		return nil, nil
+	}
+	if fd < 3 {
+		return nil, usagef("--credential-fd %d: descriptors 0 to 2 are the standard streams: pass the descriptor the parent placed the credential at", fd)
+	}
+	return keystore.ReceiveCredential(os.NewFile(uintptr(fd), "credential"))
 }
 
 // serveStorage serves daemon on a Unix socket at path until ctx ends or
