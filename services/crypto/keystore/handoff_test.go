@@ -11,7 +11,10 @@ import (
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
-func TestShareCredentialRoundTrip(t *testing.T) {
+// shareNewCredential shares a new credential and closes the file when the
+// test ends.
+func shareNewCredential(t *testing.T) (*principal.Credential, *os.File) {
+	t.Helper()
 	cred, err := principal.GenerateCredential()
 	if err != nil {
 		t.Fatal(err)
@@ -20,7 +23,12 @@ func TestShareCredentialRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ShareCredential: %v", err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
+	return cred, f
+}
+
+func TestShareCredentialRoundTrip(t *testing.T) {
+	cred, f := shareNewCredential(t)
 
 	// Two receivers, as after a restart of the child, each get the same
 	// credential: a receive does not consume the file.
@@ -43,15 +51,7 @@ func TestShareCredentialRoundTrip(t *testing.T) {
 }
 
 func TestSharedCredentialIsSealed(t *testing.T) {
-	cred, err := principal.GenerateCredential()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := ShareCredential(cred)
-	if err != nil {
-		t.Fatalf("ShareCredential: %v", err)
-	}
-	defer f.Close()
+	_, f := shareNewCredential(t)
 
 	if _, err := f.WriteAt([]byte{1}, 0); err == nil {
 		t.Errorf("a write to the shared credential succeeded")
