@@ -240,11 +240,7 @@ func TestDHCPRemovedFromConfig(t *testing.T) {
 }
 
 func TestDHCPRetriesWithoutServer(t *testing.T) {
-	n := newTestNet(t)
-	path := configPath(t)
-	writeConfig(t, path, dhcpConfig)
-	m := n.newManager(t, path, "")
-	m.Poll()
+	n, m, _ := startManager(t, dhcpConfig)
 
 	waitFor(t, "the status shows the DHCP failure", func() bool {
 		st := m.Status()

@@ -139,6 +139,18 @@ func (n *testNet) newManager(t *testing.T, path, stateFile string) *Manager {
 	return m
 }
 
+// startManager makes a testNet and a Manager of its device side, writes
+// config to the Manager's configuration file and polls it once.
+func startManager(t *testing.T, config string) (*testNet, *Manager, string) {
+	t.Helper()
+	n := newTestNet(t)
+	path := configPath(t)
+	writeConfig(t, path, config)
+	m := n.newManager(t, path, "")
+	m.Poll()
+	return n, m, path
+}
+
 // addresses returns the addresses the kernel has on link, IPv6 link-local
 // ones left out.
 func addresses(t *testing.T, h *netlink.Handle, link string) []netip.Prefix {

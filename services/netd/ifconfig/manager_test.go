@@ -78,11 +78,7 @@ func TestApplyIsIdempotent(t *testing.T) {
 }
 
 func TestChangedConfigReplacesAddress(t *testing.T) {
-	n := newTestNet(t)
-	path := configPath(t)
-	writeConfig(t, path, "interface bt0\n address 10.98.0.2/24\n gateway 10.98.0.1\n")
-	m := n.newManager(t, path, "")
-	m.Poll()
+	n, m, path := startManager(t, "interface bt0\n address 10.98.0.2/24\n gateway 10.98.0.1\n")
 	if !hasAddress(t, n.h, deviceLink, "10.98.0.2/24") {
 		t.Fatalf("first address missing; kernel has %v", addresses(t, n.h, deviceLink))
 	}
@@ -124,11 +120,7 @@ func TestForeignAddressKept(t *testing.T) {
 }
 
 func TestInvalidConfigKeepsState(t *testing.T) {
-	n := newTestNet(t)
-	path := configPath(t)
-	writeConfig(t, path, staticConfig)
-	m := n.newManager(t, path, "")
-	m.Poll()
+	n, m, path := startManager(t, staticConfig)
 	before := addresses(t, n.h, deviceLink)
 
 	writeConfig(t, path, "interface bt0\n    address 10.97.0.3\n")
@@ -182,11 +174,7 @@ func TestMissingFileRemovesOwnAddresses(t *testing.T) {
 }
 
 func TestDownSetsLinkDown(t *testing.T) {
-	n := newTestNet(t)
-	path := configPath(t)
-	writeConfig(t, path, "interface bt0\n address 10.98.0.2/24\n")
-	m := n.newManager(t, path, "")
-	m.Poll()
+	n, m, path := startManager(t, "interface bt0\n address 10.98.0.2/24\n")
 	if linkAttrs(t, n.h, deviceLink).Flags&net.FlagUp == 0 {
 		t.Fatalf("link down after the first file, want up")
 	}
@@ -202,11 +190,7 @@ func TestDownSetsLinkDown(t *testing.T) {
 }
 
 func TestMissingInterfaceRetried(t *testing.T) {
-	n := newTestNet(t)
-	path := configPath(t)
-	writeConfig(t, path, "interface bt7\n address 10.96.0.2/24\n")
-	m := n.newManager(t, path, "")
-	m.Poll()
+	n, m, _ := startManager(t, "interface bt7\n address 10.96.0.2/24\n")
 
 	st := m.Status()
 	if len(st.Interfaces) != 1 || !strings.Contains(st.Interfaces[0].LastError, "bt7: not found") {
