@@ -115,7 +115,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		gatewayLines: make(map[netip.Addr]int),
 	}
 	if len(data) > MaxFileSize {
-		return nil, p.fileErr(fmt.Sprintf("file is %d bytes, more than the maximum of %d: remove unused stanzas and comments", len(data), MaxFileSize))
+		return nil, p.fileErr(fmt.Sprintf("file is larger than the maximum of %d bytes: remove unused stanzas and comments", MaxFileSize))
 	}
 
 	for len(data) > 0 {

@@ -151,7 +151,7 @@ func TestParseErrors(t *testing.T) {
 		{"long line", "interface eth0\n#" + strings.Repeat("x", MaxLineLength) + "\n",
 			`interfaces:2: line is 257 bytes, more than the maximum of 256: shorten it`},
 		{"long file", strings.Repeat("#\n", MaxFileSize/2+1),
-			`interfaces: file is 65538 bytes, more than the maximum of 65536: remove unused stanzas and comments`},
+			`interfaces: file is larger than the maximum of 65536 bytes: remove unused stanzas and comments`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

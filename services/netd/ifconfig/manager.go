@@ -74,6 +74,10 @@ type Manager struct {
 	ctx    context.Context // ends at Close; DHCP clients run under it
 	cancel context.CancelFunc
 
+	// applyMu serializes Apply and Close, so that a DHCP client being
+	// stopped is gone before another starts on its interface.
+	applyMu sync.Mutex
+
 	mu     sync.Mutex
 	closed bool
 	cfg    *Config // the last good configuration
@@ -141,9 +145,18 @@ func New(opts Options) (*Manager, error) {
 // Apply makes the kernel match cfg: interfaces in cfg get its settings,
 // and interfaces that earlier configurations named lose what this Manager
 // added to them. It starts and stops DHCP clients as needed. The returned
-// error joins the errors of each interface; they also stay in Status until
-// a later Apply succeeds for that interface.
+// error joins the errors of each interface, which also stay in Status
+// until a later Apply succeeds for that interface. A cfg that Parse would
+// reject for an interface name (lo, say) changes nothing.
 func (m *Manager) Apply(cfg *Config) error {
+	for _, in := range cfg.Interfaces {
+		if err := checkInterfaceName(in.Name); err != nil || in.Name == "" {
+			return fmt.Errorf("ifconfig: interface %q: invalid name, nothing applied", in.Name)
+		}
+	}
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -181,6 +194,9 @@ func (m *Manager) Apply(cfg *Config) error {
 // states stay as they are, so that restarting netd does not cut the
 // device off.
 func (m *Manager) Close() error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()

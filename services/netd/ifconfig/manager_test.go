@@ -271,6 +271,20 @@ func TestWatchAppliesChanges(t *testing.T) {
 	}
 }
 
+func TestApplyRejectsLoopback(t *testing.T) {
+	n := newTestNet(t)
+	m := n.newManager(t, configPath(t), "")
+	before := addresses(t, n.h, "lo")
+
+	err := m.Apply(&Config{Interfaces: []Interface{{Name: "lo", Addresses: []netip.Prefix{netip.MustParsePrefix("10.95.0.1/24")}}}})
+	if err == nil {
+		t.Fatal("Apply accepted a Config naming lo")
+	}
+	if after := addresses(t, n.h, "lo"); !slices.Equal(before, after) {
+		t.Errorf("addresses of lo changed from %v to %v", before, after)
+	}
+}
+
 func TestRepeatLogThinsRepeats(t *testing.T) {
 	var r repeatLog
 	failure := errors.New("link not found")
