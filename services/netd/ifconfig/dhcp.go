@@ -104,7 +104,7 @@ func (c *dhcpClient) session(ctx context.Context) error {
 
 	c.report(nil, 0)
 	c.m.log.Info("dhcp lease obtained", "interface", c.name, "address", lease.Address,
-		"router", lease.Router, "dns", lease.DNS, "expiry", lease.Expiry.Format(time.RFC3339))
+		"server", lease.Server, "router", lease.Router, "dns", lease.DNS, "expiry", lease.Expiry.Format(time.RFC3339))
 	c.m.setLease(c, lease)
 	return c.keep(ctx, client, raw, lease)
 }
@@ -180,7 +180,7 @@ func (c *dhcpClient) keep(ctx context.Context, client *nclient4.Client, raw *ncl
 
 		raw, lease = next, extended
 		c.m.log.Info("dhcp lease renewed", "interface", c.name, "address", lease.Address,
-			"expiry", lease.Expiry.Format(time.RFC3339))
+			"server", lease.Server, "rebinding", rebinding, "expiry", lease.Expiry.Format(time.RFC3339))
 		c.m.setLease(c, lease)
 	}
 }

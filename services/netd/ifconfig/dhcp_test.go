@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
@@ -15,10 +16,15 @@ import (
 // The test DHCP server's network, on the LAN side of the veth pair.
 var (
 	serverIP  = net.IPv4(10, 99, 0, 1)
+	server2IP = net.IPv4(10, 99, 0, 2)
 	leasedIP  = net.IPv4(10, 99, 0, 10)
 	dnsIP     = net.IPv4(10, 99, 0, 53)
 	leaseMTU  = 1400
 	leaseSecs = 4 // short, so that a test observes renewals and expiry
+	// T1 and T2 leave 2 s between rebinding and expiry, ample for a
+	// response on a veth.
+	renewSecs  = 1
+	rebindSecs = 2
 
 	leasedPrefix = netip.PrefixFrom(netip.AddrFrom4([4]byte(leasedIP.To4())), 24)
 	leased       = leasedPrefix.String()
@@ -28,29 +34,31 @@ var (
 // messages it receives.
 type testServer struct {
 	t      *testing.T
+	id     net.IP // its address, server identifier and router
 	server *server4.Server
 	done   chan struct{}
 
-	mu       sync.Mutex
-	acks     int
-	renewals int // REQUESTs with ciaddr set that arrived after the first ACK
-	releases int
+	mu        sync.Mutex
+	discovers int
+	acks      int
+	renewals  int // REQUESTs with ciaddr set that arrived after the first ACK
+	releases  int
 }
 
-// startServer runs a testServer on the LAN end of n until the test ends
-// or stop is called.
-func startServer(t *testing.T, n *testNet) *testServer {
+// startServer runs a testServer with address id on the LAN end of n until
+// the test ends or stop is called.
+func startServer(t *testing.T, n *testNet, id net.IP) *testServer {
 	t.Helper()
 	lan, err := n.lanH.LinkByName(n.lan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: serverIP, Mask: net.CIDRMask(24, 32)}}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: id, Mask: net.CIDRMask(24, 32)}}
 	if err := n.lanH.AddrAdd(lan, addr); err != nil {
 		t.Fatalf("add %s to %s: %v", addr, n.lan, err)
 	}
 
-	s := &testServer{t: t, done: make(chan struct{})}
+	s := &testServer{t: t, id: id, done: make(chan struct{})}
 	err = inNamespace(&n.lanNS, func() error {
 		var err error
 		s.server, err = server4.NewServer(n.lan, &net.UDPAddr{IP: net.IPv4zero, Port: dhcpv4.ServerPort}, s.handle)
@@ -79,6 +87,7 @@ func (s *testServer) handle(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
 	s.mu.Lock()
 	switch m.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
+		s.discovers++
 		reply = dhcpv4.MessageTypeOffer
 	case dhcpv4.MessageTypeRequest:
 		if s.acks > 0 && m.ClientIPAddr.Equal(leasedIP) {
@@ -97,12 +106,14 @@ func (s *testServer) handle(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
 	resp, err := dhcpv4.NewReplyFromRequest(m,
 		dhcpv4.WithMessageType(reply),
 		dhcpv4.WithYourIP(leasedIP),
-		dhcpv4.WithServerIP(serverIP),
+		dhcpv4.WithServerIP(s.id),
 		dhcpv4.WithNetmask(net.CIDRMask(24, 32)),
-		dhcpv4.WithRouter(serverIP),
+		dhcpv4.WithRouter(s.id),
 		dhcpv4.WithDNS(dnsIP),
 		dhcpv4.WithLeaseTime(uint32(leaseSecs)),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP)),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.id)),
+		dhcpv4.WithOption(dhcpv4.Option{Code: dhcpv4.OptionRenewTimeValue, Value: dhcpv4.Duration(time.Duration(renewSecs) * time.Second)}),
+		dhcpv4.WithOption(dhcpv4.Option{Code: dhcpv4.OptionRebindingTimeValue, Value: dhcpv4.Duration(time.Duration(rebindSecs) * time.Second)}),
 		dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionInterfaceMTU, []byte{byte(leaseMTU >> 8), byte(leaseMTU)})),
 	)
 	if err != nil {
@@ -114,6 +125,12 @@ func (s *testServer) handle(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
 	if _, err := conn.WriteTo(resp.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}); err != nil {
 		s.t.Logf("send DHCP %s: %v", reply, err)
 	}
+}
+
+func (s *testServer) discoverCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.discovers
 }
 
 func (s *testServer) counts() (acks, renewals, releases int) {
@@ -150,7 +167,7 @@ const dhcpConfig = "interface bt0\n    dhcp\n"
 func startLeased(t *testing.T) (*testNet, *testServer, *Manager, string) {
 	t.Helper()
 	n := newTestNet(t)
-	server := startServer(t, n)
+	server := startServer(t, n, serverIP)
 	path := configPath(t)
 	writeConfig(t, path, dhcpConfig)
 	m := n.newManager(t, path, "")
@@ -208,6 +225,23 @@ func TestDHCPLeaseRenewAndExpiry(t *testing.T) {
 	}
 }
 
+func TestDHCPRebindsWithAnotherServer(t *testing.T) {
+	n, first, m, _ := startLeased(t)
+	first.stop()
+
+	// The second server responds to REQUESTs from the start, but while
+	// renewing the client takes an ACK only from the first server.
+	second := startServer(t, n, server2IP)
+	waitFor(t, "the lease comes from the second server", func() bool {
+		st := m.Status()
+		return len(st.Interfaces) == 1 && st.Interfaces[0].Lease != nil &&
+			st.Interfaces[0].Lease.Server == netip.AddrFrom4([4]byte(server2IP.To4()))
+	})
+	if discovers := second.discoverCount(); discovers != 0 {
+		t.Errorf("second server saw %d DISCOVERs, want 0: the lease was new, not rebound", discovers)
+	}
+}
+
 func TestDHCPReleasedOnClose(t *testing.T) {
 	n, server, m, _ := startLeased(t)
 
@@ -248,7 +282,7 @@ func TestDHCPRetriesWithoutServer(t *testing.T) {
 	})
 
 	// A server that starts late is found by a later attempt.
-	startServer(t, n)
+	startServer(t, n, serverIP)
 	waitFor(t, "the leased address is on bt0", func() bool {
 		return hasAddress(t, n.h, deviceLink, leased)
 	})
