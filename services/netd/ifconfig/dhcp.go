@@ -188,6 +188,9 @@ func (c *dhcpClient) keep(ctx context.Context, client *nclient4.Client, raw *ncl
 // extend sends a REQUEST for the lease's address. While renewing, only
 // the server that granted the lease may respond. While rebinding, any may.
 func (c *dhcpClient) extend(ctx context.Context, client *nclient4.Client, raw *nclient4.Lease, rebinding bool) (*nclient4.Lease, error) {
+	// NOTE: nclient4 sends every message as an Ethernet broadcast from
+	// 0.0.0.0, renewals too, which RFC 2131 sends unicast from the leased
+	// address. Only the tests' server4 server has been run against it.
 	if !rebinding {
 		return client.Renew(ctx, raw, requestedOptions)
 	}

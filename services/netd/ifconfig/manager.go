@@ -16,12 +16,12 @@ import (
 
 // Defaults for the zero fields of Options.
 const (
-	DefaultPollInterval  = 2 * time.Second
-	DefaultDHCPRetryMin  = 1 * time.Second
-	DefaultDHCPRetryMax  = 60 * time.Second
-	DefaultDHCPTimeout   = 2 * time.Second
-	DefaultDHCPAttempts  = 3
-	DefaultStateFileName = "/run/bt/ifconfig-state.json"
+	DefaultPollInterval = 2 * time.Second
+	DefaultDHCPRetryMin = 1 * time.Second
+	DefaultDHCPRetryMax = 60 * time.Second
+	DefaultDHCPTimeout  = 2 * time.Second
+	DefaultDHCPAttempts = 3
+	DefaultStateFile    = "/run/bt/ifconfig-state.json"
 )
 
 // Options configure a Manager.
@@ -42,7 +42,7 @@ type Options struct {
 	// such as /run, which the kernel's addresses do not outlive either.
 	// Empty keeps the list in memory only: a restarted Manager then leaves
 	// the addresses of its predecessor alone. netd passes
-	// DefaultStateFileName.
+	// DefaultStateFile.
 	StateFile string
 
 	// PollInterval is how often Watch reads the configuration file. 0 means
