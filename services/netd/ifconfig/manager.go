@@ -21,8 +21,10 @@ const (
 	DefaultDHCPRetryMax = 60 * time.Second
 	DefaultDHCPTimeout  = 2 * time.Second
 	DefaultDHCPAttempts = 3
-	DefaultStateFile    = "/run/bt/ifconfig-state.json"
 )
+
+// DefaultStateFile is the state file netd passes in Options.StateFile.
+const DefaultStateFile = "/run/bt/ifconfig-state.json"
 
 // Options configure a Manager.
 type Options struct {
