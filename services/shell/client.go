@@ -16,7 +16,8 @@ import (
 // Started nor Error within Request.StartTimeout.
 var ErrStartTimeout = errors.New("shell service did not start the command in time")
 
-// Request is what Run asks the server to run.
+// Request is the command that Run requests from the server, with its
+// terminal settings and event sources.
 type Request struct {
 	// Argv is the command and its arguments, run without a shell. Empty
 	// runs the server's login shell.
@@ -24,7 +25,7 @@ type Request struct {
 	// Env holds "NAME=value" entries for TERM and LANG; the server rejects
 	// other names.
 	Env []string
-	// TTY asks for a terminal of Size. Without it, stdout and stderr stay
+	// TTY requests a terminal of Size. Without it, stdout and stderr stay
 	// apart.
 	TTY  bool
 	Size WindowSize
@@ -38,8 +39,8 @@ type Request struct {
 	StartTimeout time.Duration
 }
 
-// ExitStatus is how the remote command ended: Signal is 0 when it exited
-// with Code, and otherwise the signal that killed it.
+// ExitStatus is the end state of the remote command. Signal is 0 when it
+// exited with Code, and otherwise the signal that killed it.
 type ExitStatus struct {
 	Code   int
 	Signal syscall.Signal
@@ -72,7 +73,7 @@ func (e *RemoteError) Is(target error) bool {
 // forwards req.Resizes and req.Signals, and returns the command's status.
 // An Error from the server is returned as a *RemoteError. Run does not
 // close conn. The goroutine that reads stdin may stay blocked in Read
-// after Run returns, until stdin has data or ends; its later sends fail
+// after Run returns, until stdin has data or ends. Its later sends fail
 // once conn is closed.
 func Run(ctx context.Context, conn *bus.Conn, req Request, stdin io.Reader, stdout, stderr io.Writer) (ExitStatus, error) {
 	open, err := encodeRequest(req, conn.MaxPayload())

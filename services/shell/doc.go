@@ -1,8 +1,9 @@
 // Package shell runs a command for a remote client over one bus
 // connection (package bus): the protocol behind bt shell. The client
-// sends Open with the command and whether it wants a terminal, then its
-// input, window-size changes and signals; the server starts the command,
-// sends Started, streams its output and ends with Exit, or sends Error.
+// sends Open with the command and whether it wants a terminal, and then
+// its input, window-size changes and signals. The server starts the
+// command, sends Started, streams its output and ends with Exit, or it
+// sends Error.
 // docs/shell.md describes the messages, the session's lifecycle and the
 // authorization.
 //

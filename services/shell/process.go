@@ -159,6 +159,21 @@ func (c *child) input() *os.File {
 	return c.stdin
 }
 
+// output is a stream that the child writes and the message kind that
+// carries it to the client.
+type output struct {
+	file *os.File
+	kind uint32
+}
+
+// outputs returns the terminal, or the stdout and stderr pipes.
+func (c *child) outputs() []output {
+	if c.terminal != nil {
+		return []output{{c.terminal, KindStdout}}
+	}
+	return []output{{c.stdout, KindStdout}, {c.stderr, KindStderr}}
+}
+
 // closeFiles closes the server's ends of the streams.
 func (c *child) closeFiles() {
 	for _, f := range []*os.File{c.terminal, c.stdin, c.stdout, c.stderr} {

@@ -209,11 +209,9 @@ func (s *session) run(ctx context.Context) error {
 	}
 
 	var pumps sync.WaitGroup
-	outputs := map[*os.File]uint32{c.terminal: KindStdout, c.stdout: KindStdout, c.stderr: KindStderr}
-	delete(outputs, nil)
-	for f, kind := range outputs {
+	for _, out := range c.outputs() {
 		pumps.Go(func() {
-			if err := s.pump(ctx, f, kind, exited); err != nil {
+			if err := s.pump(ctx, out.file, out.kind, exited); err != nil {
 				cancel(err)
 			}
 		})
@@ -234,7 +232,7 @@ func (s *session) run(ctx context.Context) error {
 		}
 	})
 
-	err := s.wait(ctx, exited, pumpsDone, outputs)
+	err := s.wait(ctx, exited, pumpsDone)
 	if err == nil {
 		err = s.sendExit(ctx)
 	}
@@ -250,14 +248,14 @@ func (s *session) run(ctx context.Context) error {
 
 // wait returns nil when the child has exited and its output is sent, and
 // the cause of ctx's end when that comes first.
-func (s *session) wait(ctx context.Context, exited, pumpsDone <-chan struct{}, outputs map[*os.File]uint32) error {
+func (s *session) wait(ctx context.Context, exited, pumpsDone <-chan struct{}) error {
 	select {
 	case <-exited:
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
-	for f := range outputs {
-		f.SetReadDeadline(time.Now().Add(drainIdle))
+	for _, out := range s.child.outputs() {
+		out.file.SetReadDeadline(time.Now().Add(drainIdle))
 	}
 	select {
 	case <-pumpsDone:

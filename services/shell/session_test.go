@@ -54,8 +54,8 @@ func TestResizeInteractiveShell(t *testing.T) {
 	waitFor(ctx, t, "the first size", func() bool { return strings.Contains(stdout.String(), "24 80\r\n") })
 	resizes <- WindowSize{Rows: 50, Cols: 132}
 	// The resize and the input travel on different goroutines, so the
-	// shell may run the next stty before the server applies the size; ask
-	// again until the new size shows.
+	// shell may run the next stty before the server applies the size.
+	// Run stty again until the new size shows.
 	for !strings.Contains(stdout.String(), "50 132\r\n") {
 		io.WriteString(stdinWriter, "stty size\n")
 		before := strings.Count(stdout.String(), "\r\n")

@@ -75,7 +75,7 @@ type Open struct {
 	Size WindowSize
 }
 
-// ErrorCode tells the client why the server rejected or ended a session.
+// ErrorCode is the reason why the server rejected or ended a session.
 type ErrorCode uint8
 
 // Error codes.
