@@ -168,9 +168,11 @@ func shellSession(env *environment, args []string) (int, error) {
 	hangups := make(chan os.Signal, 1)
 	signal.Notify(hangups, syscall.SIGHUP)
 	defer signal.Stop(hangups)
+	hungUp := make(chan struct{})
 	go func() {
 		select {
 		case <-hangups:
+			close(hungUp)
 			cancel()
 		case <-ctx.Done():
 		}
@@ -188,6 +190,11 @@ func shellSession(env *environment, args []string) (int, error) {
 	}
 
 	status, err := shell.Run(ctx, conn, req, env.stdin, env.stdout, env.stderr)
+	select {
+	case <-hungUp:
+		return 0, errors.New("bt shell: hung up (SIGHUP), so the session ended and the shell service stops the command")
+	default:
+	}
 	if err != nil {
 		return 0, describeShellError(target, flags.timeout, err)
 	}
@@ -234,8 +241,8 @@ func connectShell(ctx context.Context, flags shellFlags) (*bus.Conn, error) {
 	}
 }
 
-// describeShellError rewrites err so that it tells whether the service was
-// unreachable, rejected the caller or timed out.
+// describeShellError rewrites err so that the message states whether the
+// service was unreachable, rejected the caller or timed out.
 func describeShellError(target string, timeout time.Duration, err error) error {
 	var remote *shell.RemoteError
 	switch {

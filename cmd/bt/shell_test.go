@@ -3,14 +3,21 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/blocktree/blocktree/init/supervise"
 )
@@ -45,6 +52,7 @@ func startShelld(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer ready.Close()
+
 	var logs bytes.Buffer
 	cmd := btCommand("shelld", "--socket", socket)
 	cmd.Env = append(cmd.Env, supervise.ReadyFDEnv+"=3")
@@ -54,6 +62,7 @@ func startShelld(t *testing.T) string {
 		t.Fatal(err)
 	}
 	readyWriter.Close()
+
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {
@@ -155,5 +164,117 @@ func TestShellTimeout(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "timed out") {
 		t.Errorf("stderr = %q, want a timeout", r.stderr)
+	}
+}
+
+func TestShellHangupStopsCommand(t *testing.T) {
+	socket := startShelld(t)
+	cmd := btCommand("shell", "--endpoint", socket, "--", "sh", "-c", "echo $$; exec sleep 100")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read the remote pid: %v; stderr: %s", err, stderr.String())
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("remote pid line %q: %v", line, err)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if cmd.ProcessState.ExitCode() != 1 {
+		t.Errorf("bt shell exit code = %d after SIGHUP (%v), want 1", cmd.ProcessState.ExitCode(), err)
+	}
+	if !strings.Contains(stderr.String(), "hung up") {
+		t.Errorf("stderr = %q, want it to name the hang-up", stderr.String())
+	}
+	// The service stops the command once the bus reports the peer gone.
+	waitUntil(t, "the remote command to end after the hang-up", func() bool {
+		return syscall.Kill(pid, 0) != nil
+	})
+}
+
+// waitUntil calls cond until it returns true, and fails the test when that
+// takes more than 30 seconds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("gave up waiting for %s", what)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func TestShellTerminalRawModeRestored(t *testing.T) {
+	socket := startShelld(t)
+	master, terminal, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	defer terminal.Close()
+	if err := pty.Setsize(terminal, &pty.Winsize{Rows: 30, Cols: 90}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := unix.IoctlGetTermios(int(terminal.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := btCommand("shell", "--endpoint", socket)
+	cmd.Env = append(cmd.Env, "SHELL=/bin/sh", "TERM=vt100")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = terminal, terminal, terminal
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var output bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(&output, master)
+		close(copied)
+	}()
+
+	// Once the local terminal is in raw mode, the remote terminal echoes
+	// the input and turns \r into the end of the line.
+	waitUntil(t, "bt shell to put the terminal in raw mode", func() bool {
+		current, err := unix.IoctlGetTermios(int(terminal.Fd()), unix.TCGETS)
+		return err == nil && current.Lflag&unix.ICANON == 0
+	})
+	io.WriteString(master, "stty size; echo $TERM; exit 3\r")
+	err = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Errorf("bt shell exit code = %d (%v), want 3; output: %q", code, err, output.String())
+	}
+	after, err := unix.IoctlGetTermios(int(terminal.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *after != *before {
+		t.Errorf("terminal settings after bt shell = %+v, want them restored to %+v", *after, *before)
+	}
+	terminal.Close()
+	<-copied
+	if !strings.Contains(output.String(), "30 90") {
+		t.Errorf("output = %q, want the window size 30 90", output.String())
+	}
+	if !strings.Contains(output.String(), "vt100") {
+		t.Errorf("output = %q, want TERM=vt100 passed on", output.String())
 	}
 }

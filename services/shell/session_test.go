@@ -67,6 +67,34 @@ func TestResizeInteractiveShell(t *testing.T) {
 	}
 }
 
+func TestResizeSendsSIGWINCH(t *testing.T) {
+	ctx := testContext(t)
+	client, _ := startServer(t, ServerOptions{})
+	resizes := make(chan WindowSize, 1)
+	var stdout syncBuffer
+	script := `trap 'stty size; exit 0' WINCH; echo ready; while :; do sleep 1; done`
+	req := Request{Argv: []string{"/bin/sh", "-c", script}, TTY: true, Size: WindowSize{Rows: 24, Cols: 80}, Resizes: resizes}
+	result := make(chan error, 1)
+	var status ExitStatus
+	go func() {
+		var err error
+		status, err = Run(ctx, client, req, nil, &stdout, io.Discard)
+		result <- err
+	}()
+
+	waitFor(ctx, t, "the trap", func() bool { return strings.Contains(stdout.String(), "ready") })
+	resizes <- WindowSize{Rows: 40, Cols: 100}
+	if err := <-result; err != nil {
+		t.Fatal(err)
+	}
+	if status != (ExitStatus{}) {
+		t.Errorf("status = %+v, want exit 0 from the WINCH trap", status)
+	}
+	if !strings.Contains(stdout.String(), "40 100") {
+		t.Errorf("stdout = %q, want the size 40 100 printed by the WINCH trap", stdout.String())
+	}
+}
+
 func TestSignalInterruptsSleep(t *testing.T) {
 	signals := make(chan os.Signal, 1)
 	signals <- syscall.SIGINT
@@ -276,6 +304,7 @@ func TestUnauthorizedStartsNothing(t *testing.T) {
 		},
 	}
 	client, wait := startServer(t, opts)
+
 	_, err := Run(testContext(t), client, Request{Argv: []string{"touch", marker}}, nil, io.Discard, io.Discard)
 	var remote *RemoteError
 	if !errors.As(err, &remote) || remote.Code != CodeUnauthorized {
