@@ -82,7 +82,10 @@ func Run(ctx context.Context, conn *bus.Conn, req Request, stdin io.Reader, stdo
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := conn.Send(ctx, KindOpen, open); err != nil {
+	// A server that rejects the caller sends Error without reading Open and
+	// may close the connection before Open is sent. The Error is still in
+	// the ring, so awaitStart reads it.
+	if err := conn.Send(ctx, KindOpen, open); err != nil && !errors.Is(err, bus.ErrPeerGone) {
 		return ExitStatus{}, fmt.Errorf("send open: %w", err)
 	}
 	if err := awaitStart(ctx, conn, req.StartTimeout); err != nil {
