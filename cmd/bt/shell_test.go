@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -20,6 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/blocktree/blocktree/init/supervise"
+	"github.com/blocktree/blocktree/services/bus"
+	"github.com/blocktree/blocktree/services/shell"
 )
 
 // runAsBT names the environment variable that makes the test binary run
@@ -276,5 +279,25 @@ func TestShellTerminalRawModeRestored(t *testing.T) {
 	}
 	if !strings.Contains(output.String(), "vt100") {
 		t.Errorf("output = %q, want TERM=vt100 passed on", output.String())
+	}
+}
+
+func TestShellErrorDescriptions(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&shell.RemoteError{Code: shell.CodeUnauthorized, Text: "unauthorized: no writecap"}, "rejected this principal: shell service: unauthorized: no writecap"},
+		{fmt.Errorf("wait: %w", shell.ErrStartTimeout), "timed out after 2s"},
+		{context.DeadlineExceeded, "timed out after 2s"},
+		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), "is unreachable"},
+		{fmt.Errorf("receive: %w", bus.ErrPeerGone), "connection to the shell service at /x.sock was lost"},
+		{&shell.RemoteError{Code: shell.CodeBusy, Text: "maximum of 16 sessions"}, "/x.sock: shell service: maximum of 16 sessions"},
+	}
+	for _, tt := range tests {
+		got := describeShellError("/x.sock", 2*time.Second, tt.err).Error()
+		if !strings.Contains(got, tt.want) {
+			t.Errorf("describeShellError(%v) = %q, want it to contain %q", tt.err, got, tt.want)
+		}
 	}
 }

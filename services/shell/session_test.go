@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/blocktree/blocktree/services/bus"
 	"github.com/blocktree/blocktree/services/crypto/principal"
@@ -348,5 +349,15 @@ func TestCommandNotFound(t *testing.T) {
 	}
 	if !strings.Contains(remote.Text, "no-such-command-here") {
 		t.Errorf("error text = %q, want the command name", remote.Text)
+	}
+}
+
+func TestStartTimeout(t *testing.T) {
+	// The server end exists but never serves, as a hung service would.
+	client, _ := connPair(t)
+	req := Request{Argv: []string{"true"}, StartTimeout: 50 * time.Millisecond}
+	_, err := Run(testContext(t), client, req, nil, io.Discard, io.Discard)
+	if !errors.Is(err, ErrStartTimeout) {
+		t.Errorf("Run error = %v, want ErrStartTimeout", err)
 	}
 }
