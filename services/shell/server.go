@@ -49,7 +49,8 @@ type ServerOptions struct {
 	// default is $SHELL, or /bin/sh when that is empty.
 	Shell []string
 	// Env is the environment of every command, before the client's TERM
-	// and LANG. nil means the server's own environment.
+	// and LANG. nil means the server's own environment. The command name
+	// is looked up in the server's PATH, not in Env.
 	Env []string
 	// Dir is the working directory of every command; "" is the server's.
 	Dir string

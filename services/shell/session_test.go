@@ -295,12 +295,12 @@ func TestClientCloseKillsCommand(t *testing.T) {
 
 func TestUnauthorizedStartsNothing(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "marker")
-	var asked principal.Principal
+	var checkedCaller principal.Principal
 	caller := principal.Principal{1, 2, 3}
 	opts := ServerOptions{
 		Caller: caller,
 		Authorize: func(p principal.Principal) error {
-			asked = p
+			checkedCaller = p
 			return errors.New("caller holds no writecap over the shell address")
 		},
 	}
@@ -320,8 +320,8 @@ func TestUnauthorizedStartsNothing(t *testing.T) {
 	if serveErr := wait(); !errors.Is(serveErr, ErrUnauthorized) {
 		t.Errorf("Serve error = %v, want ErrUnauthorized", serveErr)
 	}
-	if asked != caller {
-		t.Errorf("Authorize got %v, want the caller %v", asked, caller)
+	if checkedCaller != caller {
+		t.Errorf("Authorize got %v, want the caller %v", checkedCaller, caller)
 	}
 	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the command ran although the caller was rejected: stat %s: %v", marker, err)
