@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/blocktree/blocktree/init/supervise"
+	"github.com/blocktree/blocktree/services/bus"
+	"github.com/blocktree/blocktree/services/crypto/principal"
+	"github.com/blocktree/blocktree/services/shell"
+)
+
+// errNoResolution is returned by dialShell until addresses can be resolved.
+var errNoResolution = errors.New("address resolution is not available yet")
+
+// dialShell connects to the shell service at a tree address such as
+// /btROOT/dev/btNODE/svc/shell. Routing replaces it once addresses resolve;
+// until then bt shell reaches a service only with --endpoint.
+var dialShell = func(ctx context.Context, address string) (*bus.Conn, error) {
+	return nil, fmt.Errorf("%w for %s: connect to a local shell service with --endpoint SOCKET", errNoResolution, address)
+}
+
+// exitProcess ends bt with the remote command's status.
+var exitProcess = os.Exit
+
+// Values of --tty.
+const (
+	ttyAuto   = "auto"
+	ttyAlways = "always"
+	ttyNever  = "never"
+)
+
+const shellUsage = "bt shell [--endpoint SOCKET] [--tty auto|always|never] [--timeout DURATION] ADDRESS [-- CMD ARGS...]"
+
+// shellFlags are the parsed options and arguments of bt shell.
+type shellFlags struct {
+	address  string
+	endpoint string
+	tty      string
+	timeout  time.Duration
+	argv     []string
+}
+
+func runShell(env *environment, args []string) error {
+	code, err := shellSession(env, args)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		exitProcess(code)
+	}
+	return nil
+}
+
+// parseShellFlags splits args at "--" into the options with the address
+// and the command, because the command's own arguments may look like
+// options.
+func parseShellFlags(env *environment, args []string) (shellFlags, error) {
+	var parsed shellFlags
+	before := args
+	if i := slices.Index(args, "--"); i >= 0 {
+		before, parsed.argv = args[:i], args[i+1:]
+		if len(parsed.argv) == 0 {
+			return parsed, usagef("bt shell: no command after --: give CMD ARGS, or leave out -- for an interactive shell")
+		}
+	}
+
+	fs := newFlags(env, "bt shell", shellUsage)
+	fs.StringVar(&parsed.endpoint, "endpoint", "", "connect to a local shell service socket directly, bypassing address resolution")
+	fs.StringVar(&parsed.tty, "tty", ttyAuto, "allocate a terminal: auto (when stdin and stdout are terminals), always or never")
+	fs.DurationVar(&parsed.timeout, "timeout", 10*time.Second, "limit for connecting and for the service to start the command, such as 10s")
+	// The address may come before or after the options.
+	var positional []string
+	for {
+		if err := parseFlagsKeepArgs(fs, before); err != nil {
+			return parsed, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		before = fs.Args()[1:]
+	}
+
+	switch {
+	case len(positional) > 1:
+		return parsed, usagef("bt shell: unexpected argument %q: put the command after --", positional[1])
+	case len(positional) == 1:
+		parsed.address = positional[0]
+	case parsed.endpoint == "":
+		return parsed, usagef("bt shell: missing ADDRESS: give the node's shell address, or --endpoint SOCKET")
+	}
+	if parsed.tty != ttyAuto && parsed.tty != ttyAlways && parsed.tty != ttyNever {
+		return parsed, usagef("bt shell: invalid --tty %q: use auto, always or never", parsed.tty)
+	}
+	if parsed.timeout <= 0 {
+		return parsed, usagef("bt shell: invalid --timeout %v: give a positive duration such as 10s", parsed.timeout)
+	}
+	return parsed, nil
+}
+
+// parseFlagsKeepArgs parses args as parseFlags does, but leaves positional
+// arguments in fs.Args. NOTE: it repeats parseFlags's handling of --help
+// and errors, because parseFlags rejects positional arguments.
+func parseFlagsKeepArgs(fs *flag.FlagSet, args []string) error {
+	printUsage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = printUsage
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage()
+		return err
+	}
+	if err != nil {
+		return usagef("%s: %v: run '%s --help' for the options", fs.Name(), err, fs.Name())
+	}
+	return nil
+}
+
+// shellSession runs bt shell and returns the remote command's status as sh
+// reports it.
+func shellSession(env *environment, args []string) (int, error) {
+	flags, err := parseShellFlags(env, args)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	target := flags.address
+	if flags.endpoint != "" {
+		target = flags.endpoint
+	}
+	conn, err := connectShell(ctx, flags)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+
+	stdinFile, stdinIsTerminal := terminalOf(env.stdin)
+	stdoutFile, stdoutIsTerminal := terminalOf(env.stdout)
+	req := shell.Request{Argv: flags.argv, StartTimeout: flags.timeout}
+	req.TTY = flags.tty == ttyAlways || (flags.tty == ttyAuto && stdinIsTerminal && stdoutIsTerminal)
+	if req.TTY {
+		req.Env = terminalEnv()
+		req.Size = windowSize(stdoutFile, stdinFile)
+	}
+
+	// SIGINT and SIGTERM go to the remote command. In raw mode the
+	// terminal sends ctrl-C as a byte, so only kill(1) raises them here.
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	req.Signals = signals
+	// A hang-up means the user's terminal is gone: end the session, and the
+	// service hangs up the command in turn.
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	defer signal.Stop(hangups)
+	hungUp := make(chan struct{})
+	go func() {
+		select {
+		case <-hangups:
+			close(hungUp)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	if req.TTY && stdinIsTerminal {
+		state, err := term.MakeRaw(int(stdinFile.Fd()))
+		if err != nil {
+			return 0, fmt.Errorf("bt shell: put the terminal in raw mode: %w", err)
+		}
+		defer term.Restore(int(stdinFile.Fd()), state)
+		resizes := make(chan shell.WindowSize, 1)
+		req.Resizes = resizes
+		go forwardResizes(ctx, resizes, stdoutFile, stdinFile)
+	}
+
+	status, err := shell.Run(ctx, conn, req, env.stdin, env.stdout, env.stderr)
+	select {
+	case <-hungUp:
+		return 0, errors.New("bt shell: hung up (SIGHUP), so the session ended and the shell service stops the command")
+	default:
+	}
+	if err != nil {
+		return 0, describeShellError(target, flags.timeout, err)
+	}
+	return status.ShellCode(), nil
+}
+
+// connectShell connects to --endpoint, or else to the address through
+// dialShell, within --timeout.
+func connectShell(ctx context.Context, flags shellFlags) (*bus.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, flags.timeout)
+	defer cancel()
+	if flags.endpoint == "" {
+		conn, err := dialShell(ctx, flags.address)
+		if err != nil {
+			return nil, describeShellError(flags.address, flags.timeout, err)
+		}
+		return conn, nil
+	}
+
+	type result struct {
+		conn *bus.Conn
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		dialer := bus.Dialer{SetupTimeout: flags.timeout}
+		conn, err := dialer.Dial(flags.endpoint)
+		done <- result{conn, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, describeShellError(flags.endpoint, flags.timeout, r.err)
+		}
+		return r.conn, nil
+	case <-ctx.Done():
+		// Close the connection if the dial succeeds after all.
+		go func() {
+			if r := <-done; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+		return nil, describeShellError(flags.endpoint, flags.timeout, ctx.Err())
+	}
+}
+
+// describeShellError rewrites err so that the message states whether the
+// service was unreachable, rejected the caller or timed out.
+func describeShellError(target string, timeout time.Duration, err error) error {
+	var remote *shell.RemoteError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, shell.ErrStartTimeout):
+		return fmt.Errorf("bt shell: the shell service at %s timed out after %v: check that it runs, or raise --timeout", target, timeout)
+	case errors.Is(err, shell.ErrUnauthorized):
+		return fmt.Errorf("bt shell: the shell service at %s rejected this principal: %w", target, err)
+	case errors.As(err, &remote):
+		return fmt.Errorf("bt shell: %s: %w", target, err)
+	case errors.Is(err, errNoResolution):
+		return fmt.Errorf("bt shell: %w", err)
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, bus.ErrSetup):
+		return fmt.Errorf("bt shell: the shell service at %s is unreachable: %w: check the address and that the service runs", target, err)
+	case errors.Is(err, bus.ErrPeerGone):
+		return fmt.Errorf("bt shell: the connection to the shell service at %s was lost: %w", target, err)
+	}
+	return fmt.Errorf("bt shell: %s: %w", target, err)
+}
+
+// terminalOf returns the file behind stream and whether it is a terminal.
+func terminalOf(stream any) (*os.File, bool) {
+	f, ok := stream.(*os.File)
+	if !ok {
+		return nil, false
+	}
+	return f, term.IsTerminal(int(f.Fd()))
+}
+
+// terminalEnv returns the TERM and LANG entries of this process's
+// environment that describe the user's terminal.
+func terminalEnv() []string {
+	var env []string
+	for _, name := range []string{"TERM", "LANG"} {
+		if value, ok := os.LookupEnv(name); ok && !strings.ContainsRune(value, 0) {
+			env = append(env, name+"="+value)
+		}
+	}
+	return env
+}
+
+// windowSize returns the size of the first of files that is a terminal,
+// or 24 rows of 80 columns.
+func windowSize(files ...*os.File) shell.WindowSize {
+	for _, f := range files {
+		if f == nil {
+			continue
+		}
+		if cols, rows, err := term.GetSize(int(f.Fd())); err == nil && rows > 0 && cols > 0 {
+			return shell.WindowSize{Rows: uint16(min(rows, 0xffff)), Cols: uint16(min(cols, 0xffff))}
+		}
+	}
+	return shell.WindowSize{Rows: 24, Cols: 80}
+}
+
+// forwardResizes sends the terminal's size on each SIGWINCH until ctx
+// ends.
+func forwardResizes(ctx context.Context, resizes chan<- shell.WindowSize, files ...*os.File) {
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	defer signal.Stop(winch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-winch:
+		}
+		select {
+		case resizes <- windowSize(files...):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func runShelld(env *environment, args []string) error {
+	fs := newFlags(env, "bt shelld", "bt shelld --socket PATH [--shell PROGRAM] [--max-sessions N]")
+	socket := fs.String("socket", "", "Unix socket to serve shell sessions on (required)")
+	program := fs.String("shell", "", "login shell for sessions that name no command (default $SHELL, or /bin/sh)")
+	maxSessions := fs.Int("max-sessions", shell.DefaultMaxSessions, "number of sessions served at once")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *socket == "" {
+		return usagef("bt shelld: --socket is required")
+	}
+	if *maxSessions < 1 {
+		return usagef("bt shelld: invalid --max-sessions %d: give at least 1", *maxSessions)
+	}
+	logger := serviceLogger(env)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if err := os.MkdirAll(filepath.Dir(*socket), 0o700); err != nil {
+		return fmt.Errorf("bt shelld: create the socket directory: %w", err)
+	}
+	if err := removeStaleSocket(*socket); err != nil {
+		return fmt.Errorf("bt shelld: %w", err)
+	}
+	listener, err := bus.Listen(*socket)
+	if err != nil {
+		return fmt.Errorf("bt shelld: %w", err)
+	}
+	defer os.Remove(*socket)
+	defer listener.Close()
+	// Only the socket's owner may connect: a local caller has no principal
+	// to check, so the file mode is the access control.
+	if err := os.Chmod(*socket, 0o600); err != nil {
+		return fmt.Errorf("bt shelld: restrict the socket %s to its owner: %w", *socket, err)
+	}
+
+	opts := shell.ServerOptions{
+		Logger:      logger,
+		MaxSessions: *maxSessions,
+		Authorize:   func(principal.Principal) error { return nil },
+	}
+	if *program != "" {
+		opts.Shell = []string{*program}
+	}
+	logger.Info("shell service ready", "path", *socket)
+	if err := supervise.NotifyReady(); err != nil {
+		logger.Warn("reporting readiness to the supervisor failed", "path", *socket, "error", err)
+	}
+	if err := shell.ServeListener(ctx, listener, opts); err != nil {
+		return fmt.Errorf("bt shelld: %w", err)
+	}
+	logger.Info("shell service stopped", "path", *socket)
+	return nil
+}
