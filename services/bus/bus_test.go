@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +67,35 @@ func TestPeerCredentials(t *testing.T) {
 			t.Errorf("%s: Peer() = %+v, want this process (pid %d, uid %d, gid %d)",
 				name, peer, os.Getpid(), os.Getuid(), os.Getgid())
 		}
+	}
+}
+
+func TestPeerGroups(t *testing.T) {
+	client, server := connPair(t, Dialer{}, ListenConfig{})
+	groups, err := os.Getgroups()
+	if err != nil {
+		t.Fatalf("Getgroups: %v", err)
+	}
+	want := make([]uint32, len(groups))
+	for i, g := range groups {
+		want[i] = uint32(g)
+	}
+	slices.Sort(want)
+
+	for name, c := range map[string]*Conn{"client": client, "server": server} {
+		got, err := c.PeerGroups()
+		if err != nil {
+			t.Fatalf("%s: PeerGroups: %v", name, err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: PeerGroups() = %v, want this process's groups %v", name, got, want)
+		}
+	}
+
+	client.Close()
+	if _, err := client.PeerGroups(); err == nil {
+		t.Error("PeerGroups after Close succeeded")
 	}
 }
 
@@ -201,6 +231,40 @@ func TestReserveCommit(t *testing.T) {
 	msg.Release()
 	if msg := mustRecv(t, server); msg.Kind != 9 {
 		t.Errorf("message after the cancelled reservation has kind %d, want 9", msg.Kind)
+	}
+}
+
+func TestReserveTruncate(t *testing.T) {
+	client, server := connPair(t, Dialer{}, ListenConfig{})
+	ctx := testContext(t)
+
+	r, err := client.Reserve(ctx, 7, 64<<10)
+	if err != nil {
+		t.Fatalf("Reserve: %v", err)
+	}
+	want := pattern(10000, 5)
+	copy(r.Bytes(), want)
+	if err := r.Truncate(10000); err != nil {
+		t.Fatalf("Truncate: %v", err)
+	}
+	if len(r.Bytes()) != 10000 {
+		t.Errorf("Bytes after Truncate(10000) has %d bytes", len(r.Bytes()))
+	}
+	if err := r.Commit(); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if err := r.Truncate(0); err == nil {
+		t.Error("Truncate after Commit succeeded")
+	}
+	mustSend(t, client, 9, []byte("after truncate"))
+
+	msg := mustRecv(t, server)
+	if msg.Kind != 7 || !bytes.Equal(msg.Data, want) {
+		t.Errorf("received kind %d with %d bytes, want kind 7 with the 10000 bytes kept", msg.Kind, len(msg.Data))
+	}
+	msg.Release()
+	if msg := mustRecv(t, server); msg.Kind != 9 || string(msg.Data) != "after truncate" {
+		t.Errorf("message after the truncated one = kind %d %q, want kind 9", msg.Kind, msg.Data)
 	}
 }
 
