@@ -3,7 +3,6 @@ package fusefs
 import (
 	"context"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/blocktree/blocktree/internal/posixsuite"
+	"github.com/blocktree/blocktree/services/bus"
 	"github.com/blocktree/blocktree/services/storage/fsys"
 	"github.com/blocktree/blocktree/services/storage/proto"
 )
@@ -166,13 +166,12 @@ func TestEngineNoEntryCacheChecksSearch(t *testing.T) {
 }
 
 // TestProtocolPosixSuite runs the suite through the whole host-mode stack:
-// FUSE, the protocol client, a Unix socket, the protocol server and the
-// engine.
+// FUSE, the protocol client, the bus, the protocol server and the engine.
 func TestProtocolPosixSuite(t *testing.T) {
 	requireFUSE(t)
 	engine, _ := newEngine(t)
 	socket := filepath.Join(t.TempDir(), "storage.sock")
-	listener, err := net.Listen("unix", socket)
+	listener, err := bus.Listen(socket)
 	if err != nil {
 		t.Fatal(err)
 	}

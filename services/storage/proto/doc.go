@@ -123,7 +123,7 @@
 // # Framing
 //
 // On a byte stream each message is preceded by its length as a big-endian
-// u32. A length above MaxFrameSize, a message that does not decode, a
+// u32. A length above MaxMessageSize, a message that does not decode, a
 // stream that ends inside a frame, or a request id that is already running
 // makes the server log the error once with the peer's pid and close that
 // connection; other connections are unaffected. A client whose connection

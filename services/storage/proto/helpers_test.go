@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -15,10 +14,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/blocktree/blocktree/internal/logbuf"
+	"github.com/blocktree/blocktree/services/bus"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
-// testServer is a Serve running on a Unix socket in the test's directory.
+// testServer is a Serve running on a bus endpoint in the test's directory.
 type testServer struct {
 	path string
 	fs   *memFS
@@ -40,7 +40,7 @@ var nodePrincipal = testPrincipal(0x90)
 func startServer(t testing.TB, fs *memFS, opts ServerOptions) *testServer {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "fs.sock")
-	l, err := net.Listen("unix", path)
+	l, err := bus.Listen(path)
 	if err != nil {
 		t.Fatalf("listen on %s: %v", path, err)
 	}
