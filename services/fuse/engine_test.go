@@ -1,7 +1,9 @@
 package fusefs
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -168,6 +170,71 @@ func TestEngineNoEntryCacheChecksSearch(t *testing.T) {
 // TestProtocolPosixSuite runs the suite through the whole host-mode stack:
 // FUSE, the protocol client, the bus, the protocol server and the engine.
 func TestProtocolPosixSuite(t *testing.T) {
+	dir := mountOverProtocol(t)
+	posixsuite.Run(t, dir, engineDifferences)
+}
+
+// TestProtocolConcurrentLargeIO writes and reads 1 MiB at a time from many
+// goroutines through the mount and the bus. go-fuse holds each read view
+// until it has written it to the kernel, so the views fill the response
+// ring while writes fill the request ring.
+func TestProtocolConcurrentLargeIO(t *testing.T) {
+	dir := mountOverProtocol(t)
+
+	const workers = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			path := filepath.Join(dir, fmt.Sprintf("large-%d", w))
+			chunk := bytes.Repeat([]byte{byte('a' + w)}, 1<<20)
+			f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer f.Close()
+			for i := range 4 {
+				if _, err := f.WriteAt(chunk, int64(i)<<20); err != nil {
+					errs <- fmt.Errorf("write %s: %w", path, err)
+					return
+				}
+			}
+			got := make([]byte, 1<<20)
+			for round := range 3 {
+				for i := range 4 {
+					if _, err := f.ReadAt(got, int64(i)<<20); err != nil {
+						errs <- fmt.Errorf("read %s: %w", path, err)
+						return
+					}
+					if !bytes.Equal(got, chunk) {
+						errs <- fmt.Errorf("read %s at MiB %d in round %d: other bytes than were written", path, i, round)
+						return
+					}
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("concurrent 1 MiB reads and writes through the mount did not finish within 2 minutes")
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// mountOverProtocol serves a new engine on a bus endpoint and mounts it
+// through a protocol client. Everything stops at the end of the test.
+func mountOverProtocol(t *testing.T) string {
+	t.Helper()
 	requireFUSE(t)
 	engine, _ := newEngine(t)
 	socket := filepath.Join(t.TempDir(), "storage.sock")
@@ -197,5 +264,5 @@ func TestProtocolPosixSuite(t *testing.T) {
 	t.Cleanup(func() { client.Close() })
 
 	_, dir, _ := mountForTest(t, client, Options{})
-	posixsuite.Run(t, dir, engineDifferences)
+	return dir
 }

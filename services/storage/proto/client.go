@@ -339,11 +339,17 @@ func (c *Client) sendWrite(ctx context.Context, head, data []byte) error {
 	if err != nil {
 		return err
 	}
-	b := r.Bytes()
-	n := copy(b, head)
-	binary.BigEndian.PutUint32(b[n-4:], uint32(len(data)))
-	copy(b[n:], data)
+	putWriteRequest(r.Bytes(), head, data)
 	return r.Commit()
+}
+
+// putWriteRequest writes the encoding of a Write request into dst, which
+// has room for exactly head and data. head is the request encoded with
+// empty data.
+func putWriteRequest(dst, head, data []byte) {
+	n := copy(dst, head)
+	binary.BigEndian.PutUint32(dst[n-4:], uint32(len(data)))
+	copy(dst[n:], data)
 }
 
 // abandon stops waiting for cl and sends OpInterrupt. It returns false if

@@ -193,9 +193,9 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 // fs.Read writes in place. The length is filled in after the read, and the
 // reservation is truncated to what was read. The reservation holds the
 // connection's sending side, so other responses wait while fs.Read runs.
-// NOTE: that serializes the responses of one connection behind each Read;
-// a file system whose Read waits long, such as for a remote node, would
-// want a copy through a private buffer instead.
+// NOTE: so the responses of one connection queue behind each Read. A file
+// system whose Read waits long, such as for a remote node, would need a
+// copy through a private buffer instead.
 func (sc *serverConn) read(ctx context.Context, req *Request, resp *Response) bool {
 	if !sc.ownsHandle(req.Handle, req.Ino, false) {
 		resp.Errno = ebadf

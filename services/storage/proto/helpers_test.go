@@ -21,6 +21,7 @@ import (
 // testServer is a Serve running on a bus endpoint in the test's directory.
 type testServer struct {
 	path string
+	srv  *server // for its counters
 	fs   *memFS
 	logs *logBuffer
 	stop func() // cancels Serve and waits for it to return
@@ -53,7 +54,11 @@ func startServer(t testing.TB, fs *memFS, opts ServerOptions) *testServer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	started := make(chan *server, 1)
+	testHookServe = func(s *server) { started <- s }
 	go func() { done <- Serve(ctx, l, fs, opts) }()
+	srv := <-started
+	testHookServe = nil
 
 	var once sync.Once
 	stop := func() {
@@ -70,7 +75,7 @@ func startServer(t testing.TB, fs *memFS, opts ServerOptions) *testServer {
 		})
 	}
 	t.Cleanup(stop)
-	return &testServer{path: path, fs: fs, logs: logs, stop: stop}
+	return &testServer{path: path, srv: srv, fs: fs, logs: logs, stop: stop}
 }
 
 // dial connects a client that closes at the end of the test.

@@ -61,6 +61,9 @@ type server struct {
 	// request. malformedLog limits their log records.
 	malformed    atomic.Uint64
 	malformedLog rateLimiter
+	// inPlaceWrites counts the Write requests whose data reached the file
+	// system as a view into shared memory, without a copy.
+	inPlaceWrites atomic.Uint64
 
 	mu    sync.Mutex
 	conns map[*serverConn]struct{}
@@ -81,11 +84,11 @@ type server struct {
 //
 // The data that a Write request passes to fs is valid only until fs.Write
 // returns. For a large Write it is a view into the memory that the server
-// shares with the peer, which the peer can change while fs reads it, so fs
+// shares with the peer. The peer can change it while fs reads it, so fs
 // must copy what it checks, as it does when it encrypts the data into
-// blocks. The buffer that fs.Read fills is shared memory too, which the
-// peer can read and write before the response is sent, so fs must not
-// read back from it.
+// blocks. The buffer that fs.Read fills is shared memory too. The peer can
+// read and write it before the response is sent, so fs must not read back
+// from it.
 //
 // Serve closes l and every connection before it returns. It returns nil
 // when ctx ends, and otherwise the error of Accept.
@@ -100,6 +103,9 @@ func Serve(ctx context.Context, l *bus.Listener, fs fsapi.FS, opts ServerOptions
 	socket := l.Addr().String()
 	logger = logger.With("path", socket)
 	s := &server{fs: fs, opts: opts, log: logger, conns: make(map[*serverConn]struct{})}
+	if testHookServe != nil {
+		testHookServe(s)
+	}
 
 	stopClosing := context.AfterFunc(ctx, func() { l.Close() })
 	defer stopClosing()
@@ -151,6 +157,10 @@ func Serve(ctx context.Context, l *bus.Listener, fs fsapi.FS, opts ServerOptions
 		})
 	}
 }
+
+// testHookServe, when set by a test, receives each server that Serve
+// starts, so that the test can read its counters.
+var testHookServe func(*server)
 
 // isTemporaryAccept reports whether Accept failed for want of a resource
 // that may free up, or because a client gave up while being accepted.

@@ -55,8 +55,8 @@ type openHandle struct {
 }
 
 // close cancels the connection's requests and closes the connection as
-// soon as no request uses its shared memory, so that the peer sees it end
-// even while requests that do not use the memory are still running. It is
+// soon as no request uses its shared memory, so that the peer gets
+// ErrPeerGone even while requests that do not use the memory are still running. It is
 // safe to call more than once and from any goroutine, and does not wait.
 func (sc *serverConn) close() {
 	sc.closeOnce.Do(func() {
@@ -101,6 +101,8 @@ func (sc *serverConn) serve() {
 		}
 		if req.Op != OpWrite {
 			held.release()
+		} else if msg.InPlace() {
+			sc.srv.inPlaceWrites.Add(1)
 		}
 		if req.Op == OpInterrupt {
 			sc.interrupt(req.ID)
@@ -192,8 +194,8 @@ func (sc *serverConn) run(ctx context.Context, req *Request, held heldMessage) {
 }
 
 // send encodes resp and sends it. A response that the file system made too
-// large to encode goes out as EIO. A send fails only when the connection
-// ends, and the reader then cleans up.
+// large to encode goes out as EIO. A failed send ends the connection, and
+// the reader then cleans up.
 func (sc *serverConn) send(resp *Response) {
 	buf := getBuffer(256 + len(resp.Data))
 	msg, err := AppendResponse(*buf, resp)

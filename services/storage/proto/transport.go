@@ -7,7 +7,7 @@ import (
 )
 
 // RingSize is the size of each direction's ring on a connection, which
-// Dial asks the daemon for. A bus message is at most half a ring, and the
+// Dial requests from the daemon. A bus message is at most half a ring, and the
 // largest message, a Write request or Read response of fsapi.MaxWrite
 // bytes plus its other fields (MaxMessageSize), is just above 1 MiB, so
 // 2 MiB rings would be 8 bytes short and 4 MiB is the smallest power of
