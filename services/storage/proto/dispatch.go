@@ -191,11 +191,12 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 //
 // The response is the header with a zero data length, then the data that
 // fs.Read writes in place. The length is filled in after the read, and the
-// reservation is truncated to what was read. The reservation holds the
-// connection's sending side, so other responses wait while fs.Read runs.
-// NOTE: so the responses of one connection queue behind each Read. A file
-// system whose Read waits long, such as for a remote node, would need a
-// copy through a private buffer instead.
+// reservation is truncated to what was read.
+//
+// NOTE: the reservation holds the connection's sending side, so the other
+// responses of the connection wait while fs.Read runs. A file system whose
+// Read waits long, such as for a remote node, would need a copy through a
+// private buffer instead.
 func (sc *serverConn) read(ctx context.Context, req *Request, resp *Response) bool {
 	if !sc.ownsHandle(req.Handle, req.Ino, false) {
 		resp.Errno = ebadf

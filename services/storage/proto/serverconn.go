@@ -56,8 +56,9 @@ type openHandle struct {
 
 // close cancels the connection's requests and closes the connection as
 // soon as no request uses its shared memory, so that the peer gets
-// ErrPeerGone even while requests that do not use the memory are still running. It is
-// safe to call more than once and from any goroutine, and does not wait.
+// ErrPeerGone even while requests that do not use the memory still run.
+// It is safe to call more than once and from any goroutine, and does not
+// wait.
 func (sc *serverConn) close() {
 	sc.closeOnce.Do(func() {
 		sc.cancel()
@@ -93,13 +94,11 @@ func (sc *serverConn) serve() {
 			sc.srv.dropMalformed(sc.log, "decode", err)
 			continue
 		}
-		if req.Op != OpWrite && req.Data != nil {
-			// Only Write passes its data to the file system in place. A
-			// SetXattr value is checked and stored, so it must not change
-			// after the check.
-			req.Data = bytes.Clone(req.Data)
-		}
 		if req.Op != OpWrite {
+			// Only Write passes its data to the file system in place. A
+			// SetXattr value is checked and then stored, so it must not
+			// change after the check.
+			req.Data = bytes.Clone(req.Data)
 			held.release()
 		} else if msg.InPlace() {
 			sc.srv.inPlaceWrites.Add(1)
