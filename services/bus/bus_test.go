@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,6 +99,59 @@ func TestPeerGroups(t *testing.T) {
 	if _, err := client.PeerGroups(); err == nil {
 		t.Error("PeerGroups after Close succeeded")
 	}
+}
+
+// TestPeerGroupsOfOtherCredentials gives the listener and the dialer
+// different supplementary groups, as setgroups(2) as root can, and checks
+// that each end reads the other's groups from the time it listened or
+// connected.
+func TestPeerGroupsOfOtherCredentials(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the test needs root for setgroups, and CI=true requires every test to run")
+		}
+		t.Skip("the test needs root for setgroups; skipped outside CI")
+	}
+	original, err := syscall.Getgroups()
+	if err != nil {
+		t.Fatalf("Getgroups: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Setgroups(original); err != nil {
+			t.Errorf("restore the groups %v: %v", original, err)
+		}
+	})
+	setGroups := func(groups []int) {
+		t.Helper()
+		if err := syscall.Setgroups(groups); err != nil {
+			t.Fatalf("Setgroups(%v): %v", groups, err)
+		}
+	}
+
+	setGroups([]int{4101, 4102})
+	path := filepath.Join(t.TempDir(), "bus.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	defer ln.Close()
+	setGroups([]int{4201, 4202, 4203})
+	client, server := acceptPair(t, ln, path)
+	setGroups(original)
+
+	check := func(name string, c *Conn, want []uint32) {
+		t.Helper()
+		got, err := c.PeerGroups()
+		if err != nil {
+			t.Fatalf("%s: PeerGroups: %v", name, err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: PeerGroups() = %v, want %v", name, got, want)
+		}
+	}
+	check("listener's end", server, []uint32{4201, 4202, 4203})
+	check("dialer's end", client, []uint32{4101, 4102})
 }
 
 func TestRecvCopiesSmallAndViewsLarge(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/blocktree/blocktree/internal/posixsuite"
 	"github.com/blocktree/blocktree/services/bus"
+	"github.com/blocktree/blocktree/services/storage/fsapi"
 	"github.com/blocktree/blocktree/services/storage/fsys"
 	"github.com/blocktree/blocktree/services/storage/proto"
 )
@@ -170,7 +172,7 @@ func TestEngineNoEntryCacheChecksSearch(t *testing.T) {
 // TestProtocolPosixSuite runs the suite through the whole host-mode stack:
 // FUSE, the protocol client, the bus, the protocol server and the engine.
 func TestProtocolPosixSuite(t *testing.T) {
-	dir := mountOverProtocol(t)
+	dir, _ := mountOverProtocol(t)
 	posixsuite.Run(t, dir, engineDifferences)
 }
 
@@ -179,7 +181,7 @@ func TestProtocolPosixSuite(t *testing.T) {
 // until it has written it to the kernel, so the views fill the response
 // ring while writes fill the request ring.
 func TestProtocolConcurrentLargeIO(t *testing.T) {
-	dir := mountOverProtocol(t)
+	dir, client := mountOverProtocol(t)
 
 	const workers = 16
 	var wg sync.WaitGroup
@@ -229,11 +231,32 @@ func TestProtocolConcurrentLargeIO(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+	// Views of the copy threshold (4 KiB) and more stay in shared memory,
+	// as the protocol's own tests check.
+	if client.largeViews.Load() == 0 {
+		t.Error("no read through the mount returned a view of 4 KiB or more; the FUSE server did not use ReadView")
+	}
+}
+
+// viewCountingClient is a protocol client that counts the views of 4 KiB
+// or more that ReadView returns.
+type viewCountingClient struct {
+	*proto.Client
+	largeViews atomic.Int64
+}
+
+func (c *viewCountingClient) ReadView(ctx context.Context, caller *fsapi.Caller, ino fsapi.Ino, h fsapi.HandleID, off int64, size int) (fsapi.DataView, error) {
+	view, err := c.Client.ReadView(ctx, caller, ino, h, off, size)
+	if err == nil && len(view.Bytes()) >= 4<<10 {
+		c.largeViews.Add(1)
+	}
+	return view, err
 }
 
 // mountOverProtocol serves a new engine on a bus endpoint and mounts it
-// through a protocol client. Everything stops at the end of the test.
-func mountOverProtocol(t *testing.T) string {
+// through a protocol client, which it returns with the mount's directory.
+// Everything stops at the end of the test.
+func mountOverProtocol(t *testing.T) (string, *viewCountingClient) {
 	t.Helper()
 	requireFUSE(t)
 	engine, _ := newEngine(t)
@@ -263,6 +286,7 @@ func mountOverProtocol(t *testing.T) string {
 	}
 	t.Cleanup(func() { client.Close() })
 
-	_, dir, _ := mountForTest(t, client, Options{})
-	return dir
+	counting := &viewCountingClient{Client: client}
+	_, dir, _ := mountForTest(t, counting, Options{})
+	return dir, counting
 }
