@@ -30,8 +30,8 @@
 // connection ends, which includes the peer exiting, the server cancels its
 // running requests without answering them, unlocks the POSIX locks of
 // every lock owner that called SetLk on its handles, and releases the
-// handles the peer left open. A flock belongs to its handle,
-// so the file system drops it on Release.
+// handles the peer left open. A flock belongs to its handle, so the file
+// system drops it on Release.
 //
 // # Messages
 //
@@ -124,7 +124,7 @@
 //
 // Each message is one bus message, of bus kind 0x0200 for a request and
 // 0x0201 for a response, the same values as the kinds inside the message.
-// The client asks for rings of RingSize (4 MiB) in each direction, the
+// The client requests rings of RingSize (4 MiB) in each direction, the
 // smallest that carries MaxMessageSize, so a connection costs 8 MiB of
 // shared memory.
 //
@@ -132,9 +132,9 @@
 // shared memory. The client encodes a Write request straight into a
 // reservation in its send ring, copying the data once from the caller's
 // buffer. The server passes the data to fs.Write as a view into the ring
-// and releases it when fs.Write returns. For a Read, the server
-// reserves room for the largest response, lets fs.Read write the data in
-// place, fills in the data length and truncates the reservation to it.
+// and releases it when fs.Write returns. For a Read, the server reserves
+// room for a response of the requested size, lets fs.Read write the data
+// in place, fills in the data length and truncates the reservation to it.
 // The client returns the response to ReadView callers as a view (the FUSE
 // server hands it to the kernel), and copies it for Read. Messages below
 // the bus's copy threshold (4 KiB) arrive as copies instead.
@@ -154,7 +154,7 @@
 //
 // A request that does not decode, a message of another kind, or a request
 // whose id is already running is dropped, counted and logged with the
-// peer's pid, at most once a second; the connection stays up, because the
+// peer's pid, at most once a second. The connection stays up, because the
 // bus keeps message boundaries. A corrupted ring ends the connection. A
 // client whose connection fails in any way, or whose daemon sends a
 // response that does not decode, fails every waiting and later request

@@ -36,14 +36,22 @@ func roundTrip(t *testing.T, conn *bus.Conn, req *Request) Response {
 	if err := conn.Send(ctx, busKindRequest, encodeRequest(t, req)); err != nil {
 		t.Fatalf("send %s request: %v", req.Op, err)
 	}
+	return receiveResponse(t, conn)
+}
+
+// receiveResponse returns the next response on conn.
+func receiveResponse(t *testing.T, conn *bus.Conn) Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	msg, err := conn.Recv(ctx)
 	if err != nil {
-		t.Fatalf("receive %s response: %v", req.Op, err)
+		t.Fatalf("receive response: %v", err)
 	}
 	defer msg.Release()
 	var resp Response
 	if err := DecodeResponse(msg.Data, &resp); err != nil {
-		t.Fatalf("decode %s response: %v", req.Op, err)
+		t.Fatalf("decode response: %v", err)
 	}
 	resp.Data = bytes.Clone(resp.Data)
 	return resp
@@ -127,8 +135,11 @@ func TestDuplicateRequestIDIsDropped(t *testing.T) {
 }
 
 // TestHostileWriteMemory writes the shared memory of Write requests while
-// the server reads them. The peer may garble its own writes, but the
-// server must keep running and serving.
+// the server reads them. In even rounds the peer changes only the data,
+// so the request still decodes and the server writes whatever data it
+// copies; in odd rounds it also changes the header and the data length.
+// The peer may garble its own writes, but the server must keep running
+// and serving.
 func TestHostileWriteMemory(t *testing.T) {
 	srv := startServer(t, newMemFS(), ServerOptions{})
 	conn := rawConn(t, srv.path)
@@ -139,21 +150,25 @@ func TestHostileWriteMemory(t *testing.T) {
 		t.Fatalf("create: errno %d", created.Errno)
 	}
 	write := encodeRequest(t, &Request{Op: OpWrite, ID: 2, Caller: sampleCaller, Ino: created.Attr.Ino, Handle: created.Handle, Data: make([]byte, fsapi.MaxWrite)})
+	dataStart := len(write) - fsapi.MaxWrite
 
 	rng := rand.New(rand.NewPCG(1, 2))
-	for round := range 20 {
+	const rounds = 20
+	for round := range rounds {
+		dataOnly := round%2 == 0
+		writeID := uint64(1000 + round)
 		r, err := conn.Reserve(ctx, busKindRequest, len(write))
 		if err != nil {
 			t.Fatalf("reserve: %v", err)
 		}
 		mem := r.Bytes()
 		copy(mem, write)
-		binary.BigEndian.PutUint64(mem[5:], uint64(1000+round))
+		binary.BigEndian.PutUint64(mem[5:], writeID)
 		if err := r.Commit(); err != nil {
 			t.Fatalf("commit: %v", err)
 		}
-		// Keep writing the committed payload, header and lengths
-		// included, while the server decodes and writes it.
+		// Keep writing the committed payload while the server decodes and
+		// writes it.
 		stop := make(chan struct{})
 		var scribbling sync.WaitGroup
 		scribbling.Go(func() {
@@ -163,9 +178,12 @@ func TestHostileWriteMemory(t *testing.T) {
 					return
 				default:
 				}
-				i := rng.IntN(len(mem))
-				mem[i] = byte(rng.Uint32())
-				binary.BigEndian.PutUint32(mem[len(write)-fsapi.MaxWrite-4:], rng.Uint32())
+				if dataOnly {
+					mem[dataStart+rng.IntN(fsapi.MaxWrite)] = byte(rng.Uint32())
+					continue
+				}
+				mem[rng.IntN(len(mem))] = byte(rng.Uint32())
+				binary.BigEndian.PutUint32(mem[dataStart-4:], rng.Uint32())
 			}
 		})
 		time.Sleep(2 * time.Millisecond)
@@ -174,17 +192,29 @@ func TestHostileWriteMemory(t *testing.T) {
 
 		// Whatever became of the write, the connection still serves.
 		id := uint64(5000 + round)
-		var resp Response
-		for {
-			resp = roundTrip(t, conn, &Request{Op: OpGetAttr, ID: id, Ino: fsapi.RootIno})
-			if resp.ID == id {
-				break
+		if err := conn.Send(ctx, busKindRequest, encodeRequest(t, &Request{Op: OpGetAttr, ID: id, Ino: fsapi.RootIno})); err != nil {
+			t.Fatalf("send GetAttr: %v", err)
+		}
+		var served, written *Response
+		for served == nil || (dataOnly && written == nil) {
+			resp := receiveResponse(t, conn)
+			switch resp.ID {
+			case id:
+				served = &resp
+			case writeID:
+				written = &resp
 			}
-			// The response to the garbled write, if it decoded.
+			// Other responses are to garbled writes of earlier rounds.
 		}
-		if resp.Errno != 0 {
-			t.Fatalf("GetAttr after hostile write %d: errno %d", round, resp.Errno)
+		if served.Errno != 0 {
+			t.Fatalf("GetAttr after hostile write %d: errno %d", round, served.Errno)
 		}
+		if dataOnly && (written.Errno != 0 || written.Count != fsapi.MaxWrite) {
+			t.Errorf("write %d with only its data changed: errno %d, %d bytes written, expected %d bytes", round, written.Errno, written.Count, fsapi.MaxWrite)
+		}
+	}
+	if n := srv.srv.inPlaceWrites.Load(); n < rounds/2 {
+		t.Errorf("server counted %d in-place writes, expected at least the %d whose header was left alone", n, rounds/2)
 	}
 
 	client := dial(t, srv.path)
