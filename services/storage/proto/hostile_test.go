@@ -137,7 +137,7 @@ func TestDuplicateRequestIDIsDropped(t *testing.T) {
 // TestHostileWriteMemory writes the shared memory of Write requests while
 // the server reads them. In even rounds the peer changes only the data,
 // so the request still decodes and the server writes whatever data it
-// copies; in odd rounds it also changes the header and the data length.
+// copies. In odd rounds it also changes the header and the data length.
 // The peer may garble its own writes, but the server must keep running
 // and serving.
 func TestHostileWriteMemory(t *testing.T) {
@@ -398,7 +398,7 @@ func TestInvalidResponseFailsConnection(t *testing.T) {
 // that AppendRequest makes, and so decodes.
 func TestPutWriteRequestMatchesEncoder(t *testing.T) {
 	if layout := requestLayout[OpWrite]; layout[len(layout)-1] != argData {
-		t.Fatalf("the Write layout ends with %s; putWriteRequest needs the data last", layout[len(layout)-1])
+		t.Fatalf("the Write layout ends with %s, but putWriteRequest needs the data last", layout[len(layout)-1])
 	}
 	for _, size := range []int{0, 1, 4 << 10, fsapi.MaxWrite} {
 		data := bytes.Repeat([]byte{0xa5}, size)
