@@ -18,7 +18,7 @@ import (
 const (
 	bt            = "/bbin/bt"
 	runDir        = "/run/bt"
-	storageSocket = runDir + "/storage.sock"
+	storageSocket = runDir + "/storage.sock" // the storage daemon's bus endpoint
 	treeMount     = "/bt"
 	statusFile    = runDir + "/status"
 

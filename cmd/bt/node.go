@@ -83,8 +83,8 @@ func runNode(env *environment, args []string) error {
 	return nil
 }
 
-// serveAndMount serves the storage daemon on a Unix socket, mounts it
-// through FUSE as a client of that socket, and waits for a signal or an
+// serveAndMount serves the storage daemon on a bus endpoint, mounts it
+// through FUSE as a client of that endpoint, and waits for a signal or an
 // unmount from outside.
 func serveAndMount(ctx context.Context, env *environment, node *state.Node, daemon *storaged.Daemon, mountpoint string, logger *slog.Logger) error {
 	socket := filepath.Join(node.Dir, "storage.sock")

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/blocktree/blocktree/init/supervise"
+	"github.com/blocktree/blocktree/services/bus"
 	"github.com/blocktree/blocktree/services/crypto/keystore"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/fuse"
@@ -31,7 +32,7 @@ import (
 func runStoraged(env *environment, args []string) error {
 	fs := newFlags(env, "bt storaged", "bt storaged --state DIR --socket PATH [--tpm auto|PATH] [--credential-fd N]")
 	stateDir := fs.String("state", "", "state directory of an existing node (required)")
-	socket := fs.String("socket", "", "Unix socket to serve the file-system protocol on (required)")
+	socket := fs.String("socket", "", "bus endpoint, a Unix socket path, to serve the file-system protocol on (required)")
 	tpmChoice := fs.String("tpm", state.TPMAuto, "the TPM that sealed the node's keys: auto (the one recorded for the node) or a TPM device or swtpm socket path")
 	credentialFD := fs.Int("credential-fd", -1, "inherited descriptor of the node's credential, already unsealed by the parent (PID 1 on the appliance); without it the daemon unseals the keys with the TPM")
 	if err := parseFlags(fs, args); err != nil {
@@ -83,7 +84,7 @@ func inheritedCredential(fd int) (*principal.Credential, error) {
 	return keystore.ReceiveCredential(os.NewFile(uintptr(fd), "credential"))
 }
 
-// serveStorage serves daemon on a Unix socket at path until ctx ends or
+// serveStorage serves daemon on a bus endpoint at path until ctx ends or
 // serving fails.
 func serveStorage(ctx context.Context, daemon *storaged.Daemon, path string, logger *slog.Logger, node principal.Principal) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -109,14 +110,14 @@ func serveStorage(ctx context.Context, daemon *storaged.Daemon, path string, log
 	}
 }
 
-// listenStorage serves daemon on a new Unix socket at path. done is closed
+// listenStorage serves daemon on a new bus endpoint at path. done is closed
 // when serving ends. stop ends serving, removes the socket and returns the
 // error that serving ended with.
 func listenStorage(daemon *storaged.Daemon, path string) (done <-chan struct{}, stop func() error, err error) {
 	if err := removeStaleSocket(path); err != nil {
 		return nil, nil, err
 	}
-	listener, err := net.Listen("unix", path)
+	listener, err := bus.Listen(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
@@ -170,7 +171,7 @@ func ignoreClosed(err error) error {
 
 func runMount(env *environment, args []string) error {
 	fs := newFlags(env, "bt mount", "bt mount --socket PATH --mount DIR --principal PRINCIPAL")
-	socket := fs.String("socket", "", "Unix socket of the storage daemon (required)")
+	socket := fs.String("socket", "", "bus endpoint, a Unix socket path, of the storage daemon (required)")
 	mountpoint := fs.String("mount", "", "directory to mount the tree on (required)")
 	principalText := fs.String("principal", "", "principal that every request through the mount acts for: the node's principal (required)")
 	if err := parseFlags(fs, args); err != nil {

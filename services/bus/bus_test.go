@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,6 +70,88 @@ func TestPeerCredentials(t *testing.T) {
 				name, peer, os.Getpid(), os.Getuid(), os.Getgid())
 		}
 	}
+}
+
+func TestPeerGroups(t *testing.T) {
+	client, server := connPair(t, Dialer{}, ListenConfig{})
+	groups, err := os.Getgroups()
+	if err != nil {
+		t.Fatalf("Getgroups: %v", err)
+	}
+	want := make([]uint32, len(groups))
+	for i, g := range groups {
+		want[i] = uint32(g)
+	}
+	slices.Sort(want)
+
+	for name, c := range map[string]*Conn{"client": client, "server": server} {
+		got, err := c.PeerGroups()
+		if err != nil {
+			t.Fatalf("%s: PeerGroups: %v", name, err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: PeerGroups() = %v, want this process's groups %v", name, got, want)
+		}
+	}
+
+	client.Close()
+	if _, err := client.PeerGroups(); err == nil {
+		t.Error("PeerGroups after Close succeeded")
+	}
+}
+
+// TestPeerGroupsOfOtherCredentials gives the listener and the dialer
+// different supplementary groups, as setgroups(2) as root can, and checks
+// that each end reads the other's groups from the time it listened or
+// connected.
+func TestPeerGroupsOfOtherCredentials(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the test needs root for setgroups, and CI=true requires every test to run")
+		}
+		t.Skip("the test needs root for setgroups; skipped outside CI")
+	}
+	original, err := syscall.Getgroups()
+	if err != nil {
+		t.Fatalf("Getgroups: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Setgroups(original); err != nil {
+			t.Errorf("restore the groups %v: %v", original, err)
+		}
+	})
+	setGroups := func(groups []int) {
+		t.Helper()
+		if err := syscall.Setgroups(groups); err != nil {
+			t.Fatalf("Setgroups(%v): %v", groups, err)
+		}
+	}
+
+	setGroups([]int{4101, 4102})
+	path := filepath.Join(t.TempDir(), "bus.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	defer ln.Close()
+	setGroups([]int{4201, 4202, 4203})
+	client, server := acceptPair(t, ln, path)
+	setGroups(original)
+
+	check := func(name string, c *Conn, want []uint32) {
+		t.Helper()
+		got, err := c.PeerGroups()
+		if err != nil {
+			t.Fatalf("%s: PeerGroups: %v", name, err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: PeerGroups() = %v, want %v", name, got, want)
+		}
+	}
+	check("listener's end", server, []uint32{4201, 4202, 4203})
+	check("dialer's end", client, []uint32{4101, 4102})
 }
 
 func TestRecvCopiesSmallAndViewsLarge(t *testing.T) {
@@ -201,6 +286,40 @@ func TestReserveCommit(t *testing.T) {
 	msg.Release()
 	if msg := mustRecv(t, server); msg.Kind != 9 {
 		t.Errorf("message after the cancelled reservation has kind %d, want 9", msg.Kind)
+	}
+}
+
+func TestReserveTruncate(t *testing.T) {
+	client, server := connPair(t, Dialer{}, ListenConfig{})
+	ctx := testContext(t)
+
+	r, err := client.Reserve(ctx, 7, 64<<10)
+	if err != nil {
+		t.Fatalf("Reserve: %v", err)
+	}
+	want := pattern(10000, 5)
+	copy(r.Bytes(), want)
+	if err := r.Truncate(10000); err != nil {
+		t.Fatalf("Truncate: %v", err)
+	}
+	if len(r.Bytes()) != 10000 {
+		t.Errorf("Bytes after Truncate(10000) has %d bytes", len(r.Bytes()))
+	}
+	if err := r.Commit(); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if err := r.Truncate(0); err == nil {
+		t.Error("Truncate after Commit succeeded")
+	}
+	mustSend(t, client, 9, []byte("after truncate"))
+
+	msg := mustRecv(t, server)
+	if msg.Kind != 7 || !bytes.Equal(msg.Data, want) {
+		t.Errorf("received kind %d with %d bytes, want kind 7 with the 10000 bytes kept", msg.Kind, len(msg.Data))
+	}
+	msg.Release()
+	if msg := mustRecv(t, server); msg.Kind != 9 || string(msg.Data) != "after truncate" {
+		t.Errorf("message after the truncated one = kind %d %q, want kind 9", msg.Kind, msg.Data)
 	}
 }
 

@@ -63,6 +63,21 @@ func (c *Conn) Reserve(ctx context.Context, kind uint32, n int) (*Reservation, e
 // invalid after Commit, Cancel or the connection's Close.
 func (r *Reservation) Bytes() []byte { return r.data }
 
+// Truncate shortens the message to the first n bytes of Bytes, which
+// must not exceed its reserved size. A sender that has only an upper
+// bound when it reserves, such as a read of a file that may end early,
+// reserves the bound and truncates to what it wrote.
+func (r *Reservation) Truncate(n int) error {
+	if r.done {
+		return errors.New("bus reservation: Truncate after Commit or Cancel")
+	}
+	if err := r.c.producer.Truncate(n); err != nil {
+		return fmt.Errorf("bus reservation: %w", err)
+	}
+	r.data = r.data[:n:n]
+	return nil
+}
+
 // Commit publishes the message to the peer. It returns ErrClosed if the
 // connection was closed meanwhile, and an error if the reservation ended
 // already.

@@ -125,4 +125,9 @@
 // destination belong to go-fuse's buffer pool and are reused once the
 // call returns, so an fsapi.FS must copy data that it keeps. Names and
 // xattr values are copies.
+//
+// A file system that implements fsapi.ViewReader, such as the storage
+// protocol's client, returns read data as a view instead of filling
+// go-fuse's buffer. go-fuse writes the view to the kernel and then calls
+// Done on the read result, which releases the view.
 package fusefs

@@ -1,13 +1,15 @@
 package fusefs
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/blocktree/blocktree/internal/posixsuite"
+	"github.com/blocktree/blocktree/services/bus"
+	"github.com/blocktree/blocktree/services/storage/fsapi"
 	"github.com/blocktree/blocktree/services/storage/fsys"
 	"github.com/blocktree/blocktree/services/storage/proto"
 )
@@ -166,13 +170,98 @@ func TestEngineNoEntryCacheChecksSearch(t *testing.T) {
 }
 
 // TestProtocolPosixSuite runs the suite through the whole host-mode stack:
-// FUSE, the protocol client, a Unix socket, the protocol server and the
-// engine.
+// FUSE, the protocol client, the bus, the protocol server and the engine.
 func TestProtocolPosixSuite(t *testing.T) {
+	dir, _ := mountOverProtocol(t)
+	posixsuite.Run(t, dir, engineDifferences)
+}
+
+// TestProtocolConcurrentLargeIO writes and reads 1 MiB at a time from many
+// goroutines through the mount and the bus. go-fuse holds each read view
+// until it has written it to the kernel, so the views fill the response
+// ring while writes fill the request ring.
+func TestProtocolConcurrentLargeIO(t *testing.T) {
+	dir, client := mountOverProtocol(t)
+
+	const workers = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			path := filepath.Join(dir, fmt.Sprintf("large-%d", w))
+			chunk := bytes.Repeat([]byte{byte('a' + w)}, 1<<20)
+			f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer f.Close()
+			for i := range 4 {
+				if _, err := f.WriteAt(chunk, int64(i)<<20); err != nil {
+					errs <- fmt.Errorf("write %s: %w", path, err)
+					return
+				}
+			}
+			got := make([]byte, 1<<20)
+			for round := range 3 {
+				for i := range 4 {
+					if _, err := f.ReadAt(got, int64(i)<<20); err != nil {
+						errs <- fmt.Errorf("read %s: %w", path, err)
+						return
+					}
+					if !bytes.Equal(got, chunk) {
+						errs <- fmt.Errorf("read %s at MiB %d in round %d: other bytes than were written", path, i, round)
+						return
+					}
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("concurrent 1 MiB reads and writes through the mount did not finish within 2 minutes")
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Views of the copy threshold (4 KiB) and more stay in shared memory,
+	// as the protocol's own tests check.
+	if client.largeViews.Load() == 0 {
+		t.Error("no read through the mount returned a view of 4 KiB or more; the FUSE server did not use ReadView")
+	}
+}
+
+// viewCountingClient is a protocol client that counts the views of 4 KiB
+// or more that ReadView returns.
+type viewCountingClient struct {
+	*proto.Client
+	largeViews atomic.Int64
+}
+
+func (c *viewCountingClient) ReadView(ctx context.Context, caller *fsapi.Caller, ino fsapi.Ino, h fsapi.HandleID, off int64, size int) (fsapi.DataView, error) {
+	view, err := c.Client.ReadView(ctx, caller, ino, h, off, size)
+	if err == nil && len(view.Bytes()) >= 4<<10 {
+		c.largeViews.Add(1)
+	}
+	return view, err
+}
+
+// mountOverProtocol serves a new engine on a bus endpoint and mounts it
+// through a protocol client, which it returns with the mount's directory.
+// Everything stops at the end of the test.
+func mountOverProtocol(t *testing.T) (string, *viewCountingClient) {
+	t.Helper()
 	requireFUSE(t)
 	engine, _ := newEngine(t)
 	socket := filepath.Join(t.TempDir(), "storage.sock")
-	listener, err := net.Listen("unix", socket)
+	listener, err := bus.Listen(socket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +286,7 @@ func TestProtocolPosixSuite(t *testing.T) {
 	}
 	t.Cleanup(func() { client.Close() })
 
-	_, dir, _ := mountForTest(t, client, Options{})
-	posixsuite.Run(t, dir, engineDifferences)
+	counting := &viewCountingClient{Client: client}
+	_, dir, _ := mountForTest(t, counting, Options{})
+	return dir, counting
 }

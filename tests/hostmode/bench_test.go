@@ -80,7 +80,7 @@ func BenchmarkSequentialWrite(b *testing.B) {
 // each time. The host serves it from its page cache; through the mount every
 // open makes the kernel drop its cached copy, so the bytes come from the
 // daemon, which checks and decrypts nothing here (the data is resident in
-// the engine) but does cross FUSE and the Unix socket.
+// the engine) but does cross FUSE and the bus.
 func BenchmarkReadBack(b *testing.B) {
 	chunk := bytes.Repeat([]byte{'z'}, 1<<20)
 	const fileSize = 64 << 20

@@ -15,7 +15,12 @@ type Producer struct {
 	next     uint64 // position after the open reservation; equal to head when none is open
 	tail     uint64 // last tail read from shared memory and checked
 	reserved bool
-	err      error // permanent error after corruption
+	// index, kind and length describe the open reservation's record, for
+	// Truncate.
+	index  uint64
+	kind   uint32
+	length int
+	err    error // permanent error after corruption
 }
 
 // NewProducer returns the producer of the ring in mem, whose length is
@@ -87,6 +92,7 @@ func (p *Producer) Reserve(kind uint32, n int) ([]byte, error) {
 	p.s.putRecordHeader(index, uint32(n), kind)
 	p.next = position + size
 	p.reserved = true
+	p.index, p.kind, p.length = index, kind, n
 
 	start := index + RecordHeaderSize
 	end := start + uint64(n)
@@ -128,6 +134,23 @@ func (p *Producer) Commit() error {
 	if atomic.LoadUint32(p.s.consumerWaiting) != 0 && atomic.SwapUint32(p.s.consumerWaiting, 0) != 0 {
 		p.wake()
 	}
+	return nil
+}
+
+// Truncate shortens the open reservation's payload to its first n bytes,
+// for a producer that learns the payload's size only while it fills the
+// payload in place. The space after the new end returns to the ring at
+// Commit.
+func (p *Producer) Truncate(n int) error {
+	if !p.reserved {
+		return errors.New("ring truncate: no reservation is open")
+	}
+	if n < 0 || n > p.length {
+		return fmt.Errorf("ring truncate: length %d is outside the reserved %d bytes", n, p.length)
+	}
+	p.s.putRecordHeader(p.index, uint32(n), p.kind)
+	p.next -= recordSize(uint64(p.length)) - recordSize(uint64(n))
+	p.length = n
 	return nil
 }
 

@@ -122,6 +122,41 @@ func TestWriteNextRelease(t *testing.T) {
 	}
 }
 
+func TestTruncateShortensRecord(t *testing.T) {
+	r := newTestRing(t, 1024)
+
+	buf, err := r.p.Reserve(7, 100)
+	if err != nil {
+		t.Fatalf("Reserve: %v", err)
+	}
+	copy(buf, "hello, and bytes that are cut off")
+	if err := r.p.Truncate(101); err == nil {
+		t.Error("Truncate beyond the reserved length succeeded")
+	}
+	if err := r.p.Truncate(5); err != nil {
+		t.Fatalf("Truncate: %v", err)
+	}
+	if err := r.p.Commit(); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if err := r.p.Truncate(0); err == nil {
+		t.Error("Truncate without an open reservation succeeded")
+	}
+	mustWrite(t, r.p, 8, []byte("next"))
+
+	rec := mustNext(t, r.c)
+	if rec.Kind != 7 || string(rec.Data) != "hello" {
+		t.Errorf("truncated record = kind %d %q, want kind 7 %q", rec.Kind, rec.Data, "hello")
+	}
+	rec = mustNext(t, r.c)
+	if rec.Kind != 8 || string(rec.Data) != "next" {
+		t.Errorf("record after the truncated one = kind %d %q, want kind 8 %q", rec.Kind, rec.Data, "next")
+	}
+	if got := r.u64(headOffset); got != 16+16 {
+		t.Errorf("shared head = %d, want 32 (two 16-byte records)", got)
+	}
+}
+
 func TestReleaseInOrder(t *testing.T) {
 	r := newTestRing(t, 1024)
 	mustWrite(t, r.p, 1, make([]byte, 10)) // 24 bytes

@@ -155,6 +155,25 @@ const (
 	MaxWrite        = 1 << 20 // largest Write and Read in one request
 )
 
+// ViewReader is implemented by an FS that can return read data in place,
+// without copying it into a buffer of the caller's, such as a client that
+// receives the data in memory shared with the storage daemon.
+type ViewReader interface {
+	// ReadView reads up to size bytes at off, as Read does. The caller
+	// must call Release on the view once it no longer needs the bytes.
+	ReadView(ctx context.Context, c *Caller, ino Ino, h HandleID, off int64, size int) (DataView, error)
+}
+
+// DataView is read data that stays valid until Release. It is not safe
+// for concurrent use.
+type DataView interface {
+	// Bytes returns the data.
+	Bytes() []byte
+	// Release ends the use of the data and frees its memory for reuse. A
+	// second Release does nothing.
+	Release()
+}
+
 // FS is the file-system protocol. Implementations must be safe for
 // concurrent use.
 type FS interface {

@@ -2,6 +2,7 @@ package proto
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/blocktree/blocktree/services/bus"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
 
@@ -19,20 +21,25 @@ type ClientOptions struct {
 	Logger *slog.Logger
 }
 
-// Client is a connection to the storage daemon that implements fsapi.FS.
-// It is safe for concurrent use: requests share the connection and each
-// waits for the response with its id.
+// Client is a connection to the storage daemon that implements fsapi.FS
+// and fsapi.ViewReader. It is safe for concurrent use: requests share the
+// connection and each waits for the response with its id.
 //
 // Handles belong to the connection, so handles that a Client opened are
 // invalid on any other Client, and the daemon releases them when the
 // Client's connection ends.
 type Client struct {
 	path string
-	conn *net.UnixConn
+	conn *bus.Conn
+	mem  *sharedMemory // closes conn once no view or reservation uses its memory
 	log  *slog.Logger
 
-	nextID  atomic.Uint64
-	writeMu sync.Mutex // serializes frames on conn
+	nextID atomic.Uint64
+
+	// ctx ends when the connection goes down. It stops the reader and
+	// every send that waits for ring space.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	pending map[uint64]*call
@@ -50,18 +57,15 @@ type call struct {
 	op   Op
 	done chan struct{} // closed when resp or err is set
 	resp Response
-	// frame is the pooled buffer that resp.Data points into, if any.
-	frame *[]byte
-	err   error
+	// msg is the message that resp.Data points into, if any.
+	msg heldMessage
+	err error
 }
 
-// recycle returns the buffer behind resp.Data to the pool.
+// recycle releases the message behind resp.Data.
 func (cl *call) recycle() {
-	if cl.frame != nil {
-		putBuffer(cl.frame)
-		cl.frame = nil
-		cl.resp.Data = nil
-	}
+	cl.msg.release()
+	cl.resp.Data = nil
 }
 
 type lateOpen struct {
@@ -72,9 +76,11 @@ type lateOpen struct {
 // errClientClosed is the cause of ConnError after Close.
 var errClientClosed = fmt.Errorf("client closed: %w", net.ErrClosed)
 
-// Dial connects to the storage daemon's Unix socket at path.
+// Dial connects to the storage daemon's bus endpoint, the Unix socket at
+// path, with rings of RingSize bytes.
 func Dial(path string, opts ClientOptions) (*Client, error) {
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	d := bus.Dialer{RingSize: RingSize}
+	conn, err := d.Dial(path)
 	if err != nil {
 		return nil, fmt.Errorf("dial storage daemon at %s: %w", path, err)
 	}
@@ -85,22 +91,30 @@ func Dial(path string, opts ClientOptions) (*Client, error) {
 	c := &Client{
 		path:       path,
 		conn:       conn,
+		mem:        newSharedMemory(conn),
 		log:        logger.With("path", path),
 		pending:    make(map[uint64]*call),
 		lateOpens:  make(map[uint64]lateOpen),
 		readerDone: make(chan struct{}),
 		downCh:     make(chan struct{}),
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.readResponses()
+	go func() {
+		<-c.readerDone
+		c.mem.close()
+	}()
 	return c, nil
 }
 
 // Close closes the connection. Requests still waiting fail with a
-// ConnError, and so do later ones. The daemon releases the handles that the
+// ConnError, and so do later ones. Close waits until every view that
+// ReadView returned is released. The daemon releases the handles that the
 // connection opened.
 func (c *Client) Close() error {
 	c.fail(errClientClosed)
 	<-c.readerDone
+	c.mem.close()
 	return nil
 }
 
@@ -117,8 +131,9 @@ func (c *Client) Err() error {
 	return c.down
 }
 
-// fail marks the connection down with cause, closes it and fails every
-// waiting request. Only the first cause is kept.
+// fail marks the connection down with cause, stops the reader and fails
+// every waiting request. Only the first cause is kept. The connection
+// itself closes once the views still in use are released.
 func (c *Client) fail(cause error) {
 	c.mu.Lock()
 	if c.down == nil {
@@ -132,7 +147,7 @@ func (c *Client) fail(cause error) {
 	c.pending = make(map[uint64]*call)
 	c.mu.Unlock()
 
-	c.conn.Close()
+	c.cancel()
 	for _, cl := range pending {
 		cl.err = c.connError(cl.op)
 		close(cl.done)
@@ -145,19 +160,29 @@ func (c *Client) connError(op Op) error {
 
 // readResponses delivers each response to its call until the connection
 // fails. A response that does not decode, or whose Op differs from its
-// request's, fails the connection, because the stream cannot be trusted.
+// request's, fails the connection, because the daemon cannot be trusted.
 func (c *Client) readResponses() {
 	defer close(c.readerDone)
-	frames := newFrameReader(c.conn)
 	for {
-		buf, msg, err := frames.next()
+		msg, err := c.conn.Recv(c.ctx)
 		if err != nil {
-			c.fail(fmt.Errorf("read response: %w", err))
+			c.fail(fmt.Errorf("receive response: %w", err))
 			return
 		}
+		held, ok := receive(c.mem, msg)
+		if !ok {
+			return
+		}
+		if msg.Kind != busKindResponse {
+			held.release()
+			c.fail(fmt.Errorf("invalid response: bus message kind %#x, expected %#x", msg.Kind, busKindResponse))
+			return
+		}
+		// DecodeResponse reads each value once, so a daemon that changes
+		// the shared memory meanwhile garbles only this response's data.
 		var resp Response
-		if err := DecodeResponse(msg, &resp); err != nil {
-			putBuffer(buf)
+		if err := DecodeResponse(msg.Data, &resp); err != nil {
+			held.release()
 			c.fail(fmt.Errorf("invalid response: %w", err))
 			return
 		}
@@ -166,7 +191,7 @@ func (c *Client) readResponses() {
 		cl := c.pending[resp.ID]
 		if cl != nil && cl.op != resp.Op {
 			c.mu.Unlock()
-			putBuffer(buf)
+			held.release()
 			c.fail(fmt.Errorf("invalid response: %s response to %s request %d", resp.Op, cl.op, resp.ID))
 			return
 		}
@@ -179,17 +204,17 @@ func (c *Client) readResponses() {
 		case cl != nil:
 			cl.resp = resp
 			if resp.Data != nil {
-				cl.frame = buf
+				cl.msg = held
 			} else {
-				putBuffer(buf)
+				held.release()
 			}
 			close(cl.done)
 		case isLate && resp.Op == late.op && resp.Errno == 0:
-			putBuffer(buf)
+			held.release()
 			go c.releaseLate(late, resp.Handle)
 		default:
 			// The response to a request whose caller gave up.
-			putBuffer(buf)
+			held.release()
 		}
 	}
 }
@@ -212,16 +237,29 @@ func (c *Client) releaseLate(late lateOpen, h fsapi.HandleID) {
 // turned into an *Error. A caller that uses resp.Data calls recycle when
 // done with it.
 //
-// When ctx ends first, do returns EINTR at once and sends OpInterrupt, so
-// that the daemon cancels the request's context too. A request that has
-// already taken effect in the daemon stays in effect.
+// When ctx ends while the request waits for ring space, do returns EINTR
+// and nothing is sent. When ctx ends after the request was sent, do
+// returns EINTR at once and sends OpInterrupt, so that the daemon cancels
+// the request's context too. A request that has already taken effect in
+// the daemon stays in effect.
 func (c *Client) do(ctx context.Context, req *Request) (*call, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: req.Op, Errno: syscall.EINTR, Err: err}
 	}
 	req.ID = c.nextID.Add(1)
-	buf := getBuffer(frameHeaderSize + 512 + len(req.Data) + 4*len(req.Caller.Groups))
-	frame, err := AppendRequest(beginFrame(*buf), req)
+
+	// The data of a Write is not encoded here but copied once, straight
+	// into the ring, by sendWrite.
+	var writeData []byte
+	if req.Op == OpWrite {
+		writeData, req.Data = req.Data, nil
+		if len(writeData) > argData.limit() {
+			fe := &fieldError{action: "encode", message: "request", op: req.Op, field: argData.String(), errno: argData.errno(), err: tooLong(len(writeData), argData.limit())}
+			return nil, &Error{Op: req.Op, Errno: fe.errno, Err: fe}
+		}
+	}
+	buf := getBuffer(512 + len(req.Data) + 4*len(req.Caller.Groups))
+	msg, err := AppendRequest(*buf, req)
 	if err != nil {
 		putBuffer(buf)
 		errno := syscall.EINVAL
@@ -231,29 +269,34 @@ func (c *Client) do(ctx context.Context, req *Request) (*call, error) {
 		}
 		return nil, &Error{Op: req.Op, Errno: errno, Err: err}
 	}
-	finishFrame(frame)
 
 	cl := &call{op: req.Op, done: make(chan struct{})}
 	c.mu.Lock()
 	if c.down != nil {
 		c.mu.Unlock()
-		*buf = frame
+		*buf = msg
 		putBuffer(buf)
 		return nil, c.connError(req.Op)
 	}
 	c.pending[req.ID] = cl
 	c.mu.Unlock()
 
-	// NOTE: ctx does not bound the write. While the daemon reads nothing
-	// from the connection (see ServerOptions.MaxInflight), the write and
-	// every request queued behind it block until the daemon reads again or
-	// the connection fails.
-	c.writeMu.Lock()
-	_, err = c.conn.Write(frame)
-	c.writeMu.Unlock()
-	*buf = frame
+	if req.Op == OpWrite {
+		err = c.sendWrite(ctx, msg, writeData)
+	} else {
+		err = c.conn.Send(ctx, busKindRequest, msg)
+	}
+	*buf = msg
 	putBuffer(buf)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			c.mu.Lock()
+			if c.pending[req.ID] == cl {
+				delete(c.pending, req.ID)
+			}
+			c.mu.Unlock()
+			return nil, &Error{Op: req.Op, Errno: syscall.EINTR, Err: ctx.Err()}
+		}
 		c.fail(fmt.Errorf("send %s request: %w", req.Op, err))
 	}
 
@@ -277,6 +320,38 @@ func (c *Client) do(ctx context.Context, req *Request) (*call, error) {
 	return cl, nil
 }
 
+// sendWrite sends a Write request with data written once, straight into
+// the send ring. head is the request encoded with empty data, so it ends
+// with the data's u32 length, which the Write layout puts last.
+func (c *Client) sendWrite(ctx context.Context, head, data []byte) error {
+	if !c.mem.hold() {
+		return bus.ErrClosed
+	}
+	defer c.mem.done()
+	// A reservation that waits for ring space holds the memory, so the
+	// wait must end when the connection goes down.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+
+	r, err := c.conn.Reserve(ctx, busKindRequest, len(head)+len(data))
+	if err != nil {
+		return err
+	}
+	putWriteRequest(r.Bytes(), head, data)
+	return r.Commit()
+}
+
+// putWriteRequest writes the encoding of a Write request into dst, which
+// has room for exactly head and data. head is the request encoded with
+// empty data.
+func putWriteRequest(dst, head, data []byte) {
+	n := copy(dst, head)
+	binary.BigEndian.PutUint32(dst[n-4:], uint32(len(data)))
+	copy(dst[n:], data)
+}
+
 // abandon stops waiting for cl and sends OpInterrupt. It returns false if
 // the reader or fail has already taken cl, which then completes soon.
 func (c *Client) abandon(req *Request, cl *call) bool {
@@ -291,24 +366,20 @@ func (c *Client) abandon(req *Request, cl *call) bool {
 	}
 	c.mu.Unlock()
 
-	// A goroutine, so that a full socket cannot delay the caller.
+	// A goroutine, so that a full ring cannot delay the caller.
 	go c.interrupt(req.ID)
 	return true
 }
 
-// interrupt sends OpInterrupt for the request id. A failed write fails the
+// interrupt sends OpInterrupt for the request id. A failed send fails the
 // connection, which the reader then reports.
 func (c *Client) interrupt(id uint64) {
-	var b [frameHeaderSize + 32]byte
-	frame, err := AppendRequest(beginFrame(b[:0]), &Request{Op: OpInterrupt, ID: id})
+	var b [32]byte
+	msg, err := AppendRequest(b[:0], &Request{Op: OpInterrupt, ID: id})
 	if err != nil {
 		panic(fmt.Sprintf("proto: encode interrupt: %v", err))
 	}
-	finishFrame(frame)
-	c.writeMu.Lock()
-	_, err = c.conn.Write(frame)
-	c.writeMu.Unlock()
-	if err != nil {
+	if err := c.conn.Send(c.ctx, busKindRequest, msg); err != nil && c.ctx.Err() == nil {
 		c.fail(fmt.Errorf("send interrupt of request %d: %w", id, err))
 	}
 }

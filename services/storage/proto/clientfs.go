@@ -12,7 +12,10 @@ import (
 // error is an *Error, whose Errno is the daemon's, or a *ConnError, which
 // matches syscall.EIO.
 
-var _ fsapi.FS = (*Client)(nil)
+var (
+	_ fsapi.FS         = (*Client)(nil)
+	_ fsapi.ViewReader = (*Client)(nil)
+)
 
 // callerOf returns the Caller to encode; a nil Caller encodes as the zero one.
 func callerOf(c *fsapi.Caller) fsapi.Caller {
@@ -113,16 +116,58 @@ func (c *Client) Open(ctx context.Context, caller *fsapi.Caller, ino fsapi.Ino, 
 // Read reads into dest and returns the number of bytes read. A dest longer
 // than fsapi.MaxWrite is filled up to fsapi.MaxWrite bytes, a short read.
 func (c *Client) Read(ctx context.Context, caller *fsapi.Caller, ino fsapi.Ino, h fsapi.HandleID, off int64, dest []byte) (int, error) {
-	size := min(len(dest), fsapi.MaxWrite)
-	cl, err := c.do(ctx, &Request{Op: OpRead, Caller: callerOf(caller), Ino: ino, Handle: h, Offset: off, Size: uint32(size)})
+	cl, err := c.read(ctx, caller, ino, h, off, len(dest))
 	if err != nil {
 		return 0, err
 	}
 	defer cl.recycle()
-	if len(cl.resp.Data) > size {
-		return 0, &Error{Op: OpRead, Errno: syscall.EIO, Err: fmt.Errorf("daemon returned %d bytes for a read of %d", len(cl.resp.Data), size)}
-	}
 	return copy(dest, cl.resp.Data), nil
+}
+
+// ReadView reads up to size bytes, and at most fsapi.MaxWrite, and returns
+// them in place: a response of the copy threshold (4 KiB) or more is a
+// view into the memory that the Client shares with the daemon. The daemon
+// can still write that memory, so the caller must not trust the bytes any
+// more than a copy of them. The view holds ring space, which returns in
+// the order of receipt, so the caller releases it as soon as it can.
+func (c *Client) ReadView(ctx context.Context, caller *fsapi.Caller, ino fsapi.Ino, h fsapi.HandleID, off int64, size int) (fsapi.DataView, error) {
+	if size < 0 {
+		return nil, &Error{Op: OpRead, Errno: syscall.EINVAL, Err: fmt.Errorf("read size %d is negative", size)}
+	}
+	cl, err := c.read(ctx, caller, ino, h, off, size)
+	if err != nil {
+		return nil, err
+	}
+	return &readView{data: cl.resp.Data, msg: cl.msg}, nil
+}
+
+// read sends a Read of up to size bytes and checks the length of the
+// data.
+func (c *Client) read(ctx context.Context, caller *fsapi.Caller, ino fsapi.Ino, h fsapi.HandleID, off int64, size int) (*call, error) {
+	size = min(size, fsapi.MaxWrite)
+	cl, err := c.do(ctx, &Request{Op: OpRead, Caller: callerOf(caller), Ino: ino, Handle: h, Offset: off, Size: uint32(size)})
+	if err != nil {
+		return nil, err
+	}
+	if len(cl.resp.Data) > size {
+		n := len(cl.resp.Data)
+		cl.recycle()
+		return nil, &Error{Op: OpRead, Errno: syscall.EIO, Err: fmt.Errorf("daemon returned %d bytes for a read of %d", n, size)}
+	}
+	return cl, nil
+}
+
+// readView is the data of a Read response, in the received message.
+type readView struct {
+	data []byte
+	msg  heldMessage
+}
+
+func (v *readView) Bytes() []byte { return v.data }
+
+func (v *readView) Release() {
+	v.data = nil
+	v.msg.release()
 }
 
 // Write fails with EINVAL if data is longer than fsapi.MaxWrite.

@@ -2,15 +2,17 @@ package proto
 
 import (
 	"context"
+	"encoding/binary"
+	"fmt"
 	"syscall"
 )
 
 var ebadf = uint32(syscall.EBADF)
 
-// dispatch calls the file-system method of req and fills in resp. For a
-// Read it returns the pooled buffer that resp.Data points into, which the
-// caller returns to the pool after sending resp.
-func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response) *[]byte {
+// dispatch calls the file-system method of req and fills in resp. It
+// returns true if it sent the response itself, as a Read does, and the
+// caller then sends nothing.
+func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response) bool {
 	fs := sc.srv.fs
 	var err error
 	switch req.Op {
@@ -23,7 +25,7 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 		// directory's.
 		if h := req.SetAttr.Handle; h != 0 && !sc.ownsHandle(h, req.Ino, false) && !sc.ownsHandle(h, req.Ino, true) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		in := req.SetAttr
 		resp.Attr, err = fs.SetAttr(ctx, sc.caller(req), req.Ino, &in)
@@ -60,50 +62,50 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 	case OpWrite:
 		if !sc.ownsHandle(req.Handle, req.Ino, false) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		var n int
 		n, err = fs.Write(ctx, sc.caller(req), req.Ino, req.Handle, req.Offset, req.Data)
 		if err == nil && (n < 0 || n > len(req.Data)) {
 			sc.log.Error("file system wrote a count outside the data; sending EIO", "op", req.Op.String(), "count", n, "size", len(req.Data))
 			resp.Errno = uint32(syscall.EIO)
-			return nil
+			return false
 		}
 		resp.Count = uint64(n)
 	case OpFlush:
 		if !sc.ownsHandle(req.Handle, req.Ino, false) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		err = fs.Flush(ctx, sc.caller(req), req.Ino, req.Handle, req.Owner)
 	case OpRelease:
 		if !sc.takeHandle(req.Handle, req.Ino, false) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		err = fs.Release(ctx, req.Ino, req.Handle)
 	case OpFsync:
 		if !sc.ownsHandle(req.Handle, req.Ino, false) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		err = fs.Fsync(ctx, sc.caller(req), req.Ino, req.Handle, req.Datasync)
 	case OpFallocate:
 		if !sc.ownsHandle(req.Handle, req.Ino, false) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		err = fs.Fallocate(ctx, sc.caller(req), req.Ino, req.Handle, req.Mode, req.Offset, int64(req.Length))
 	case OpLseek:
 		if !sc.ownsHandle(req.Handle, req.Ino, false) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		resp.Offset, err = fs.Lseek(ctx, sc.caller(req), req.Ino, req.Handle, req.Offset, req.Whence)
 	case OpCopyFileRange:
 		if !sc.ownsHandle(req.Handle, req.Ino, false) || !sc.ownsHandle(req.OutHandle, req.OutIno, false) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		resp.Count, err = fs.CopyFileRange(ctx, sc.caller(req), req.Ino, req.Handle, req.Offset,
 			req.OutIno, req.OutHandle, req.OutOffset, req.Length, req.Flags)
@@ -115,7 +117,7 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 	case OpReadDir:
 		if !sc.ownsHandle(req.Handle, req.Ino, true) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		resp.Entries, err = fs.ReadDir(ctx, sc.caller(req), req.Ino, req.Handle, req.Cookie, int(req.Max))
 		// Entries past max are read again by the next ReadDir, which
@@ -129,13 +131,13 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 	case OpReleaseDir:
 		if !sc.takeHandle(req.Handle, req.Ino, true) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		err = fs.ReleaseDir(ctx, req.Ino, req.Handle)
 	case OpFsyncDir:
 		if !sc.ownsHandle(req.Handle, req.Ino, true) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		err = fs.FsyncDir(ctx, sc.caller(req), req.Ino, req.Handle)
 	case OpStatFS:
@@ -159,20 +161,20 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 	case OpGetLk:
 		if !sc.ownsHandle(req.Handle, req.Ino, false) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		resp.Lock, err = fs.GetLk(ctx, sc.caller(req), req.Ino, req.Handle, req.Owner, req.Lock)
 	case OpSetLk:
 		c := sc.caller(req)
 		if !sc.addLockOwner(req.Handle, req.Ino, req.Owner, c) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		err = fs.SetLk(ctx, c, req.Ino, req.Handle, req.Owner, req.Lock, req.Wait)
 	case OpFlock:
 		if !sc.ownsHandle(req.Handle, req.Ino, false) {
 			resp.Errno = ebadf
-			return nil
+			return false
 		}
 		err = fs.Flock(ctx, sc.caller(req), req.Ino, req.Handle, req.How, req.Wait)
 	}
@@ -180,26 +182,66 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 		// Results that came with an error are not sent.
 		*resp = Response{Op: resp.Op, ID: resp.ID, Errno: sc.errno(req.Op, err)}
 	}
-	return nil
+	return false
 }
 
-// read runs a Read into a pooled buffer, which it returns.
-func (sc *serverConn) read(ctx context.Context, req *Request, resp *Response) *[]byte {
+// read runs a Read straight into the response's space in the send ring
+// and sends the response, unless it fails before that. It returns true if
+// it sent the response, or the connection ended so that none can be sent.
+//
+// The response is the header with a zero data length, then the data that
+// fs.Read writes in place. The length is filled in after the read, and the
+// reservation is truncated to what was read.
+//
+// NOTE: the reservation holds the connection's sending side, so the other
+// responses of the connection wait while fs.Read runs. A file system whose
+// Read waits long, such as for a remote node, would need a copy through a
+// private buffer instead.
+func (sc *serverConn) read(ctx context.Context, req *Request, resp *Response) bool {
 	if !sc.ownsHandle(req.Handle, req.Ino, false) {
 		resp.Errno = ebadf
-		return nil
+		return false
 	}
-	buf := getBuffer(int(req.Size))
-	dest := (*buf)[:req.Size]
+	var header [readResponseHeaderSize]byte
+	head, err := AppendResponse(header[:0], &Response{Op: OpRead, ID: req.ID})
+	if err != nil || len(head) != readResponseHeaderSize {
+		panic(fmt.Sprintf("proto: read response header is %d bytes, expected %d: %v", len(head), readResponseHeaderSize, err))
+	}
+
+	if !sc.mem.hold() {
+		return true // the connection is closing
+	}
+	defer sc.mem.done()
+	r, err := sc.conn.Reserve(ctx, busKindResponse, len(head)+int(req.Size))
+	if err != nil {
+		if ctx.Err() != nil && sc.ctx.Err() == nil {
+			resp.Errno = uint32(syscall.EINTR)
+			return false
+		}
+		sc.logSendError(req.Op, err)
+		return true
+	}
+	buf := r.Bytes()
+	copy(buf, head)
+	dest := buf[len(head):]
+
 	n, err := sc.srv.fs.Read(ctx, sc.caller(req), req.Ino, req.Handle, req.Offset, dest)
 	switch {
 	case err != nil:
+		r.Cancel()
 		resp.Errno = sc.errno(req.Op, err)
+		return false
 	case n < 0 || n > len(dest):
+		r.Cancel()
 		sc.log.Error("file system read a count outside the buffer; sending EIO", "op", req.Op.String(), "count", n, "size", len(dest))
 		resp.Errno = uint32(syscall.EIO)
-	case n > 0:
-		resp.Data = dest[:n]
+		return false
 	}
-	return buf
+	binary.BigEndian.PutUint32(buf[len(head)-4:], uint32(n))
+	if err := r.Truncate(len(head) + n); err != nil {
+		r.Cancel()
+		panic(fmt.Sprintf("proto: truncate read response: %v", err))
+	}
+	sc.logSendError(req.Op, r.Commit())
+	return true
 }

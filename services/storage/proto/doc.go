@@ -1,10 +1,10 @@
 // Package proto carries the file-system protocol of package fsapi between
-// processes: the messages for every fsapi.FS method, a framing for byte
-// streams, a server (Serve) that exposes an fsapi.FS on a Unix socket, and
-// a client (Client) that implements fsapi.FS over such a socket. Until
-// Blocktree's message bus exists the storage daemon serves its file system
-// this way. The bus and the network will carry the same message encodings,
-// so the encodings do not depend on the transport.
+// processes: the messages for every fsapi.FS method, a server (Serve) that
+// exposes an fsapi.FS on a local bus endpoint (package bus), and a client
+// (Client) that implements fsapi.FS over a bus connection. The storage
+// daemon serves its file system this way, and the FUSE server is its
+// client. The encodings do not depend on the transport, so the network
+// can carry the same messages.
 //
 // # Model
 //
@@ -27,11 +27,11 @@
 // Handles belong to the connection that opened them. A request that names
 // a handle which its connection did not open, or opened on another inode
 // or as the other kind (file or directory), fails with EBADF. When a
-// connection ends, which includes the peer closing its sending side, the
-// server cancels its running requests without answering them, unlocks the
-// POSIX locks of every lock owner that called SetLk on its handles, and
-// releases the handles the peer left open. A flock belongs to its handle,
-// so the file system drops it on Release.
+// connection ends, which includes the peer exiting, the server cancels its
+// running requests without answering them, unlocks the POSIX locks of
+// every lock owner that called SetLk on its handles, and releases the
+// handles the peer left open. A flock belongs to its handle, so the file
+// system drops it on Release.
 //
 // # Messages
 //
@@ -120,15 +120,45 @@
 // the same values, so every message that encodes also decodes, and every
 // message that decodes encodes back to the same bytes.
 //
-// # Framing
+// # Transport
 //
-// On a byte stream each message is preceded by its length as a big-endian
-// u32. A length above MaxFrameSize, a message that does not decode, a
-// stream that ends inside a frame, or a request id that is already running
-// makes the server log the error once with the peer's pid and close that
-// connection; other connections are unaffected. A client whose connection
-// fails in any way fails every waiting and later request with a ConnError,
-// which matches syscall.EIO.
+// Each message is one bus message, of bus kind 0x0200 for a request and
+// 0x0201 for a response, the same values as the kinds inside the message.
+// The client requests rings of RingSize (4 MiB) in each direction, the
+// smallest that carries MaxMessageSize, so a connection costs 8 MiB of
+// shared memory.
+//
+// The data of reads and writes crosses without a copy beyond the one into
+// shared memory. The client encodes a Write request straight into a
+// reservation in its send ring, copying the data once from the caller's
+// buffer. The server passes the data to fs.Write as a view into the ring
+// and releases it when fs.Write returns. For a Read, the server reserves
+// room for a response of the requested size, lets fs.Read write the data
+// in place, fills in the data length and truncates the reservation to it.
+// The client returns the response to ReadView callers as a view (the FUSE
+// server hands it to the kernel), and copies it for Read. Messages below
+// the bus's copy threshold (4 KiB) arrive as copies instead.
+//
+// The peer can write the shared memory at any time. Decoders read every
+// value once, so the lengths and counts that they check are the ones they
+// use, and a peer that changes a message in flight garbles only that
+// message's own data. Except for Write data, the server copies the
+// request's data before use.
+//
+// A view holds ring space, and ring space returns in the order of receipt,
+// so a Read response that the FUSE server holds until it has written it to
+// the kernel delays the release of later messages. That delay is bounded,
+// because nothing that the holder waits for needs ring space: the server
+// reserves the Read response's space before it calls fs.Read, and
+// releases a Write's view before it sends the response.
+//
+// A request that does not decode, a message of another kind, or a request
+// whose id is already running is dropped, counted and logged with the
+// peer's pid, at most once a second. The connection stays up, because the
+// bus keeps message boundaries. A corrupted ring ends the connection. A
+// client whose connection fails in any way, or whose daemon sends a
+// response that does not decode, fails every waiting and later request
+// with a ConnError, which matches syscall.EIO.
 //
 // # Versioning
 //

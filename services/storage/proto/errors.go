@@ -64,12 +64,12 @@ func (e *Error) Unwrap() []error {
 // ErrConnDown and syscall.EIO.
 type ConnError struct {
 	Op   Op
-	Path string // socket path
+	Path string // path of the bus endpoint
 	Err  error  // cause of the connection failure
 }
 
 func (e *ConnError) Error() string {
-	return fmt.Sprintf("storage %s: %v (socket %s): %v", e.Op, ErrConnDown, e.Path, e.Err)
+	return fmt.Sprintf("storage %s: %v (bus endpoint %s): %v", e.Op, ErrConnDown, e.Path, e.Err)
 }
 
 // Unwrap returns ErrConnDown, syscall.EIO and the cause.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -15,12 +14,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/blocktree/blocktree/internal/logbuf"
+	"github.com/blocktree/blocktree/services/bus"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
-// testServer is a Serve running on a Unix socket in the test's directory.
+// testServer is a Serve running on a bus endpoint in the test's directory.
 type testServer struct {
 	path string
+	srv  *server // for its counters
 	fs   *memFS
 	logs *logBuffer
 	stop func() // cancels Serve and waits for it to return
@@ -40,7 +41,7 @@ var nodePrincipal = testPrincipal(0x90)
 func startServer(t testing.TB, fs *memFS, opts ServerOptions) *testServer {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "fs.sock")
-	l, err := net.Listen("unix", path)
+	l, err := bus.Listen(path)
 	if err != nil {
 		t.Fatalf("listen on %s: %v", path, err)
 	}
@@ -53,7 +54,11 @@ func startServer(t testing.TB, fs *memFS, opts ServerOptions) *testServer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	started := make(chan *server, 1)
+	testHookServe = func(s *server) { started <- s }
 	go func() { done <- Serve(ctx, l, fs, opts) }()
+	srv := <-started
+	testHookServe = nil
 
 	var once sync.Once
 	stop := func() {
@@ -70,7 +75,7 @@ func startServer(t testing.TB, fs *memFS, opts ServerOptions) *testServer {
 		})
 	}
 	t.Cleanup(stop)
-	return &testServer{path: path, fs: fs, logs: logs, stop: stop}
+	return &testServer{path: path, srv: srv, fs: fs, logs: logs, stop: stop}
 }
 
 // dial connects a client that closes at the end of the test.

@@ -19,18 +19,18 @@ const Version = 1
 const (
 	// MaxGroups is the largest number of supplementary groups in a Caller.
 	// Linux allows 65536 (NGROUPS_MAX), but a request with that many would
-	// not fit in MaxFrameSize next to a full Write.
+	// not fit in MaxMessageSize next to a full Write.
 	MaxGroups = 4096
 
 	// MaxDirEntries is the largest number of entries in one ReadDir
 	// response. 2048 entries with names of fsapi.MaxNameLen bytes take
-	// about 560 KiB, well inside MaxFrameSize.
+	// about 560 KiB, well inside MaxMessageSize.
 	MaxDirEntries = 2048
 
-	// MaxFrameSize is the largest message that a frame may carry: a Write
-	// request or Read response of fsapi.MaxWrite bytes plus room for the
-	// other fields. Every message that the encoder accepts fits.
-	MaxFrameSize = fsapi.MaxWrite + 64<<10
+	// MaxMessageSize is the largest message: a Write request or Read
+	// response of fsapi.MaxWrite bytes plus room for the other fields.
+	// Every message that the encoder accepts fits.
+	MaxMessageSize = fsapi.MaxWrite + 64<<10
 )
 
 // Request is one request message. Op selects which fields are encoded; the

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/blocktree/blocktree/services/bus/ring"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/crypto/wire"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
@@ -531,9 +532,13 @@ func TestAppendResponseRejects(t *testing.T) {
 	}
 }
 
-// TestLargestMessagesFitFrame checks the claim of MaxFrameSize: the
-// largest message that the encoder accepts fits in one frame.
-func TestLargestMessagesFitFrame(t *testing.T) {
+// TestLargestMessagesFit checks the claim of MaxMessageSize: the largest
+// message that the encoder accepts fits, and so does MaxMessageSize in a
+// bus message on a ring of RingSize.
+func TestLargestMessagesFit(t *testing.T) {
+	if max := ring.MaxPayload(RingSize); max < MaxMessageSize {
+		t.Errorf("a ring of %d bytes carries messages of up to %d bytes, below MaxMessageSize %d", RingSize, max, MaxMessageSize)
+	}
 	caller := sampleCaller
 	caller.Groups = make([]uint32, MaxGroups)
 	long := strings.Repeat("n", fsapi.MaxNameLen)
@@ -544,8 +549,8 @@ func TestLargestMessagesFitFrame(t *testing.T) {
 		{Op: OpSymlink, Caller: caller, Name: long, Target: strings.Repeat("t", fsapi.MaxSymlinkLen)},
 	}
 	for _, r := range requests {
-		if n := len(encodeRequest(t, &r)); n > MaxFrameSize {
-			t.Errorf("largest %s request takes %d bytes, above MaxFrameSize %d", r.Op, n, MaxFrameSize)
+		if n := len(encodeRequest(t, &r)); n > MaxMessageSize {
+			t.Errorf("largest %s request takes %d bytes, above MaxMessageSize %d", r.Op, n, MaxMessageSize)
 		}
 	}
 
@@ -563,8 +568,8 @@ func TestLargestMessagesFitFrame(t *testing.T) {
 		{Op: OpListXattr, Names: names},
 	}
 	for _, r := range responses {
-		if n := len(encodeResponse(t, &r)); n > MaxFrameSize {
-			t.Errorf("largest %s response takes %d bytes, above MaxFrameSize %d", r.Op, n, MaxFrameSize)
+		if n := len(encodeResponse(t, &r)); n > MaxMessageSize {
+			t.Errorf("largest %s response takes %d bytes, above MaxMessageSize %d", r.Op, n, MaxMessageSize)
 		}
 	}
 }
@@ -572,7 +577,7 @@ func TestLargestMessagesFitFrame(t *testing.T) {
 // TestAppendDoesNotAllocate checks that encoding a full Write request and a
 // full Read response into a buffer that is large enough allocates nothing.
 func TestAppendDoesNotAllocate(t *testing.T) {
-	buf := make([]byte, 0, frameHeaderSize+MaxFrameSize)
+	buf := make([]byte, 0, MaxMessageSize)
 	req := Request{Op: OpWrite, ID: 1, Caller: sampleCaller, Ino: 2, Handle: 3, Data: make([]byte, fsapi.MaxWrite)}
 	resp := Response{Op: OpRead, ID: 1, Data: make([]byte, fsapi.MaxWrite)}
 	allocs := testing.AllocsPerRun(20, func() {

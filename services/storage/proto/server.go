@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/blocktree/blocktree/services/bus"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
@@ -55,29 +56,43 @@ type server struct {
 	log    *slog.Logger
 	failed rateLimiter // file-system errors that are not a syscall.Errno
 
+	// malformed counts the requests that were dropped because they did
+	// not decode, were not a request, or reused the id of a running
+	// request. malformedLog limits their log records.
+	malformed    atomic.Uint64
+	malformedLog rateLimiter
+	// inPlaceWrites counts the Write requests whose data reached the file
+	// system as a view into shared memory, without a copy.
+	inPlaceWrites atomic.Uint64
+
 	mu    sync.Mutex
 	conns map[*serverConn]struct{}
 }
 
-// Serve accepts connections on l, which must be a Unix socket listener, and
-// serves fs on each until ctx ends or l fails. Each request runs in its own
-// goroutine, so a blocking SetLk does not hold up the others, and responses
-// go out in the order they finish.
+// Serve accepts bus connections on l and serves fs on each until ctx ends
+// or l fails. Each request runs in its own goroutine, so a blocking SetLk
+// does not hold up the others, and responses go out in the order they
+// finish.
 //
-// When a connection ends, including when the peer closes its sending side,
-// the server cancels the connection's running requests, without sending
-// their responses, and waits for them. It then unlocks, over the whole file, every lock
-// owner that called SetLk on a handle of the connection, and calls Release
-// or ReleaseDir on every handle that the connection opened and did not
-// release. A flock is tied to its handle, so the file system drops it on
-// Release.
+// When a connection ends, including when the peer exits, the server
+// cancels the connection's running requests, without sending their
+// responses, and waits for them. It then unlocks, over the whole file,
+// every lock owner that called SetLk on a handle of the connection, and
+// calls Release or ReleaseDir on every handle that the connection opened
+// and did not release. A flock is tied to its handle, so the file system
+// drops it on Release.
 //
 // The data that a Write request passes to fs is valid only until fs.Write
-// returns, because its buffer is reused for later requests.
+// returns. For a large Write it is a view into the memory that the server
+// shares with the peer. The peer can change it while fs reads it, so fs
+// must copy what it checks, as it does when it encrypts the data into
+// blocks. The buffer that fs.Read fills is shared memory too. The peer can
+// read and write it before the response is sent, so fs must not read back
+// from it.
 //
 // Serve closes l and every connection before it returns. It returns nil
 // when ctx ends, and otherwise the error of Accept.
-func Serve(ctx context.Context, l net.Listener, fs fsapi.FS, opts ServerOptions) error {
+func Serve(ctx context.Context, l *bus.Listener, fs fsapi.FS, opts ServerOptions) error {
 	if opts.MaxInflight <= 0 {
 		opts.MaxInflight = DefaultMaxInflight
 	}
@@ -88,6 +103,9 @@ func Serve(ctx context.Context, l net.Listener, fs fsapi.FS, opts ServerOptions)
 	socket := l.Addr().String()
 	logger = logger.With("path", socket)
 	s := &server{fs: fs, opts: opts, log: logger, conns: make(map[*serverConn]struct{})}
+	if testHookServe != nil {
+		testHookServe(s)
+	}
 
 	stopClosing := context.AfterFunc(ctx, func() { l.Close() })
 	defer stopClosing()
@@ -102,11 +120,18 @@ func Serve(ctx context.Context, l net.Listener, fs fsapi.FS, opts ServerOptions)
 
 	logger.Info("storage protocol server started")
 	var delay time.Duration
+	var setupFailed rateLimiter
 	for {
 		conn, err := l.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, bus.ErrSetup) {
+				if ok, suppressed := setupFailed.allow(); ok {
+					logger.Warn("rejected a bus connection whose setup failed", "error", err, "suppressed", suppressed)
+				}
+				continue
 			}
 			if !isTemporaryAccept(err) {
 				logger.Error("accept failed; stopping", "error", err)
@@ -123,18 +148,7 @@ func Serve(ctx context.Context, l net.Listener, fs fsapi.FS, opts ServerOptions)
 		}
 		delay = 0
 
-		unixConn, ok := conn.(*net.UnixConn)
-		if !ok {
-			logger.Error("rejected connection that is not a Unix socket", "peer", conn.RemoteAddr().String())
-			conn.Close()
-			continue
-		}
-		sc, err := s.newConn(ctx, unixConn)
-		if err != nil {
-			logger.Error("rejected connection", "error", err)
-			unixConn.Close()
-			continue
-		}
+		sc := s.newConn(ctx, conn)
 		wg.Go(func() {
 			sc.serve()
 			s.mu.Lock()
@@ -143,6 +157,10 @@ func Serve(ctx context.Context, l net.Listener, fs fsapi.FS, opts ServerOptions)
 		})
 	}
 }
+
+// testHookServe, when set by a test, receives each server that Serve
+// starts, so that the test can read its counters.
+var testHookServe func(*server)
 
 // isTemporaryAccept reports whether Accept failed for want of a resource
 // that may free up, or because a client gave up while being accepted.
@@ -163,20 +181,21 @@ func (s *server) closeConns() {
 	}
 }
 
-// newConn reads the peer's credentials and registers the connection.
-func (s *server) newConn(ctx context.Context, conn *net.UnixConn) (*serverConn, error) {
-	cred, groups, groupsErr, err := peerCredentials(conn)
-	if err != nil {
-		return nil, err
-	}
+// newConn registers the connection and works out whom it acts for from
+// the peer's credentials.
+func (s *server) newConn(ctx context.Context, conn *bus.Conn) *serverConn {
+	peer := conn.Peer()
+	cred := &unix.Ucred{Pid: int32(peer.PID), Uid: peer.UID, Gid: peer.GID}
 	logger := s.log.With("peer", cred.Pid)
-	if groupsErr != nil {
-		logger.Warn("peer's supplementary groups are unknown; serving it with none", "error", groupsErr)
+	groups, err := conn.PeerGroups()
+	if err != nil {
+		logger.Warn("peer's supplementary groups are unknown; serving it with none", "error", err)
 	}
 
 	sc := &serverConn{
 		srv:      s,
 		conn:     conn,
+		mem:      newSharedMemory(conn),
 		log:      logger,
 		trusted:  s.opts.TrustCallers != nil && s.opts.TrustCallers(cred),
 		handles:  make(map[fsapi.HandleID]*openHandle),
@@ -199,7 +218,16 @@ func (s *server) newConn(ctx context.Context, conn *net.UnixConn) (*serverConn, 
 	s.conns[sc] = struct{}{}
 	s.mu.Unlock()
 	logger.Debug("connection accepted", "uid", cred.Uid, "gid", cred.Gid, "trusted", sc.trusted, "principal", sc.principal.String())
-	return sc, nil
+	return sc
+}
+
+// dropMalformed counts a request that the server drops and logs it,
+// rate-limited.
+func (s *server) dropMalformed(logger *slog.Logger, reason string, err error) {
+	total := s.malformed.Add(1)
+	if ok, suppressed := s.malformedLog.allow(); ok {
+		logger.Warn("dropped a malformed request", "reason", reason, "error", err, "dropped", total, "suppressed", suppressed)
+	}
 }
 
 // rateLimiter lets through one log record per interval and counts the rest.

@@ -1,16 +1,17 @@
 package proto
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"io"
+	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"slices"
 	"sync"
 	"syscall"
 
+	"github.com/blocktree/blocktree/services/bus"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
@@ -18,7 +19,8 @@ import (
 // serverConn is the server's side of one connection.
 type serverConn struct {
 	srv  *server
-	conn *net.UnixConn
+	conn *bus.Conn
+	mem  *sharedMemory // closes conn once no request uses its memory
 	log  *slog.Logger
 
 	// trusted peers name the Caller of each request. Others act as
@@ -32,7 +34,6 @@ type serverConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	writeMu   sync.Mutex // serializes frames on conn
 	closeOnce sync.Once
 
 	requests sync.WaitGroup
@@ -53,60 +54,87 @@ type openHandle struct {
 	owners map[uint64]fsapi.Caller
 }
 
-// close closes the socket and cancels the connection's requests. It is safe
-// to call more than once and from any goroutine.
+// close cancels the connection's requests and closes the connection as
+// soon as no request uses its shared memory, so that the peer gets
+// ErrPeerGone even while requests that do not use the memory still run.
+// It is safe to call more than once and from any goroutine, and does not
+// wait.
 func (sc *serverConn) close() {
 	sc.closeOnce.Do(func() {
 		sc.cancel()
-		sc.conn.Close()
+		go sc.mem.close()
 	})
 }
 
 // serve reads requests until the connection ends, then cleans up.
 func (sc *serverConn) serve() {
 	defer sc.cleanup()
-	frames := newFrameReader(sc.conn)
 	for {
-		buf, msg, err := frames.next()
+		msg, err := sc.conn.Recv(sc.ctx)
 		if err != nil {
 			sc.logReadError(err)
 			return
 		}
-		req := new(Request)
-		if err := DecodeRequest(msg, req); err != nil {
-			putBuffer(buf)
-			sc.log.Warn("malformed request; closing the connection", "error", err)
+		held, ok := receive(sc.mem, msg)
+		if !ok {
 			return
 		}
+		if msg.Kind != busKindRequest {
+			held.release()
+			sc.srv.dropMalformed(sc.log, "bus message kind", fmt.Errorf("kind %#x, expected %#x", msg.Kind, busKindRequest))
+			continue
+		}
+
+		// DecodeRequest reads each value from the payload once, so the
+		// checks below hold whatever the peer writes to the shared memory
+		// meanwhile.
+		req := new(Request)
+		if err := DecodeRequest(msg.Data, req); err != nil {
+			held.release()
+			sc.srv.dropMalformed(sc.log, "decode", err)
+			continue
+		}
+		if req.Op != OpWrite {
+			// Only Write passes its data to the file system in place. A
+			// SetXattr value is checked and then stored, so it must not
+			// change after the check.
+			req.Data = bytes.Clone(req.Data)
+			held.release()
+		} else if msg.InPlace() {
+			sc.srv.inPlaceWrites.Add(1)
+		}
 		if req.Op == OpInterrupt {
-			putBuffer(buf)
 			sc.interrupt(req.ID)
 			continue
 		}
-		if !sc.start(req, buf) {
-			putBuffer(buf)
-			return
+		if !sc.start(req, held) {
+			held.release()
+			if sc.ctx.Err() != nil {
+				return
+			}
 		}
 	}
 }
 
 func (sc *serverConn) logReadError(err error) {
 	switch {
-	case errors.Is(err, io.EOF):
+	case errors.Is(err, bus.ErrPeerGone):
 		sc.log.Debug("peer closed the connection")
-	case sc.ctx.Err() != nil || errors.Is(err, net.ErrClosed):
+	case sc.ctx.Err() != nil || errors.Is(err, bus.ErrClosed):
 		sc.log.Debug("connection closed by the server", "error", err)
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, errFrameTooLarge):
-		sc.log.Warn("malformed frame; closing the connection", "error", err)
+	case errors.Is(err, bus.ErrCorrupt):
+		sc.log.Warn("peer corrupted the connection's shared memory; closing the connection", "error", err)
 	default:
-		sc.log.Info("reading from the connection failed", "error", err)
+		sc.log.Info("receiving from the connection failed", "error", err)
 	}
 }
 
-// start runs req in a new goroutine once a slot is free. It returns false,
-// leaving buf to the caller, if the connection must close: because it
-// ended while waiting, or because req reuses the id of a running request.
-func (sc *serverConn) start(req *Request, buf *[]byte) bool {
+// start runs req in a new goroutine once a slot is free; the goroutine
+// releases held when the request no longer needs the message. It returns
+// false, leaving held to the caller, if the connection ended while
+// waiting or if req reuses the id of a running request, which it counts
+// as malformed.
+func (sc *serverConn) start(req *Request, held heldMessage) bool {
 	select {
 	case sc.slots <- struct{}{}:
 	case <-sc.ctx.Done():
@@ -119,14 +147,14 @@ func (sc *serverConn) start(req *Request, buf *[]byte) bool {
 		sc.mu.Unlock()
 		cancel()
 		<-sc.slots
-		sc.log.Warn("malformed request: id is already in use; closing the connection", "op", req.Op.String(), "id", req.ID)
+		sc.srv.dropMalformed(sc.log, "duplicate id", fmt.Errorf("%s request id %d is already running", req.Op, req.ID))
 		return false
 	}
 	sc.inflight[req.ID] = cancel
 	sc.mu.Unlock()
 
 	sc.requests.Add(1)
-	go sc.run(ctx, req, buf)
+	go sc.run(ctx, req, held)
 	return true
 }
 
@@ -142,12 +170,15 @@ func (sc *serverConn) interrupt(id uint64) {
 }
 
 // run executes one request and sends its response.
-func (sc *serverConn) run(ctx context.Context, req *Request, buf *[]byte) {
+func (sc *serverConn) run(ctx context.Context, req *Request, held heldMessage) {
 	defer sc.requests.Done()
 
 	resp := Response{Op: req.Op, ID: req.ID}
-	readBuf := sc.dispatch(ctx, req, &resp)
-	putBuffer(buf) // req.Data of a Write aliased it
+	sent := sc.dispatch(ctx, req, &resp)
+	// The data of a Write is in the message; releasing it before sending
+	// the response frees the request ring independently of the response
+	// ring.
+	held.release()
 
 	sc.mu.Lock()
 	cancel := sc.inflight[req.ID]
@@ -155,36 +186,33 @@ func (sc *serverConn) run(ctx context.Context, req *Request, buf *[]byte) {
 	sc.mu.Unlock()
 	cancel()
 
-	sc.send(&resp)
-	if readBuf != nil {
-		putBuffer(readBuf)
+	if !sent {
+		sc.send(&resp)
 	}
 	<-sc.slots
 }
 
-// send writes resp as one frame. A response that the file system made too
-// large to encode goes out as EIO. A failed write closes the connection,
-// because the stream may hold part of a frame.
+// send encodes resp and sends it. A response that the file system made too
+// large to encode goes out as EIO. A failed send ends the connection, and
+// the reader then cleans up.
 func (sc *serverConn) send(resp *Response) {
-	buf := getBuffer(frameHeaderSize + 256 + len(resp.Data))
-	frame, err := AppendResponse(beginFrame(*buf), resp)
+	buf := getBuffer(256 + len(resp.Data))
+	msg, err := AppendResponse(*buf, resp)
 	if err != nil {
 		sc.log.Error("file system returned a result that cannot be encoded; sending EIO", "op", resp.Op.String(), "error", err)
 		failed := Response{Op: resp.Op, ID: resp.ID, Errno: uint32(syscall.EIO)}
-		frame, _ = AppendResponse(beginFrame(*buf), &failed)
+		msg, _ = AppendResponse(*buf, &failed)
 	}
-	finishFrame(frame)
-
-	sc.writeMu.Lock()
-	_, err = sc.conn.Write(frame)
-	sc.writeMu.Unlock()
-	*buf = frame
+	err = sc.conn.Send(sc.ctx, busKindResponse, msg)
+	*buf = msg
 	putBuffer(buf)
+	sc.logSendError(resp.Op, err)
+}
 
-	if err != nil {
-		if sc.ctx.Err() == nil {
-			sc.log.Info("sending a response failed; closing the connection", "op", resp.Op.String(), "error", err)
-		}
+// logSendError logs a failed send unless the connection is ending anyway.
+func (sc *serverConn) logSendError(op Op, err error) {
+	if err != nil && sc.ctx.Err() == nil && !errors.Is(err, bus.ErrPeerGone) {
+		sc.log.Info("sending a response failed; closing the connection", "op", op.String(), "error", err)
 		sc.close()
 	}
 }
@@ -275,6 +303,7 @@ func (sc *serverConn) addLockOwner(h fsapi.HandleID, ino fsapi.Ino, owner uint64
 func (sc *serverConn) cleanup() {
 	sc.close()
 	sc.requests.Wait()
+	sc.mem.close()
 
 	// The connection's context has ended, but cleanup must still reach
 	// the file system.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/blocktree/blocktree/services/bus"
 	"github.com/blocktree/blocktree/services/crypto/block"
 	"github.com/blocktree/blocktree/services/crypto/capability"
 	"github.com/blocktree/blocktree/services/crypto/principal"
@@ -154,10 +154,11 @@ func (d *Daemon) Engine() *fsys.Engine { return d.engine }
 // Damaged returns the inodes that failed their checks at load.
 func (d *Daemon) Damaged() []Damage { return slices.Clone(d.damaged) }
 
-// Serve serves the file-system protocol on l until ctx ends. Peers running
+// Serve serves the file-system protocol on the bus endpoint l until ctx
+// ends. Peers running
 // as root or as the daemon's own user may relay other callers' credentials
 // (the FUSE server does); every other peer acts as itself.
-func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
+func (d *Daemon) Serve(ctx context.Context, l *bus.Listener) error {
 	self := uint32(os.Getuid())
 	node := d.node.Credential.Principal()
 	return proto.Serve(ctx, l, d.engine, proto.ServerOptions{

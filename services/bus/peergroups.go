@@ -1,37 +1,30 @@
-package proto
+package bus
 
 import (
 	"encoding/binary"
 	"fmt"
-	"net"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// peerCredentials returns the credentials that the kernel recorded for the
-// peer of conn when it called connect(2): SO_PEERCRED for the pid, uid and
-// gid, and SO_PEERGROUPS (Linux 4.13 and later) for the supplementary
-// groups. A kernel without SO_PEERGROUPS yields no groups and groupsErr.
-func peerCredentials(conn *net.UnixConn) (cred *unix.Ucred, groups []uint32, groupsErr error, err error) {
-	raw, err := conn.SyscallConn()
+// PeerGroups returns the peer's supplementary groups as the kernel
+// recorded them when the socket connected (SO_PEERGROUPS, Linux 4.13 and
+// later). It fails on an older kernel and after Close.
+func (c *Conn) PeerGroups() ([]uint32, error) {
+	raw, err := c.sock.SyscallConn()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("get peer credentials: %w", err)
+		return nil, fmt.Errorf("read peer groups of pid %d: %w", c.peer.PID, err)
 	}
-	controlErr := raw.Control(func(fd uintptr) {
-		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-		if err != nil {
-			return
-		}
-		groups, groupsErr = peerGroups(int(fd))
-	})
-	if controlErr != nil {
-		return nil, nil, nil, fmt.Errorf("get peer credentials: %w", controlErr)
+	var groups []uint32
+	var groupsErr error
+	if err := raw.Control(func(fd uintptr) { groups, groupsErr = peerGroups(int(fd)) }); err != nil {
+		return nil, fmt.Errorf("read peer groups of pid %d: %w", c.peer.PID, err)
 	}
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("get peer credentials: SO_PEERCRED: %w", err)
+	if groupsErr != nil {
+		return nil, fmt.Errorf("read peer groups of pid %d: %w", c.peer.PID, groupsErr)
 	}
-	return cred, groups, groupsErr, nil
+	return groups, nil
 }
 
 // peerGroups reads SO_PEERGROUPS, an array of gid_t in host byte order.
