@@ -65,10 +65,13 @@
 // round trip. Failed lookups are not cached, so a name created elsewhere is
 // found at the next lookup.
 //
-// File data goes through the kernel's page cache. The server does not set
-// FOPEN_KEEP_CACHE, so the kernel drops cached data at each open, and it
+// File data goes through the kernel's page cache. At each open the server
+// fetches the file's attributes. It sets FOPEN_KEEP_CACHE only when no one
+// but this mount changed the file since this mount last opened it, because
+// the kernel applies this mount's changes to its own pages (see pageCache). Otherwise the kernel drops the cached data at the open. It
 // also drops it when a refreshed attribute shows a new size or mtime
-// (CAP_AUTO_INVAL_DATA). Readers therefore get close-to-open consistency.
+// (CAP_AUTO_INVAL_DATA). Readers therefore get close-to-open consistency,
+// and a file read again is served from the page cache.
 //
 // The writeback cache is off, and Options has no switch for it. With it the
 // kernel would collect writes in its page cache and decide itself when they

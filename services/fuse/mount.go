@@ -77,6 +77,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		entryTimeout: timeoutOrDefault(opts.EntryTimeout),
 		attrTimeout:  timeoutOrDefault(opts.AttrTimeout),
 		groups:       newGroupCache(groupCacheTTL),
+		pages:        newPageCache(),
 	}
 
 	root := os.Geteuid() == 0

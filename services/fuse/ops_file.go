@@ -51,8 +51,12 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 	if err != nil {
 		return r.status("open", in.NodeId, err)
 	}
-	// No FOPEN_KEEP_CACHE: the kernel drops cached data at each open.
 	*out = fuse.OpenOut{Fh: uint64(h)}
+	// Without FOPEN_KEEP_CACHE the kernel drops the file's cached data.
+	// A failed GETATTR only costs the cache.
+	if attr, err := r.fs.GetAttr(ctx, c, fsapi.Ino(in.NodeId)); err == nil && r.pages.opened(&attr) {
+		out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
+	}
 	return fuse.OK
 }
 
@@ -99,6 +103,7 @@ func (v *viewResult) Slices() ([][]byte, fuse.Status) { return [][]byte{v.view.B
 
 func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	ctx, c := r.request(cancel, &in.InHeader)
+	r.pages.changed(fsapi.Ino(in.NodeId))
 	n, err := r.fs.Write(ctx, c, fsapi.Ino(in.NodeId), fsapi.HandleID(in.Fh), int64(in.Offset), data)
 	if err != nil {
 		return 0, r.status("write", in.NodeId, err)
@@ -176,6 +181,7 @@ func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Sta
 	if in.Offset > math.MaxInt64 || in.Length > math.MaxInt64 {
 		return fuse.Status(unix.EFBIG)
 	}
+	r.pages.changed(fsapi.Ino(in.NodeId))
 	err := r.fs.Fallocate(ctx, c, fsapi.Ino(in.NodeId), fsapi.HandleID(in.Fh), in.Mode, int64(in.Offset), int64(in.Length))
 	return r.status("fallocate", in.NodeId, err)
 }
@@ -208,6 +214,7 @@ func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) 
 		return 0, fuse.EINVAL
 	}
 	length := min(in.Len, maxCopyLength)
+	r.pages.changed(fsapi.Ino(in.NodeIdOut))
 	n, err := r.fs.CopyFileRange(ctx, c,
 		fsapi.Ino(in.NodeId), fsapi.HandleID(in.FhIn), int64(in.OffIn),
 		fsapi.Ino(in.NodeIdOut), fsapi.HandleID(in.FhOut), int64(in.OffOut),

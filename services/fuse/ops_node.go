@@ -21,7 +21,8 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 
 // Forget does nothing: the daemon does not count the kernel's references
 // (see the package documentation).
-func (r *rawFS) Forget(nodeid, nlookup uint64) {}
+// Forget comes when the kernel evicts an inode, and its cached pages with it.
+func (r *rawFS) Forget(nodeid, nlookup uint64) { r.pages.forget(fsapi.Ino(nodeid)) }
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
@@ -36,6 +37,9 @@ func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.At
 func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
 	set := setAttrIn(&in.SetAttrInCommon)
+	if set.Valid&fsapi.SetSize != 0 {
+		r.pages.changed(fsapi.Ino(in.NodeId))
+	}
 	attr, err := r.fs.SetAttr(ctx, c, fsapi.Ino(in.NodeId), &set)
 	if err != nil {
 		return r.status("setattr", in.NodeId, err)

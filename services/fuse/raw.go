@@ -23,6 +23,7 @@ type rawFS struct {
 	entryTimeout time.Duration
 	attrTimeout  time.Duration
 	groups       *groupCache
+	pages        *pageCache
 }
 
 var _ fuse.RawFileSystem = (*rawFS)(nil)
