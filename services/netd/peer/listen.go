@@ -38,7 +38,7 @@ type Listener struct {
 
 // Listen accepts links on ln, which the Listener owns from now on.
 func Listen(cfg Config, ln net.Listener) (*Listener, error) {
-	cfg, key, err := cfg.prepare()
+	cfg, key, err := cfg.prepare(false)
 	if err != nil {
 		return nil, err
 	}
