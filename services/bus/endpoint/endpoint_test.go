@@ -295,9 +295,9 @@ func TestDialRemoteThroughNetd(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			run := t.TempDir()
-			var asked Address
+			requested := make(chan Address, 1)
 			origins := fakeNetd(t, run, here, func(a Address) (uint32, []byte) {
-				asked = a
+				requested <- a
 				return c.kind, c.payload
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -308,8 +308,8 @@ func TestDialRemoteThroughNetd(t *testing.T) {
 					t.Fatalf("Dial: %v", err)
 				}
 				conn.Close()
-				if asked != dest {
-					t.Fatalf("netd was asked for %s, expected %s", asked, dest)
+				if got := <-requested; got != dest {
+					t.Fatalf("netd received a request for %s, expected %s", got, dest)
 				}
 				if o := <-origins; o.Principal != self || o.Remote {
 					t.Fatalf("netd saw origin %+v, expected the node", o)

@@ -107,6 +107,14 @@ func (l *Link) Close() error {
 // does.
 func (l *Link) SetDeadline(t time.Time) error { return l.conn.SetDeadline(t) }
 
+// SetReadDeadline sets the read deadline, as net.Conn.SetReadDeadline
+// does.
+func (l *Link) SetReadDeadline(t time.Time) error { return l.conn.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline, as net.Conn.SetWriteDeadline
+// does.
+func (l *Link) SetWriteDeadline(t time.Time) error { return l.conn.SetWriteDeadline(t) }
+
 // LocalAddr returns this node's network address of the link.
 func (l *Link) LocalAddr() net.Addr { return l.conn.LocalAddr() }
 
