@@ -2,7 +2,6 @@ package endpoint
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/blocktree/blocktree/services/bus"
 )
@@ -73,6 +72,13 @@ type RemoteError struct {
 	Reason string
 }
 
-func (e *RemoteError) Error() string { return fmt.Sprintf("%v: %s", e.Code.Err(), e.Reason) }
+// Error returns the reason, which netd words to include the sentinel's
+// text, or the sentinel's text alone.
+func (e *RemoteError) Error() string {
+	if e.Reason == "" {
+		return e.Code.Err().Error()
+	}
+	return e.Reason
+}
 
 func (e *RemoteError) Unwrap() error { return e.Code.Err() }

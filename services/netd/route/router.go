@@ -390,8 +390,11 @@ func (r *Router) dial(ctx context.Context, a endpoint.Address) (*link, error) {
 		return nil, fmt.Errorf("%w: %w", endpoint.ErrUnreachable, err)
 	}
 	hostPort, ok := peers[a.Node]
-	if !ok {
-		return nil, fmt.Errorf("%w: node %s is not in the peers file %q: add a line with its principal and HOST:PORT", endpoint.ErrUnreachable, a.Node, r.opts.PeersFile)
+	switch {
+	case !ok && r.opts.PeersFile == "":
+		return nil, fmt.Errorf("%w: node %s is not a peer because netd has no peers file: start the node with one (bt node --peers FILE)", endpoint.ErrUnreachable, a.Node)
+	case !ok:
+		return nil, fmt.Errorf("%w: node %s is not in the peers file %s: add a line with its principal and HOST:PORT", endpoint.ErrUnreachable, a.Node, r.opts.PeersFile)
 	}
 	var chain capability.Chain
 	if a.Root != r.self {
@@ -400,7 +403,7 @@ func (r *Router) dial(ctx context.Context, a endpoint.Address) (*link, error) {
 			return nil, fmt.Errorf("%w: %w", endpoint.ErrUnauthorized, err)
 		}
 		if chain, ok = chains[a.Root]; !ok {
-			return nil, fmt.Errorf("%w: no chain for tree %s in the chains directory %q: ask its owner for a writecap (bt keys issue) and put it there", endpoint.ErrUnauthorized, a.Root, r.opts.ChainsDir)
+			return nil, fmt.Errorf("%w: no chain for tree %s in the chains directory %q: ask its owner for a writecap (bt keys issue) and put it there as ROOT.chain", endpoint.ErrUnauthorized, a.Root, r.opts.ChainsDir)
 		}
 	}
 
