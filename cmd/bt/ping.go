@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -73,7 +74,8 @@ func runPing(env *environment, args []string) error {
 	defer conn.Close()
 
 	fmt.Fprintf(env.stdout, "PING %s\n", dest)
-	received := 0
+	sent, received := 0, 0
+	answered := make(map[uint64]bool)
 	var failure error
 	for seq := 1; seq <= *count; seq++ {
 		if seq > 1 {
@@ -85,7 +87,8 @@ func runPing(env *environment, args []string) error {
 		if ctx.Err() != nil {
 			break
 		}
-		rtt, err := pingOnce(ctx, conn, uint64(seq), *timeout)
+		sent++
+		rtt, err := pingOnce(ctx, env.stdout, conn, uint64(seq), answered, *timeout)
 		if err != nil {
 			fmt.Fprintf(env.stdout, "seq=%d %s: %v\n", seq, explainMsgError(err), err)
 			failure = err
@@ -97,9 +100,9 @@ func runPing(env *environment, args []string) error {
 		received++
 		fmt.Fprintf(env.stdout, "reply from %s: seq=%d bytes=%d time=%s\n", dest.Node, seq, pingSize, rtt.Round(time.Microsecond))
 	}
-	fmt.Fprintf(env.stdout, "%d sent, %d received\n", *count, received)
+	fmt.Fprintf(env.stdout, "%d sent, %d received\n", sent, received)
 	if failure != nil {
-		return fmt.Errorf("bt ping: %s: %d of %d round trips failed, the last one %s", dest, *count-received, *count, explainMsgError(failure))
+		return fmt.Errorf("bt ping: %s: %d of %d round trips failed, the last one %s", dest, sent-received, sent, explainMsgError(failure))
 	}
 	return nil
 }
@@ -122,8 +125,11 @@ func echoAddress(target string) (endpoint.Address, error) {
 	return endpoint.Service(a.Root, a.Node, endpoint.EchoName), nil
 }
 
-// pingOnce sends one ping and waits for the echo.
-func pingOnce(ctx context.Context, conn *bus.Conn, seq uint64, timeout time.Duration) (time.Duration, error) {
+// pingOnce sends ping seq and waits for its echo. Echoes of earlier
+// pings that timed out may arrive late, and are skipped and reported. A
+// second echo of one ping, which at-most-once delivery rules out, fails
+// the round trip.
+func pingOnce(ctx context.Context, w io.Writer, conn *bus.Conn, seq uint64, answered map[uint64]bool, timeout time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	payload := make([]byte, pingSize)
@@ -132,16 +138,32 @@ func pingOnce(ctx context.Context, conn *bus.Conn, seq uint64, timeout time.Dura
 	if err := conn.Send(ctx, pingKind, payload); err != nil {
 		return 0, timedOut(ctx, err)
 	}
-	msg, err := conn.Recv(ctx)
-	if err != nil {
-		return 0, timedOut(ctx, err)
+	for {
+		msg, err := conn.Recv(ctx)
+		if err != nil {
+			return 0, timedOut(ctx, err)
+		}
+		rtt := time.Since(start)
+		got := append([]byte(nil), msg.Data...)
+		kind := msg.Kind
+		msg.Release()
+		if kind != pingKind || len(got) != pingSize {
+			return 0, fmt.Errorf("reply of kind %#x and %d bytes is not an echo of ping %d", kind, len(got), seq)
+		}
+		echoed := binary.BigEndian.Uint64(got)
+		switch {
+		case answered[echoed]:
+			return 0, fmt.Errorf("duplicate reply to ping %d, which was answered before", echoed)
+		case echoed < seq:
+			answered[echoed] = true
+			fmt.Fprintf(w, "late reply: seq=%d\n", echoed)
+			continue
+		case !bytes.Equal(got, payload):
+			return 0, fmt.Errorf("reply does not match ping %d", seq)
+		}
+		answered[seq] = true
+		return rtt, nil
 	}
-	defer msg.Release()
-	rtt := time.Since(start)
-	if msg.Kind != pingKind || !bytes.Equal(msg.Data, payload) {
-		return 0, fmt.Errorf("reply of kind %#x and %d bytes does not match ping %d", msg.Kind, len(msg.Data), seq)
-	}
-	return rtt, nil
 }
 
 func timedOut(ctx context.Context, err error) error {
