@@ -2,6 +2,8 @@ package route
 
 import (
 	"errors"
+	"log/slog"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -134,5 +136,40 @@ func TestOpenForOtherNodeRefused(t *testing.T) {
 	}
 	if f.Type != FrameError || endpoint.Code(f.Body[0]) != endpoint.CodeUnreachable {
 		t.Fatalf("reply to OPEN for another node: %+v, expected ERROR with CodeUnreachable", f)
+	}
+}
+
+func TestDialerRejectsBadReply(t *testing.T) {
+	a, b := pair(t, "")
+	// a's router goes away, and a fake netd with a's key takes its
+	// address and answers every OPEN with an ERROR of an unknown code.
+	a.stop()
+	ln, err := net.Listen("tcp", a.addr)
+	if err != nil {
+		t.Fatalf("listen on a's address: %v", err)
+	}
+	fake, err := peer.Listen(peer.Config{Node: a.cred, Root: a.principal(), Logger: slog.New(slog.DiscardHandler)}, ln)
+	if err != nil {
+		t.Fatalf("peer.Listen: %v", err)
+	}
+	defer fake.Close()
+	go func() {
+		l, err := fake.Accept()
+		if err != nil {
+			return
+		}
+		defer l.Close()
+		f, err := readFrame(l)
+		if err != nil || f.Type != FrameOpen {
+			return
+		}
+		l.Write(appendFrame(nil, Frame{Type: FrameError, Circuit: f.Circuit, Body: []byte{99}}))
+		readFrame(l) // waits for b to close the link
+	}()
+
+	_, err = b.dial(testContext(t), a.address(endpoint.EchoName))
+	assertIs(t, "reply with an unknown code", err, endpoint.ErrPeerGone)
+	if got := b.router.Counters().MalformedFrames; got != 1 {
+		t.Errorf("b counted %d malformed frames, expected 1", got)
 	}
 }

@@ -176,8 +176,12 @@ func (l *link) handle(f Frame) error {
 	case FrameOpened:
 		return c.opened(nil)
 	case FrameError:
+		code := endpoint.Code(f.Body[0])
+		if !code.Valid() {
+			return fmt.Errorf("%w: ERROR with unknown code %d on circuit %d", ErrMalformed, code, c.id)
+		}
 		l.forget(c)
-		return c.opened(&endpoint.RemoteError{Code: endpoint.Code(f.Body[0]), Reason: string(f.Body[1:])})
+		return c.opened(&endpoint.RemoteError{Code: code, Reason: string(f.Body[1:])})
 	case FrameMsg:
 		return c.push(binary.BigEndian.Uint32(f.Body[:4]), f.Body[4:])
 	case FrameCredit:
@@ -212,7 +216,9 @@ func (l *link) serveOpen(f Frame) error {
 
 	if code, reason := l.authorize(a); code != 0 {
 		l.forget(c)
-		return l.write(Frame{Type: FrameError, Circuit: f.Circuit, Body: endpoint.EncodeOpenFailed(code, reason)})
+		// A failed write fails the link itself; it is no protocol error.
+		_ = l.write(Frame{Type: FrameError, Circuit: f.Circuit, Body: endpoint.EncodeOpenFailed(code, reason)})
+		return nil
 	}
 	l.r.goSafe("remote circuit", func() { c.connectLocal(a, deadline) })
 	return nil
