@@ -174,6 +174,7 @@ func Dial(ctx context.Context, runDir string, self principal.Principal, address 
 		return DialOrigin(ctx, runDir, a, nil)
 	}
 
+	// Only the kind and name of an address choose its socket.
 	netd := Service(a.Root, self, NetdName)
 	conn, err := DialOrigin(ctx, runDir, netd, nil)
 	if err != nil {

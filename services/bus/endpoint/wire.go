@@ -99,6 +99,12 @@ type openRequest struct {
 
 const openHeaderSize = 9
 
+// EncodeOpen returns the payload of a KindOpen message for the
+// destination address and the deadline (Unix nanoseconds, 0 for none).
+func EncodeOpen(address string, deadline int64) []byte {
+	return encodeOpen(openRequest{deadline: deadline, address: address})
+}
+
 func encodeOpen(r openRequest) []byte {
 	b := make([]byte, openHeaderSize, openHeaderSize+len(r.address))
 	b[0] = WireVersion

@@ -210,3 +210,36 @@ func assertIs(t *testing.T, label string, err, want error) {
 		t.Errorf("%s: error %v, expected one wrapping %v", label, err, want)
 	}
 }
+
+func TestNetdRejectsRemoteOrigin(t *testing.T) {
+	ctx := testContext(t)
+	a, b := pair(t, "")
+	// A process claims to speak for a, with a chain from b's tree that
+	// covers b's netd, and asks b's netd to relay. netd relays only for
+	// its own node.
+	now := time.Now()
+	w, err := capability.Issue(b.cred.Signing, a.principal(), capability.RootPath(b.principal()), now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	netd := endpoint.Service(b.principal(), b.principal(), endpoint.NetdName)
+	conn, err := endpoint.DialOrigin(ctx, b.runDir(), netd, &endpoint.Origin{Principal: a.principal(), Chain: capability.Chain{w}})
+	if err != nil {
+		t.Fatalf("DialOrigin: %v", err)
+	}
+	defer conn.Close()
+	if err := conn.Send(ctx, endpoint.KindOpen, endpoint.EncodeOpen(a.address(endpoint.EchoName), 0)); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	msg, err := conn.Recv(ctx)
+	if err != nil {
+		t.Fatalf("Recv: %v", err)
+	}
+	defer msg.Release()
+	if msg.Kind != endpoint.KindOpenFailed || len(msg.Data) == 0 || endpoint.Code(msg.Data[0]) != endpoint.CodeUnauthorized {
+		t.Fatalf("netd replied kind %#x %q, expected an open failure with CodeUnauthorized", msg.Kind, msg.Data)
+	}
+	if got := b.router.Counters().RejectedLocal; got != 1 {
+		t.Errorf("RejectedLocal = %d, expected 1", got)
+	}
+}

@@ -65,7 +65,7 @@ type Counters struct {
 	RejectedLinks     uint64 // links rejected during setup by this node's listener
 	MalformedFrames   uint64 // frames that closed their link
 	UnauthorizedOpens uint64 // circuits refused because the chain did not cover the address
-	RejectedLocal     uint64 // local connections refused: bad hello or open request
+	RejectedLocal     uint64 // local connections refused: a bad hello or open request, or a remote origin
 	Panics            uint64 // goroutines that recovered from a panic on peer input
 }
 
@@ -280,16 +280,20 @@ func (r *Router) serveLocal(conn *bus.Conn, origin endpoint.Origin) {
 	}
 	if msg.Kind != endpoint.KindOpen {
 		msg.Release()
+		r.rejectedLocal.Add(1)
 		r.rejectLocal(conn, endpoint.CodeInternal, fmt.Sprintf("first message after the hello has kind %#x, expected an open request", msg.Kind))
 		return
 	}
 	a, deadline, err := endpoint.DecodeOpen(msg.Data)
 	msg.Release()
 	if err != nil {
+		r.rejectedLocal.Add(1)
 		r.rejectLocal(conn, endpoint.CodeInternal, err.Error())
 		return
 	}
 	if origin.Remote {
+		r.rejectedLocal.Add(1)
+		r.logLimited("local connection rejected: netd relays only for its own node", "principal", origin.Principal.String(), "path", a.String())
 		r.rejectLocal(conn, endpoint.CodeUnauthorized, "netd relays only for its own node, not for remote principal "+origin.Principal.String())
 		return
 	}
