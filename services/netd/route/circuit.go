@@ -28,10 +28,14 @@ type circuit struct {
 	queue        []queued  // messages from the peer, not yet delivered
 	queued       int       // their cost in bytes
 	remoteClosed bool      // the peer sent CLOSE; deliver the queue, then end
+	replied      bool      // OPENED or ERROR arrived
 	closed       bool
 
-	wake chan struct{} // capacity 1: credit came or the queue grew
-	done chan struct{} // closed by close
+	// Each has capacity 1 and its own waiter, so no wake-up is lost to
+	// the other goroutine.
+	creditCh chan struct{} // credit came; pump waits on it
+	queueCh  chan struct{} // the queue grew or the peer closed; deliver waits on it
+	done     chan struct{} // closed by close
 
 	// ctx is cancelled by close, which interrupts the local connection's
 	// Send and Recv.
@@ -51,27 +55,40 @@ func newCircuit(l *link, id uint32, address string) *circuit {
 		id: id, l: l, address: address,
 		openResult: make(chan error, 1),
 		credit:     l.r.opts.Window,
-		wake:       make(chan struct{}, 1),
+		creditCh:   make(chan struct{}, 1),
+		queueCh:    make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
 }
 
 func cost(payload []byte) int { return len(payload) + msgOverhead }
 
-func (c *circuit) signal() {
+func signal(ch chan struct{}) {
 	select {
-	case c.wake <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
 
-// opened delivers the reply to OPEN. A second reply breaks the protocol.
+// opened delivers the peer's reply to OPEN. A second reply breaks the
+// protocol.
 func (c *circuit) opened(err error) error {
+	c.mu.Lock()
+	again := c.replied
+	c.replied = true
+	c.mu.Unlock()
+	if again {
+		return fmt.Errorf("%w: second reply to OPEN of circuit %d", ErrMalformed, c.id)
+	}
+	c.result(err)
+	return nil
+}
+
+// result hands err to the open that waits, unless it has a result.
+func (c *circuit) result(err error) {
 	select {
 	case c.openResult <- err:
-		return nil
 	default:
-		return fmt.Errorf("%w: second reply to OPEN of circuit %d", ErrMalformed, c.id)
 	}
 }
 
@@ -88,7 +105,7 @@ func (c *circuit) push(kind uint32, payload []byte) error {
 	}
 	c.queue = append(c.queue, queued{kind, payload})
 	c.queued += cost(payload)
-	c.signal()
+	signal(c.queueCh)
 	return nil
 }
 
@@ -101,7 +118,7 @@ func (c *circuit) addCredit(n uint32) error {
 		return fmt.Errorf("%w: circuit %d: credit of %d bytes would exceed the %d-byte window", ErrMalformed, c.id, int64(c.credit)+int64(n), c.l.r.opts.Window)
 	}
 	c.credit += int(n)
-	c.signal()
+	signal(c.creditCh)
 	return nil
 }
 
@@ -112,7 +129,7 @@ func (c *circuit) remoteClose() {
 	c.remoteClosed = true
 	attached := c.conn != nil
 	c.mu.Unlock()
-	c.signal()
+	signal(c.queueCh)
 	switch {
 	case attached:
 		// deliver ends the circuit once the queue is empty.
@@ -121,7 +138,7 @@ func (c *circuit) remoteClose() {
 		c.close(false)
 	default:
 		// A CLOSE in place of OPENED; after OPENED, attach starts deliver.
-		_ = c.opened(fmt.Errorf("circuit %d closed by the peer before it opened: %w", c.id, endpoint.ErrPeerGone))
+		c.result(fmt.Errorf("circuit %d closed by the peer before it opened: %w", c.id, endpoint.ErrPeerGone))
 	}
 }
 
@@ -200,7 +217,7 @@ func (c *circuit) takeCredit(need int) bool {
 		}
 		c.mu.Unlock()
 		select {
-		case <-c.wake:
+		case <-c.creditCh:
 		case <-c.done:
 			return false
 		}
@@ -227,7 +244,7 @@ func (c *circuit) deliver() {
 				return
 			}
 			select {
-			case <-c.wake:
+			case <-c.queueCh:
 			case <-c.done:
 				return
 			}
@@ -278,9 +295,6 @@ func (c *circuit) close(sendClose bool) {
 
 // fail ends the circuit because its link failed.
 func (c *circuit) fail(err error) {
-	select {
-	case c.openResult <- err:
-	default:
-	}
+	c.result(err)
 	c.close(false)
 }
