@@ -174,6 +174,7 @@ func (c *circuit) connectLocal(a endpoint.Address, deadline int64) {
 		conn.Close()
 		return
 	}
+	r.opts.Logger.Debug("circuit served", append(c.l.logAttrs(), "path", a.String(), "circuit", c.id)...)
 	c.attach(conn)
 }
 

@@ -315,10 +315,12 @@ func (r *Router) serveLocal(conn *bus.Conn, origin endpoint.Origin) {
 		return
 	}
 	if err := conn.Send(ctx, endpoint.KindOpened, nil); err != nil {
+		r.opts.Logger.Debug("local process left before its circuit opened", "path", a.String(), "pid", conn.Peer().PID, "error", err)
 		c.close(true)
 		conn.Close()
 		return
 	}
+	r.opts.Logger.Debug("circuit opened", append(l.logAttrs(), "path", a.String(), "circuit", c.id)...)
 	c.attach(conn)
 }
 
