@@ -221,11 +221,15 @@ func describe(p keystore.Protector) string {
 }
 
 func runKeysShow(env *environment, args []string) error {
-	fs := newFlags(env, "bt keys show", "bt keys show [--dir DIR] [--identity]")
+	fs := newFlags(env, "bt keys show", "bt keys show [--dir DIR | --state DIR] [--identity]")
 	dir := fs.String("dir", defaultKeyDir(), "key directory")
+	stateDir := fs.String("state", "", "show the principal of the node with this state directory instead of a key directory; works while the node runs")
 	identity := fs.Bool("identity", false, "print only the public identity (base64), which others need to grant this principal read access")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *stateDir != "" {
+		return showNode(env, *stateDir)
 	}
 
 	id, err := keystore.LoadIdentity(*dir)
@@ -252,8 +256,9 @@ func runKeysShow(env *environment, args []string) error {
 }
 
 func runKeysIssue(env *environment, args []string) error {
-	fs := newFlags(env, "bt keys issue", "bt keys issue --subject PRINCIPAL --out FILE [--prefix PATH] [--expires DURATION|TIME] [--chain FILE] [--dir DIR] [--tpm auto|none|PATH] [--passphrase-file FILE]")
+	fs := newFlags(env, "bt keys issue", "bt keys issue --subject PRINCIPAL --out FILE [--prefix PATH] [--expires DURATION|TIME] [--chain FILE] [--dir DIR | --state DIR] [--tpm auto|none|PATH] [--passphrase-file FILE]")
 	dir := fs.String("dir", defaultKeyDir(), "key directory of the issuer")
+	stateDir := fs.String("state", "", "issue as the stopped node with this state directory, whose TPM unseals its key, instead of a key directory")
 	subject := fs.String("subject", "", "principal that receives the grant, as printed by bt keys show (required)")
 	prefix := fs.String("prefix", "", "tree path under which the subject may write (default: all of the issuer's own scope)")
 	expires := fs.String("expires", "720h", "when the grant ends: a duration from now (e.g. 720h) or an RFC 3339 time")
@@ -294,11 +299,11 @@ func runKeysIssue(env *environment, args []string) error {
 
 	// Check the grant against the issuer's public identity before unlocking
 	// the credential, so bt rejects a grant before it reads a passphrase.
-	id, err := keystore.LoadIdentity(*dir)
+	issuer, err := issuerPrincipal(*dir, *stateDir)
 	if err != nil {
 		return fmt.Errorf("bt keys issue: %w", err)
 	}
-	scope := capability.RootPath(id.Principal())
+	scope := capability.RootPath(issuer)
 	if len(chain) > 0 {
 		scope = chain[len(chain)-1].Prefix
 	}
@@ -306,22 +311,18 @@ func runKeysIssue(env *environment, args []string) error {
 		*prefix = scope
 	}
 	root, _ := capability.PathRoot(*prefix)
-	if err := chain.Verify(root, id.Principal(), *prefix, now); err != nil {
-		if len(chain) == 0 && root != id.Principal() {
-			return fmt.Errorf("bt keys issue: the issuer %s is not the root of %s: pass --chain FILE with the chain that grants the issuer write access there", id.Principal(), *prefix)
+	if err := chain.Verify(root, issuer, *prefix, now); err != nil {
+		if len(chain) == 0 && root != issuer {
+			return fmt.Errorf("bt keys issue: the issuer %s is not the root of %s: pass --chain FILE with the chain that grants the issuer write access there", issuer, *prefix)
 		}
-		return fmt.Errorf("bt keys issue: the issuer %s may not grant %s: %w", id.Principal(), *prefix, err)
+		return fmt.Errorf("bt keys issue: the issuer %s may not grant %s: %w", issuer, *prefix, err)
 	}
 
-	protector, release, err := pf.openExisting(env, *dir)
+	cred, release, err := loadIssuer(env, &pf, *dir, *stateDir)
 	if err != nil {
 		return fmt.Errorf("bt keys issue: %w", err)
 	}
 	defer release()
-	cred, err := keystore.Load(*dir, protector)
-	if err != nil {
-		return fmt.Errorf("bt keys issue: %w", err)
-	}
 
 	link, err := capability.Issue(cred.Signing, subjectPrincipal, *prefix, now, expiry)
 	if err != nil {

@@ -40,6 +40,7 @@ var topCommands = []command{
 	{"keys", "create and show credentials, issue and verify writecaps", runKeys},
 	{"node", "run a node in the foreground: storage daemon and FUSE mount", runNode},
 	{"fsck", "check every block and the journal of a stopped node", runFsck},
+	{"ping", "send messages to another node's echo service through netd", runPing},
 	{"recover", "unlock a stopped node's keys with its recovery key when the TPM refuses", runRecover},
 	{"storaged", "run a node's storage daemon alone, as a supervised service", runStoraged},
 	{"mount", "mount a storage daemon's tree through FUSE, as a supervised service", runMount},
@@ -123,6 +124,12 @@ func printOptions(w io.Writer, fs *flag.FlagSet) {
 // parseFlags parses args and rejects positional arguments. It prints the
 // usage only for --help, not after a parse error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	return parseFlagsWithArgs(fs, args, 0)
+}
+
+// parseFlagsWithArgs is parseFlags for a command that takes up to
+// positional arguments after its options, which fs.Args returns.
+func parseFlagsWithArgs(fs *flag.FlagSet, args []string, positional int) error {
 	printUsage := fs.Usage
 	fs.Usage = func() {}
 	err := fs.Parse(args)
@@ -134,8 +141,8 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return usagef("%s: %v: run '%s --help' for the options", fs.Name(), err, fs.Name())
 	}
-	if fs.NArg() > 0 {
-		return usagef("%s: unexpected argument %q: options start with --", fs.Name(), fs.Arg(0))
+	if fs.NArg() > positional {
+		return usagef("%s: unexpected argument %q: options start with --", fs.Name(), fs.Arg(positional))
 	}
 	return nil
 }

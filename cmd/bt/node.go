@@ -19,11 +19,12 @@ import (
 )
 
 func runNode(env *environment, args []string) error {
-	fs := newFlags(env, "bt node", "bt node --state DIR --mount DIR [--tpm auto|software|PATH] [--verbose]")
+	fs := newFlags(env, "bt node", "bt node --state DIR --mount DIR [--tpm auto|software|PATH] [--listen HOST:PORT] [--run DIR] [--peers FILE] [--chains DIR] [--verbose]")
 	stateDir := fs.String("state", "", "state directory of the node (required; it must exist, and the node creates its files in DIR/node on first start)")
 	mountpoint := fs.String("mount", "", "empty directory to mount the tree on (required)")
 	tpmChoice := fs.String("tpm", state.TPMAuto, "TPM that seals the node's keys on first start: auto (/dev/tpmrm0 when usable, else a software TPM under the state directory), software, or a TPM device or swtpm socket path")
 	verbose := fs.Bool("verbose", false, "log at debug level")
+	netd := registerNetdFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -49,6 +50,9 @@ func runNode(env *environment, args []string) error {
 	if err := checkMountpoint(*mountpoint, *stateDir); err != nil {
 		return fmt.Errorf("bt node: %w", err)
 	}
+	if err := netd.check(*stateDir); err != nil {
+		return usagef("bt node: %v", err)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -67,7 +71,11 @@ func runNode(env *environment, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bt node: %w", err)
 	}
-	err = serveAndMount(ctx, env, node, daemon, *mountpoint, logger)
+	network, err := startNetd(node, netd, *stateDir, logger)
+	if err == nil {
+		err = serveAndMount(ctx, env, node, daemon, *mountpoint, logger)
+		err = errors.Join(err, network.Close())
+	}
 	if closeErr := daemon.Close(); closeErr != nil {
 		logger.Error("storage daemon stopped with an error", "error", closeErr)
 		err = errors.Join(err, closeErr)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/blocktree/blocktree/internal/testenv"
 )
 
 // BenchmarkCompareFileSystems runs the same workloads on four directories
@@ -149,7 +151,7 @@ func startFUSEProcess(b *testing.B, mount, name string, args ...string) {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exited
 		}
-		if !waitGroupGone(cmd.Process.Pid, 5*time.Second) {
+		if !testenv.WaitGroupGone(cmd.Process.Pid, 5*time.Second) {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			b.Errorf("%s exited but left processes of its process group running", name)
 		}

@@ -4,15 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/blocktree/blocktree/internal/testenv"
 )
 
 // btPath is the bt binary that TestMain builds for this test binary.
@@ -25,51 +25,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runWorkload())
 	}
 
-	dir, err := os.MkdirTemp("", "bt-hostmode-")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "hostmode: create a directory for the bt binary: %v\n", err)
-		os.Exit(1)
-	}
-	btPath = filepath.Join(dir, "bt")
-	if err := buildBT(btPath); err != nil {
-		fmt.Fprintf(os.Stderr, "hostmode: %v\n", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// buildBT builds ./cmd/bt from the module root into out.
-func buildBT(out string) error {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
-	}
-	path := strings.TrimSpace(string(gomod))
-	if path == "" || path == os.DevNull {
-		return fmt.Errorf("go env GOMOD is %q: run the tests with go test from inside the module", path)
-	}
-	root := filepath.Dir(path)
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/bt")
-	cmd.Dir = root
-	if output, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build -o %s ./cmd/bt in %s: %w\n%s", out, root, err, output)
-	}
-	return nil
-}
-
-// missing skips the test, or fails it when CI=true, because the machine
-// lacks something the test needs. The message names what is missing and
-// how to fix it.
-func missing(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s (CI=true, so this fails instead of skipping)", msg)
-	}
-	t.Skipf("skipping: %s", msg)
+	os.Exit(testenv.RunWithBT(m, "hostmode", &btPath))
 }
 
 // requireHost checks what every host-mode test needs: root, /dev/fuse,
@@ -77,10 +33,10 @@ func missing(t testing.TB, format string, args ...any) {
 func requireHost(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		missing(t, "not running as root: host-mode tests mount FUSE file systems with allow_other and chown files, so run them as root")
+		testenv.Missing(t, "not running as root: host-mode tests mount FUSE file systems with allow_other and chown files, so run them as root")
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		missing(t, "/dev/fuse is not available (%v): run the tests where the fuse module is loaded", err)
+		testenv.Missing(t, "/dev/fuse is not available (%v): run the tests where the fuse module is loaded", err)
 	}
 	requireTools(t, "fusermount3", "swtpm")
 }
@@ -90,7 +46,7 @@ func requireTools(t testing.TB, names ...string) {
 	t.Helper()
 	for _, name := range names {
 		if _, err := exec.LookPath(name); err != nil {
-			missing(t, "%s is not installed: run scripts/install-deps.sh as root", name)
+			testenv.Missing(t, "%s is not installed: run scripts/install-deps.sh as root", name)
 		}
 	}
 }
@@ -130,7 +86,7 @@ func runBT(t testing.TB, args ...string) result {
 		t.Fatalf("bt %s did not exit within 2 minutes\nstderr:\n%s", strings.Join(args, " "), res.stderr)
 	}
 
-	if !waitGroupGone(cmd.Process.Pid, 5*time.Second) {
+	if !testenv.WaitGroupGone(cmd.Process.Pid, 5*time.Second) {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		t.Errorf("bt %s exited but left processes of its process group running", strings.Join(args, " "))
 	}
@@ -144,18 +100,4 @@ func runBT(t testing.TB, args ...string) result {
 		t.Errorf("bt %s exited but left swtpm (pids %v) running", strings.Join(args, " "), left)
 	}
 	return res
-}
-
-// waitGroupGone waits until no process of the process group pgid is left.
-func waitGroupGone(pgid int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/blocktree/blocktree/internal/testenv"
 )
 
 // readyTimeout bounds the wait for a node's "ready:" line. A node that
@@ -126,7 +128,7 @@ func (n *node) stop() {
 	if isMounted(n.mount) {
 		n.t.Fatalf("%s is still mounted after the node stopped", n.mount)
 	}
-	if !waitGroupGone(n.cmd.Process.Pid, 5*time.Second) {
+	if !testenv.WaitGroupGone(n.cmd.Process.Pid, 5*time.Second) {
 		n.t.Fatalf("bt node exited but left processes of its process group running")
 	}
 	if left := waitSwtpmGone(n.state, nil, 5*time.Second); len(left) > 0 {
@@ -171,7 +173,7 @@ func (n *node) crash() {
 // which the kernel kills when the node dies (PR_SET_PDEATHSIG), are gone.
 func (n *node) waitCrashed() {
 	n.t.Helper()
-	if !waitGroupGone(n.cmd.Process.Pid, 10*time.Second) {
+	if !testenv.WaitGroupGone(n.cmd.Process.Pid, 10*time.Second) {
 		n.t.Fatalf("processes of the killed node's process group still run after 10 seconds")
 	}
 	if left := waitSwtpmGone(n.state, nil, 10*time.Second); len(left) > 0 {
@@ -184,7 +186,7 @@ func (n *node) cleanup() {
 	if !n.done {
 		syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
 		<-n.exited
-		waitGroupGone(n.cmd.Process.Pid, 10*time.Second)
+		testenv.WaitGroupGone(n.cmd.Process.Pid, 10*time.Second)
 	}
 	for _, pid := range swtpmProcesses(n.state) {
 		syscall.Kill(pid, syscall.SIGKILL)

@@ -25,13 +25,15 @@ type Config struct {
 	// Node.Principal().
 	Node *principal.Credential
 
-	// Chain is this node's writecap chain from Root to Node. It must cover
-	// the tree's node address space, /ROOT/dev. It is empty when the node
-	// is the root of its tree.
+	// Chain is this node's writecap chain from Root, which Dial presents to
+	// the listener. The links it makes may open circuits only to addresses
+	// under the chain's last prefix (Scope). It is empty when this node is
+	// the root of the listener's tree. Listen ignores it.
 	Chain capability.Chain
 
-	// Root is the root principal of the tree. Peers must hold a chain from
-	// it.
+	// Root is the root principal of the tree whose services the link
+	// reaches: for Dial the listener's tree, for Listen this node's own
+	// tree. Dialers must hold a chain from it.
 	Root principal.Principal
 
 	// HandshakeTimeout bounds the setup of one link: the TLS handshake and
@@ -49,10 +51,18 @@ type Config struct {
 }
 
 // NodeSpace returns the address space of the node services of root's tree,
-// /ROOT/dev. A peer's chain must cover it, because a node reaches the
-// services of every other node of its tree.
+// /ROOT/dev.
 func NodeSpace(root principal.Principal) string {
 	return capability.RootPath(root) + "/dev"
+}
+
+// Scope returns what chain lets its holder reach in root's tree: the
+// prefix of its last link, or the whole tree for the root's empty chain.
+func Scope(root principal.Principal, chain capability.Chain) string {
+	if len(chain) == 0 {
+		return capability.RootPath(root)
+	}
+	return chain[len(chain)-1].Prefix
 }
 
 // withDefaults checks cfg and returns it with its zero fields filled in.
@@ -82,28 +92,44 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// checkOwnChain verifies this node's chain as peers will, so that a node
-// with an expired or wrong chain learns it here instead of from the
-// rejection of every peer.
+// verifyChain checks that chain lets writer write under its own last
+// prefix in root's tree now, and returns that prefix. A last prefix in
+// another tree is checked against root's whole tree instead, so that
+// Verify names the first link that leaves it.
+func verifyChain(root, writer principal.Principal, chain capability.Chain) (string, error) {
+	scope := Scope(root, chain)
+	if scopeRoot, err := capability.PathRoot(scope); err != nil || scopeRoot != root {
+		scope = capability.RootPath(root)
+	}
+	return scope, chain.Verify(root, writer, scope, time.Now())
+}
+
+// checkOwnChain verifies this node's chain as the listener will, so that a
+// node with an expired or wrong chain learns it here instead of from the
+// listener's rejection.
 func (cfg Config) checkOwnChain() error {
 	node := cfg.Node.Principal()
-	space := NodeSpace(cfg.Root)
-	if err := cfg.Chain.Verify(cfg.Root, node, space, time.Now()); err != nil {
-		return fmt.Errorf("peer config: peers would reject this node (%s) because its chain does not let it reach %s: %w: %s",
-			node, space, err, chainHint(err, cfg.Root))
+	scope, err := verifyChain(cfg.Root, node, cfg.Chain)
+	if err != nil {
+		return fmt.Errorf("peer config: nodes of tree %s would reject this node (%s) because its chain does not let it reach %s: %w: %s",
+			cfg.Root, node, scope, err, chainHint(err, cfg.Root))
 	}
 	return nil
 }
 
-// prepare checks cfg and this node's chain and returns cfg with defaults
-// and the TLS key.
-func (cfg Config) prepare() (Config, *ecdsa.PrivateKey, error) {
+// prepare checks cfg, and this node's chain when it dials, and returns cfg
+// with defaults and the TLS key.
+func (cfg Config) prepare(dialing bool) (Config, *ecdsa.PrivateKey, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return cfg, nil, err
 	}
-	if err := cfg.checkOwnChain(); err != nil {
-		return cfg, nil, err
+	if dialing {
+		if err := cfg.checkOwnChain(); err != nil {
+			return cfg, nil, err
+		}
+	} else {
+		cfg.Chain = nil
 	}
 	key, err := tlsKey(cfg.Node)
 	if err != nil {

@@ -10,20 +10,21 @@ import (
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
-// Dial connects to the node expect at addr and makes a link: a TLS 1.3
-// handshake in which the key behind addr must be expect's, then the
-// exchange of writecap chains. network is as for net.Dial, usually "tcp".
+// Dial connects to the node expect at addr and makes a link on which this
+// node opens circuits to expect's services: a TLS 1.3 handshake in which
+// the key behind addr must be expect's, then this node's chain from
+// cfg.Root, which expect must accept. network is as for net.Dial, usually "tcp".
 // Connecting, the handshake and the exchange together end at
 // cfg.HandshakeTimeout or at ctx's deadline, whichever comes first.
 //
 // Errors name the address and, once known, the peer's principal, and wrap
-// ErrWrongPeer, ErrCertificate, ErrProtocol, ErrFrame or ErrUnauthorized
+// ErrWrongPeer, ErrCertificate, ErrProtocol, ErrFrame or ErrRejected
 // where one applies.
 func Dial(ctx context.Context, cfg Config, network, addr string, expect principal.Principal) (*Link, error) {
 	if expect.IsZero() {
 		return nil, errors.New("peer dial: expected principal is zero: pass the principal the tree lists for the address")
 	}
-	cfg, key, err := cfg.prepare()
+	cfg, key, err := cfg.prepare(true)
 	if err != nil {
 		return nil, err
 	}

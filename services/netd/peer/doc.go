@@ -1,8 +1,10 @@
 // Package peer makes the authenticated links between the network daemons
-// (netd) of two nodes of one tree. A link is a TLS 1.3 connection whose
-// two ends have each proven which principal they are and shown a writecap
-// chain from the tree's root that lets them reach the tree's node services.
-// Package peer only makes links; netd forwards messages over them.
+// (netd) of two nodes. A link is a TLS 1.3 connection whose two ends have
+// each proven which principal they are, and it is directional: the dialer
+// opens circuits toward the listener's services only. The dialer shows a
+// writecap chain from the root of the listener's tree, and that chain's
+// last prefix bounds what the dialer may reach there. Package peer only
+// makes links; netd forwards messages over them.
 //
 // # Identity: the TLS handshake
 //
@@ -30,34 +32,41 @@
 // 4.4.3). X.509 hashes the DER of the to-be-signed certificate, which
 // starts with byte 0x30. The hashed inputs thus differ in their first byte.
 //
-// # Authority: the chain exchange
+// # Authority: the dialer's chain
 //
-// Right after the handshake, inside the TLS connection, each side sends
+// Right after the handshake, inside the TLS connection, the dialer sends
 // its writecap chain in one frame:
 //
 //	length  u32, big-endian, at most 64 KiB
 //	chain   the canonical encoding of capability.Chain (wire kind 0x0008)
 //
-// The dialer sends first. The listener reads and verifies the dialer's
-// chain before it sends its own, so a peer that has no valid chain learns
-// nothing from the listener beyond its principal. A side that rejects the
-// other's chain closes the connection without saying why. The reason goes
-// to its own log.
-//
-// A chain is verified with capability.Chain.Verify, for the principal that
-// the TLS handshake proved as the writer and for the path /ROOT/dev, the
-// address space of node services. Verify checks the depth first. Then, link
-// by link, it checks that link 0 was issued by the tree's root, the
+// The chain is issued from the root of the listener's tree
+// (Config.Root). In host mode every node is the root of its own tree, so
+// a node B that reaches node A's services holds a chain from A. The
+// listener verifies it with capability.Chain.Verify for the principal
+// that the TLS handshake proved, the listener's root, and the chain's own
+// last prefix, its scope (Scope). Verify checks the depth first. Then,
+// link by link, it checks that link 0 was issued by the tree's root, the
 // linkage, loops, the signature, the validity period and that each prefix
 // lies inside the previous one. Last, it checks that the last subject is
-// the peer's principal and that the last prefix covers /ROOT/dev. A chain
-// stolen from another node fails the last-subject check, because the thief
-// cannot make the TLS handshake with the key that the chain names. The
-// tree's root itself sends an empty chain.
+// the dialer. A chain stolen from another node fails that check, because
+// the thief cannot make the TLS handshake with the key that the chain
+// names. The tree's root itself sends an empty chain, whose scope is the
+// whole tree.
+//
+// A listener that accepts the chain replies with a frame of length 0. One
+// that rejects it closes the connection without saying why, so a dialer
+// without a valid chain learns nothing beyond the listener's principal,
+// and the reason goes to the listener's log. The dialer reports that
+// closing as ErrRejected. The listener keeps the chain, and Link.Covers
+// checks for netd whether the dialer may open a circuit to an address. The
+// listener sends no chain of its own, because nothing is opened toward
+// the dialer on this link. A node that serves circuits both ways makes
+// two links.
 //
 // The handshake and the exchange together are bounded by
-// Config.HandshakeTimeout and by the caller's context. A Link closes itself
-// when the first writecap in the peer's chain expires.
+// Config.HandshakeTimeout and by the caller's context. Both ends of a Link
+// close it when the first writecap in the dialer's chain expires.
 //
 // # Listener
 //

@@ -27,10 +27,15 @@ var (
 	// decode.
 	ErrFrame = errors.New("invalid chain frame")
 
-	// ErrUnauthorized means that the peer's writecap chain does not let it
-	// reach the tree's node address space. The error also wraps the
+	// ErrUnauthorized means that the dialer's writecap chain does not
+	// verify in the listener's tree. The error also wraps the
 	// *capability.ChainError with the reason.
 	ErrUnauthorized = errors.New("peer is not authorized in this tree")
+
+	// ErrRejected means that the listener closed the link instead of
+	// accepting this node's chain. A listener does so for every chain that
+	// does not verify, and says why only in its own log.
+	ErrRejected = errors.New("peer rejected this node")
 )
 
 // chainHint returns what an operator should do about a chain that failed
@@ -44,7 +49,7 @@ func chainHint(err error, root principal.Principal) string {
 	case errors.Is(err, capability.ErrWrongWriter):
 		return "the chain was issued to another principal; give the node a chain that ends at its own principal"
 	case errors.Is(err, capability.ErrOutOfScope):
-		return "give the node a writecap that covers " + NodeSpace(root)
+		return "each prefix of the chain must lie inside the one before it, in tree " + root.String()
 	}
-	return "issue the node a new chain from " + root.String() + " that covers " + NodeSpace(root)
+	return "issue the node a new chain from " + root.String()
 }

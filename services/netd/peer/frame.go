@@ -62,3 +62,24 @@ func readChainFrame(r io.Reader) (capability.Chain, error) {
 	}
 	return chain, nil
 }
+
+// acceptFrame is the listener's reply to a chain that verified: a frame
+// of length 0, which no chain frame has because an empty chain still
+// encodes to a few bytes.
+var acceptFrame = [frameHeaderSize]byte{}
+
+// readAcceptFrame reads the listener's acceptance. A peer that closes the
+// connection before the first byte gives io.EOF.
+func readAcceptFrame(r io.Reader) error {
+	var header [frameHeaderSize]byte
+	if _, err := io.ReadFull(r, header[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: connection closed inside the acceptance", ErrFrame)
+		}
+		return err
+	}
+	if header != acceptFrame {
+		return fmt.Errorf("%w: acceptance is %x, expected %x", ErrFrame, header, acceptFrame)
+	}
+	return nil
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/blocktree/blocktree/services/crypto/capability"
 )
@@ -79,32 +78,6 @@ func TestEncodeChainFrameOfRoot(t *testing.T) {
 	}
 	if len(chain) != 0 {
 		t.Errorf("read %d links, expected 0", len(chain))
-	}
-}
-
-func TestLogLimiter(t *testing.T) {
-	var limiter logLimiter
-	start := time.Unix(1000, 0)
-	allowed := 0
-	for i := range 15 {
-		ok, suppressed := limiter.allow(start.Add(time.Duration(i) * time.Millisecond))
-		if ok {
-			allowed++
-		}
-		if suppressed != 0 {
-			t.Errorf("line %d reports %d suppressed lines in the first window", i, suppressed)
-		}
-	}
-	if allowed != logBurst {
-		t.Errorf("allowed %d lines in one second, expected %d", allowed, logBurst)
-	}
-
-	ok, suppressed := limiter.allow(start.Add(time.Second))
-	if !ok {
-		t.Error("first line of the next second was suppressed")
-	}
-	if suppressed != 15-logBurst {
-		t.Errorf("next line reports %d suppressed lines, expected %d", suppressed, 15-logBurst)
 	}
 }
 

@@ -145,27 +145,31 @@ func (a *attempt) run(ctx context.Context) (*Link, error) {
 		conn.Close()
 		return nil, fmt.Errorf("peer %s (%s): clear handshake deadline: %w", a.addr, a.peer, err)
 	}
-	return newLink(conn, a.peer, chain), nil
+	if a.dialer {
+		return newDialedLink(conn, a.peer, a.cfg.Root, a.cfg.Chain), nil
+	}
+	return newAcceptedLink(conn, a.peer, a.cfg.Root, chain), nil
 }
 
-// exchangeChains sends this node's chain and reads and verifies the
-// peer's. The dialer sends first. The listener verifies the dialer's chain
-// before it sends its own, so a peer without a valid chain learns nothing
-// about the tree beyond the listener's principal.
+// exchangeChains runs the authorization step after the handshake. The
+// dialer sends its chain and waits for the listener's acceptance frame.
+// The listener reads and verifies the chain and sends the acceptance only
+// if it passed, so a dialer without a valid chain learns nothing about the
+// tree beyond the listener's principal. It returns the dialer's chain on
+// the listener and nil on the dialer.
 func (a *attempt) exchangeChains(conn *tls.Conn) (capability.Chain, error) {
 	if a.dialer {
 		if err := a.sendChain(conn); err != nil {
 			return nil, err
 		}
+		return nil, a.receiveAcceptance(conn)
 	}
 	chain, err := a.receiveChain(conn)
 	if err != nil {
 		return nil, err
 	}
-	if !a.dialer {
-		if err := a.sendChain(conn); err != nil {
-			return nil, err
-		}
+	if _, err := conn.Write(acceptFrame[:]); err != nil {
+		return nil, fmt.Errorf("peer %s (%s): send acceptance: %w", a.addr, a.peer, err)
 	}
 	return chain, nil
 }
@@ -181,22 +185,33 @@ func (a *attempt) sendChain(conn *tls.Conn) error {
 	return nil
 }
 
-// receiveChain reads the peer's chain and verifies that it lets the peer
-// reach the tree's node address space now.
+// receiveAcceptance waits for the listener to accept this node's chain.
+func (a *attempt) receiveAcceptance(conn *tls.Conn) error {
+	err := readAcceptFrame(conn)
+	switch {
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("peer %s (%s) closed the link before accepting this node's writecap chain: %w: check that the chain for tree %s lets %s write there, and the peer's log",
+			a.addr, a.peer, ErrRejected, a.cfg.Root, a.cfg.Node.Principal())
+	case err != nil:
+		return fmt.Errorf("peer %s (%s): read acceptance: %w", a.addr, a.peer, err)
+	}
+	return nil
+}
+
+// receiveChain reads the dialer's chain and verifies that it lets the
+// dialer write under the chain's last prefix in this tree now.
 func (a *attempt) receiveChain(conn *tls.Conn) (capability.Chain, error) {
 	chain, err := readChainFrame(conn)
 	switch {
-	case errors.Is(err, io.EOF) && a.dialer:
-		return nil, fmt.Errorf("peer %s (%s) closed the link before sending its writecap chain: it rejects nodes whose chain it cannot verify, so check its log", a.addr, a.peer)
 	case errors.Is(err, io.EOF):
 		return nil, fmt.Errorf("peer %s (%s) closed the link before sending its writecap chain", a.addr, a.peer)
 	case err != nil:
 		return nil, fmt.Errorf("peer %s (%s): read writecap chain: %w", a.addr, a.peer, err)
 	}
 
-	space := NodeSpace(a.cfg.Root)
-	if err := chain.Verify(a.cfg.Root, a.peer, space, time.Now()); err != nil {
-		return nil, fmt.Errorf("peer %s (%s) may not reach %s: %w: %w: %s", a.addr, a.peer, space, ErrUnauthorized, err, chainHint(err, a.cfg.Root))
+	scope, err := verifyChain(a.cfg.Root, a.peer, chain)
+	if err != nil {
+		return nil, fmt.Errorf("peer %s (%s) may not reach %s: %w: %w: %s", a.addr, a.peer, scope, ErrUnauthorized, err, chainHint(err, a.cfg.Root))
 	}
 	return chain, nil
 }

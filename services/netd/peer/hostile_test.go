@@ -247,7 +247,7 @@ func TestListenerCloseEndsPendingHandshakes(t *testing.T) {
 }
 
 // fakeListener accepts one TLS connection with config, reads the
-// dialer's chain frame and sends reply.
+// dialer's chain frame and sends reply in place of the acceptance.
 func fakeListener(t *testing.T, config *tls.Config, reply []byte) string {
 	t.Helper()
 	ln := tls.NewListener(loopback(t), config)
@@ -277,7 +277,7 @@ func serverConfig(cert *tls.Certificate) *tls.Config {
 	}
 }
 
-func TestDialRejectsBadChainFrame(t *testing.T) {
+func TestDialRejectsBadAcceptance(t *testing.T) {
 	tree := newTestTree(t)
 	cred, chain := tree.node()
 	cert, server := selfSignedCertificate(t)
@@ -288,7 +288,7 @@ func TestDialRejectsBadChainFrame(t *testing.T) {
 
 	assertErrorIs(t, err, ErrFrame)
 	if err != nil {
-		assertContains(t, "Dial error", err.Error(), "peer "+addr, server.String(), "read writecap chain")
+		assertContains(t, "Dial error", err.Error(), "peer "+addr, server.String(), "read acceptance")
 	}
 }
 
@@ -346,7 +346,7 @@ func TestDialCancelledDuringChainExchange(t *testing.T) {
 	tree := newTestTree(t)
 	cred, chain := tree.node()
 	cert, server := selfSignedCertificate(t)
-	addr := fakeListener(t, serverConfig(cert), nil) // never sends its chain
+	addr := fakeListener(t, serverConfig(cert), nil) // never accepts
 
 	ctx, cancel := context.WithCancel(testContext(t))
 	time.AfterFunc(300*time.Millisecond, cancel)
@@ -358,6 +358,6 @@ func TestDialCancelledDuringChainExchange(t *testing.T) {
 	}
 	assertErrorIs(t, err, context.Canceled)
 	if err != nil {
-		assertContains(t, "Dial error", err.Error(), "read writecap chain", "chain exchange cancelled")
+		assertContains(t, "Dial error", err.Error(), "read acceptance", "chain exchange cancelled")
 	}
 }

@@ -9,24 +9,39 @@ import (
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
-// Link is an authenticated connection to a peer node. Read, Write and
-// Close work as on the underlying TLS connection and may be called from
-// different goroutines as that connection allows: one reader and one
-// writer at a time.
+// Link is an authenticated connection to a peer node. Circuits go one way
+// on it: the dialer opens them toward the listener's services, within the
+// scope of the chain it presented. Read, Write and Close work as on the
+// underlying TLS connection and may be called from different goroutines
+// as that connection allows: one reader and one writer at a time.
 //
-// A Link closes itself when the first writecap of the peer's chain
-// expires, because the chain authorized it only until then. The peer does
-// the same with this node's chain.
+// A Link closes itself when the first writecap of the dialer's chain
+// expires, because the chain authorized it only until then. Both ends do
+// this: the listener with the chain it received, the dialer with its own.
 type Link struct {
-	conn   *tls.Conn
-	peer   principal.Principal
-	chain  capability.Chain
-	expiry *time.Timer // nil when the peer's chain is empty
+	conn     *tls.Conn
+	peer     principal.Principal
+	root     principal.Principal
+	chain    capability.Chain // the dialer's chain
+	accepted bool             // this end is the listener's
+	expiry   *time.Timer      // nil when the chain is empty
 }
 
-func newLink(conn *tls.Conn, peer principal.Principal, chain capability.Chain) *Link {
-	l := &Link{conn: conn, peer: peer, chain: chain}
-	if expires, ok := chainExpires(chain); ok {
+// newAcceptedLink returns the listener's end of a link from peer, whose
+// chain in root's tree verified.
+func newAcceptedLink(conn *tls.Conn, peer, root principal.Principal, chain capability.Chain) *Link {
+	return newLink(&Link{conn: conn, peer: peer, root: root, chain: chain, accepted: true})
+}
+
+// newDialedLink returns the dialer's end of a link to peer, which accepted
+// chain in root's tree.
+func newDialedLink(conn *tls.Conn, peer, root principal.Principal, chain capability.Chain) *Link {
+	return newLink(&Link{conn: conn, peer: peer, root: root, chain: chain})
+}
+
+func newLink(l *Link) *Link {
+	if expires, ok := chainExpires(l.chain); ok {
+		conn := l.conn
 		l.expiry = time.AfterFunc(time.Until(expires), func() { conn.Close() })
 	}
 	return l
@@ -48,14 +63,30 @@ func chainExpires(chain capability.Chain) (time.Time, bool) {
 // holds in the TLS handshake.
 func (l *Link) Peer() principal.Principal { return l.peer }
 
-// PeerChain returns the peer's writecap chain, verified when the link was
-// made. The slice is a copy, but the writecaps are shared and must not be
-// changed.
-func (l *Link) PeerChain() capability.Chain { return append(capability.Chain(nil), l.chain...) }
+// Accepted reports whether this end is the listener's, which serves the
+// circuits that the dialer opens.
+func (l *Link) Accepted() bool { return l.accepted }
+
+// Root returns the root principal of the tree whose services the link
+// reaches: the listener's tree.
+func (l *Link) Root() principal.Principal { return l.root }
+
+// Chain returns the dialer's writecap chain in Root's tree, verified by
+// the listener when the link was made. The slice is a copy, but the
+// writecaps are shared and must not be changed.
+func (l *Link) Chain() capability.Chain { return append(capability.Chain(nil), l.chain...) }
+
+// Scope returns the prefix that the dialer may reach: the last prefix of
+// its chain, or the whole tree when the dialer is the tree's root.
+func (l *Link) Scope() string { return Scope(l.root, l.chain) }
+
+// Covers reports whether the dialer's chain lets it reach path, a valid
+// tree path.
+func (l *Link) Covers(path string) bool { return capability.Covers(l.Scope(), path) }
 
 // Expires returns the time at which the link closes itself because the
-// peer's chain expires, or false when the peer is the tree's root and has
-// no chain.
+// dialer's chain expires, or false when the dialer is the tree's root and
+// has no chain.
 func (l *Link) Expires() (time.Time, bool) { return chainExpires(l.chain) }
 
 // Read reads bytes that the peer sent.
@@ -75,6 +106,14 @@ func (l *Link) Close() error {
 // SetDeadline sets the read and write deadlines, as net.Conn.SetDeadline
 // does.
 func (l *Link) SetDeadline(t time.Time) error { return l.conn.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline, as net.Conn.SetReadDeadline
+// does.
+func (l *Link) SetReadDeadline(t time.Time) error { return l.conn.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline, as net.Conn.SetWriteDeadline
+// does.
+func (l *Link) SetWriteDeadline(t time.Time) error { return l.conn.SetWriteDeadline(t) }
 
 // LocalAddr returns this node's network address of the link.
 func (l *Link) LocalAddr() net.Addr { return l.conn.LocalAddr() }

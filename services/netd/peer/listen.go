@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/blocktree/blocktree/internal/ratelog"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
@@ -33,12 +34,12 @@ type Listener struct {
 	err      error         // the reason the listener stopped, set before done is closed
 
 	rejected atomic.Uint64
-	logLimit logLimiter
+	logLimit ratelog.Limiter
 }
 
 // Listen accepts links on ln, which the Listener owns from now on.
 func Listen(cfg Config, ln net.Listener) (*Listener, error) {
-	cfg, key, err := cfg.prepare()
+	cfg, key, err := cfg.prepare(false)
 	if err != nil {
 		return nil, err
 	}
@@ -168,11 +169,11 @@ func (l *Listener) handshake(raw net.Conn) {
 	}
 }
 
-// reject counts a rejected peer and logs it, at most logBurst lines per
+// reject counts a rejected peer and logs it, at most ratelog.Burst lines per
 // second.
 func (l *Listener) reject(addr string, peer principal.Principal, err error) {
 	total := l.rejected.Add(1)
-	ok, suppressed := l.logLimit.allow(time.Now())
+	ok, suppressed := l.logLimit.Allow(time.Now())
 	if !ok {
 		return
 	}
@@ -185,35 +186,4 @@ func (l *Listener) reject(addr string, peer principal.Principal, err error) {
 		attrs = append(attrs, "not_logged", suppressed)
 	}
 	l.cfg.Logger.Warn("peer rejected", attrs...)
-}
-
-// logBurst is the number of rejections logged per second. Rejections
-// beyond it are counted and reported by the next line logged.
-const logBurst = 10
-
-// logLimiter limits log lines to logBurst in each one-second window.
-type logLimiter struct {
-	mu         sync.Mutex
-	window     time.Time
-	lines      int
-	suppressed int
-}
-
-// allow reports whether a line may be logged at now, and the number of
-// lines suppressed since the last one logged.
-func (r *logLimiter) allow(now time.Time) (bool, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now.Sub(r.window) >= time.Second {
-		r.window = now
-		r.lines = 0
-	}
-	if r.lines >= logBurst {
-		r.suppressed++
-		return false, 0
-	}
-	r.lines++
-	suppressed := r.suppressed
-	r.suppressed = 0
-	return true, suppressed
 }

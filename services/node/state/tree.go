@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/blocktree/blocktree/services/crypto/capability"
 	"github.com/blocktree/blocktree/services/crypto/principal"
@@ -128,4 +130,20 @@ func ParseTreeFile(data []byte) (principal.Principal, error) {
 		return principal.Principal{}, err
 	}
 	return p.root, nil
+}
+
+// ReadPrincipals returns the tree root and the node principal recorded in
+// the tree file of the state directory dir, without unsealing anything, so
+// it works while the node runs. The file is decoded, not verified.
+func ReadPrincipals(dir string) (root, node principal.Principal, err error) {
+	path := filepath.Join(dir, "node", "tree")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return root, node, fmt.Errorf("read the node's principal: %w: check that %s is a node's state directory", err, dir)
+	}
+	p, err := parseTree(data)
+	if err != nil {
+		return root, node, fmt.Errorf("%s: %w", path, err)
+	}
+	return p.root, p.node.Principal(), nil
 }

@@ -1,0 +1,15 @@
+// Package netns tests message routing between host-mode nodes as a user
+// runs it: each `bt node` runs in its own network namespace, the nodes
+// reach each other over veth pairs, and `bt ping` exchanges messages with
+// another node's echo service through both nodes' netd. The tests issue
+// the writecap chains with `bt keys issue --state`, check that a node
+// without a covering chain is refused, and cut a link to check what the
+// callers of docs/msg.md see.
+//
+// The tests need root, the ip command, /dev/fuse, fusermount3 and swtpm.
+// Without them they skip, unless CI=true, where they fail. They cut links
+// with blackhole routes, because the kernels this project tests on may
+// lack tc's netem qdisc and classifiers, and iptables may be missing.
+//
+// The package has no code of its own: everything is in the _test.go files.
+package netns
