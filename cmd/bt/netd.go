@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 
 	"github.com/blocktree/blocktree/services/bus/endpoint"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/netd/route"
-	"github.com/blocktree/blocktree/services/node/state"
 )
 
 // netdFlags are bt node's options for the network daemon.
@@ -52,29 +52,44 @@ func (f *netdFlags) check(stateDir string) error {
 	return nil
 }
 
-// netdService is a running router and echo service.
+// netdConfig is what a node's network daemon needs, in bt node and in
+// bt netd alike.
+type netdConfig struct {
+	node      *principal.Credential
+	root      principal.Principal // the tree's root principal
+	runDir    string
+	listen    string // "" accepts no links
+	peersFile string
+	chainsDir string
+	logger    *slog.Logger
+}
+
+// netdService is a running router and the bus services beside it.
 type netdService struct {
+	cfg      netdConfig
 	router   *route.Router
-	stopEcho context.CancelFunc
-	echoDone chan error
+	ctx      context.Context
+	cancel   context.CancelFunc
+	services sync.WaitGroup
+	errsMu   sync.Mutex
+	errs     []error
 }
 
 // startNetd starts netd's router on the node's run directory and the echo
 // service beside it.
-func startNetd(node *state.Node, f *netdFlags, stateDir string, logger *slog.Logger) (*netdService, error) {
-	self := node.Credential.Principal()
-	runDir := f.runDir(stateDir)
+func startNetd(cfg netdConfig) (*netdService, error) {
+	self := cfg.node.Principal()
 	var ln net.Listener
-	if *f.listen != "" {
+	if cfg.listen != "" {
 		var err error
-		if ln, err = net.Listen("tcp", *f.listen); err != nil {
-			return nil, fmt.Errorf("netd --listen %s: %w", *f.listen, err)
+		if ln, err = net.Listen("tcp", cfg.listen); err != nil {
+			return nil, fmt.Errorf("netd --listen %s: %w", cfg.listen, err)
 		}
 	}
 
 	router, err := route.New(route.Options{
-		Node: node.Credential, Root: node.Tree.Root, RunDir: runDir, Listener: ln,
-		PeersFile: *f.peers, ChainsDir: *f.chains, Logger: logger,
+		Node: cfg.node, Root: cfg.root, RunDir: cfg.runDir, Listener: ln,
+		PeersFile: cfg.peersFile, ChainsDir: cfg.chainsDir, Logger: cfg.logger,
 	})
 	if err != nil {
 		if ln != nil {
@@ -82,23 +97,42 @@ func startNetd(node *state.Node, f *netdFlags, stateDir string, logger *slog.Log
 		}
 		return nil, err
 	}
-
-	echo, err := endpoint.Register(runDir, endpoint.Service(node.Tree.Root, self, endpoint.EchoName))
-	if err != nil {
-		router.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &netdService{cfg: cfg, router: router, ctx: ctx, cancel: cancel}
+	if err := s.serve(endpoint.EchoName, func(ctx context.Context, l *endpoint.Listener) error {
+		return endpoint.ServeEcho(ctx, l, cfg.logger)
+	}); err != nil {
+		s.Close()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &netdService{router: router, stopEcho: cancel, echoDone: make(chan error, 1)}
-	go func() { s.echoDone <- endpoint.ServeEcho(ctx, echo, logger) }()
 	if addr := router.Addr(); addr != nil {
-		logger.Info("netd listening", "node", self.String(), "addr", addr.String(), "run", runDir)
+		cfg.logger.Info("netd listening", "node", self.String(), "addr", addr.String(), "run", cfg.runDir)
 	}
 	return s, nil
 }
 
-// Close stops the echo service and the router.
+// serve registers the node's service name in the run directory and runs
+// fn on its listener until Close.
+func (s *netdService) serve(name string, fn func(ctx context.Context, l *endpoint.Listener) error) error {
+	l, err := endpoint.Register(s.cfg.runDir, endpoint.Service(s.cfg.root, s.cfg.node.Principal(), name))
+	if err != nil {
+		return err
+	}
+	s.services.Go(func() {
+		if err := fn(s.ctx, l); err != nil {
+			s.errsMu.Lock()
+			s.errs = append(s.errs, fmt.Errorf("service %s: %w", name, err))
+			s.errsMu.Unlock()
+		}
+	})
+	return nil
+}
+
+// Close stops the services and the router.
 func (s *netdService) Close() error {
-	s.stopEcho()
-	return errors.Join(<-s.echoDone, s.router.Close())
+	s.cancel()
+	s.services.Wait()
+	s.errsMu.Lock()
+	defer s.errsMu.Unlock()
+	return errors.Join(errors.Join(s.errs...), s.router.Close())
 }

@@ -71,7 +71,10 @@ func runNode(env *environment, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bt node: %w", err)
 	}
-	network, err := startNetd(node, netd, *stateDir, logger)
+	network, err := startNetd(netdConfig{
+		node: node.Credential, root: node.Tree.Root, runDir: netd.runDir(*stateDir),
+		listen: *netd.listen, peersFile: *netd.peers, chainsDir: *netd.chains, logger: logger,
+	})
 	if err == nil {
 		err = serveAndMount(ctx, env, node, daemon, *mountpoint, logger)
 		err = errors.Join(err, network.Close())
