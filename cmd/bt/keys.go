@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -14,10 +15,13 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/blocktree/blocktree/services/bus/endpoint"
+	"github.com/blocktree/blocktree/services/bus/rpc"
 	"github.com/blocktree/blocktree/services/crypto/capability"
 	"github.com/blocktree/blocktree/services/crypto/keystore"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/crypto/tpm"
+	"github.com/blocktree/blocktree/services/netd/grant"
 )
 
 var keysCommands = []command{
@@ -256,14 +260,15 @@ func runKeysShow(env *environment, args []string) error {
 }
 
 func runKeysIssue(env *environment, args []string) error {
-	fs := newFlags(env, "bt keys issue", "bt keys issue --subject PRINCIPAL --out FILE [--prefix PATH] [--expires DURATION|TIME] [--chain FILE] [--dir DIR | --state DIR] [--tpm auto|none|PATH] [--passphrase-file FILE]")
+	fs := newFlags(env, "bt keys issue", "bt keys issue --subject PRINCIPAL --out FILE|- [--prefix PATH] [--expires DURATION|TIME] [--chain FILE] [--dir DIR | --state DIR | --run DIR] [--tpm auto|none|PATH] [--passphrase-file FILE]")
 	dir := fs.String("dir", defaultKeyDir(), "key directory of the issuer")
 	stateDir := fs.String("state", "", "issue as the stopped node with this state directory, whose TPM unseals its key, instead of a key directory")
+	runDir := fs.String("run", "", "issue as the running node with this run directory (/run/bt on a device), through its netd, instead of a key directory")
 	subject := fs.String("subject", "", "principal that receives the grant, as printed by bt keys show (required)")
 	prefix := fs.String("prefix", "", "tree path under which the subject may write (default: all of the issuer's own scope)")
 	expires := fs.String("expires", "720h", "when the grant ends: a duration from now (e.g. 720h) or an RFC 3339 time")
 	chainFile := fs.String("chain", "", "the issuer's own writecap chain; omit when the issuer is the tree's root")
-	out := fs.String("out", "", "file to write the subject's new chain to (required; must not exist)")
+	out := fs.String("out", "", "file to write the subject's new chain to (required; must not exist), or - to print it as one line of text")
 	var pf protectorFlags
 	pf.registerUnlocking(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -271,6 +276,9 @@ func runKeysIssue(env *environment, args []string) error {
 	}
 	if *subject == "" || *out == "" {
 		return usagef("bt keys issue: --subject and --out are required")
+	}
+	if *runDir != "" && (*stateDir != "" || *chainFile != "") {
+		return usagef("bt keys issue: --run issues with the running node's own key and chain: leave out --state and --chain")
 	}
 	subjectPrincipal, err := principal.Parse(*subject)
 	if err != nil {
@@ -286,60 +294,115 @@ func runKeysIssue(env *environment, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bt keys issue: %w", err)
 	}
-	if _, err := os.Stat(*out); err == nil {
-		return usagef("bt keys issue: --out %s already exists: choose another file or remove it", *out)
+	if *out != "-" {
+		if _, err := os.Stat(*out); err == nil {
+			return usagef("bt keys issue: --out %s already exists: choose another file or remove it", *out)
+		}
 	}
 
+	var newChain capability.Chain
+	if *runDir != "" {
+		newChain, err = issueOnline(*runDir, subjectPrincipal, *prefix, expiry)
+	} else {
+		newChain, err = issueOffline(env, &pf, *dir, *stateDir, *chainFile, subjectPrincipal, *prefix, now, expiry)
+	}
+	if err != nil {
+		return fmt.Errorf("bt keys issue: %w", err)
+	}
+	return writeIssued(env, newChain, subjectPrincipal, *out)
+}
+
+// issueOffline signs the grant with the issuer's key from a key directory
+// or a stopped node's state directory.
+func issueOffline(env *environment, pf *protectorFlags, dir, stateDir, chainFile string, subject principal.Principal, prefix string, now, expiry time.Time) (capability.Chain, error) {
 	chain := capability.Chain{}
-	if *chainFile != "" {
-		if chain, err = readChain(*chainFile); err != nil {
-			return fmt.Errorf("bt keys issue: %w", err)
+	if chainFile != "" {
+		var err error
+		if chain, err = readChain(chainFile); err != nil {
+			return nil, err
 		}
 	}
 
 	// Check the grant against the issuer's public identity before unlocking
 	// the credential, so bt rejects a grant before it reads a passphrase.
-	issuer, err := issuerPrincipal(*dir, *stateDir)
+	issuer, err := issuerPrincipal(dir, stateDir)
 	if err != nil {
-		return fmt.Errorf("bt keys issue: %w", err)
+		return nil, err
 	}
 	scope := capability.RootPath(issuer)
 	if len(chain) > 0 {
 		scope = chain[len(chain)-1].Prefix
 	}
-	if *prefix == "" {
-		*prefix = scope
+	if prefix == "" {
+		prefix = scope
 	}
-	root, _ := capability.PathRoot(*prefix)
-	if err := chain.Verify(root, issuer, *prefix, now); err != nil {
+	root, _ := capability.PathRoot(prefix)
+	if err := chain.Verify(root, issuer, prefix, now); err != nil {
 		if len(chain) == 0 && root != issuer {
-			return fmt.Errorf("bt keys issue: the issuer %s is not the root of %s: pass --chain FILE with the chain that grants the issuer write access there", issuer, *prefix)
+			return nil, fmt.Errorf("the issuer %s is not the root of %s: pass --chain FILE with the chain that grants the issuer write access there", issuer, prefix)
 		}
-		return fmt.Errorf("bt keys issue: the issuer %s may not grant %s: %w", issuer, *prefix, err)
+		return nil, fmt.Errorf("the issuer %s may not grant %s: %w", issuer, prefix, err)
 	}
 
-	cred, release, err := loadIssuer(env, &pf, *dir, *stateDir)
+	cred, release, err := loadIssuer(env, pf, dir, stateDir)
 	if err != nil {
-		return fmt.Errorf("bt keys issue: %w", err)
+		return nil, err
 	}
 	defer release()
 
-	link, err := capability.Issue(cred.Signing, subjectPrincipal, *prefix, now, expiry)
+	link, err := capability.Issue(cred.Signing, subject, prefix, now, expiry)
 	if err != nil {
-		return fmt.Errorf("bt keys issue: %w", err)
+		return nil, err
 	}
-	newChain := append(append(capability.Chain{}, chain...), link)
-	encoded, err := newChain.MarshalBinary()
+	return append(append(capability.Chain{}, chain...), link), nil
+}
+
+// issueOnline has the running node whose run directory is runDir sign the
+// grant, through the key service of its netd.
+func issueOnline(runDir string, subject principal.Principal, prefix string, expiry time.Time) (capability.Chain, error) {
+	root, node, err := runDirPrincipals(runDir)
 	if err != nil {
-		return fmt.Errorf("bt keys issue: %w", err)
+		return nil, err
 	}
-	if err := writeNewFile(*out, encoded); err != nil {
-		return fmt.Errorf("bt keys issue: %w", err)
+	if prefix == "" {
+		prefix = capability.RootPath(root)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	address := endpoint.Service(root, node, grant.ServiceName).String()
+	conn, err := endpoint.Dial(ctx, runDir, node, address)
+	if err != nil {
+		return nil, fmt.Errorf("reach the node's key service: %w", err)
+	}
+	defer conn.Close()
+	return grant.Ask(ctx, rpc.NewClient(conn), grant.Request{Subject: subject, Prefix: prefix, Expires: expiry})
+}
+
+// writeIssued writes the new chain to out, or prints its text form when out
+// is "-", and reports the grant.
+func writeIssued(env *environment, chain capability.Chain, subject principal.Principal, out string) error {
+	link := chain[len(chain)-1]
+	end := chainEnd(chain)
+	report := env.stdout
+	if out == "-" {
+		text, err := chain.MarshalText()
+		if err != nil {
+			return fmt.Errorf("bt keys issue: %w", err)
+		}
+		fmt.Fprintf(env.stdout, "%s\n", text)
+		report = env.stderr
+	} else {
+		encoded, err := chain.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("bt keys issue: %w", err)
+		}
+		if err := writeNewFile(out, encoded); err != nil {
+			return fmt.Errorf("bt keys issue: %w", err)
+		}
 	}
 
-	end := chainEnd(newChain)
-	fmt.Fprintf(env.stdout, "granted %s write access under %s until %s (chain of %d in %s)\n",
-		subjectPrincipal, *prefix, end.UTC().Format(time.RFC3339), len(newChain), *out)
+	fmt.Fprintf(report, "granted %s write access under %s until %s (chain of %d in %s)\n",
+		subject, link.Prefix, end.UTC().Format(time.RFC3339), len(chain), out)
 	if end.Before(link.Expires) {
 		fmt.Fprintf(env.stderr, "bt keys issue: note: --expires %s is after the issuer's own grant ends, so the new chain is valid only until %s\n",
 			link.Expires.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
@@ -403,7 +466,7 @@ func readChain(file string) (capability.Chain, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read chain: %w", err)
 	}
-	chain, err := capability.ParseChain(data)
+	chain, err := capability.ParseChainFile(data)
 	if err != nil {
 		return nil, fmt.Errorf("read chain %s: %w", file, err)
 	}

@@ -44,6 +44,7 @@ var topCommands = []command{
 	{"recover", "unlock a stopped node's keys with its recovery key when the TPM refuses", runRecover},
 	{"storaged", "run a node's storage daemon alone, as a supervised service", runStoraged},
 	{"mount", "mount a storage daemon's tree through FUSE, as a supervised service", runMount},
+	{"netd", "run a device's network daemon: links, interfaces and key issuing, as a supervised service", runNetd},
 	{"shell", "run a shell or a command on a node: bt shell ADDRESS [-- CMD ARGS...]", runShell},
 	{"shelld", "serve shell sessions on a bus socket, as a supervised service", runShelld},
 }

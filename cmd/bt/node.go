@@ -13,10 +13,22 @@ import (
 	"syscall"
 
 	"github.com/blocktree/blocktree/services/fuse"
+	"github.com/blocktree/blocktree/services/netd/grant"
 	"github.com/blocktree/blocktree/services/node/state"
 	"github.com/blocktree/blocktree/services/storage/proto"
 	"github.com/blocktree/blocktree/services/storage/storaged"
 )
+
+// startNodeServices publishes the node's principals in its run directory
+// and serves the key service, so that bt keys issue --run reaches the
+// running node.
+func startNodeServices(network *netdService, node *state.Node, runDir string, logger *slog.Logger) error {
+	if err := writeRunDirPrincipals(runDir, node.Tree.Root, node.Credential.Principal()); err != nil {
+		return err
+	}
+	keys := &grant.Server{Node: node.Credential, Logger: logger}
+	return network.serve(grant.ServiceName, keys.Serve)
+}
 
 func runNode(env *environment, args []string) error {
 	fs := newFlags(env, "bt node", "bt node --state DIR --mount DIR [--tpm auto|software|PATH] [--listen HOST:PORT] [--run DIR] [--peers FILE] [--chains DIR] [--verbose]")
@@ -75,6 +87,12 @@ func runNode(env *environment, args []string) error {
 		node: node.Credential, root: node.Tree.Root, runDir: netd.runDir(*stateDir),
 		listen: *netd.listen, peersFile: *netd.peers, chainsDir: *netd.chains, logger: logger,
 	})
+	if err == nil {
+		err = startNodeServices(network, node, netd.runDir(*stateDir), logger)
+		if err != nil {
+			err = errors.Join(err, network.Close())
+		}
+	}
 	if err == nil {
 		err = serveAndMount(ctx, env, node, daemon, *mountpoint, logger)
 		err = errors.Join(err, network.Close())

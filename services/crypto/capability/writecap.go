@@ -1,6 +1,8 @@
 package capability
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -177,6 +179,39 @@ func ParseChain(data []byte) (Chain, error) {
 		chain = append(chain, w)
 	}
 	return chain, nil
+}
+
+// ChainTextPrefix starts the text form of a chain, which fits a terminal
+// and a serial console where the binary form does not.
+const ChainTextPrefix = "blocktree-chain:"
+
+// MarshalText returns the text form of the chain: ChainTextPrefix and the
+// canonical encoding in standard base64.
+func (c Chain) MarshalText() ([]byte, error) {
+	b, err := c.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return []byte(ChainTextPrefix + base64.StdEncoding.EncodeToString(b)), nil
+}
+
+// ParseChainFile decodes a chain file in either form: the canonical
+// encoding, or the text form with surrounding white space.
+func ParseChainFile(data []byte) (Chain, error) {
+	text := bytes.TrimSpace(data)
+	if !bytes.HasPrefix(text, []byte(ChainTextPrefix)) {
+		return ParseChain(data)
+	}
+	encoded := text[len(ChainTextPrefix):]
+	if base64.StdEncoding.DecodedLen(len(encoded)) > MaxChainDepth*maxWritecapSize+64 {
+		return nil, fmt.Errorf("decode chain text: %d characters, more than a chain of %d links needs", len(encoded), MaxChainDepth)
+	}
+	binary := make([]byte, base64.StdEncoding.DecodedLen(len(encoded)))
+	n, err := base64.StdEncoding.Decode(binary, encoded)
+	if err != nil {
+		return nil, fmt.Errorf("decode chain text: %w: copy the whole line that bt keys issue printed", err)
+	}
+	return ParseChain(binary[:n])
 }
 
 // Verify checks that the chain lets writer write path in root's tree at time

@@ -900,3 +900,56 @@ func FuzzParseChain(f *testing.F) {
 		}
 	})
 }
+
+func TestChainTextRoundTrip(t *testing.T) {
+	fx := newFixture(t)
+	chain, _, _ := fx.delegation(2)
+	text, err := chain.MarshalText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(text), capability.ChainTextPrefix) {
+		t.Fatalf("text form %q does not start with %q", text, capability.ChainTextPrefix)
+	}
+	for name, data := range map[string][]byte{
+		"text":              text,
+		"text with newline": append([]byte("  "), append(text, '\n')...),
+		"binary":            marshal(t, chain),
+	} {
+		got, err := capability.ParseChainFile(data)
+		if err != nil {
+			t.Errorf("%s: ParseChainFile: %v", name, err)
+			continue
+		}
+		if !bytes.Equal(marshal(t, got), marshal(t, chain)) {
+			t.Errorf("%s: ParseChainFile returned another chain", name)
+		}
+	}
+	if _, err := capability.ParseChainFile(text[:len(text)-3]); err == nil {
+		t.Errorf("ParseChainFile accepted a cut text form")
+	}
+	if _, err := capability.ParseChainFile([]byte(capability.ChainTextPrefix + "!!!")); err == nil {
+		t.Errorf("ParseChainFile accepted text that is not base64")
+	}
+}
+
+func FuzzParseChainFile(f *testing.F) {
+	fx := newFixture(f)
+	chain, _, _ := fx.delegation(1)
+	text, err := chain.MarshalText()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(text)
+	f.Add(marshal(f, chain))
+	f.Add([]byte(capability.ChainTextPrefix))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		chain, err := capability.ParseChainFile(data)
+		if err != nil {
+			return
+		}
+		if _, err := chain.MarshalText(); err != nil {
+			t.Fatalf("accepted chain does not encode as text: %v", err)
+		}
+	})
+}

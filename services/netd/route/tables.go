@@ -94,7 +94,7 @@ func LoadChains(dir string) (map[principal.Principal]capability.Chain, error) {
 		if err != nil {
 			return nil, fmt.Errorf("chains: %w", err)
 		}
-		chain, err := capability.ParseChain(data)
+		chain, err := capability.ParseChainFile(data)
 		if err != nil {
 			return nil, fmt.Errorf("chains %s: %w", path, err)
 		}
