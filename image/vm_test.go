@@ -90,15 +90,16 @@ type vm struct {
 }
 
 // boot starts swtpm and QEMU for d with the kernel command line cmdline.
-func (d *appliance) boot(t testing.TB, art Artifacts, cmdline string) *vm {
+// extra adds QEMU arguments, such as a network card.
+func (d *appliance) boot(t testing.TB, art Artifacts, cmdline string, extra ...string) *vm {
 	t.Helper()
 	sock := startSWTPM(t, filepath.Join(d.dir, "tpm"))
-	return startVM(t, sock,
+	return startVM(t, sock, append([]string{
 		"-smp", "2",
-		"-drive", "file="+d.disk+",format=raw,if=virtio",
+		"-drive", "file=" + d.disk + ",format=raw,if=virtio",
 		"-kernel", art.Kernel, "-initrd", art.Initramfs,
 		"-append", cmdline,
-	)
+	}, extra...)...)
 }
 
 // startSWTPM starts a TPM 2.0 emulator with its state and log in stateDir

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/blocktree/blocktree/init/supervise"
+	"github.com/blocktree/blocktree/services/bus/endpoint"
+	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
 const (
@@ -84,6 +87,21 @@ func startServices(dev *device) error {
 		Files: []*os.File{dev.credential},
 	}
 	storage.Args = append(storage.Args, "--credential-fd", strconv.Itoa(storage.FileDescriptor(0)))
+	netd := supervise.Service{
+		Name:         "netd",
+		Path:         bt,
+		Args:         []string{"netd", "--run", endpoint.DefaultRunDir, "--tree", treeMount},
+		Env:          env,
+		Dir:          "/",
+		After:        []string{"fuse"},
+		NotifyReady:  true,
+		ReadyTimeout: servicesReadyTimeout,
+		Files:        []*os.File{dev.credential},
+	}
+	netd.Args = append(netd.Args, "--credential-fd", strconv.Itoa(netd.FileDescriptor(0)))
+	if err := publishPrincipals(dev); err != nil {
+		return err
+	}
 	sup, err := supervise.New(supervise.Options{
 		Console: os.Stdout,
 		Logger:  quietLogger,
@@ -100,6 +118,7 @@ func startServices(dev *device) error {
 			NotifyReady:  true,
 			ReadyTimeout: servicesReadyTimeout,
 		},
+		netd,
 	)
 	if err != nil {
 		return fmt.Errorf("configure the services: %w", err)
@@ -126,6 +145,22 @@ func startServices(dev *device) error {
 	default:
 		return fmt.Errorf("the tree did not mount on %s within %s: %w: the services keep trying, so cd %s once %s shows fuse state=ready", treeMount, servicesReadyTimeout, err, treeMount, statusFile)
 	}
+}
+
+// publishPrincipals writes the node's and its tree root's principals into
+// the bus's run directory, one line each, where bt netd, bt shell and bt
+// keys issue --run find them.
+func publishPrincipals(dev *device) error {
+	dir := endpoint.DefaultRunDir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	for name, p := range map[string]principal.Principal{"node": dev.node, "root": dev.root} {
+		if err := replaceFile(filepath.Join(dir, name), []byte(p.String()+"\n")); err != nil {
+			return fmt.Errorf("publish the node's principals in %s: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 // writeStatus keeps statusFile current until the shutdown: one line a

@@ -53,6 +53,7 @@ var (
 type device struct {
 	partition string
 	node      principal.Principal
+	root      principal.Principal // the root of the node's tree
 	// credential is the node's unsealed credential in a sealed memfd
 	// (keystore.ShareCredential), which the services inherit so that they
 	// need not unseal the keys again. PID 1 keeps it open until it exits.
@@ -134,6 +135,7 @@ func unlock() (*device, error) {
 // service can open it.
 func (dev *device) adopt(node *state.Node) error {
 	dev.node = node.Credential.Principal()
+	dev.root = node.Tree.Root
 	f, err := keystore.ShareCredential(node.Credential)
 	closeNode(node)
 	if err != nil {

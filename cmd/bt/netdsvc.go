@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/blocktree/blocktree/init/supervise"
 	"github.com/blocktree/blocktree/services/bus/endpoint"
@@ -89,7 +90,9 @@ func runNetd(env *environment, args []string) error {
 		return fmt.Errorf("bt netd: %w", err)
 	}
 
-	handle, err := netlink.NewHandle()
+	// Only the route family: the appliance kernel has no XFRM, which a
+	// handle of every family would need.
+	handle, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		service.Close()
 		return fmt.Errorf("bt netd: open a netlink handle: %w", err)
