@@ -24,9 +24,23 @@ func registerNetdFlags(fs *flag.FlagSet) *netdFlags {
 	return &netdFlags{
 		listen: fs.String("listen", "", "HOST:PORT on which netd accepts links from other nodes (default: none, so no node can reach this one)"),
 		run:    fs.String("run", "", "run directory for the node's bus endpoints (default: STATE/run); socket paths must stay under 108 bytes"),
-		peers:  fs.String("peers", "", "peers file: one 'PRINCIPAL HOST:PORT' line per node this node may dial (default: none)"),
-		chains: fs.String("chains", "", "directory of *.chain files, this node's writecap chains for other nodes' trees, as bt keys issue writes them (default: none)"),
+		peers:  fs.String("peers", "", "peers file: one 'PRINCIPAL HOST:PORT' line per node this node may dial (default: MOUNT/dev/NODE/net/peers, in the node's own tree)"),
+		chains: fs.String("chains", "", "directory of *.chain files, this node's writecap chains for other nodes' trees, as bt keys issue writes them (default: MOUNT/dev/NODE/net/chains)"),
 	}
+}
+
+// configFiles returns the peers file and the chains directory: the flags'
+// values, or else the files in the node's own tree mounted at mount.
+func (f *netdFlags) configFiles(mount string, node principal.Principal) (peers, chains string) {
+	dir := filepath.Join(mount, "dev", node.String(), "net")
+	peers, chains = *f.peers, *f.chains
+	if peers == "" {
+		peers = filepath.Join(dir, "peers")
+	}
+	if chains == "" {
+		chains = filepath.Join(dir, "chains")
+	}
+	return peers, chains
 }
 
 // runDir returns the run directory for the state directory stateDir.

@@ -83,9 +83,14 @@ func runNode(env *environment, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bt node: %w", err)
 	}
+	absMount, err := filepath.Abs(*mountpoint)
+	if err != nil {
+		return fmt.Errorf("bt node: %w", err)
+	}
+	peersFile, chainsDir := netd.configFiles(absMount, node.Credential.Principal())
 	network, err := startNetd(netdConfig{
 		node: node.Credential, root: node.Tree.Root, runDir: netd.runDir(*stateDir),
-		listen: *netd.listen, peersFile: *netd.peers, chainsDir: *netd.chains, logger: logger,
+		listen: *netd.listen, peersFile: peersFile, chainsDir: chainsDir, logger: logger,
 	})
 	if err == nil {
 		err = startNodeServices(network, node, netd.runDir(*stateDir), logger)

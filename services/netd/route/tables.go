@@ -3,7 +3,9 @@ package route
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -53,13 +55,17 @@ func ParsePeers(name string, data []byte) (map[principal.Principal]string, error
 	return peers, nil
 }
 
-// LoadPeers reads and parses the peers file at path. An empty path gives
-// an empty table.
+// LoadPeers reads and parses the peers file at path. An empty path or a
+// missing file gives an empty table, so that a node whose tree has no
+// peers file yet reports the file to create when it needs a peer.
 func LoadPeers(path string) (map[principal.Principal]string, error) {
 	if path == "" {
 		return map[principal.Principal]string{}, nil
 	}
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[principal.Principal]string{}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("peers: %w", err)
 	}
@@ -73,14 +79,17 @@ const ChainSuffix = ".chain"
 // LoadChains reads every file of dir whose name ends in ChainSuffix, each
 // a writecap chain as bt keys issue writes it, and returns them by tree
 // root: the issuer of each chain's first link. An empty dir gives an empty
-// table. The chains are decoded, not verified: peer.Dial verifies the one
-// it uses.
+// table, and so does a missing one. The chains are decoded, not verified:
+// peer.Dial verifies the one it uses.
 func LoadChains(dir string) (map[principal.Principal]capability.Chain, error) {
 	chains := make(map[principal.Principal]capability.Chain)
 	if dir == "" {
 		return chains, nil
 	}
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return chains, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("chains: %w", err)
 	}

@@ -53,3 +53,15 @@ func TestLoadChainsRejectsBadFiles(t *testing.T) {
 		t.Fatalf("LoadChains with a junk file = %v, expected an error naming it", err)
 	}
 }
+
+func TestLoadMissingFilesGivesEmptyTables(t *testing.T) {
+	dir := t.TempDir()
+	peers, err := LoadPeers(filepath.Join(dir, "peers"))
+	if err != nil || len(peers) != 0 {
+		t.Errorf("LoadPeers of a missing file = %v, %v; expected an empty table", peers, err)
+	}
+	chains, err := LoadChains(filepath.Join(dir, "chains"))
+	if err != nil || len(chains) != 0 {
+		t.Errorf("LoadChains of a missing directory = %v, %v; expected an empty table", chains, err)
+	}
+}
