@@ -14,6 +14,7 @@ import (
 
 	"github.com/blocktree/blocktree/services/fuse"
 	"github.com/blocktree/blocktree/services/node/state"
+	"github.com/blocktree/blocktree/services/shell"
 	"github.com/blocktree/blocktree/services/storage/proto"
 	"github.com/blocktree/blocktree/services/storage/storaged"
 )
@@ -76,7 +77,11 @@ func runNode(env *environment, args []string) error {
 		listen: *netd.listen, peersFile: *netd.peers, chainsDir: *netd.chains, logger: logger,
 	})
 	if err == nil {
-		err = serveAndMount(ctx, env, node, daemon, *mountpoint, logger)
+		// The shell runs commands as the user who started bt node, for
+		// every principal whose chain covers /ROOT/dev/NODE/svc/shell.
+		if err = network.serve(shell.ServiceName, serveNodeShell(logger)); err == nil {
+			err = serveAndMount(ctx, env, node, daemon, *mountpoint, logger)
+		}
 		err = errors.Join(err, network.Close())
 	}
 	if closeErr := daemon.Close(); closeErr != nil {
