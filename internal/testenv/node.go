@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -46,4 +47,24 @@ func WatchReady(cmd *exec.Cmd, stdout io.Reader) (ready, exited <-chan struct{})
 		close(exitedCh)
 	}()
 	return readyCh, exitedCh
+}
+
+// CopyTestBinary copies the running test binary into dir and returns the
+// copy's path. A test that runs itself as another user needs the copy,
+// because the binary's own directory may be private to root.
+func CopyTestBinary(t testing.TB, dir string) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := filepath.Join(dir, "child")
+	if err := os.WriteFile(child, binary, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return child
 }
