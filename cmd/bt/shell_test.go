@@ -349,3 +349,25 @@ func TestShellErrorDescriptions(t *testing.T) {
 		}
 	}
 }
+
+func TestShellDialErrorDescriptions(t *testing.T) {
+	var node principal.Principal
+	node[0] = 4
+	address := "/btr/dev/btn/svc/shell"
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&endpoint.RemoteError{Code: endpoint.CodeUnauthorized, Reason: "the chain covers svc/echo"}, "bt shell: " + address + " refused principal " + node.String() + " (unauthorized): the chain covers svc/echo"},
+		{fmt.Errorf("dial: %w", &endpoint.RemoteError{Code: endpoint.CodeUnreachable}), "bt shell: " + address + " is unreachable: destination node unreachable"},
+		{&endpoint.RemoteError{Code: endpoint.CodeNoEndpoint}, "bt shell: no shell service at " + address},
+		{fmt.Errorf("open: %w: %w", endpoint.ErrTimedOut, context.DeadlineExceeded), "bt shell: " + address + " timed out after 2s"},
+		{fmt.Errorf("receive: %w", bus.ErrPeerGone), "connection to the shell service at " + address + " was lost"},
+	}
+	for _, tt := range tests {
+		got := describeDialError(address, node, 2*time.Second, tt.err).Error()
+		if !strings.Contains(got, tt.want) {
+			t.Errorf("describeDialError(%v) = %q, want it to contain %q", tt.err, got, tt.want)
+		}
+	}
+}
