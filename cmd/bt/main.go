@@ -45,7 +45,7 @@ var topCommands = []command{
 	{"storaged", "run a node's storage daemon alone, as a supervised service", runStoraged},
 	{"mount", "mount a storage daemon's tree through FUSE, as a supervised service", runMount},
 	{"shell", "run a shell or a command on a node: bt shell ADDRESS [-- CMD ARGS...]", runShell},
-	{"shelld", "serve shell sessions on a bus socket, as a supervised service", runShelld},
+	{"shelld", "serve shell sessions at the node's svc/shell endpoint, as a supervised service", runShelld},
 }
 
 func main() {
