@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/blocktree/blocktree/init/supervise"
 	"github.com/blocktree/blocktree/services/bus/endpoint"
-	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
 const (
@@ -99,6 +97,18 @@ func startServices(dev *device) error {
 		Files:        []*os.File{dev.credential},
 	}
 	netd.Args = append(netd.Args, "--credential-fd", strconv.Itoa(netd.FileDescriptor(0)))
+	// Remote sessions get the console's shell, in the tree, with the same
+	// environment; netd checks each caller's writecap for svc/shell.
+	shellService := supervise.Service{
+		Name:         "shell",
+		Path:         bt,
+		Args:         []string{"shelld", "--run", endpoint.DefaultRunDir, "--shell", shell},
+		Env:          []string{"PATH=/bbin:/bin", "HOME=" + treeMount, "TERM=linux"},
+		Dir:          treeMount,
+		After:        []string{"fuse"},
+		NotifyReady:  true,
+		ReadyTimeout: servicesReadyTimeout,
+	}
 	if err := publishPrincipals(dev); err != nil {
 		return err
 	}
@@ -119,6 +129,7 @@ func startServices(dev *device) error {
 			ReadyTimeout: servicesReadyTimeout,
 		},
 		netd,
+		shellService,
 	)
 	if err != nil {
 		return fmt.Errorf("configure the services: %w", err)
@@ -148,17 +159,11 @@ func startServices(dev *device) error {
 }
 
 // publishPrincipals writes the node's and its tree root's principals into
-// the bus's run directory, one line each, where bt netd, bt shell and bt
-// keys issue --run find them.
+// the bus's run directory, where bt netd, bt shell and bt keys issue --run
+// find them.
 func publishPrincipals(dev *device) error {
-	dir := endpoint.DefaultRunDir
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	for name, p := range map[string]principal.Principal{"node": dev.node, "root": dev.root} {
-		if err := replaceFile(filepath.Join(dir, name), []byte(p.String()+"\n")); err != nil {
-			return fmt.Errorf("publish the node's principals in %s: %w", dir, err)
-		}
+	if err := endpoint.WriteIdentity(endpoint.DefaultRunDir, dev.root, dev.node); err != nil {
+		return fmt.Errorf("publish the node's principals: %w", err)
 	}
 	return nil
 }

@@ -360,7 +360,7 @@ func issueOffline(env *environment, pf *protectorFlags, dir, stateDir, chainFile
 // issueOnline has the running node whose run directory is runDir sign the
 // grant, through the key service of its netd.
 func issueOnline(runDir string, subject principal.Principal, prefix string, expiry time.Time) (capability.Chain, error) {
-	root, node, err := runDirPrincipals(runDir)
+	root, node, err := endpoint.ReadIdentity(runDir)
 	if err != nil {
 		return nil, err
 	}

@@ -46,7 +46,7 @@ var topCommands = []command{
 	{"mount", "mount a storage daemon's tree through FUSE, as a supervised service", runMount},
 	{"netd", "run a device's network daemon: links, interfaces and key issuing, as a supervised service", runNetd},
 	{"shell", "run a shell or a command on a node: bt shell ADDRESS [-- CMD ARGS...]", runShell},
-	{"shelld", "serve shell sessions on a bus socket, as a supervised service", runShelld},
+	{"shelld", "serve shell sessions at the node's svc/shell endpoint, as a supervised service", runShelld},
 }
 
 func main() {

@@ -13,6 +13,7 @@ import (
 	"github.com/blocktree/blocktree/services/bus/endpoint"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/netd/route"
+	"github.com/blocktree/blocktree/services/shell"
 )
 
 // netdFlags are bt node's options for the network daemon.
@@ -55,7 +56,7 @@ func (f *netdFlags) runDir(stateDir string) string {
 // address, before the state directory is touched.
 func (f *netdFlags) check(stateDir string) error {
 	var p principal.Principal
-	for _, name := range []string{endpoint.NetdName, endpoint.EchoName} {
+	for _, name := range []string{endpoint.NetdName, endpoint.EchoName, shell.ServiceName} {
 		if _, err := endpoint.SocketPath(f.runDir(stateDir), endpoint.Service(p, p, name)); err != nil {
 			if *f.run == "" {
 				return fmt.Errorf("--run: %w (pass --run with a short directory such as /run/bt-NAME)", err)

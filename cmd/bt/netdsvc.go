@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/blocktree/blocktree/init/supervise"
 	"github.com/blocktree/blocktree/services/bus/endpoint"
-	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/netd/grant"
 	"github.com/blocktree/blocktree/services/netd/ifconfig"
 )
@@ -24,13 +22,6 @@ import (
 // DefaultNetdPort is the TCP port on which the appliance's netd accepts
 // links from other nodes.
 const DefaultNetdPort = 7420
-
-// The files in which the appliance's PID 1 publishes the node's principals
-// in its run directory, for the commands that talk to the running node.
-const (
-	nodeFile = "node" // the node's principal, one line
-	rootFile = "root" // the principal of the tree's root, one line
-)
 
 // defaultInterfaces is the interfaces file that netd writes into a tree
 // that has none: DHCP on the first Ethernet port.
@@ -62,12 +53,12 @@ func runNetd(env *environment, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bt netd: %w", err)
 	}
-	root, node, err := runDirPrincipals(*runDir)
+	root, node, err := endpoint.ReadIdentity(*runDir)
 	if err != nil {
 		return fmt.Errorf("bt netd: %w", err)
 	}
 	if node != cred.Principal() {
-		return fmt.Errorf("bt netd: the credential is %s, but %s names node %s: hand over this node's credential", cred.Principal(), filepath.Join(*runDir, nodeFile), node)
+		return fmt.Errorf("bt netd: the credential is %s, but %s names node %s: hand over this node's credential", cred.Principal(), filepath.Join(*runDir, endpoint.NodeFile), node)
 	}
 	logger := serviceLogger(env)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -145,40 +136,6 @@ func prepareNetConfig(dir string) error {
 		}
 		if err != nil {
 			return fmt.Errorf("write %s: %w", filepath.Join(dir, name), err)
-		}
-	}
-	return nil
-}
-
-// runDirPrincipals reads the tree's root and the node's principal from the
-// files that the appliance's PID 1 writes into the run directory.
-func runDirPrincipals(runDir string) (root, node principal.Principal, err error) {
-	read := func(name string) (principal.Principal, error) {
-		path := filepath.Join(runDir, name)
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return principal.Principal{}, fmt.Errorf("read the running node's principal: %w: is this a Blocktree device, or a host-mode node started with this run directory?", err)
-		}
-		p, err := principal.Parse(strings.TrimSpace(string(data)))
-		if err != nil {
-			return principal.Principal{}, fmt.Errorf("%s: %w", path, err)
-		}
-		return p, nil
-	}
-	if node, err = read(nodeFile); err != nil {
-		return root, node, err
-	}
-	if root, err = read(rootFile); err != nil {
-		return root, node, err
-	}
-	return root, node, nil
-}
-
-// writeRunDirPrincipals writes the files that runDirPrincipals reads.
-func writeRunDirPrincipals(runDir string, root, node principal.Principal) error {
-	for name, p := range map[string]principal.Principal{nodeFile: node, rootFile: root} {
-		if err := os.WriteFile(filepath.Join(runDir, name), []byte(p.String()+"\n"), 0o644); err != nil {
-			return fmt.Errorf("publish the node's principals: %w", err)
 		}
 	}
 	return nil

@@ -12,22 +12,29 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/blocktree/blocktree/services/bus/endpoint"
 	"github.com/blocktree/blocktree/services/fuse"
 	"github.com/blocktree/blocktree/services/netd/grant"
 	"github.com/blocktree/blocktree/services/node/state"
+	"github.com/blocktree/blocktree/services/shell"
 	"github.com/blocktree/blocktree/services/storage/proto"
 	"github.com/blocktree/blocktree/services/storage/storaged"
 )
 
 // startNodeServices publishes the node's principals in its run directory
-// and serves the key service, so that bt keys issue --run reaches the
-// running node.
+// and serves the key and shell services beside netd, so that bt keys issue
+// --run and bt shell reach the running node.
 func startNodeServices(network *netdService, node *state.Node, runDir string, logger *slog.Logger) error {
-	if err := writeRunDirPrincipals(runDir, node.Tree.Root, node.Credential.Principal()); err != nil {
+	if err := endpoint.WriteIdentity(runDir, node.Tree.Root, node.Credential.Principal()); err != nil {
 		return err
 	}
 	keys := &grant.Server{Node: node.Credential, Logger: logger}
-	return network.serve(grant.ServiceName, keys.Serve)
+	if err := network.serve(grant.ServiceName, keys.Serve); err != nil {
+		return err
+	}
+	// The shell runs commands as the user who started bt node, for every
+	// principal whose chain covers /ROOT/dev/NODE/svc/shell.
+	return network.serve(shell.ServiceName, serveNodeShell(logger))
 }
 
 func runNode(env *environment, args []string) error {
@@ -94,12 +101,9 @@ func runNode(env *environment, args []string) error {
 	})
 	if err == nil {
 		err = startNodeServices(network, node, netd.runDir(*stateDir), logger)
-		if err != nil {
-			err = errors.Join(err, network.Close())
+		if err == nil {
+			err = serveAndMount(ctx, env, node, daemon, *mountpoint, logger)
 		}
-	}
-	if err == nil {
-		err = serveAndMount(ctx, env, node, daemon, *mountpoint, logger)
 		err = errors.Join(err, network.Close())
 	}
 	if closeErr := daemon.Close(); closeErr != nil {

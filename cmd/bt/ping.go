@@ -15,8 +15,6 @@ import (
 
 	"github.com/blocktree/blocktree/services/bus"
 	"github.com/blocktree/blocktree/services/bus/endpoint"
-	"github.com/blocktree/blocktree/services/crypto/principal"
-	"github.com/blocktree/blocktree/services/node/state"
 )
 
 // pingKind is the bus message kind of bt ping's messages.
@@ -53,20 +51,21 @@ func runPing(env *environment, args []string) error {
 	if *count < 1 {
 		return usagef("bt ping: --count %d: give at least 1", *count)
 	}
-	_, self, err := state.ReadPrincipals(*stateDir)
+	local, err := findLocalNode(*stateDir, *runFlag)
 	if err != nil {
 		return fmt.Errorf("bt ping: %w", err)
 	}
-	dest, err := echoAddress(target)
+	dest, err := local.address(target, endpoint.EchoName)
 	if err != nil {
 		return usagef("bt ping: %v", err)
 	}
-	runDir := (&netdFlags{run: runFlag}).runDir(*stateDir)
+	// Of a full address only the root and the node count.
+	dest = endpoint.Service(dest.Root, dest.Node, endpoint.EchoName)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	openCtx, cancel := context.WithTimeout(ctx, *timeout)
-	conn, err := endpoint.Dial(openCtx, runDir, self, dest.String())
+	conn, err := endpoint.Dial(openCtx, local.runDir, local.node, dest.String())
 	cancel()
 	if err != nil {
 		return fmt.Errorf("bt ping: %s: %w", explainMsgError(err), err)
@@ -105,24 +104,6 @@ func runPing(env *environment, args []string) error {
 		return fmt.Errorf("bt ping: %s: %d of %d round trips failed, the last one %s", dest, sent-received, sent, explainMsgError(failure))
 	}
 	return nil
-}
-
-// echoAddress returns the echo service of the node named by target: a
-// bus address (only its root and node count) or a node principal, which
-// in host mode is also the root of its tree.
-func echoAddress(target string) (endpoint.Address, error) {
-	if !strings.HasPrefix(target, "/") {
-		p, err := principal.Parse(target)
-		if err != nil {
-			return endpoint.Address{}, fmt.Errorf("%q is neither an address nor a node principal: %v", target, err)
-		}
-		return endpoint.Service(p, p, endpoint.EchoName), nil
-	}
-	a, err := endpoint.Parse(target)
-	if err != nil {
-		return endpoint.Address{}, err
-	}
-	return endpoint.Service(a.Root, a.Node, endpoint.EchoName), nil
 }
 
 // pingOnce sends ping seq and waits for its echo. Echoes of earlier

@@ -8,19 +8,27 @@ import (
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
-func TestEchoAddressOfTarget(t *testing.T) {
-	var root, node principal.Principal
-	root[0], node[0] = 1, 2
-	want := endpoint.Service(node, node, endpoint.EchoName)
-	if got, err := echoAddress(node.String()); err != nil || got != want {
-		t.Errorf("echoAddress(principal) = %v, %v; expected %v", got, err, want)
+func TestLocalNodeAddress(t *testing.T) {
+	var root, node, other principal.Principal
+	root[0], node[0], other[0] = 1, 2, 3
+
+	hostMode := localNode{root: node, node: node}
+	if got, err := hostMode.address(other.String(), "shell"); err != nil || got != endpoint.Service(other, other, "shell") {
+		t.Errorf("host mode: address(principal) = %v, %v; expected the node as the root of its own tree", got, err)
 	}
-	other := endpoint.Service(root, node, "shell").String()
-	if got, err := echoAddress(other); err != nil || got != endpoint.Service(root, node, endpoint.EchoName) {
-		t.Errorf("echoAddress(%s) = %v, %v; expected the echo service of the same node", other, got, err)
+	shared := localNode{root: root, node: node}
+	if got, err := shared.address(other.String(), "shell"); err != nil || got != endpoint.Service(root, other, "shell") {
+		t.Errorf("shared tree: address(principal) = %v, %v; expected the node in the local root's tree", got, err)
 	}
-	if _, err := echoAddress("nonsense"); err == nil {
-		t.Error("echoAddress accepted a word that is no principal")
+	full := endpoint.Service(root, other, "echo")
+	if got, err := shared.address(full.String(), "shell"); err != nil || got != full {
+		t.Errorf("address(%s) = %v, %v; expected the address as given", full, got, err)
+	}
+	if _, err := hostMode.address("nonsense", "shell"); err == nil {
+		t.Error("address accepted a word that is no principal")
+	}
+	if _, err := hostMode.address("/"+root.String()+"/dev", "shell"); err == nil {
+		t.Error("address accepted a path that is no bus address")
 	}
 }
 

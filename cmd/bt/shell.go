@@ -5,9 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -17,19 +17,10 @@ import (
 
 	"github.com/blocktree/blocktree/init/supervise"
 	"github.com/blocktree/blocktree/services/bus"
+	"github.com/blocktree/blocktree/services/bus/endpoint"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/shell"
 )
-
-// errNoResolution is returned by dialShell until addresses can be resolved.
-var errNoResolution = errors.New("address resolution is not available yet")
-
-// dialShell connects to the shell service at a tree address such as
-// /btROOT/dev/btNODE/svc/shell. Routing replaces it once addresses resolve;
-// until then bt shell reaches a service only with --endpoint.
-var dialShell = func(ctx context.Context, address string) (*bus.Conn, error) {
-	return nil, fmt.Errorf("%w for %s: connect to a local shell service with --endpoint SOCKET", errNoResolution, address)
-}
 
 // exitProcess ends bt with the remote command's status.
 var exitProcess = os.Exit
@@ -41,11 +32,13 @@ const (
 	ttyNever  = "never"
 )
 
-const shellUsage = "bt shell [--endpoint SOCKET] [--tty auto|always|never] [--timeout DURATION] ADDRESS [-- CMD ARGS...]"
+const shellUsage = "bt shell [--state DIR] [--run DIR] [--endpoint SOCKET] [--tty auto|always|never] [--timeout DURATION] ADDRESS|NODE [-- CMD ARGS...]"
 
 // shellFlags are the parsed options and arguments of bt shell.
 type shellFlags struct {
 	address  string
+	state    string
+	run      string
 	endpoint string
 	tty      string
 	timeout  time.Duration
@@ -77,7 +70,9 @@ func parseShellFlags(env *environment, args []string) (shellFlags, error) {
 	}
 
 	fs := newFlags(env, "bt shell", shellUsage)
-	fs.StringVar(&parsed.endpoint, "endpoint", "", "connect to a local shell service socket directly, bypassing address resolution")
+	fs.StringVar(&parsed.state, "state", "", "state directory of the local host-mode node, whose principals and netd the session uses (default: read the principals from the run directory)")
+	fs.StringVar(&parsed.run, "run", "", "the local node's run directory (default: STATE/run with --state, else "+endpoint.DefaultRunDir+")")
+	fs.StringVar(&parsed.endpoint, "endpoint", "", "connect to the shell service's socket on this machine directly, bypassing address resolution")
 	fs.StringVar(&parsed.tty, "tty", ttyAuto, "allocate a terminal: auto (when stdin and stdout are terminals), always or never")
 	fs.DurationVar(&parsed.timeout, "timeout", 10*time.Second, "limit for connecting and for the service to start the command, such as 10s")
 	// The address may come before or after the options.
@@ -99,7 +94,7 @@ func parseShellFlags(env *environment, args []string) (shellFlags, error) {
 	case len(positional) == 1:
 		parsed.address = positional[0]
 	case parsed.endpoint == "":
-		return parsed, usagef("bt shell: missing ADDRESS: give the node's shell address, or --endpoint SOCKET")
+		return parsed, usagef("bt shell: missing ADDRESS: give the node's shell address or principal, or --endpoint SOCKET")
 	}
 	if parsed.tty != ttyAuto && parsed.tty != ttyAlways && parsed.tty != ttyNever {
 		return parsed, usagef("bt shell: invalid --tty %q: use auto, always or never", parsed.tty)
@@ -138,11 +133,7 @@ func shellSession(env *environment, args []string) (int, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	target := flags.address
-	if flags.endpoint != "" {
-		target = flags.endpoint
-	}
-	conn, err := connectShell(ctx, flags)
+	target, conn, err := connectShell(ctx, flags)
 	if err != nil {
 		return 0, err
 	}
@@ -201,44 +192,60 @@ func shellSession(env *environment, args []string) (int, error) {
 	return status.ShellCode(), nil
 }
 
-// connectShell connects to --endpoint, or else to the address through
-// dialShell, within --timeout.
-func connectShell(ctx context.Context, flags shellFlags) (*bus.Conn, error) {
+// connectShell connects to --endpoint, or else to the shell service that
+// the address names, within --timeout. It returns the socket or the
+// address for messages.
+func connectShell(ctx context.Context, flags shellFlags) (string, *bus.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, flags.timeout)
 	defer cancel()
-	if flags.endpoint == "" {
-		conn, err := dialShell(ctx, flags.address)
+	if flags.endpoint != "" {
+		conn, err := endpoint.DialSocket(ctx, flags.endpoint)
 		if err != nil {
-			return nil, describeShellError(flags.address, flags.timeout, err)
+			return "", nil, describeShellError(flags.endpoint, flags.timeout, err)
 		}
-		return conn, nil
+		return flags.endpoint, conn, nil
 	}
 
-	type result struct {
-		conn *bus.Conn
-		err  error
+	local, err := findLocalNode(flags.state, flags.run)
+	if err != nil {
+		return "", nil, fmt.Errorf("bt shell: %w", err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		dialer := bus.Dialer{SetupTimeout: flags.timeout}
-		conn, err := dialer.Dial(flags.endpoint)
-		done <- result{conn, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return nil, describeShellError(flags.endpoint, flags.timeout, r.err)
-		}
-		return r.conn, nil
-	case <-ctx.Done():
-		// Close the connection if the dial succeeds after all.
-		go func() {
-			if r := <-done; r.conn != nil {
-				r.conn.Close()
-			}
-		}()
-		return nil, describeShellError(flags.endpoint, flags.timeout, ctx.Err())
+	address, err := local.address(flags.address, shell.ServiceName)
+	if err != nil {
+		return "", nil, usagef("bt shell: %v", err)
 	}
+	conn, err := endpoint.Dial(ctx, local.runDir, local.node, address.String())
+	var remote *endpoint.RemoteError
+	if address.Node != local.node && errors.Is(err, endpoint.ErrNoEndpoint) && !errors.As(err, &remote) {
+		// The local netd is missing, not the remote shell service.
+		return "", nil, fmt.Errorf("bt shell: %s is unreachable: %w: start this node's netd (bt node) first, or pass --state or --run for a node that runs", address, err)
+	}
+	if err != nil {
+		return "", nil, describeDialError(address.String(), local.node, flags.timeout, err)
+	}
+	return address.String(), conn, nil
+}
+
+// describeDialError rewrites an error of endpoint.Dial so that the message
+// states why the shell service at address was not reached from node.
+func describeDialError(address string, node principal.Principal, timeout time.Duration, err error) error {
+	// netd's reason names the address already, so it replaces the
+	// wrapping that repeats it.
+	var remote *endpoint.RemoteError
+	if errors.As(err, &remote) {
+		err = remote
+	}
+	switch {
+	case errors.Is(err, endpoint.ErrUnauthorized):
+		return fmt.Errorf("bt shell: %s refused principal %s (unauthorized): %w: it needs a writecap chain over the address in netd's chains directory", address, node, err)
+	case errors.Is(err, endpoint.ErrUnreachable):
+		return fmt.Errorf("bt shell: %s is unreachable: %w: check that the node runs and that it is in netd's peers file", address, err)
+	case errors.Is(err, endpoint.ErrNoEndpoint):
+		return fmt.Errorf("bt shell: no shell service at %s: %w: check that the node runs bt node or bt shelld", address, err)
+	case errors.Is(err, endpoint.ErrTimedOut):
+		return fmt.Errorf("bt shell: %s timed out after %v: %w: check that the node runs, or raise --timeout", address, timeout, err)
+	}
+	return describeShellError(address, timeout, err)
 }
 
 // describeShellError rewrites err so that the message states whether the
@@ -246,14 +253,14 @@ func connectShell(ctx context.Context, flags shellFlags) (*bus.Conn, error) {
 func describeShellError(target string, timeout time.Duration, err error) error {
 	var remote *shell.RemoteError
 	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, shell.ErrStartTimeout):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, shell.ErrStartTimeout), errors.Is(err, endpoint.ErrTimedOut):
 		return fmt.Errorf("bt shell: the shell service at %s timed out after %v: check that it runs, or raise --timeout", target, timeout)
 	case errors.Is(err, shell.ErrUnauthorized):
 		return fmt.Errorf("bt shell: the shell service at %s rejected this principal: %w", target, err)
 	case errors.As(err, &remote):
 		return fmt.Errorf("bt shell: %s: %w", target, err)
-	case errors.Is(err, errNoResolution):
-		return fmt.Errorf("bt shell: %w", err)
+	case errors.Is(err, endpoint.ErrNoEndpoint):
+		return fmt.Errorf("bt shell: no shell service at %s: %w: check the socket path and that the service runs", target, err)
 	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, bus.ErrSetup):
 		return fmt.Errorf("bt shell: the shell service at %s is unreachable: %w: check the address and that the service runs", target, err)
 	case errors.Is(err, bus.ErrPeerGone):
@@ -318,15 +325,12 @@ func forwardResizes(ctx context.Context, resizes chan<- shell.WindowSize, files 
 }
 
 func runShelld(env *environment, args []string) error {
-	fs := newFlags(env, "bt shelld", "bt shelld --socket PATH [--shell PROGRAM] [--max-sessions N]")
-	socket := fs.String("socket", "", "Unix socket to serve shell sessions on (required)")
+	fs := newFlags(env, "bt shelld", "bt shelld [--run DIR] [--shell PROGRAM] [--max-sessions N]")
+	runDir := fs.String("run", endpoint.DefaultRunDir, "the node's run directory, which holds its node and root files; the service registers svc/shell there")
 	program := fs.String("shell", "", "login shell for sessions that name no command (default $SHELL, or /bin/sh)")
 	maxSessions := fs.Int("max-sessions", shell.DefaultMaxSessions, "number of sessions served at once")
 	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if *socket == "" {
-		return usagef("bt shelld: --socket is required")
 	}
 	if *maxSessions < 1 {
 		return usagef("bt shelld: invalid --max-sessions %d: give at least 1", *maxSessions)
@@ -335,39 +339,47 @@ func runShelld(env *environment, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	if err := os.MkdirAll(filepath.Dir(*socket), 0o700); err != nil {
-		return fmt.Errorf("bt shelld: create the socket directory: %w", err)
-	}
-	if err := removeStaleSocket(*socket); err != nil {
-		return fmt.Errorf("bt shelld: %w", err)
-	}
-	listener, err := bus.Listen(*socket)
+	root, node, err := endpoint.ReadIdentity(*runDir)
 	if err != nil {
 		return fmt.Errorf("bt shelld: %w", err)
 	}
-	defer os.Remove(*socket)
-	defer listener.Close()
-	// Only the socket's owner may connect: a local caller has no principal
-	// to check, so the file mode is the access control.
-	if err := os.Chmod(*socket, 0o600); err != nil {
-		return fmt.Errorf("bt shelld: restrict the socket %s to its owner: %w", *socket, err)
+	address := endpoint.Service(root, node, shell.ServiceName)
+	listener, err := endpoint.Register(*runDir, address)
+	if err != nil {
+		return fmt.Errorf("bt shelld: %w", err)
 	}
-
-	opts := shell.ServerOptions{
-		Logger:      logger,
-		MaxSessions: *maxSessions,
-		Authorize:   func(principal.Principal) error { return nil },
-	}
+	opts := endpointShellOptions(logger)
+	opts.MaxSessions = *maxSessions
 	if *program != "" {
 		opts.Shell = []string{*program}
 	}
-	logger.Info("shell service ready", "path", *socket)
+	logger.Info("shell service ready", "node", node.String(), "path", address.String())
 	if err := supervise.NotifyReady(); err != nil {
-		logger.Warn("reporting readiness to the supervisor failed", "path", *socket, "error", err)
+		logger.Warn("reporting readiness to the supervisor failed", "node", node.String(), "error", err)
 	}
-	if err := shell.ServeListener(ctx, listener, opts); err != nil {
+	if err := shell.ServeListener(ctx, shell.EndpointListener(listener), opts); err != nil {
 		return fmt.Errorf("bt shelld: %w", err)
 	}
-	logger.Info("shell service stopped", "path", *socket)
+	logger.Info("shell service stopped", "node", node.String(), "path", address.String())
 	return nil
+}
+
+// endpointShellOptions returns the options of a shell service on an
+// endpoint, which runs commands as the user of this process. It
+// authorizes every caller that shell.EndpointListener returns: a remote
+// caller's writecap chain covers the shell address, as Accept verified,
+// and a local caller runs as root or as this user.
+func endpointShellOptions(logger *slog.Logger) shell.ServerOptions {
+	return shell.ServerOptions{
+		Logger:    logger,
+		Authorize: func(principal.Principal) error { return nil },
+	}
+}
+
+// serveNodeShell returns the function that serves bt node's shell on
+// its endpoint.
+func serveNodeShell(logger *slog.Logger) func(ctx context.Context, l *endpoint.Listener) error {
+	return func(ctx context.Context, l *endpoint.Listener) error {
+		return shell.ServeListener(ctx, shell.EndpointListener(l), endpointShellOptions(logger))
+	}
 }

@@ -22,6 +22,8 @@ import (
 
 	"github.com/blocktree/blocktree/init/supervise"
 	"github.com/blocktree/blocktree/services/bus"
+	"github.com/blocktree/blocktree/services/bus/endpoint"
+	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/shell"
 )
 
@@ -45,11 +47,37 @@ func btCommand(args ...string) *exec.Cmd {
 	return cmd
 }
 
-// startShelld starts bt shelld on a socket in a new directory, waits until
-// it reports readiness and returns the socket's path.
-func startShelld(t *testing.T) string {
+// shelld is a bt shelld process that a test started.
+type shelld struct {
+	run    string // run directory
+	node   principal.Principal
+	socket string
+}
+
+// newRunDir returns a new run directory whose node and root files name a
+// new node that is the root of its own tree.
+func newRunDir(t *testing.T) (string, principal.Principal) {
 	t.Helper()
-	socket := filepath.Join(t.TempDir(), "run", "shell.sock")
+	cred, err := principal.GenerateCredential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	if err := endpoint.WriteIdentity(run, cred.Principal(), cred.Principal()); err != nil {
+		t.Fatal(err)
+	}
+	return run, cred.Principal()
+}
+
+// startShelld starts bt shelld on a new run directory and waits until it
+// reports readiness.
+func startShelld(t *testing.T) shelld {
+	t.Helper()
+	run, node := newRunDir(t)
+	socket, err := endpoint.SocketPath(run, endpoint.Service(node, node, shell.ServiceName))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ready, readyWriter, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +85,7 @@ func startShelld(t *testing.T) string {
 	defer ready.Close()
 
 	var logs bytes.Buffer
-	cmd := btCommand("shelld", "--socket", socket)
+	cmd := btCommand("shelld", "--run", run)
 	cmd.Env = append(cmd.Env, supervise.ReadyFDEnv+"=3")
 	cmd.ExtraFiles = []*os.File{readyWriter}
 	cmd.Stderr = &logs
@@ -79,7 +107,7 @@ func startShelld(t *testing.T) string {
 	if line != "READY\n" {
 		t.Fatalf("bt shelld readiness = %q, %v; log:\n%s", line, err, logs.String())
 	}
-	return socket
+	return shelld{run: run, node: node, socket: socket}
 }
 
 // runBTProcess runs bt with args as a process, so that its exit code
@@ -98,15 +126,28 @@ func runBTProcess(t *testing.T, args ...string) result {
 }
 
 func TestShellExitStatus(t *testing.T) {
-	socket := startShelld(t)
-	r := runBTProcess(t, "shell", "--endpoint", socket, "--", "sh", "-c", "exit 3")
+	s := startShelld(t)
+	r := runBTProcess(t, "shell", "--endpoint", s.socket, "--", "sh", "-c", "exit 3")
 	if r.code != 3 {
 		t.Errorf("exit code = %d, want 3; stderr: %s", r.code, r.stderr)
 	}
 }
 
+func TestShellResolvesFromRunDir(t *testing.T) {
+	s := startShelld(t)
+	r := runBTProcess(t, "shell", "--run", s.run, s.node.String(), "--", "sh", "-c", "exit 3")
+	if r.code != 3 {
+		t.Errorf("bt shell NODE: exit code = %d, want 3; stderr: %s", r.code, r.stderr)
+	}
+	address := endpoint.Service(s.node, s.node, shell.ServiceName).String()
+	r = runBTProcess(t, "shell", "--run", s.run, "--tty", "never", address, "--", "sh", "-c", "echo out")
+	if r.code != 0 || r.stdout != "out\n" {
+		t.Errorf("bt shell %s: exit code %d, stdout %q; want 0 and %q; stderr: %s", address, r.code, r.stdout, "out\n", r.stderr)
+	}
+}
+
 func TestShellOutputAndSignal(t *testing.T) {
-	socket := startShelld(t)
+	socket := startShelld(t).socket
 	r := runBTProcess(t, "shell", "--endpoint", socket, "--tty", "never", "--", "sh", "-c", "echo out; echo err >&2")
 	if r.code != 0 {
 		t.Errorf("exit code = %d, want 0; stderr: %s", r.code, r.stderr)
@@ -125,15 +166,22 @@ func TestShellOutputAndSignal(t *testing.T) {
 }
 
 func TestShellErrors(t *testing.T) {
-	socket := startShelld(t)
+	socket := startShelld(t).socket
+	emptyRun := t.TempDir()
+	idleRun, idleNode := newRunDir(t)
+	var other principal.Principal
+	other[0] = 7
 	tests := []struct {
 		name string
 		args []string
 		code int
 		want string
 	}{
-		{"unreachable", []string{"shell", "--endpoint", filepath.Join(t.TempDir(), "none.sock"), "--", "true"}, 1, "unreachable"},
-		{"no resolution", []string{"shell", "/btroot/dev/btnode/svc/shell", "--", "true"}, 1, "address resolution is not available yet"},
+		{"no socket", []string{"shell", "--endpoint", filepath.Join(t.TempDir(), "none.sock"), "--", "true"}, 1, "no shell service at"},
+		{"no node file", []string{"shell", "--run", emptyRun, idleNode.String(), "--", "true"}, 1, filepath.Join(emptyRun, "node") + " not found"},
+		{"no shell service", []string{"shell", "--run", idleRun, idleNode.String(), "--", "true"}, 1, "no shell service at /" + idleNode.String() + "/dev/" + idleNode.String() + "/svc/shell"},
+		{"no netd", []string{"shell", "--run", idleRun, other.String(), "--", "true"}, 1, "/svc/shell is unreachable"},
+		{"invalid address", []string{"shell", "--run", idleRun, "/btroot/dev/btnode/svc/shell", "--", "true"}, 2, "invalid bus address"},
 		{"not found", []string{"shell", "--endpoint", socket, "--", "no-such-command-here"}, 1, "no-such-command-here"},
 		{"missing address", []string{"shell", "--", "true"}, 2, "missing ADDRESS"},
 		{"bad tty", []string{"shell", "--endpoint", socket, "--tty", "sometimes"}, 2, "invalid --tty"},
@@ -171,7 +219,7 @@ func TestShellTimeout(t *testing.T) {
 }
 
 func TestShellHangupStopsCommand(t *testing.T) {
-	socket := startShelld(t)
+	socket := startShelld(t).socket
 	cmd := btCommand("shell", "--endpoint", socket, "--", "sh", "-c", "echo $$; exec sleep 100")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -224,7 +272,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 func TestShellTerminalRawModeRestored(t *testing.T) {
-	socket := startShelld(t)
+	socket := startShelld(t).socket
 	master, terminal, err := pty.Open()
 	if err != nil {
 		t.Fatal(err)
@@ -298,6 +346,28 @@ func TestShellErrorDescriptions(t *testing.T) {
 		got := describeShellError("/x.sock", 2*time.Second, tt.err).Error()
 		if !strings.Contains(got, tt.want) {
 			t.Errorf("describeShellError(%v) = %q, want it to contain %q", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestShellDialErrorDescriptions(t *testing.T) {
+	var node principal.Principal
+	node[0] = 4
+	address := "/btr/dev/btn/svc/shell"
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&endpoint.RemoteError{Code: endpoint.CodeUnauthorized, Reason: "the chain covers svc/echo"}, "bt shell: " + address + " refused principal " + node.String() + " (unauthorized): the chain covers svc/echo"},
+		{fmt.Errorf("dial: %w", &endpoint.RemoteError{Code: endpoint.CodeUnreachable}), "bt shell: " + address + " is unreachable: destination node unreachable"},
+		{&endpoint.RemoteError{Code: endpoint.CodeNoEndpoint}, "bt shell: no shell service at " + address},
+		{fmt.Errorf("open: %w: %w", endpoint.ErrTimedOut, context.DeadlineExceeded), "bt shell: " + address + " timed out after 2s"},
+		{fmt.Errorf("receive: %w", bus.ErrPeerGone), "connection to the shell service at " + address + " was lost"},
+	}
+	for _, tt := range tests {
+		got := describeDialError(address, node, 2*time.Second, tt.err).Error()
+		if !strings.Contains(got, tt.want) {
+			t.Errorf("describeDialError(%v) = %q, want it to contain %q", tt.err, got, tt.want)
 		}
 	}
 }

@@ -7,6 +7,10 @@
 // docs/shell.md describes the messages, the session's lifecycle and the
 // authorization.
 //
+// ServeListener serves the connections of a Listener: a registered bus
+// endpoint (EndpointListener), whose origin gives each session's caller,
+// or a plain bus socket (BusListener), whose callers are all local.
+//
 // Every message is one bus message of a kind in the range that this
 // package reserves (0x73680000 to 0x7368ffff). Every payload starts with
 // the format version in one byte, and the decoders reject a payload that

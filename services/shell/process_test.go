@@ -111,7 +111,7 @@ func TestServeListenerLimit(t *testing.T) {
 	serveCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	opts := ServerOptions{Authorize: allowAll, MaxSessions: 1, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
-	go func() { done <- ServeListener(serveCtx, l, opts) }()
+	go func() { done <- ServeListener(serveCtx, BusListener(l), opts) }()
 
 	first, err := bus.Dial(path)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/blocktree/blocktree/services/bus"
+	"github.com/blocktree/blocktree/services/bus/endpoint"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
@@ -62,8 +63,9 @@ type ServerOptions struct {
 	// message that starts with "unauthorized". nil rejects every caller.
 	Authorize func(caller principal.Principal) error
 	// Caller is the principal that the connection speaks for, as routing
-	// established it. The zero value stands for a local connection, which
-	// the logs show as "local".
+	// established it. ServeListener sets it for each connection from its
+	// Listener. The zero value is a local connection that speaks for no
+	// principal, which the logs show as "local".
 	Caller principal.Principal
 	// KillGrace is the time between SIGHUP and SIGKILL to the command's
 	// process group after the client went away. 0 means DefaultKillGrace.
@@ -94,11 +96,13 @@ func (o ServerOptions) shell() []string {
 	return []string{"/bin/sh"}
 }
 
-func (o ServerOptions) callerName() string {
-	if o.Caller.IsZero() {
+// callerName returns the name of caller in logs: "local" for the zero
+// principal.
+func callerName(caller principal.Principal) string {
+	if caller.IsZero() {
 		return "local"
 	}
-	return o.Caller.String()
+	return caller.String()
 }
 
 // Serve runs one session on conn: it checks the caller with
@@ -109,7 +113,7 @@ func (o ServerOptions) callerName() string {
 // opts.KillGrace, SIGKILL, and Serve returns once the command is reaped.
 // Serve does not close conn.
 func Serve(ctx context.Context, conn *bus.Conn, opts ServerOptions) error {
-	s := &session{conn: conn, opts: opts, logger: opts.logger().With("principal", opts.callerName(), "peer", conn.Peer().PID)}
+	s := &session{conn: conn, opts: opts, logger: opts.logger().With("principal", callerName(opts.Caller), "peer", conn.Peer().PID)}
 
 	if err := s.authorize(); err != nil {
 		s.logger.Warn("shell session rejected", "error", err)
@@ -426,11 +430,12 @@ func (s *session) writeInput(stdin <-chan []byte) {
 	}
 }
 
-// ServeListener accepts connections on l and runs Serve for each, at most
-// opts.MaxSessions at once, until ctx ends. Then it closes l, ends the
-// sessions as a disconnect would, and waits for them. A connection over
-// the limit gets an Error of code CodeBusy.
-func ServeListener(ctx context.Context, l *bus.Listener, opts ServerOptions) error {
+// ServeListener accepts connections on l and runs Serve for each, with
+// the caller that Accept returned, at most opts.MaxSessions at once, until
+// ctx ends. Then it closes l, ends the sessions as a disconnect would, and
+// waits for them. A connection over the limit gets an Error of code
+// CodeBusy. A connection that Accept rejected is logged and skipped.
+func ServeListener(ctx context.Context, l Listener, opts ServerOptions) error {
 	logger := opts.logger()
 	limit := opts.MaxSessions
 	if limit == 0 {
@@ -449,13 +454,13 @@ func ServeListener(ctx context.Context, l *bus.Listener, opts ServerOptions) err
 
 	slots := make(chan struct{}, limit)
 	for {
-		conn, err := l.Accept()
+		conn, caller, err := l.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if errors.Is(err, bus.ErrSetup) {
-				logger.Warn("shell connection setup failed", "error", err)
+			if errors.Is(err, bus.ErrSetup) || errors.Is(err, endpoint.ErrHello) {
+				logger.Warn("shell connection rejected", "error", err)
 				continue
 			}
 			return fmt.Errorf("shell service: %w", err)
@@ -464,7 +469,7 @@ func ServeListener(ctx context.Context, l *bus.Listener, opts ServerOptions) err
 		select {
 		case slots <- struct{}{}:
 		default:
-			logger.Warn("shell session rejected: too many sessions", "peer", conn.Peer().PID, "limit", limit)
+			logger.Warn("shell session rejected: too many sessions", "principal", callerName(caller), "peer", conn.Peer().PID, "limit", limit)
 			sessions.Go(func() {
 				defer conn.Close()
 				s := &session{conn: conn, logger: logger}
@@ -472,10 +477,12 @@ func ServeListener(ctx context.Context, l *bus.Listener, opts ServerOptions) err
 			})
 			continue
 		}
+		sessionOpts := opts
+		sessionOpts.Caller = caller
 		sessions.Go(func() {
 			defer func() { <-slots }()
 			defer conn.Close()
-			Serve(ctx, conn, opts)
+			Serve(ctx, conn, sessionOpts)
 		})
 	}
 }

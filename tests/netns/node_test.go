@@ -1,12 +1,10 @@
 package netns
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,7 +31,7 @@ type node struct {
 
 	cmd    *exec.Cmd
 	stderr *logbuf.Buffer
-	exited chan struct{}
+	exited <-chan struct{}
 }
 
 func newNode(t *testing.T, ns, addr string) *node {
@@ -47,6 +45,22 @@ func newNode(t *testing.T, ns, addr string) *node {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// nodePair returns two nodes in namespaces joined by one veth pair. Each
+// has started once, which created its keys and principal, and is
+// stopped, so that each can issue chains to the other.
+func nodePair(t *testing.T) (a, b *node) {
+	t.Helper()
+	p := prefix()
+	nsA, nsB := namespace(t, p+"a"), namespace(t, p+"b")
+	addrA, addrB := pointToPoint(t, nsA, nsB)
+	a, b = newNode(t, nsA, addrA), newNode(t, nsB, addrB)
+	for _, n := range []*node{a, b} {
+		n.start()
+		n.stop()
+	}
+	return a, b
 }
 
 func (n *node) state() string  { return filepath.Join(n.dir, "state") }
@@ -65,7 +79,7 @@ func (n *node) start() {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	n.cmd, n.stderr, n.exited = cmd, &logbuf.Buffer{}, make(chan struct{})
+	n.cmd, n.stderr = cmd, &logbuf.Buffer{}
 	cmd.Stderr = n.stderr
 	// ip netns exec runs bt in its own process, which keeps its swtpm in
 	// this process group, so a cleanup can end both.
@@ -73,23 +87,9 @@ func (n *node) start() {
 	if err := cmd.Start(); err != nil {
 		n.t.Fatalf("start bt node in %s: %v", n.ns, err)
 	}
-	exited := n.exited
+	ready, exited := testenv.WatchReady(cmd, stdout)
+	n.exited = exited
 	n.t.Cleanup(func() { n.kill(cmd, exited) })
-
-	ready := make(chan struct{})
-	go func() {
-		s := bufio.NewScanner(stdout)
-		signaled := false
-		for s.Scan() {
-			if !signaled && strings.HasPrefix(s.Text(), "ready:") {
-				close(ready)
-				signaled = true
-			}
-		}
-		io.Copy(io.Discard, stdout)
-		cmd.Wait()
-		close(exited)
-	}()
 	select {
 	case <-ready:
 	case <-exited:
@@ -127,7 +127,7 @@ func (n *node) stop() {
 
 // kill ends the process group of a node process unless it has exited,
 // and logs the node's output when the test failed.
-func (n *node) kill(cmd *exec.Cmd, exited chan struct{}) {
+func (n *node) kill(cmd *exec.Cmd, exited <-chan struct{}) {
 	select {
 	case <-exited:
 	default:

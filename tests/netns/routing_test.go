@@ -88,14 +88,8 @@ func TestRoutingBetweenThreeNodes(t *testing.T) {
 
 func TestLinkCutAndRestore(t *testing.T) {
 	requireHost(t)
-	p := prefix()
-	nsA, nsB := namespace(t, p+"a"), namespace(t, p+"b")
-	addrA, addrB := pointToPoint(t, nsA, nsB)
-	a, b := newNode(t, nsA, addrA), newNode(t, nsB, addrB)
-	for _, n := range []*node{a, b} {
-		n.start()
-		n.stop()
-	}
+	a, b := nodePair(t)
+	nsA, nsB, addrA, addrB := a.ns, b.ns, a.addr, b.addr
 	b.grant(a, a.tree()+"/dev")
 	b.addPeer(a)
 	a.start()

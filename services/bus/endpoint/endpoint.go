@@ -235,6 +235,26 @@ func DialOrigin(ctx context.Context, runDir string, a Address, origin *Origin) (
 	if err != nil {
 		return nil, err
 	}
+	conn, err := dialSocket(ctx, path, origin)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", a, err)
+	}
+	return conn, nil
+}
+
+// DialSocket connects to the endpoint whose socket is path and sends a
+// hello that speaks for this node. Tools use it to reach a local service
+// by its socket, without the node's principals. The error wraps
+// ErrNoEndpoint when nothing listens at path.
+func DialSocket(ctx context.Context, path string) (*bus.Conn, error) {
+	conn, err := dialSocket(ctx, path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint socket %s: %w", path, err)
+	}
+	return conn, nil
+}
+
+func dialSocket(ctx context.Context, path string, origin *Origin) (*bus.Conn, error) {
 	hello, err := encodeHello(origin)
 	if err != nil {
 		return nil, err
@@ -245,14 +265,14 @@ func DialOrigin(ctx context.Context, runDir string, a Address, origin *Origin) (
 	}
 	conn, err := d.Dial(path)
 	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-		return nil, fmt.Errorf("%s: %w: nothing listens on %s", a, ErrNoEndpoint, path)
+		return nil, fmt.Errorf("%w: nothing listens on %s", ErrNoEndpoint, path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", a, err)
+		return nil, err
 	}
 	if err := conn.Send(ctx, KindHello, hello); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("%s: send hello: %w", a, sendError(ctx, err))
+		return nil, fmt.Errorf("send hello: %w", sendError(ctx, err))
 	}
 	return conn, nil
 }

@@ -81,3 +81,28 @@ func FuzzOpenFailed(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPrincipalFile feeds arbitrary bytes to the parser of the run
+// directory's node and root files. A file that parses must hold exactly
+// the principal's text.
+func FuzzPrincipalFile(f *testing.F) {
+	cred, err := principal.GenerateCredential()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(cred.Principal().String() + "\n"))
+	f.Add([]byte(cred.Principal().String()))
+	f.Add([]byte(cred.Principal().String() + "\n\n"))
+	f.Add([]byte{})
+	f.Add([]byte("bt\n"))
+
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := parsePrincipalFile(b)
+		if err != nil {
+			return
+		}
+		if text := p.String(); string(b) != text && string(b) != text+"\n" {
+			t.Fatalf("parsed %q as %s, expected the principal's text with at most one newline", b, p)
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blocktree/blocktree/internal/testenv"
 	"github.com/blocktree/blocktree/services/crypto/capability"
 )
 
@@ -80,20 +81,7 @@ func TestAcceptRejectsClaimFromOtherUser(t *testing.T) {
 	if err := os.Chmod(path, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	// The test binary's own directory is private to root, so the child
-	// runs a copy.
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	binary, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := filepath.Join(run, "child")
-	if err := os.WriteFile(child, binary, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	child := testenv.CopyTestBinary(t, run)
 
 	ch := acceptOne(l)
 	cmd := exec.Command(child)
