@@ -9,7 +9,9 @@
 #
 # Usage: scripts/image-run.sh [OUT] [extra qemu arguments...]
 # BT_CMDLINE replaces the kernel command line. BT_QEMU_ACCEL=kvm or =tcg
-# skips the KVM probe.
+# skips the KVM probe. The device's netd port, 7420, is forwarded from
+# 127.0.0.1:7420 on the host, or from BT_NETD_PORT, so that a host-mode
+# node on this machine can reach the device.
 set -eu
 
 out=${1:-out}
@@ -55,5 +57,5 @@ qemu-system-x86_64 \
 	-device tpm-tis,tpmdev=tpm0 \
 	-drive "file=$out/data.img,format=raw,if=virtio" \
 	-device virtio-rng-pci \
-	-nic user,model=virtio-net-pci \
+	-nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${BT_NETD_PORT:-7420}-:7420" \
 	"$@"

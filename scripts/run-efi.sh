@@ -8,6 +8,8 @@
 # persist, so a second run is a reboot of the same device. Delete them to
 # get a factory-new device. A reboot inside the guest restarts the
 # firmware. `poweroff` or Ctrl-A X ends QEMU, and swtpm stops with it.
+# The device's netd port, 7420, is forwarded from 127.0.0.1:7420 on the
+# host, or from BT_NETD_PORT.
 #
 # Usage: scripts/run-efi.sh [OUT] [extra qemu arguments...]
 set -eu
@@ -74,5 +76,5 @@ qemu-system-x86_64 \
 	-drive if=none,id=disk0,format=raw,file="$out/disk.img" \
 	-device virtio-blk-pci,drive=disk0,bootindex=1 \
 	-device virtio-rng-pci \
-	-nic user,model=virtio-net-pci \
+	-nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${BT_NETD_PORT:-7420}-:7420" \
 	"$@"
