@@ -1,0 +1,40 @@
+package msgbench
+
+import (
+	"testing"
+	"time"
+)
+
+func TestPercentileNearestRank(t *testing.T) {
+	var sorted []time.Duration
+	for i := 1; i <= 1000; i++ {
+		sorted = append(sorted, time.Duration(i))
+	}
+	for _, tc := range []struct {
+		q    float64
+		want time.Duration
+	}{
+		{0.50, 500},
+		{0.99, 990},
+		{0.999, 999},
+		{1, 1000},
+		{0.0001, 1},
+	} {
+		if got := Percentile(sorted, tc.q); got != tc.want {
+			t.Errorf("Percentile(1..1000, %v) = %d, want %d", tc.q, got, tc.want)
+		}
+	}
+}
+
+func TestPercentileFewValues(t *testing.T) {
+	sorted := []time.Duration{10, 20, 30}
+	if got := Percentile(sorted, 0.999); got != 30 {
+		t.Errorf("Percentile of 3 values at 0.999 = %d, want the largest, 30", got)
+	}
+	if got := Percentile(sorted, 0.5); got != 20 {
+		t.Errorf("Percentile of 3 values at 0.5 = %d, want 20", got)
+	}
+	if got := Percentile(nil, 0.5); got != 0 {
+		t.Errorf("Percentile of no values = %d, want 0", got)
+	}
+}
