@@ -198,9 +198,11 @@ func (c *circuit) pump() {
 			msg.Release()
 			return
 		}
-		body := msgBody(msg.Kind, msg.Data)
+		// The payload goes to the link from the bus ring, where it stays
+		// reserved until the write returns.
+		err = c.l.writeMsg(c.id, msg.Kind, msg.Data)
 		msg.Release()
-		if c.l.write(Frame{Type: FrameMsg, Circuit: c.id, Body: body}) != nil {
+		if err != nil {
 			return
 		}
 	}

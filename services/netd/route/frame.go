@@ -141,10 +141,17 @@ func checkBody(f Frame) error {
 	return nil
 }
 
-// msgBody returns the body of a MSG frame.
-func msgBody(kind uint32, payload []byte) []byte {
-	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(payload)), kind)
-	return append(b, payload...)
+// appendMsgHeader appends the header of a MSG frame on circuit with a
+// payload of size bytes to dst: the frame header and the bus kind. The
+// payload follows it on the wire.
+func appendMsgHeader(dst []byte, circuit, kind uint32, size int) []byte {
+	var h [frameHeaderSize]byte
+	h[0] = FrameVersion
+	h[1] = byte(FrameMsg)
+	binary.BigEndian.PutUint32(h[4:8], circuit)
+	binary.BigEndian.PutUint32(h[8:12], uint32(4+size))
+	dst = append(dst, h[:]...)
+	return binary.BigEndian.AppendUint32(dst, kind)
 }
 
 // creditBody returns the body of a CREDIT frame.
