@@ -24,3 +24,25 @@ func TestMsgHeaderMatchesFrame(t *testing.T) {
 		}
 	}
 }
+
+func TestBodyPoolSizes(t *testing.T) {
+	if 1<<maxPooledShift < maxBody || 1<<(maxPooledShift-1) >= maxBody {
+		t.Fatalf("maxPooledShift %d: 1<<%d is not the smallest power of two that fits maxBody (%d bytes)", maxPooledShift, maxPooledShift, maxBody)
+	}
+	if 1<<minPooledShift != copyLimit {
+		t.Fatalf("minPooledShift %d: 1<<%d is not copyLimit (%d bytes)", minPooledShift, minPooledShift, copyLimit)
+	}
+	for _, n := range []int{0, 100, copyLimit - 1, copyLimit, copyLimit + 1, 1 << 15, 1<<15 + 1, 300 << 10, maxBody} {
+		b := getBody(n)
+		if len(b) != n {
+			t.Errorf("getBody(%d) has length %d", n, len(b))
+		}
+		if n >= copyLimit && (cap(b) < n || cap(b)&(cap(b)-1) != 0 || cap(b) > 1<<maxPooledShift) {
+			t.Errorf("getBody(%d) has capacity %d, want the power of two that fits it", n, cap(b))
+		}
+		putBody(b)
+		if again := getBody(n); len(again) != n {
+			t.Errorf("getBody(%d) after putBody has length %d", n, len(again))
+		}
+	}
+}

@@ -206,7 +206,7 @@ func (l *link) handle(f Frame) error {
 		l.forget(c)
 		return c.opened(&endpoint.RemoteError{Code: code, Reason: string(f.Body[1:])})
 	case FrameMsg:
-		return c.push(binary.BigEndian.Uint32(f.Body[:4]), f.Body[4:])
+		return c.push(binary.BigEndian.Uint32(f.Body[:4]), f.Body)
 	case FrameCredit:
 		return c.addCredit(binary.BigEndian.Uint32(f.Body))
 	case FrameClose:
