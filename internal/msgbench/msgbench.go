@@ -13,36 +13,51 @@ import (
 	"time"
 )
 
-// Baselines stores one figure per baseline sub-benchmark, so that the
-// sub-benchmarks after it in the same run can report a ratio against it.
-// The zero value is ready to use.
+// Baselines stores the figures of baseline sub-benchmarks, so that the
+// sub-benchmarks after them in the same process can report a ratio. The
+// zero value is ready to use.
+//
+// With -count N, go test runs each sub-benchmark N times in a row, so all
+// runs of a baseline come before the runs compared with it. The ratio is
+// taken against the median of the baseline's runs, so that one disturbed
+// run of the baseline does not skew every ratio after it.
 type Baselines struct {
 	mu      sync.Mutex
-	figures map[string]float64
+	figures map[string][]float64
 }
 
-// Record stores value as the figure of the baseline name, usually the full
+// Record adds value to the figures of the baseline name, usually the full
 // name of a sub-benchmark (testing.B.Name).
 func (bl *Baselines) Record(name string, value float64) {
 	bl.mu.Lock()
 	defer bl.mu.Unlock()
 	if bl.figures == nil {
-		bl.figures = make(map[string]float64)
+		bl.figures = make(map[string][]float64)
 	}
-	bl.figures[name] = value
+	bl.figures[name] = append(bl.figures[name], value)
 }
 
-// ReportRatio reports the baseline's figure divided by value as the metric
-// unit. It reports nothing when the baseline did not run, as when a -bench
-// pattern selects only some sub-benchmarks.
+// ReportRatio reports the median of the baseline's figures divided by
+// value as the metric unit. It reports nothing when the baseline did not
+// run, as when a -bench pattern selects only some sub-benchmarks.
 func (bl *Baselines) ReportRatio(b *testing.B, baseline string, value float64, unit string) {
 	bl.mu.Lock()
-	base, ok := bl.figures[baseline]
+	figures := slices.Clone(bl.figures[baseline])
 	bl.mu.Unlock()
-	if !ok || value == 0 {
+	if len(figures) == 0 || value == 0 {
 		return
 	}
-	b.ReportMetric(base/value, unit)
+	b.ReportMetric(median(figures)/value, unit)
+}
+
+// median returns the median of values, which must not be empty.
+func median(values []float64) float64 {
+	slices.Sort(values)
+	n := len(values)
+	if n%2 == 1 {
+		return values[n/2]
+	}
+	return (values[n/2-1] + values[n/2]) / 2
 }
 
 // NsPerOp returns b's elapsed time per iteration in nanoseconds, 0 before

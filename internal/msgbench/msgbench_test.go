@@ -38,3 +38,15 @@ func TestPercentileFewValues(t *testing.T) {
 		t.Errorf("Percentile of no values = %d, want 0", got)
 	}
 }
+
+func TestMedianOddAndEven(t *testing.T) {
+	if got := median([]float64{5, 1, 900}); got != 5 {
+		t.Errorf("median(5, 1, 900) = %v, want 5", got)
+	}
+	if got := median([]float64{4, 2, 8, 6}); got != 5 {
+		t.Errorf("median(4, 2, 8, 6) = %v, want 5", got)
+	}
+	if got := median([]float64{3}); got != 3 {
+		t.Errorf("median(3) = %v, want 3", got)
+	}
+}
