@@ -26,15 +26,24 @@ type Baselines struct {
 	figures map[string][]float64
 }
 
-// Record adds value to the figures of the baseline name, usually the full
-// name of a sub-benchmark (testing.B.Name).
-func (bl *Baselines) Record(name string, value float64) {
+// Record stores value, measured in b, as a figure of the baseline name,
+// usually the full name of a sub-benchmark (testing.B.Name). go test
+// calls a benchmark first with b.N = 1 and then with larger b.N until it
+// runs long enough, so a call with b.N = 1 starts a new figure and each
+// later call replaces it. That keeps the figure of the final call.
+func (bl *Baselines) Record(b *testing.B, name string, value float64) {
 	bl.mu.Lock()
 	defer bl.mu.Unlock()
 	if bl.figures == nil {
 		bl.figures = make(map[string][]float64)
 	}
-	bl.figures[name] = append(bl.figures[name], value)
+	figures := bl.figures[name]
+	if b.N == 1 || len(figures) == 0 {
+		figures = append(figures, value)
+	} else {
+		figures[len(figures)-1] = value
+	}
+	bl.figures[name] = figures
 }
 
 // ReportRatio reports the median of the baseline's figures divided by

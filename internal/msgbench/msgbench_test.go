@@ -50,3 +50,28 @@ func TestMedianOddAndEven(t *testing.T) {
 		t.Errorf("median(3) = %v, want 3", got)
 	}
 }
+
+func TestBaselinesKeepFinalCall(t *testing.T) {
+	var bl Baselines
+	var finals []float64
+	for range 3 {
+		var last float64
+		testing.Benchmark(func(b *testing.B) {
+			bl.Record(b, "base", float64(b.N))
+			last = float64(b.N)
+		})
+		finals = append(finals, last)
+	}
+	got := bl.figures["base"]
+	if len(got) != 3 {
+		t.Fatalf("%d figures after 3 benchmark runs, want 3: %v", len(got), got)
+	}
+	for i := range got {
+		if got[i] != finals[i] {
+			t.Errorf("figure %d = %v, want the final b.N of run %d, %v", i, got[i], i, finals[i])
+		}
+		if got[i] == 1 {
+			t.Errorf("figure %d is the b.N = 1 call, want the final call", i)
+		}
+	}
+}

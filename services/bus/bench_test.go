@@ -306,8 +306,8 @@ func benchmarkRoundTrip(b *testing.B, interval time.Duration) {
 			reportSignals(b, conn)
 			baseline := filepath.Dir(b.Name()) + "/" + transportUnix
 			if transport == transportUnix {
-				baselines.Record(baseline, msgbench.NsPerOp(b))
-				baselines.Record(baseline+"/p50", p50)
+				baselines.Record(b, baseline, msgbench.NsPerOp(b))
+				baselines.Record(b, baseline+"/p50", p50)
 				return
 			}
 			// At a fixed request rate the time per operation is the
@@ -352,7 +352,7 @@ func BenchmarkThroughput(b *testing.B) {
 				b.StopTimer()
 				reportSignals(b, conn)
 				if transport == transportUnix {
-					baselines.Record(b.Name(), msgbench.NsPerOp(b))
+					baselines.Record(b, b.Name(), msgbench.NsPerOp(b))
 					return
 				}
 				baselines.ReportRatio(b, filepath.Dir(b.Name())+"/"+transportUnix, msgbench.NsPerOp(b), "speedup-vs-unix")

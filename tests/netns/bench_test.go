@@ -89,8 +89,8 @@ func BenchmarkBetweenNodes(b *testing.B) {
 	ratio := func(b *testing.B, name string, paced bool, p50 float64) {
 		baseline := filepath.Dir(b.Name()) + "/tcp"
 		if name == "tcp" {
-			baselines.Record(baseline, msgbench.NsPerOp(b))
-			baselines.Record(baseline+"/p50", p50)
+			baselines.Record(b, baseline, msgbench.NsPerOp(b))
+			baselines.Record(b, baseline+"/p50", p50)
 			return
 		}
 		if !paced {
