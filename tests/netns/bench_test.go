@@ -311,7 +311,7 @@ const (
 	echoPeerTLSPort = "7431"
 )
 
-// startEchoPeer runs echoPeer in namespace ns, listening on addr, and
+// startEchoPeer runs runEchoPeer in namespace ns, listening on addr, and
 // waits for its ready line. It ends when b ends, because its standard
 // input closes.
 func startEchoPeer(b *testing.B, ns, addr, certFile, keyFile string) {
@@ -353,6 +353,7 @@ func runEchoPeer(spec string) error {
 	if err != nil {
 		return err
 	}
+
 	plain, err := net.Listen("tcp", net.JoinHostPort(addr, echoPeerTCPPort))
 	if err != nil {
 		return err
@@ -362,6 +363,7 @@ func runEchoPeer(spec string) error {
 		return err
 	}
 	secure = tls.NewListener(secure, &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}})
+
 	for _, ln := range []net.Listener{plain, secure} {
 		go func() {
 			for {
@@ -377,6 +379,7 @@ func runEchoPeer(spec string) error {
 		}()
 	}
 	fmt.Println("ready")
+
 	io.Copy(io.Discard, os.Stdin)
 	return nil
 }
@@ -403,6 +406,7 @@ func writeBenchCert(b *testing.B, addr string) (certFile, keyFile string, roots 
 	if err != nil {
 		b.Fatal(err)
 	}
+
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		b.Fatal(err)
@@ -411,6 +415,7 @@ func writeBenchCert(b *testing.B, addr string) (certFile, keyFile string, roots 
 	if err != nil {
 		b.Fatal(err)
 	}
+
 	dir := b.TempDir()
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
