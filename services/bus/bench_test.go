@@ -2,213 +2,361 @@ package bus
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
+	"time"
+
+	"github.com/blocktree/blocktree/internal/msgbench"
 )
 
-// The benchmarks run each case twice, over a Unix stream socket (the
-// baseline) and over the bus, in two goroutines of one process. The two
-// ends of a bus connection map the memfd separately, as two processes
-// would. The bus case reports speedup-vs-unix, which is the baseline's
-// ns/op from the same run divided by its own.
+// The benchmarks compare the bus with a Unix stream socket (the baseline)
+// and with a pair of pipes, between this process and a peer process that
+// TestBenchPeer runs. Each sub-benchmark starts its own peer. Every bus
+// and pipe case reports ratios against the Unix socket case of the same
+// run: speedup-vs-unix for the time per operation (not for paced round
+// trips, whose time per operation is the interval) and
+// p50-speedup-vs-unix for the median round trip.
 
-var (
-	baselineMu sync.Mutex
-	baselineNs = map[string]float64{}
+// benchPeerEnv names the variable that makes TestBenchPeer act as the peer
+// of a benchmark. Its value is "TRANSPORT MODE SIZE RINGSIZE PATH".
+const benchPeerEnv = "BUS_BENCH_PEER"
+
+// Message kinds of the benchmark exchange on the bus.
+const (
+	kindBenchData = 1 // a message to echo or to consume
+	kindBenchEnd  = 2 // the end of a stream; the peer acknowledges it
 )
 
-func recordBaseline(b *testing.B) {
-	baselineMu.Lock()
-	defer baselineMu.Unlock()
-	baselineNs[b.Name()] = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+// Transports and the peer's modes.
+const (
+	transportUnix = "unix"
+	transportPipe = "pipe"
+	transportBus  = "bus"
+
+	modeEcho = "echo" // send every message back
+	modeSink = "sink" // consume messages, acknowledge the end of the stream
+)
+
+var baselines msgbench.Baselines
+
+// msgStream carries messages of a size that both ends know.
+type msgStream interface {
+	send(p []byte) error
+	// recv receives the next message of n bytes and calls fn with it, in
+	// place on the bus. It returns io.EOF when the peer ended its stream.
+	recv(n int, fn func(p []byte) error) error
+	// endStream tells the peer that no more messages follow.
+	endStream() error
 }
 
-// reportSpeedup reports the baseline's time per operation divided by b's.
-// baselineName is the full name of the baseline sub-benchmark.
-func reportSpeedup(b *testing.B, baselineName string) {
-	baselineMu.Lock()
-	base, ok := baselineNs[baselineName]
-	baselineMu.Unlock()
-	if !ok || b.N == 0 {
-		return
+// byteStream carries messages over a Unix socket or a pair of pipes. The
+// receiver reads each message into its own buffer.
+type byteStream struct {
+	r          io.Reader
+	w          io.Writer
+	closeWrite func() error
+	buf        []byte
+}
+
+func (s *byteStream) send(p []byte) error {
+	_, err := s.w.Write(p)
+	return err
+}
+
+func (s *byteStream) recv(n int, fn func([]byte) error) error {
+	if len(s.buf) < n {
+		s.buf = make([]byte, n)
 	}
-	own := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-	b.ReportMetric(base/own, "speedup-vs-unix")
+	if _, err := io.ReadFull(s.r, s.buf[:n]); err != nil {
+		return err
+	}
+	return fn(s.buf[:n])
 }
 
-// unixPair returns both ends of a Unix stream socket connection.
-func unixPair(b *testing.B) (client, server *net.UnixConn) {
-	b.Helper()
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(b.TempDir(), "unix.sock"), Net: "unix"})
+func (s *byteStream) endStream() error { return s.closeWrite() }
+
+// busStream carries messages over a bus connection.
+type busStream struct{ c *Conn }
+
+func (s busStream) send(p []byte) error {
+	return s.c.Send(context.Background(), kindBenchData, p)
+}
+
+func (s busStream) recv(n int, fn func([]byte) error) error {
+	msg, err := s.c.Recv(context.Background())
+	if errors.Is(err, ErrPeerGone) {
+		return io.EOF
+	}
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
-	defer ln.Close()
-	accepted := make(chan *net.UnixConn, 1)
-	go func() {
-		c, err := ln.AcceptUnix()
+	defer msg.Release()
+	if msg.Kind == kindBenchEnd {
+		return io.EOF
+	}
+	if len(msg.Data) != n {
+		return fmt.Errorf("message of %d bytes, expected %d", len(msg.Data), n)
+	}
+	return fn(msg.Data)
+}
+
+func (s busStream) endStream() error {
+	return s.c.Send(context.Background(), kindBenchEnd, nil)
+}
+
+// touch reads the first and last byte of p, which is what a receiver
+// that reads in place costs at the least.
+func touch(p []byte) error {
+	if p[0]+p[len(p)-1] == 0xff {
+		return errors.New("unexpected pattern bytes")
+	}
+	return nil
+}
+
+func ignore([]byte) error { return nil }
+
+// TestBenchPeer is the peer process of the benchmarks. It does nothing
+// unless benchPeerEnv is set.
+func TestBenchPeer(t *testing.T) {
+	spec := os.Getenv(benchPeerEnv)
+	if spec == "" {
+		t.Skip("runs only as the peer process of the benchmarks")
+	}
+	if err := runBenchPeer(spec); err != nil {
+		fmt.Fprintf(os.Stderr, "benchmark peer %q: %v\n", spec, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func runBenchPeer(spec string) error {
+	var transport, mode, path string
+	var size, ringSize int
+	if _, err := fmt.Sscan(spec, &transport, &mode, &size, &ringSize, &path); err != nil {
+		return fmt.Errorf("parse %s: %w", benchPeerEnv, err)
+	}
+
+	var s msgStream
+	switch transport {
+	case transportUnix:
+		c, err := net.Dial("unix", path)
 		if err != nil {
-			b.Error(err)
+			return err
 		}
-		accepted <- c
-	}()
-	client, err = net.DialUnix("unix", nil, ln.Addr().(*net.UnixAddr))
-	if err != nil {
-		b.Fatal(err)
+		defer c.Close()
+		s = &byteStream{r: c, w: c, closeWrite: c.(*net.UnixConn).CloseWrite}
+	case transportPipe:
+		// fd 3 is the read end of the parent's pipe, fd 4 the write end
+		// of the pipe to the parent.
+		r, w := os.NewFile(3, "from parent"), os.NewFile(4, "to parent")
+		defer r.Close()
+		s = &byteStream{r: r, w: w, closeWrite: w.Close}
+	case transportBus:
+		c, err := (&Dialer{RingSize: ringSize}).Dial(path)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		s = busStream{c}
+	default:
+		return fmt.Errorf("unknown transport %q", transport)
 	}
-	server = <-accepted
-	b.Cleanup(func() {
-		client.Close()
-		server.Close()
-	})
-	return client, server
+
+	handle := touch
+	if mode == modeEcho {
+		handle = s.send
+	}
+	for {
+		err := s.recv(size, handle)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if mode == modeSink {
+		return s.send([]byte{1})
+	}
+	return nil
 }
 
-// BenchmarkRoundTrip sends a 64-byte message and waits for the peer to send
-// it back.
-func BenchmarkRoundTrip(b *testing.B) {
-	const size = 64
+// startPeer starts a peer process in mode for messages of size bytes and
+// returns this process's end of the connection to it. The bus connection
+// is also returned for its counters; it is nil for the other transports.
+// The peer is stopped when b ends.
+func startPeer(b *testing.B, transport, mode string, size, ringSize int) (msgStream, *Conn) {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), transport+".sock")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchPeer$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d %s", benchPeerEnv, transport, mode, size, ringSize, path))
+	cmd.Stderr = os.Stderr
 
-	b.Run("unix", func(b *testing.B) {
-		client, server := unixPair(b)
-		go func() {
-			buf := make([]byte, size)
-			for {
-				if _, err := io.ReadFull(server, buf); err != nil {
-					return
-				}
-				if _, err := server.Write(buf); err != nil {
-					return
-				}
-			}
-		}()
-		buf := make([]byte, size)
-		b.ResetTimer()
-		for range b.N {
-			if _, err := client.Write(buf); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := io.ReadFull(client, buf); err != nil {
-				b.Fatal(err)
-			}
+	var s msgStream
+	var conn *Conn
+	accept := func() {}
+	switch transport {
+	case transportUnix:
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			b.Fatal(err)
 		}
-		b.StopTimer()
-		recordBaseline(b)
-	})
-
-	b.Run("bus", func(b *testing.B) {
-		client, server := connPair(b, Dialer{}, ListenConfig{})
-		go func() {
-			ctx := context.Background()
-			for {
-				msg, err := server.Recv(ctx)
-				if err != nil {
-					return
-				}
-				err = server.Send(ctx, msg.Kind, msg.Data)
-				msg.Release()
-				if err != nil {
-					return
-				}
-			}
-		}()
-		ctx := context.Background()
-		buf := make([]byte, size)
-		b.ResetTimer()
-		for range b.N {
-			if err := client.Send(ctx, 1, buf); err != nil {
-				b.Fatal(err)
-			}
-			msg, err := client.Recv(ctx)
+		defer ln.Close()
+		accept = func() {
+			c, err := ln.Accept()
 			if err != nil {
 				b.Fatal(err)
 			}
-			msg.Release()
+			b.Cleanup(func() { c.Close() })
+			s = &byteStream{r: c, w: c, closeWrite: c.(*net.UnixConn).CloseWrite}
 		}
-		b.StopTimer()
-		reportSpeedup(b, "BenchmarkRoundTrip/unix")
-		b.ReportMetric(float64(client.SignalsSent()+server.SignalsSent())/float64(b.N), "signals/op")
+	case transportPipe:
+		toPeerR, toPeerW, err := os.Pipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		fromPeerR, fromPeerW, err := os.Pipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd.ExtraFiles = []*os.File{toPeerR, fromPeerW}
+		accept = func() {
+			toPeerR.Close()
+			fromPeerW.Close()
+			b.Cleanup(func() {
+				toPeerW.Close()
+				fromPeerR.Close()
+			})
+			s = &byteStream{r: fromPeerR, w: toPeerW, closeWrite: toPeerW.Close}
+		}
+	case transportBus:
+		ln, err := Listen(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		accept = func() {
+			c, err := ln.Accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { c.Close() })
+			s, conn = busStream{c}, c
+		}
+	}
+
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start benchmark peer: %v", err)
+	}
+	// Registered before accept's cleanups, so it runs after them: the
+	// peer reads the end of its connection and exits.
+	b.Cleanup(func() {
+		done := make(chan struct{})
+		go func() {
+			cmd.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
 	})
+	accept()
+	return s, conn
 }
 
-// BenchmarkThroughput streams messages one way. The bus receiver looks at
-// the first and last byte of each message in place; the socket receiver
-// reads each message into a buffer.
+// reportSignals reports the bus end's eventfd writes per operation.
+func reportSignals(b *testing.B, conn *Conn) {
+	if conn != nil && b.N > 0 {
+		b.ReportMetric(float64(conn.SignalsSent())/float64(b.N), "signals/op")
+	}
+}
+
+var transports = []string{transportUnix, transportPipe, transportBus}
+
+// BenchmarkRoundTrip sends a 64-byte message and waits for the peer to
+// send it back, back to back.
+func BenchmarkRoundTrip(b *testing.B) { benchmarkRoundTrip(b, 0) }
+
+// BenchmarkPacedRoundTrip is BenchmarkRoundTrip with one request every
+// millisecond, so that each side goes to sleep between requests and the
+// figures include waking it.
+func BenchmarkPacedRoundTrip(b *testing.B) { benchmarkRoundTrip(b, time.Millisecond) }
+
+func benchmarkRoundTrip(b *testing.B, interval time.Duration) {
+	const size = 64
+	for _, transport := range transports {
+		b.Run(transport, func(b *testing.B) {
+			s, conn := startPeer(b, transport, modeEcho, size, DefaultRingSize)
+			buf := pattern(size, 1)
+			p50 := msgbench.RoundTrips(b, interval, func() error {
+				if err := s.send(buf); err != nil {
+					return err
+				}
+				return s.recv(size, ignore)
+			})
+			reportSignals(b, conn)
+			baseline := filepath.Dir(b.Name()) + "/" + transportUnix
+			if transport == transportUnix {
+				baselines.Record(b, baseline, msgbench.NsPerOp(b))
+				baselines.Record(b, baseline+"/p50", p50)
+				return
+			}
+			// At a fixed request rate the time per operation is the
+			// interval, so only the percentiles compare.
+			if interval == 0 {
+				baselines.ReportRatio(b, baseline, msgbench.NsPerOp(b), "speedup-vs-unix")
+			}
+			baselines.ReportRatio(b, baseline+"/p50", p50, "p50-speedup-vs-unix")
+		})
+	}
+}
+
+// BenchmarkThroughput streams messages one way to a peer that consumes
+// them. The bus peer reads the first and last byte of each message in
+// place; the socket and pipe peers read each message into a buffer.
 func BenchmarkThroughput(b *testing.B) {
 	for _, tc := range []struct {
 		name     string
 		size     int
 		ringSize int
 	}{
-		{"4KiB", 4 << 10, DefaultRingSize},
+		{"64B", 64, DefaultRingSize},
 		{"1MiB", 1 << 20, 4 << 20},
 	} {
-		b.Run(tc.name+"/unix", func(b *testing.B) {
-			client, server := unixPair(b)
-			done := make(chan error, 1)
-			n := b.N
-			go func() {
-				buf := make([]byte, tc.size)
-				for range n {
-					if _, err := io.ReadFull(server, buf); err != nil {
-						done <- err
-						return
+		for _, transport := range transports {
+			b.Run(tc.name+"/"+transport, func(b *testing.B) {
+				s, conn := startPeer(b, transport, modeSink, tc.size, tc.ringSize)
+				payload := pattern(tc.size, 1)
+				b.SetBytes(int64(tc.size))
+				b.ResetTimer()
+				for range b.N {
+					if err := s.send(payload); err != nil {
+						b.Fatal(err)
 					}
 				}
-				done <- nil
-			}()
-			payload := pattern(tc.size, 1)
-			b.SetBytes(int64(tc.size))
-			b.ResetTimer()
-			for range n {
-				if _, err := client.Write(payload); err != nil {
+				if err := s.endStream(); err != nil {
 					b.Fatal(err)
 				}
-			}
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			recordBaseline(b)
-		})
-
-		b.Run(tc.name+"/bus", func(b *testing.B) {
-			client, server := connPair(b, Dialer{RingSize: tc.ringSize}, ListenConfig{})
-			done := make(chan error, 1)
-			n := b.N
-			go func() {
-				ctx := context.Background()
-				var sum byte
-				for range n {
-					msg, err := server.Recv(ctx)
-					if err != nil {
-						done <- err
-						return
-					}
-					sum += msg.Data[0] + msg.Data[len(msg.Data)-1]
-					msg.Release()
+				if err := s.recv(1, ignore); err != nil {
+					b.Fatalf("acknowledgement of the stream's end: %v", err)
 				}
-				_ = sum
-				done <- nil
-			}()
-			ctx := context.Background()
-			payload := pattern(tc.size, 1)
-			b.SetBytes(int64(tc.size))
-			b.ResetTimer()
-			for range n {
-				if err := client.Send(ctx, 1, payload); err != nil {
-					b.Fatal(err)
+				b.StopTimer()
+				reportSignals(b, conn)
+				if transport == transportUnix {
+					baselines.Record(b, b.Name(), msgbench.NsPerOp(b))
+					return
 				}
-			}
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			reportSpeedup(b, "BenchmarkThroughput/"+tc.name+"/unix")
-			b.ReportMetric(float64(client.SignalsSent()+server.SignalsSent())/float64(n), "signals/op")
-		})
+				baselines.ReportRatio(b, filepath.Dir(b.Name())+"/"+transportUnix, msgbench.NsPerOp(b), "speedup-vs-unix")
+			})
+		}
 	}
 }

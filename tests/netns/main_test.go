@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -11,6 +12,15 @@ import (
 var btPath string
 
 func TestMain(m *testing.M) {
+	// BenchmarkBetweenNodes runs this binary as its echo peer, which
+	// needs no bt binary.
+	if spec := os.Getenv(echoPeerEnv); spec != "" {
+		if err := runEchoPeer(spec); err != nil {
+			fmt.Fprintf(os.Stderr, "echo peer: %v\n", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(testenv.RunWithBT(m, "netns", &btPath))
 }
 

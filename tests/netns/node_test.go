@@ -23,7 +23,7 @@ const netdPort = "7420"
 
 // node is one host-mode node in its own network namespace.
 type node struct {
-	t         *testing.T
+	t         testing.TB
 	ns        string
 	dir       string
 	addr      string // IPv4 address in the namespace
@@ -34,7 +34,7 @@ type node struct {
 	exited <-chan struct{}
 }
 
-func newNode(t *testing.T, ns, addr string) *node {
+func newNode(t testing.TB, ns, addr string) *node {
 	n := &node{t: t, ns: ns, addr: addr, dir: t.TempDir()}
 	for _, d := range []string{n.state(), n.mount(), n.chains()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {

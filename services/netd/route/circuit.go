@@ -46,6 +46,7 @@ type circuit struct {
 type queued struct {
 	kind    uint32
 	payload []byte
+	body    []byte // the MSG frame's body, for putBody after delivery
 }
 
 func newCircuit(l *link, id uint32, address string) *circuit {
@@ -92,9 +93,11 @@ func (c *circuit) result(err error) {
 	}
 }
 
-// push queues a message from the peer. A peer that sends beyond its
-// credit breaks the protocol.
-func (c *circuit) push(kind uint32, payload []byte) error {
+// push queues the message of a MSG frame's body from the peer: its kind
+// and the payload after it. A peer that sends beyond its credit breaks
+// the protocol.
+func (c *circuit) push(kind uint32, body []byte) error {
+	payload := body[4:]
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.remoteClosed {
@@ -103,7 +106,7 @@ func (c *circuit) push(kind uint32, payload []byte) error {
 	if c.queued+cost(payload) > c.l.r.opts.Window {
 		return fmt.Errorf("%w: circuit %d: peer sent %d bytes beyond the %d-byte credit window", ErrMalformed, c.id, c.queued+cost(payload)-c.l.r.opts.Window, c.l.r.opts.Window)
 	}
-	c.queue = append(c.queue, queued{kind, payload})
+	c.queue = append(c.queue, queued{kind, payload, body})
 	c.queued += cost(payload)
 	signal(c.queueCh)
 	return nil
@@ -198,9 +201,11 @@ func (c *circuit) pump() {
 			msg.Release()
 			return
 		}
-		body := msgBody(msg.Kind, msg.Data)
+		// The payload goes to the link from the bus ring, where it stays
+		// reserved until the write returns.
+		err = c.l.writeMsg(c.id, msg.Kind, msg.Data)
 		msg.Release()
-		if c.l.write(Frame{Type: FrameMsg, Circuit: c.id, Body: body}) != nil {
+		if err != nil {
 			return
 		}
 	}
@@ -256,7 +261,11 @@ func (c *circuit) deliver() {
 		c.queued -= cost(m.payload)
 		c.mu.Unlock()
 
-		if err := c.conn.Send(c.ctx, m.kind, m.payload); err != nil {
+		// Send copies the payload into the bus ring, so the body can be
+		// reused as soon as it returns.
+		err := c.conn.Send(c.ctx, m.kind, m.payload)
+		putBody(m.body)
+		if err != nil {
 			c.close(true)
 			return
 		}

@@ -2,6 +2,7 @@ package route
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net"
@@ -201,4 +202,10 @@ func serveSink(t *testing.T, n *testNode) {
 		defer conn.Close()
 		<-stuck
 	}()
+}
+
+// msgBody returns the body of a MSG frame.
+func msgBody(kind uint32, payload []byte) []byte {
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(payload)), kind)
+	return append(b, payload...)
 }

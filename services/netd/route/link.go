@@ -47,8 +47,29 @@ func (l *link) logAttrs() []any {
 func (l *link) deadAfter() time.Duration { return 3 * l.r.opts.Keepalive }
 
 // write sends one frame. A failed write fails the link.
-func (l *link) write(f Frame) error {
-	b := appendFrame(nil, f)
+func (l *link) write(f Frame) error { return l.writeParts(appendFrame(nil, f)) }
+
+// copyLimit is the payload size from which writeMsg writes a payload
+// from where it lies instead of copying it behind the frame header: the
+// largest plaintext of one TLS record (RFC 8446, section 5.1).
+const copyLimit = 16 << 10
+
+// writeMsg sends a MSG frame on circuit. A smaller payload than
+// copyLimit is copied behind the header, so that the frame fills one TLS
+// record and one write. A larger one is written from payload itself,
+// which saves a copy and costs one small record for the header.
+func (l *link) writeMsg(circuit, kind uint32, payload []byte) error {
+	if len(payload) < copyLimit {
+		b := appendMsgHeader(make([]byte, 0, frameHeaderSize+4+len(payload)), circuit, kind, len(payload))
+		return l.writeParts(append(b, payload...))
+	}
+	return l.writeParts(appendMsgHeader(nil, circuit, kind, len(payload)), payload)
+}
+
+// writeParts sends the concatenation of parts, which must be whole
+// frames, with no other frame between them. A failed write fails the
+// link.
+func (l *link) writeParts(parts ...[]byte) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if err := l.failure(); err != nil {
@@ -57,10 +78,12 @@ func (l *link) write(f Frame) error {
 	// A peer that stops reading blocks the write; the deadline turns that
 	// into a failed link instead of a stuck writer.
 	_ = l.pl.SetWriteDeadline(time.Now().Add(l.deadAfter()))
-	if _, err := l.pl.Write(b); err != nil {
-		err = fmt.Errorf("link to %s: write: %w: %w", l.pl.Peer(), endpoint.ErrPeerGone, err)
-		l.fail(err)
-		return err
+	for _, b := range parts {
+		if _, err := l.pl.Write(b); err != nil {
+			err = fmt.Errorf("link to %s: write: %w: %w", l.pl.Peer(), endpoint.ErrPeerGone, err)
+			l.fail(err)
+			return err
+		}
 	}
 	return nil
 }
@@ -183,7 +206,7 @@ func (l *link) handle(f Frame) error {
 		l.forget(c)
 		return c.opened(&endpoint.RemoteError{Code: code, Reason: string(f.Body[1:])})
 	case FrameMsg:
-		return c.push(binary.BigEndian.Uint32(f.Body[:4]), f.Body[4:])
+		return c.push(binary.BigEndian.Uint32(f.Body[:4]), f.Body)
 	case FrameCredit:
 		return c.addCredit(binary.BigEndian.Uint32(f.Body))
 	case FrameClose:

@@ -255,12 +255,15 @@ func TestEchoStreamBothWays(t *testing.T) {
 
 	// Sending and receiving at once keeps both directions' windows full,
 	// so each router waits for credit and for messages at the same time.
+	// Each message's first and last byte are its number, so an echo built
+	// from a reused frame body that still belonged to another message
+	// does not match.
 	const count = 300
 	payload := make([]byte, 200<<10)
 	sent := make(chan error, 1)
 	go func() {
 		for i := range count {
-			payload[0] = byte(i)
+			payload[0], payload[len(payload)-1] = byte(i), byte(i)
 			if err := conn.Send(ctx, uint32(i), payload); err != nil {
 				sent <- err
 				return
@@ -275,6 +278,9 @@ func TestEchoStreamBothWays(t *testing.T) {
 		}
 		if msg.Kind != uint32(i) || len(msg.Data) != len(payload) || msg.Data[0] != byte(i) {
 			t.Fatalf("echo %d: kind %d, %d bytes, first byte %d", i, msg.Kind, len(msg.Data), msg.Data[0])
+		}
+		if last := msg.Data[len(msg.Data)-1]; last != byte(i) {
+			t.Fatalf("echo %d: last byte %d, expected %d", i, last, byte(i))
 		}
 		msg.Release()
 	}
