@@ -401,8 +401,12 @@ func writeIssued(env *environment, chain capability.Chain, subject principal.Pri
 		}
 	}
 
+	where := out
+	if out == "-" {
+		where = "the blocktree-chain line above"
+	}
 	fmt.Fprintf(report, "granted %s write access under %s until %s (chain of %d in %s)\n",
-		subject, link.Prefix, end.UTC().Format(time.RFC3339), len(chain), out)
+		subject, link.Prefix, end.UTC().Format(time.RFC3339), len(chain), where)
 	if end.Before(link.Expires) {
 		fmt.Fprintf(env.stderr, "bt keys issue: note: --expires %s is after the issuer's own grant ends, so the new chain is valid only until %s\n",
 			link.Expires.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))

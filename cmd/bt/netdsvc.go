@@ -111,7 +111,6 @@ func runNetd(env *environment, args []string) error {
 	if err := errors.Join(watchErr, interfaces.Close(), service.Close()); err != nil {
 		return fmt.Errorf("bt netd: %w", err)
 	}
-	logger.Info("netd stopped", "node", node.String())
 	return nil
 }
 

@@ -237,9 +237,11 @@ func describeDialError(address string, node principal.Principal, timeout time.Du
 	}
 	switch {
 	case errors.Is(err, endpoint.ErrUnauthorized):
-		return fmt.Errorf("bt shell: %s refused principal %s (unauthorized): %w: it needs a writecap chain over the address in netd's chains directory", address, node, err)
+		// netd's reason says which chain is missing or what it covers.
+		return fmt.Errorf("bt shell: %s refused principal %s (unauthorized): %w", address, node, err)
 	case errors.Is(err, endpoint.ErrUnreachable):
-		return fmt.Errorf("bt shell: %s is unreachable: %w: check that the node runs and that it is in netd's peers file", address, err)
+		// netd's reason names the peers file line or the failed dial.
+		return fmt.Errorf("bt shell: %s is unreachable: %w", address, err)
 	case errors.Is(err, endpoint.ErrNoEndpoint):
 		return fmt.Errorf("bt shell: no shell service at %s: %w: check that the node runs bt node or bt shelld", address, err)
 	case errors.Is(err, endpoint.ErrTimedOut):

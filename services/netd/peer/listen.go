@@ -60,7 +60,7 @@ func newListener(cfg Config, key *ecdsa.PrivateKey, ln net.Listener) *Listener {
 	}
 	l.wg.Add(1)
 	go l.serve()
-	cfg.Logger.Info("peer listener started", "addr", ln.Addr().String(), "node", cfg.Node.Principal(), "root", cfg.Root)
+	cfg.Logger.Info("peer listener started", "addr", ln.Addr().String(), "root", cfg.Root)
 	return l
 }
 
