@@ -531,3 +531,30 @@ func TestTwoGoroutineStream(t *testing.T) {
 	}
 	t.Logf("%d messages: client sent %d signals, server %d", messages, client.SignalsSent(), server.SignalsSent())
 }
+
+// TestSpinPolicy checks when a Recv polls before it sleeps: until two
+// Recvs in a row had to sleep, then only as a probe every spinProbeEvery
+// Recvs, and again after a Recv got its message without sleeping.
+func TestSpinPolicy(t *testing.T) {
+	var p spinPolicy
+	for i := range maxSpinMisses {
+		if !p.shouldSpin() {
+			t.Fatalf("Recv %d after %d sleeps does not poll", i, i)
+		}
+		p.record(true)
+	}
+	polls := 0
+	for range 3 * spinProbeEvery {
+		if p.shouldSpin() {
+			polls++
+		}
+		p.record(true)
+	}
+	if polls != 3 {
+		t.Errorf("%d Recvs that all slept polled %d times, expected 3 probes", 3*spinProbeEvery, polls)
+	}
+	p.record(false)
+	if !p.shouldSpin() {
+		t.Errorf("a Recv after one that got its message without sleeping does not poll")
+	}
+}

@@ -63,6 +63,9 @@ type Conn struct {
 
 	// recvSlot is held by a Recv, including its sleep.
 	recvSlot   chan struct{}
+	// recvSpin decides whether a Recv polls before it sleeps. Only the
+	// holder of recvSlot uses it.
+	recvSpin spinPolicy
 	recvWaiter *waiter // the peer committed records to the receive ring
 	roomFd     int     // eventfd that wakes the peer's Send
 

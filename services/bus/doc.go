@@ -76,7 +76,11 @@
 // makes a side signal an eventfd only when the other side announced that
 // it is about to sleep, so a busy stream costs no system calls. Before it
 // announces that, Recv polls the ring for up to 20 µs, so a quick reply
-// also avoids the eventfd write and the wake-up.
+// also avoids the eventfd write and the wake-up. After two Recvs in a row
+// had to sleep anyway, a connection stops polling, because on a loaded
+// machine the poll takes time from the processes that would send; it polls
+// again once a message is waiting when Recv starts, and as a probe every
+// 16 Recvs.
 //
 // The peer shares each eventfd's open file description and could clear its
 // O_NONBLOCK flag. Reads therefore use preadv2(2) with RWF_NOWAIT, which

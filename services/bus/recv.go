@@ -86,12 +86,15 @@ func (c *Conn) Recv(ctx context.Context) (Message, error) {
 
 	// Poll the ring for up to spinTime before requesting a wake-up, so a
 	// reply that comes within that time costs no system call on either
-	// side.
+	// side, unless polling has stopped paying off on this connection.
+	spin := c.recvSpin.shouldSpin()
 	var spinUntil time.Time
+	slept := false
 	for {
-		spinning := spinUntil.IsZero() || time.Now().Before(spinUntil)
+		spinning := spin && (spinUntil.IsZero() || time.Now().Before(spinUntil))
 		msg, err := c.tryRecv(!spinning)
 		if err == nil || !errors.Is(err, ring.ErrEmpty) {
+			c.recvSpin.record(slept)
 			return msg, err
 		}
 		if spinning {
@@ -104,6 +107,7 @@ func (c *Conn) Recv(ctx context.Context) (Message, error) {
 		if err := c.recvWaiter.wait(ctx, c.stopped); err != nil {
 			return Message{}, err
 		}
+		slept = true
 	}
 }
 
@@ -158,3 +162,44 @@ func (c *Conn) tryRecv(arm bool) (Message, error) {
 }
 
 const spinTime = 20 * time.Microsecond
+
+// Polling pays off on a busy stream and wastes a core's time on a
+// connection whose messages come further apart than spinTime, such as a
+// FUSE request after the kernel has handled the previous one: on two
+// cores the poll then takes time from the very processes that would send.
+// A Recv therefore stops polling after maxSpinMisses polls in a row ended
+// in a sleep. It polls again once a message is waiting when a Recv starts,
+// and every spinProbeEvery Recvs, to notice a stream that got busy.
+const (
+	maxSpinMisses  = 2
+	spinProbeEvery = 16
+)
+
+// spinPolicy is the state behind that rule.
+type spinPolicy struct {
+	misses  int
+	skipped int
+}
+
+// shouldSpin reports whether the next Recv polls.
+func (p *spinPolicy) shouldSpin() bool {
+	if p.misses < maxSpinMisses {
+		return true
+	}
+	p.skipped++
+	if p.skipped >= spinProbeEvery {
+		p.skipped = 0
+		return true
+	}
+	return false
+}
+
+// record updates the policy after a Recv got its message, with slept
+// telling whether the Recv had to sleep for it.
+func (p *spinPolicy) record(slept bool) {
+	if slept {
+		p.misses = min(p.misses+1, maxSpinMisses)
+		return
+	}
+	p.misses, p.skipped = 0, 0
+}
