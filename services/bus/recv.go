@@ -163,9 +163,9 @@ func (c *Conn) tryRecv(arm bool) (Message, error) {
 
 const spinTime = 20 * time.Microsecond
 
-// Polling pays off on a busy stream and wastes a core's time on a
+// Polling pays off on a busy stream. It wastes a core's time on a
 // connection whose messages come further apart than spinTime, such as a
-// FUSE request after the kernel has handled the previous one: on two
+// FUSE request after the kernel has handled the previous one. On two
 // cores the poll then takes time from the very processes that would send.
 // A Recv therefore stops polling after maxSpinMisses polls in a row ended
 // in a sleep. It polls again once a message is waiting when a Recv starts,
