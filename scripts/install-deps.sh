@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
 	swtpm swtpm-tools tpm2-tools # software TPM for the crypto tests and host-mode nodes
 	fuse3 git rsync              # host-mode tests: the FUSE mount and real tools run on it
-	iproute2                     # routing tests: ip netns, veth pairs and routes
+	iproute2 iptables            # routing tests: ip netns, veth pairs, routes and cut links
 	qemu-system-x86 kmod         # image builds (depmod) and boot tests (QEMU)
 	systemd-boot-efi             # UEFI stub for the unified kernel image
 	dosfstools mtools e2fsprogs  # EFI System Partition (FAT) and data partition (ext4) without mounting

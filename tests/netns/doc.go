@@ -7,10 +7,10 @@
 // callers of docs/msg.md see. BenchmarkBetweenNodes measures netd
 // against plain TCP and TLS 1.3 over one veth pair (docs/benchmarks.md).
 //
-// The tests need root, the ip command, /dev/fuse, fusermount3 and swtpm.
-// Without them they skip, unless CI=true, where they fail. They cut links
-// with blackhole routes, because the kernels this project tests on may
-// lack tc's netem qdisc and classifiers, and iptables may be missing.
+// The tests need root, the ip and iptables commands, /dev/fuse, fusermount3
+// and swtpm. Without them they skip, unless CI=true, where they fail. They
+// cut links with iptables DROP rules inside a namespace, rather than tc's
+// netem, because the kernels this project tests on may lack netem.
 //
 // The package has no code of its own: everything is in the _test.go files.
 package netns

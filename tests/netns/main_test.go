@@ -27,5 +27,5 @@ func TestMain(m *testing.M) {
 // requireHost checks for root, /dev/fuse and the programs the tests run.
 func requireHost(t testing.TB) {
 	t.Helper()
-	testenv.RequireNodeHost(t, "ip")
+	testenv.RequireNodeHost(t, "ip", "iptables")
 }

@@ -74,24 +74,38 @@ func bridged(t testing.TB, bridgeNS string, nodes ...string) []string {
 	return addrs
 }
 
-// cut drops every packet from ns to addr with a blackhole route, so the
-// TCP connections to addr see silence, as on a cut cable, and new
-// connections fail. The returned function restores the route.
+// cut makes the firewall of namespace ns drop every packet to and from
+// addr (iptables DROP rules in its INPUT and OUTPUT chains), so the TCP
+// connections to addr see silence, as on a cut cable, and new connections
+// fail. The returned function deletes the rules again.
 func cut(t testing.TB, ns, addr string) func() {
 	t.Helper()
-	ip(t, "-n", ns, "route", "add", "blackhole", addr+"/32")
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			ip(t, "-n", ns, "route", "del", "blackhole", addr+"/32")
+	rules := [][]string{
+		{"INPUT", "-s", addr, "-j", "DROP"},
+		{"OUTPUT", "-d", addr, "-j", "DROP"},
+	}
+	iptables := func(action string, rule []string) *exec.Cmd {
+		return exec.Command("ip", append([]string{"netns", "exec", ns, "iptables", action}, rule...)...)
+	}
+	for _, rule := range rules {
+		if out, err := iptables("-A", rule).CombinedOutput(); err != nil {
+			t.Fatalf("iptables -A %s in %s: %v: %s", strings.Join(rule, " "), ns, err, out)
 		}
 	}
-	t.Cleanup(func() {
-		if !restored {
-			// The namespace goes away anyway; this only keeps the order.
-			exec.Command("ip", "-n", ns, "route", "del", "blackhole", addr+"/32").Run()
+	restored := false
+	restore := func() {
+		if restored {
+			return
 		}
-	})
+		restored = true
+		for _, rule := range rules {
+			if out, err := iptables("-D", rule).CombinedOutput(); err != nil {
+				t.Errorf("iptables -D %s in %s: %v: %s", strings.Join(rule, " "), ns, err, out)
+			}
+		}
+	}
+	// The rules go away with the namespace; the cleanup only keeps the
+	// order when a test fails between cut and restore.
+	t.Cleanup(restore)
 	return restore
 }
