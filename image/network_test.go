@@ -3,9 +3,11 @@ package image
 import (
 	"fmt"
 	"net"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 var (
@@ -28,8 +30,11 @@ func TestShellBetweenDevices(t *testing.T) {
 			"-device", "virtio-net-pci,netdev=peer",
 		}
 	}
-	// QEMU's listening side must run before the connecting side starts.
+	// QEMU's connecting side gives up at once, without an error, when
+	// nothing listens yet, and its card then stays unplugged. So the
+	// second device starts only once the first one's QEMU listens.
 	a := newAppliance(t).boot(t, art, defaultCmdline, nic("listen")...)
+	waitListening(t, port)
 	b := newAppliance(t).boot(t, art, defaultCmdline, nic("connect")...)
 	a.waitReady()
 	b.waitReady()
@@ -75,6 +80,31 @@ func TestShellBetweenDevices(t *testing.T) {
 	}
 	a.poweroff()
 	b.poweroff()
+}
+
+// waitListening waits until a socket listens on TCP port of 127.0.0.1. It
+// reads /proc/net/tcp rather than connecting, because QEMU's socket
+// network backend accepts one connection only.
+func waitListening(t *testing.T, port int) {
+	t.Helper()
+	// /proc/net/tcp lists the local address as hex IPv4:port and the
+	// state 0A for LISTEN.
+	want := fmt.Sprintf("0100007F:%04X", port)
+	deadline := time.Now().Add(commandTimeout)
+	for time.Now().Before(deadline) {
+		data, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) > 3 && fields[1] == want && fields[3] == "0A" {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on 127.0.0.1:%d within %s", port, commandTimeout)
 }
 
 // freeLoopbackPort returns a TCP port on 127.0.0.1 that was free a moment
