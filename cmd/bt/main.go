@@ -129,7 +129,8 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 }
 
 // parseFlagsWithArgs is parseFlags for a command that takes up to
-// positional arguments after its options, which fs.Args returns.
+// positional arguments after its options, which fs.Args returns. A
+// negative positional allows any number.
 func parseFlagsWithArgs(fs *flag.FlagSet, args []string, positional int) error {
 	printUsage := fs.Usage
 	fs.Usage = func() {}
@@ -142,7 +143,7 @@ func parseFlagsWithArgs(fs *flag.FlagSet, args []string, positional int) error {
 	if err != nil {
 		return usagef("%s: %v: run '%s --help' for the options", fs.Name(), err, fs.Name())
 	}
-	if fs.NArg() > positional {
+	if positional >= 0 && fs.NArg() > positional {
 		return usagef("%s: unexpected argument %q: options start with --", fs.Name(), fs.Arg(positional))
 	}
 	return nil

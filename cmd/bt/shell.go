@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -78,7 +77,7 @@ func parseShellFlags(env *environment, args []string) (shellFlags, error) {
 	// The address may come before or after the options.
 	var positional []string
 	for {
-		if err := parseFlagsKeepArgs(fs, before); err != nil {
+		if err := parseFlagsWithArgs(fs, before, -1); err != nil {
 			return parsed, err
 		}
 		if fs.NArg() == 0 {
@@ -103,24 +102,6 @@ func parseShellFlags(env *environment, args []string) (shellFlags, error) {
 		return parsed, usagef("bt shell: invalid --timeout %v: give a positive duration such as 10s", parsed.timeout)
 	}
 	return parsed, nil
-}
-
-// parseFlagsKeepArgs parses args as parseFlags does, but leaves positional
-// arguments in fs.Args. NOTE: it repeats parseFlags's handling of --help
-// and errors, because parseFlags rejects positional arguments.
-func parseFlagsKeepArgs(fs *flag.FlagSet, args []string) error {
-	printUsage := fs.Usage
-	fs.Usage = func() {}
-	err := fs.Parse(args)
-	fs.Usage = printUsage
-	if errors.Is(err, flag.ErrHelp) {
-		printUsage()
-		return err
-	}
-	if err != nil {
-		return usagef("%s: %v: run '%s --help' for the options", fs.Name(), err, fs.Name())
-	}
-	return nil
 }
 
 // shellSession runs bt shell and returns the remote command's status as sh

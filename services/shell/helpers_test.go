@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/blocktree/blocktree/services/bus"
+	"github.com/blocktree/blocktree/services/bus/bustest"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
 
@@ -28,36 +29,7 @@ func testContext(t testing.TB) context.Context {
 // connPair returns both ends of a new bus connection.
 func connPair(t testing.TB) (client, server *bus.Conn) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "shell.sock")
-	l, err := bus.Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	accepted := make(chan *bus.Conn, 1)
-	acceptErr := make(chan error, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			acceptErr <- err
-			return
-		}
-		accepted <- c
-	}()
-	client, err = bus.Dial(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case server = <-accepted:
-	case err := <-acceptErr:
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		client.Close()
-		server.Close()
-	})
-	return client, server
+	return bustest.Pair(t, bus.Dialer{}, bus.ListenConfig{})
 }
 
 // startServer runs Serve on a new connection and returns the client end

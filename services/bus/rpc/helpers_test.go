@@ -3,11 +3,11 @@ package rpc
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/blocktree/blocktree/services/bus"
+	"github.com/blocktree/blocktree/services/bus/bustest"
 )
 
 // connPair returns the dialer's and the listener's end of a new bus
@@ -15,36 +15,7 @@ import (
 // when the test ends.
 func connPair(t *testing.T) (client, server *bus.Conn) {
 	t.Helper()
-	ln, err := bus.Listen(filepath.Join(t.TempDir(), "bus.sock"))
-	if err != nil {
-		t.Fatalf("Listen: %v", err)
-	}
-	defer ln.Close()
-
-	type accepted struct {
-		conn *bus.Conn
-		err  error
-	}
-	ch := make(chan accepted, 1)
-	go func() {
-		conn, err := ln.Accept()
-		ch <- accepted{conn, err}
-	}()
-
-	client, err = bus.Dial(ln.Addr().String())
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	a := <-ch
-	if a.err != nil {
-		client.Close()
-		t.Fatalf("Accept: %v", a.err)
-	}
-	t.Cleanup(func() {
-		client.Close()
-		a.conn.Close()
-	})
-	return client, a.conn
+	return bustest.Pair(t, bus.Dialer{}, bus.ListenConfig{})
 }
 
 // startServer runs srv.Serve on conn in a goroutine. When the test ends it
