@@ -67,8 +67,8 @@ func (f *netdFlags) check(stateDir string) error {
 	return nil
 }
 
-// netdConfig is what a node's network daemon needs, in bt node and in
-// bt netd alike.
+// netdConfig is the configuration of a node's network daemon, in bt node
+// and in bt netd alike.
 type netdConfig struct {
 	node      *principal.Credential
 	root      principal.Principal // the tree's root principal

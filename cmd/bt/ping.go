@@ -134,7 +134,7 @@ func pingOnce(ctx context.Context, w io.Writer, conn *bus.Conn, seq uint64, answ
 		echoed := binary.BigEndian.Uint64(got)
 		switch {
 		case answered[echoed]:
-			return 0, fmt.Errorf("duplicate reply to ping %d, which was answered before", echoed)
+			return 0, fmt.Errorf("duplicate reply to ping %d: the peer replied to it before", echoed)
 		case echoed < seq:
 			answered[echoed] = true
 			fmt.Fprintf(w, "late reply: seq=%d\n", echoed)

@@ -218,7 +218,7 @@ func describeDialError(address string, node principal.Principal, timeout time.Du
 	}
 	switch {
 	case errors.Is(err, endpoint.ErrUnauthorized):
-		// netd's reason says which chain is missing or what it covers.
+		// netd's reason names the missing chain or what the chain covers.
 		return fmt.Errorf("bt shell: %s refused principal %s (unauthorized): %w", address, node, err)
 	case errors.Is(err, endpoint.ErrUnreachable):
 		// netd's reason names the peers file line or the failed dial.

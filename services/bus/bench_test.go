@@ -51,7 +51,7 @@ type msgStream interface {
 	// recv receives the next message of n bytes and calls fn with it, in
 	// place on the bus. It returns io.EOF when the peer ended its stream.
 	recv(n int, fn func(p []byte) error) error
-	// endStream tells the peer that no more messages follow.
+	// endStream signals the peer that no more messages follow.
 	endStream() error
 }
 

@@ -62,10 +62,10 @@ type Conn struct {
 	dataFd     int     // eventfd that wakes the peer's Recv
 
 	// recvSlot is held by a Recv, including its sleep.
-	recvSlot   chan struct{}
+	recvSlot chan struct{}
 	// recvSpin decides whether a Recv polls before it sleeps. Only the
 	// holder of recvSlot uses it.
-	recvSpin spinPolicy
+	recvSpin   spinPolicy
 	recvWaiter *waiter // the peer committed records to the receive ring
 	roomFd     int     // eventfd that wakes the peer's Send
 

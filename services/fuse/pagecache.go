@@ -15,11 +15,11 @@ import (
 // since this mount last opened it, or when only this mount changed it.
 // Without the writeback cache, the kernel updates or drops its own pages
 // for the writes, truncations, fallocate and copy_file_range calls that
-// pass through it. Another client of the daemon (another mount, later a Raft peer)
-// changes the ctime, which the daemon sets at every change. So at each
-// open the server asks the daemon for the file's attributes and keeps the
-// cache only when ctime and size are those recorded at the previous open
-// and no change went through this mount in between. Each open thus costs
+// pass through it. Another client of the daemon (another mount, later a
+// Raft peer) changes the ctime, which the daemon sets at every change. So
+// at each open the server requests the file's attributes from the daemon.
+// It keeps the cache only when ctime and size are those recorded at the
+// previous open and no change went through this mount in between. Each open thus costs
 // one GETATTR round trip more, and readers keep close-to-open consistency.
 //
 // NOTE: the rule relies on the daemon's ctime moving at every change. A

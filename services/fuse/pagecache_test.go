@@ -26,7 +26,7 @@ func (f *readCountingFS) Read(ctx context.Context, c *fsapi.Caller, ino fsapi.In
 // TestPageCacheKeptUntilChanged checks that a file read again is served
 // from the kernel's page cache. After a change through the mount or
 // through another client of the file system, the next open reads from the
-// daemon again and sees the new contents.
+// daemon again and returns the new contents.
 func TestPageCacheKeptUntilChanged(t *testing.T) {
 	engine, _ := newEngine(t)
 	counting := &readCountingFS{FS: engine}

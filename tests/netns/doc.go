@@ -1,6 +1,6 @@
 // Package netns tests message routing between host-mode nodes as a user
-// runs it: each `bt node` runs in its own network namespace, the nodes
-// reach each other over veth pairs, and `bt ping` exchanges messages with
+// runs it. Each `bt node` runs in its own network namespace, and the nodes
+// reach each other over veth pairs. `bt ping` exchanges messages with
 // another node's echo service through both nodes' netd. The tests issue
 // the writecap chains with `bt keys issue --state`, check that a node
 // without a covering chain is refused, and cut a link to check what the

@@ -71,7 +71,7 @@ func Register(runDir string, a Address) (*Listener, error) {
 	return &Listener{ln: ln, addr: a, uid: uint32(os.Getuid())}, nil
 }
 
-// removeStale removes path if it is a socket that nobody listens on.
+// removeStale removes path if it is a socket on which no process listens.
 func removeStale(path string) error {
 	info, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -161,8 +161,8 @@ func (l *Listener) readHello(conn *bus.Conn) (Origin, error) {
 
 // Dial connects to the endpoint at address on behalf of this node, whose
 // principal is self. An address on this node is reached directly through
-// its socket under runDir; any other through the local netd, which must
-// open a circuit to it before ctx ends. Errors wrap ErrNoEndpoint,
+// its socket under runDir. Any other is reached through the local netd,
+// which must open a circuit to it before ctx ends. Errors wrap ErrNoEndpoint,
 // ErrUnreachable, ErrUnauthorized, ErrTimedOut or ErrPeerGone where one
 // applies.
 func Dial(ctx context.Context, runDir string, self principal.Principal, address string) (*bus.Conn, error) {

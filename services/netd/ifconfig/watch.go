@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// watchState is what Poll remembers between calls.
+// watchState is the state that Poll keeps between calls.
 type watchState struct {
 	mu         sync.Mutex // serializes Poll
 	read       bool       // a read has happened

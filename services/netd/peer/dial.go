@@ -11,9 +11,9 @@ import (
 )
 
 // Dial connects to the node expect at addr and makes a link on which this
-// node opens circuits to expect's services: a TLS 1.3 handshake in which
-// the key behind addr must be expect's, then this node's chain from
-// cfg.Root, which expect must accept. network is as for net.Dial, usually "tcp".
+// node opens circuits to expect's services. In the TLS 1.3 handshake the
+// key behind addr must be expect's, and then expect must accept this
+// node's chain from cfg.Root. network is as for net.Dial, usually "tcp".
 // Connecting, the handshake and the exchange together end at
 // cfg.HandshakeTimeout or at ctx's deadline, whichever comes first.
 //

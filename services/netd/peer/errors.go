@@ -34,7 +34,7 @@ var (
 
 	// ErrRejected means that the listener closed the link instead of
 	// accepting this node's chain. A listener does so for every chain that
-	// does not verify, and says why only in its own log.
+	// does not verify, and logs the reason only in its own log.
 	ErrRejected = errors.New("peer rejected this node")
 )
 

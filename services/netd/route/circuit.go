@@ -137,7 +137,7 @@ func (c *circuit) remoteClose() {
 	case attached:
 		// deliver ends the circuit once the queue is empty.
 	case c.l.pl.Accepted():
-		// The dialer gave up before the local endpoint answered.
+		// The dialer gave up before the local endpoint replied.
 		c.close(false)
 	default:
 		// A CLOSE in place of OPENED; after OPENED, attach starts deliver.
@@ -279,9 +279,9 @@ func (c *circuit) deliver() {
 	}
 }
 
-// close ends the circuit once: it closes the local connection, whose
-// process then gets bus.ErrPeerGone, and tells the peer when sendClose is
-// set.
+// close ends the circuit once. It closes the local connection, whose
+// process then gets bus.ErrPeerGone, and sends CLOSE to the peer when
+// sendClose is set.
 func (c *circuit) close(sendClose bool) {
 	c.mu.Lock()
 	if c.closed {

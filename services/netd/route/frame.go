@@ -26,7 +26,7 @@ const MaxMessage = bus.DefaultRingSize/2 - 8
 // for two messages of MaxMessage bytes.
 const DefaultWindow = 2 * (MaxMessage + msgOverhead)
 
-// msgOverhead is what a message costs in credit beyond its payload, so
+// msgOverhead is the credit a message costs beyond its payload, so
 // that a flood of empty messages is bounded too.
 const msgOverhead = 16
 

@@ -24,7 +24,7 @@ type link struct {
 	mu       sync.Mutex
 	circuits map[uint32]*circuit
 	nextID   uint32
-	err      error // why the link failed; nil while it runs
+	err      error // the reason the link failed; nil while it runs
 
 	done chan struct{} // closed by fail
 }
@@ -262,7 +262,7 @@ func (l *link) authorize(a endpoint.Address) (endpoint.Code, string) {
 	return 0, ""
 }
 
-// open asks the listener to open a circuit to a and waits for the reply.
+// open requests a circuit to a from the listener and waits for the reply.
 func (l *link) open(ctx context.Context, a endpoint.Address, deadline int64) (*circuit, error) {
 	l.mu.Lock()
 	if l.err != nil {

@@ -341,7 +341,7 @@ func (r *Router) rejectLocal(conn *bus.Conn, code endpoint.Code, reason string) 
 	if err := conn.Send(ctx, endpoint.KindOpenFailed, endpoint.EncodeOpenFailed(code, reason)); err != nil {
 		r.opts.Logger.Debug("open failure not delivered", "pid", conn.Peer().PID, "error", err)
 	}
-	// The client reads the reply before it sees the close: bus messages
+	// The client reads the reply before it reads the close: bus messages
 	// committed before the end stay readable.
 	conn.Close()
 }

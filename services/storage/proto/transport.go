@@ -7,10 +7,10 @@ import (
 )
 
 // RingSize is the size of each direction's ring on a connection, which
-// Dial requests from the daemon. A bus message is at most half a ring, and the
+// Dial requests from the daemon. A bus message is at most half a ring. The
 // largest message, a Write request or Read response of fsapi.MaxWrite
-// bytes plus its other fields (MaxMessageSize), is just above 1 MiB, so
-// 2 MiB rings would be 8 bytes short and 4 MiB is the smallest power of
+// bytes plus its other fields (MaxMessageSize), is just above 1 MiB. So
+// 2 MiB rings would be 8 bytes short, and 4 MiB is the smallest power of
 // two that fits. The two rings take 8 MiB of shared memory per
 // connection, mapped by both processes; the kernel backs the pages as
 // messages first touch them.
