@@ -211,7 +211,9 @@ func TestReleaseOutOfOrder(t *testing.T) {
 	}
 }
 
-func TestSendBlocksUntilPeerReleases(t *testing.T) {
+func TestSendBlocksUntilPeerReleases(t *testing.T) { forEachWakeup(t, testSendBlocksUntilPeerReleases) }
+
+func testSendBlocksUntilPeerReleases(t *testing.T) {
 	const ringSize = 4096
 	client, server := connPair(t, Dialer{RingSize: ringSize}, ListenConfig{})
 	payload := make([]byte, ringSize/2-ring.RecordHeaderSize)
@@ -323,7 +325,9 @@ func TestReserveTruncate(t *testing.T) {
 	}
 }
 
-func TestRecvHonoursContext(t *testing.T) {
+func TestRecvHonoursContext(t *testing.T) { forEachWakeup(t, testRecvHonoursContext) }
+
+func testRecvHonoursContext(t *testing.T) {
 	_, server := connPair(t, Dialer{}, ListenConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -336,7 +340,9 @@ func TestRecvHonoursContext(t *testing.T) {
 	}
 }
 
-func TestCloseStopsRecvAndSend(t *testing.T) {
+func TestCloseStopsRecvAndSend(t *testing.T) { forEachWakeup(t, testCloseStopsRecvAndSend) }
+
+func testCloseStopsRecvAndSend(t *testing.T) {
 	client, server := connPair(t, Dialer{RingSize: 4096}, ListenConfig{})
 	recvDone := make(chan error, 1)
 	go func() {
@@ -407,7 +413,9 @@ func TestCloseReleasesFdsAndMemory(t *testing.T) {
 
 // TestBusyStreamSendsNoSignals checks the wake-up protocol on real
 // eventfds: a producer signals only a consumer that is about to sleep.
-func TestBusyStreamSendsNoSignals(t *testing.T) {
+func TestBusyStreamSendsNoSignals(t *testing.T) { forEachWakeup(t, testBusyStreamSendsNoSignals) }
+
+func testBusyStreamSendsNoSignals(t *testing.T) {
 	client, server := connPair(t, Dialer{}, ListenConfig{})
 
 	// The server sleeps in Recv, so the first message signals it.
@@ -474,7 +482,9 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 
 // TestRecvParksGoroutines checks that a sleeping Recv waits in the
 // netpoller: many of them must not take an OS thread each.
-func TestRecvParksGoroutines(t *testing.T) {
+func TestRecvParksGoroutines(t *testing.T) { forEachWakeup(t, testRecvParksGoroutines) }
+
+func testRecvParksGoroutines(t *testing.T) {
 	const conns = 64
 	var servers []*Conn
 	for range conns {
@@ -506,7 +516,9 @@ func TestRecvParksGoroutines(t *testing.T) {
 	}
 }
 
-func TestTwoGoroutineStream(t *testing.T) {
+func TestTwoGoroutineStream(t *testing.T) { forEachWakeup(t, testTwoGoroutineStream) }
+
+func testTwoGoroutineStream(t *testing.T) {
 	client, server := connPair(t, Dialer{RingSize: 64 << 10}, ListenConfig{CopyThreshold: 512})
 	messages := 200_000
 	if testing.Short() {
@@ -556,5 +568,46 @@ func TestSpinPolicy(t *testing.T) {
 	p.record(false)
 	if !p.shouldSpin() {
 		t.Errorf("a Recv after one that got its message without sleeping does not poll")
+	}
+}
+
+// TestLocalLinkPairsEndsInOneProcess checks that two ends in this process
+// wake each other through one shared local link, and that the registry
+// keeps nothing once the setups are done, also after a rejected one.
+func TestLocalLinkPairsEndsInOneProcess(t *testing.T) {
+	client, server := connPair(t, Dialer{}, ListenConfig{})
+	if client.dataWake == nil || server.dataWake == nil {
+		t.Fatal("ends in one process do not use a local link")
+	}
+	if client.dataWake != server.recvWaiter.local || server.dataWake != client.recvWaiter.local {
+		t.Error("one end's data wake-ups do not reach the other end's Recv")
+	}
+	if client.roomWake != server.sendWaiter.local || server.roomWake != client.sendWaiter.local {
+		t.Error("one end's room wake-ups do not reach the other end's Send")
+	}
+
+	lc := ListenConfig{MaxRingSize: 4096}
+	ln, err := lc.Listen(filepath.Join(t.TempDir(), "small.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go ln.Accept()
+	if c, err := (&Dialer{RingSize: 8192}).Dial(ln.Addr().String()); err == nil {
+		c.Close()
+		t.Fatal("Dial with a ring above the listener's maximum succeeded")
+	}
+
+	localLinks.mu.Lock()
+	left := len(localLinks.links)
+	localLinks.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d local links left in the registry after the setups", left)
+	}
+
+	useEventfds(t)
+	client, server = connPair(t, Dialer{}, ListenConfig{})
+	if client.dataWake != nil || server.dataWake != nil || client.recvWaiter.local != nil {
+		t.Error("local link in use with local wake-ups turned off")
 	}
 }

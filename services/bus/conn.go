@@ -58,16 +58,18 @@ type Conn struct {
 	// Cancel, because the ring has a single producer.
 	sendSlot   chan struct{}
 	producer   *ring.Producer
-	sendWaiter *waiter // the peer released records in the send ring
-	dataFd     int     // eventfd that wakes the peer's Recv
+	sendWaiter *waiter       // the peer released records in the send ring
+	dataFd     int           // eventfd that wakes the peer's Recv
+	dataWake   chan struct{} // replaces dataFd on a local link
 
 	// recvSlot is held by a Recv, including its sleep.
 	recvSlot chan struct{}
 	// recvSpin decides whether a Recv polls before it sleeps. Only the
 	// holder of recvSlot uses it.
 	recvSpin   spinPolicy
-	recvWaiter *waiter // the peer committed records to the receive ring
-	roomFd     int     // eventfd that wakes the peer's Send
+	recvWaiter *waiter       // the peer committed records to the receive ring
+	roomFd     int           // eventfd that wakes the peer's Send
+	roomWake   chan struct{} // replaces roomFd on a local link
 
 	// consumerMu guards consumer and heldRecords, which Recv and
 	// Message.Release use. It is never held while sleeping.
@@ -105,6 +107,7 @@ type connParts struct {
 	ringSize      int
 	peer          Cred
 	copyThreshold int
+	local         *localLink // nil unless both ends are this process
 }
 
 // newConn builds a Conn from a completed setup. It takes ownership of all
@@ -132,13 +135,13 @@ func newConn(r role, p connParts) (*Conn, error) {
 	ringA := mem[:ring.Size(p.ringSize)]
 	ringB := mem[ring.Size(p.ringSize):memorySize(p.ringSize)]
 	sendRing, recvRing := ringA, ringB
-	sendWait, recvWait := fd(fdDialerRoom), fd(fdListenData)
-	c.dataFd, c.roomFd = fd(fdDialerData), fd(fdListenRoom)
+	sendWaitIdx, recvWaitIdx, dataIdx, roomIdx := fdDialerRoom, fdListenData, fdDialerData, fdListenRoom
 	if r == listener {
 		sendRing, recvRing = ringB, ringA
-		sendWait, recvWait = fd(fdListenRoom), fd(fdDialerData)
-		c.dataFd, c.roomFd = fd(fdListenData), fd(fdDialerRoom)
+		sendWaitIdx, recvWaitIdx, dataIdx, roomIdx = fdListenRoom, fdDialerData, fdListenData, fdDialerRoom
 	}
+	sendWait, recvWait := fd(sendWaitIdx), fd(recvWaitIdx)
+	c.dataFd, c.roomFd = fd(dataIdx), fd(roomIdx)
 
 	abort := func(err error) (*Conn, error) {
 		c.sock.Close()
@@ -153,10 +156,15 @@ func newConn(r role, p connParts) (*Conn, error) {
 	if c.recvWaiter, err = newWaiter(recvWait, "bus-recv-data"); err != nil {
 		return abort(err)
 	}
-	if c.producer, err = ring.NewProducer(sendRing, func() { c.signal(c.dataFd) }); err != nil {
+	if p.local != nil {
+		c.sendWaiter.useLocal(p.local.wake[sendWaitIdx-1])
+		c.recvWaiter.useLocal(p.local.wake[recvWaitIdx-1])
+		c.dataWake, c.roomWake = p.local.wake[dataIdx-1], p.local.wake[roomIdx-1]
+	}
+	if c.producer, err = ring.NewProducer(sendRing, func() { c.signal(c.dataFd, c.dataWake) }); err != nil {
 		return abort(err)
 	}
-	if c.consumer, err = ring.NewConsumer(recvRing, func() { c.signal(c.roomFd) }); err != nil {
+	if c.consumer, err = ring.NewConsumer(recvRing, func() { c.signal(c.roomFd, c.roomWake) }); err != nil {
 		return abort(err)
 	}
 
@@ -164,10 +172,15 @@ func newConn(r role, p connParts) (*Conn, error) {
 	return c, nil
 }
 
-// signal wakes the peer through an eventfd. If that fails, the connection
-// stops with the error, because the peer would otherwise sleep forever.
-func (c *Conn) signal(fd int) {
+// signal wakes the peer through an eventfd, or through ch on a local link.
+// If that fails, the connection stops with the error, because the peer
+// would otherwise sleep forever.
+func (c *Conn) signal(fd int, ch chan struct{}) {
 	c.signals.Add(1)
+	if ch != nil {
+		wakeLocal(ch)
+		return
+	}
 	if err := signalEventfd(fd); err != nil {
 		c.fail(fmt.Errorf("bus wake-up of pid %d: %w", c.peer.PID, err))
 	}

@@ -91,6 +91,25 @@ func (d *Dialer) setup(sock *net.UnixConn, ringSize int) (c *Conn, err error) {
 		}
 	}
 
+	// SO_PEERCRED of a connected socket names the listener from the
+	// start, so the dialer knows before the setup whether it is this
+	// process.
+	peer, err := peerCred(sock)
+	if err != nil {
+		return nil, err
+	}
+	offered, err := offerLocalLink(region.Fd(), peer)
+	if err != nil {
+		return nil, err
+	}
+	local, taken := (*localLink)(nil), false
+	take := func() {
+		if !taken {
+			local, taken = takeLocalLink(offered), true
+		}
+	}
+	defer take() // on every error path
+
 	msg := encodeSetup(setup{version: Version, ringSize: uint32(ringSize)})
 	rights := unix.UnixRights(region.Fd(), eventFds[0], eventFds[1], eventFds[2], eventFds[3])
 	if _, _, err := sock.WriteMsgUnix(msg, rights, nil); err != nil {
@@ -118,10 +137,7 @@ func (d *Dialer) setup(sock *net.UnixConn, ringSize int) (c *Conn, err error) {
 	if err := sock.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
-	peer, err := peerCred(sock)
-	if err != nil {
-		return nil, err
-	}
+	take()
 
 	parts := connParts{
 		sock:          sock,
@@ -130,6 +146,7 @@ func (d *Dialer) setup(sock *net.UnixConn, ringSize int) (c *Conn, err error) {
 		ringSize:      ringSize,
 		peer:          peer,
 		copyThreshold: withDefault(d.CopyThreshold, DefaultCopyThreshold),
+		local:         local,
 	}
 	region, eventFds = nil, [4]int{-1, -1, -1, -1} // owned by newConn now
 	c, err = newConn(dialer, parts)

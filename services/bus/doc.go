@@ -82,6 +82,15 @@
 // again once a message is waiting when Recv starts, and as a probe every
 // 16 Recvs.
 //
+// When both ends are in one process, as the storage daemon and the FUSE
+// server are in a host-mode node, they wake each other through Go channels
+// instead (a local link, found at setup through the memfd's identity and
+// SO_PEERCRED). The eventfds still exist, but neither end sleeps on them. A
+// channel send makes the sleeper runnable on the sender's own thread, so a
+// request and its reply need no cross-thread wake-up. Through a host-mode
+// mount this made creating files about 1.6 times and deleting them about
+// 1.7 times as fast as with eventfd wake-ups.
+//
 // The peer shares each eventfd's open file description and could clear its
 // O_NONBLOCK flag. Reads therefore use preadv2(2) with RWF_NOWAIT, which
 // never blocks, and a wake-up sets O_NONBLOCK again before it writes.

@@ -22,9 +22,21 @@ import (
 // O_NONBLOCK flag with fcntl(2), which would turn a plain read(2) into one
 // that blocks a thread. The waiter therefore reads with preadv2(2) and
 // RWF_NOWAIT, which returns EAGAIN whether or not O_NONBLOCK is set.
+//
+// A waiter of a connection whose peer is this process sleeps on a channel
+// instead (see localLink), and interrupt then sends to its own channel.
 type waiter struct {
 	f   *os.File
 	raw syscall.RawConn
+
+	local       chan struct{} // wake-ups from the peer, or nil when the waiter reads its eventfd
+	interrupted chan struct{} // interrupts of a waiter that uses local
+}
+
+// useLocal makes the waiter sleep on ch instead of its eventfd.
+func (w *waiter) useLocal(ch chan struct{}) {
+	w.local = ch
+	w.interrupted = make(chan struct{}, 1)
 }
 
 // aLongTimeAgo is a read deadline in the past; setting it makes a pending
@@ -73,6 +85,9 @@ func readNoWait(fd int) error {
 // caller must not sleep. wait checks it after clearing the deadline, so an
 // interrupt that follows the condition is never lost.
 func (w *waiter) wait(ctx context.Context, stopped func() bool) error {
+	if w.local != nil {
+		return w.waitLocal(ctx, stopped)
+	}
 	if err := w.f.SetReadDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("wait on eventfd %s: %w", w.f.Name(), err)
 	}
@@ -104,9 +119,33 @@ func (w *waiter) wait(ctx context.Context, stopped func() bool) error {
 	}
 }
 
+// waitLocal is wait on the channel of a local link. An interrupt from
+// before the call is dropped first, as wait clears the deadline.
+func (w *waiter) waitLocal(ctx context.Context, stopped func() bool) error {
+	select {
+	case <-w.interrupted:
+	default:
+	}
+	if stopped() {
+		return nil
+	}
+	select {
+	case <-w.local:
+		return nil
+	case <-w.interrupted:
+		return ctx.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // interrupt makes a pending or the next wait return. It may race with
 // Close, after which it does nothing.
 func (w *waiter) interrupt() {
+	if w.local != nil {
+		wakeLocal(w.interrupted)
+		return
+	}
 	_ = w.f.SetReadDeadline(aLongTimeAgo)
 }
 

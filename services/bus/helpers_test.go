@@ -109,3 +109,22 @@ func threads(t testing.TB) int {
 func uintptrOf(b *byte) uintptr { return uintptr(unsafe.Pointer(b)) }
 
 func (c *Conn) isDialer() bool { return c.role == dialer }
+
+// useEventfds makes the connections that the test sets up in this process
+// wake each other through their eventfds, as two processes do, instead of
+// through a local link.
+func useEventfds(t *testing.T) {
+	saved := localWakeups
+	localWakeups = false
+	t.Cleanup(func() { localWakeups = saved })
+}
+
+// forEachWakeup runs test once with each way of waking a peer in this
+// process: a local link's channels and the eventfds.
+func forEachWakeup(t *testing.T, test func(t *testing.T)) {
+	t.Run("channels", test)
+	t.Run("eventfds", func(t *testing.T) {
+		useEventfds(t)
+		test(t)
+	})
+}

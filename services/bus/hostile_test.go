@@ -361,6 +361,7 @@ func TestDialReportsRejection(t *testing.T) {
 // shared eventfds, which would make a plain read(2) or a write(2) to a full
 // counter block a thread.
 func TestHostilePeerClearsNonblock(t *testing.T) {
+	useEventfds(t)
 	client, server := connPair(t, Dialer{RingSize: hostileRingSize}, ListenConfig{})
 	clearNonblock := func(fd int) {
 		t.Helper()

@@ -212,6 +212,7 @@ func (l *Listener) connect(sock *net.UnixConn, s setup, fds []int, peer Cred) (*
 		closeFds(eventFds[:])
 		return nil, statusInvalidSetup, err
 	}
+	local := claimLocalLink(region.Fd(), peer)
 
 	c, err := newConn(listener, connParts{
 		sock:          sock,
@@ -220,6 +221,7 @@ func (l *Listener) connect(sock *net.UnixConn, s setup, fds []int, peer Cred) (*
 		ringSize:      ringSize,
 		peer:          peer,
 		copyThreshold: withDefault(l.config.CopyThreshold, DefaultCopyThreshold),
+		local:         local,
 	})
 	if err != nil {
 		return nil, statusInvalidSetup, err

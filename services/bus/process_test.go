@@ -128,6 +128,9 @@ func TestCrossProcess(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Accept: %v", err)
 	}
+	if c.dataWake != nil || c.recvWaiter.local != nil {
+		t.Error("connection to another process uses a local link instead of its eventfds")
+	}
 	if err := ln.Close(); err != nil {
 		t.Fatalf("close listener: %v", err)
 	}
