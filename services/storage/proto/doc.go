@@ -10,12 +10,16 @@
 //
 // A client sends requests, each with a 64-bit id that is unique among its
 // running requests on the connection, and the server sends for each a
-// response that carries the same id. The server runs every request in its
-// own goroutine, so responses arrive in the order the requests finish, and
-// a SetLk that waits for a lock holds up nothing else. A client cancels a
-// request by sending OpInterrupt with the request's id. The server then
-// cancels that request's context and still sends a response, typically
-// EINTR. The client does not wait for that response.
+// response that carries the same id. Responses arrive in the order the
+// requests finish. A small request that cannot wait for long (a lookup, a
+// create, an unlink, ...) runs in the goroutine that reads requests when no
+// other request of the connection is running. Every other request runs in
+// its own goroutine, so a SetLk that waits for a lock holds up nothing else.
+// A client cancels a request by sending OpInterrupt with the request's id.
+// The server then cancels that request's context and still sends a
+// response, typically EINTR. The client does not wait for that response.
+// An interrupt for a request that ran in the reading goroutine arrives
+// after that request finished, and is ignored.
 //
 // The server decides who each request comes from. A peer that
 // ServerOptions.TrustCallers accepts names the Caller in every request, as

@@ -104,17 +104,17 @@ func TestMalformedRequestsAreDropped(t *testing.T) {
 
 func TestDuplicateRequestIDIsDropped(t *testing.T) {
 	srv := startServer(t, newMemFS(), ServerOptions{})
-	letGo := srv.fs.hold(OpGetAttr)
+	letGo := srv.fs.hold(OpSyncFS)
 	defer letGo()
 	conn := rawConn(t, srv.path)
 	ctx := testContext(t)
 
-	getAttr := encodeRequest(t, &Request{Op: OpGetAttr, ID: 5, Ino: fsapi.RootIno})
-	if err := conn.Send(ctx, busKindRequest, getAttr); err != nil {
+	syncFS := encodeRequest(t, &Request{Op: OpSyncFS, ID: 5})
+	if err := conn.Send(ctx, busKindRequest, syncFS); err != nil {
 		t.Fatalf("send: %v", err)
 	}
-	eventually(t, "the file system has the GetAttr", func() bool { return len(srv.fs.callsOf(OpGetAttr)) == 1 })
-	if err := conn.Send(ctx, busKindRequest, getAttr); err != nil {
+	eventually(t, "the file system has the SyncFS", func() bool { return len(srv.fs.callsOf(OpSyncFS)) == 1 })
+	if err := conn.Send(ctx, busKindRequest, syncFS); err != nil {
 		t.Fatalf("send: %v", err)
 	}
 	eventually(t, "the server counts the duplicate", func() bool { return srv.srv.malformed.Load() == 1 })
@@ -129,8 +129,8 @@ func TestDuplicateRequestIDIsDropped(t *testing.T) {
 		t.Errorf("response = %+v, %v; expected a successful response to request 5", resp, err)
 	}
 	msg.Release()
-	if n := len(srv.fs.callsOf(OpGetAttr)); n != 1 {
-		t.Errorf("file system saw %d GetAttr calls, expected 1", n)
+	if n := len(srv.fs.callsOf(OpSyncFS)); n != 1 {
+		t.Errorf("file system saw %d SyncFS calls, expected 1", n)
 	}
 }
 

@@ -64,6 +64,9 @@ type server struct {
 	// inPlaceWrites counts the Write requests whose data reached the file
 	// system as a view into shared memory, without a copy.
 	inPlaceWrites atomic.Uint64
+	// inline counts the requests that ran in their connection's reading
+	// goroutine, for tests.
+	inline atomic.Uint64
 
 	mu    sync.Mutex
 	conns map[*serverConn]struct{}

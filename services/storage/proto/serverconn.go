@@ -107,6 +107,12 @@ func (sc *serverConn) serve() {
 			sc.interrupt(req.ID)
 			continue
 		}
+		if req.Op.quick() && len(sc.slots) == 0 {
+			// Nothing else runs on the connection, so the request runs
+			// here without a goroutine of its own (see Op.quick).
+			sc.runInline(req, held)
+			continue
+		}
 		if !sc.start(req, held) {
 			held.release()
 			if sc.ctx.Err() != nil {
@@ -156,6 +162,19 @@ func (sc *serverConn) start(req *Request, held heldMessage) bool {
 	sc.requests.Add(1)
 	go sc.run(ctx, req, held)
 	return true
+}
+
+// runInline executes req in the reading goroutine. Unlike start, it does
+// not register req for OpInterrupt: the reader cannot see an interrupt
+// until req has finished anyway.
+func (sc *serverConn) runInline(req *Request, held heldMessage) {
+	sc.srv.inline.Add(1)
+	resp := Response{Op: req.Op, ID: req.ID}
+	sent := sc.dispatch(sc.ctx, req, &resp)
+	held.release()
+	if !sent {
+		sc.send(&resp)
+	}
 }
 
 // interrupt cancels the context of the running request id. An id that is

@@ -426,3 +426,41 @@ func TestErrorWithoutErrnoBecomesEIO(t *testing.T) {
 		t.Errorf("server did not log the error once; logs:\n%s", srv.logs)
 	}
 }
+
+// TestQuickRequestsRunInline checks that a quick request on an idle
+// connection runs in the reading goroutine, and that one arriving while
+// another request runs gets its own goroutine, so that the reader stays
+// free for interrupts.
+func TestQuickRequestsRunInline(t *testing.T) {
+	srv := startServer(t, newMemFS(), ServerOptions{})
+	client := dial(t, srv.path)
+	ctx := context.Background()
+	c := &fsapi.Caller{}
+
+	const rounds = 10
+	for range rounds {
+		if _, err := client.GetAttr(ctx, c, fsapi.RootIno); err != nil {
+			t.Fatalf("GetAttr: %v", err)
+		}
+	}
+	if n := srv.srv.inline.Load(); n != rounds {
+		t.Errorf("%d of %d GetAttr requests on an idle connection ran inline", n, rounds)
+	}
+
+	letGo := srv.fs.hold(OpSyncFS)
+	defer letGo()
+	synced := make(chan error, 1)
+	go func() { synced <- client.SyncFS(ctx, c) }()
+	eventually(t, "the file system has the SyncFS", func() bool { return len(srv.fs.callsOf(OpSyncFS)) == 1 })
+	before := srv.srv.inline.Load()
+	if _, err := client.GetAttr(ctx, c, fsapi.RootIno); err != nil {
+		t.Fatalf("GetAttr beside a running SyncFS: %v", err)
+	}
+	if n := srv.srv.inline.Load() - before; n != 0 {
+		t.Errorf("GetAttr beside a running SyncFS ran inline")
+	}
+	letGo()
+	if err := <-synced; err != nil {
+		t.Errorf("SyncFS: %v", err)
+	}
+}
