@@ -37,6 +37,9 @@ type inode struct {
 	// resident is false while the data part (xattrs and file sectors) was
 	// evicted by the persistence layer and must be loaded before use.
 	resident bool
+	// xattrsKept means that xattrs is complete although the inode is not
+	// resident: Evict keeps them, so that reading them needs no load.
+	xattrsKept bool
 
 	// State of this daemon only, never journaled nor exported.
 	opens    int    // open handles

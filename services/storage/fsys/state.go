@@ -185,8 +185,11 @@ func (e *Engine) export(n *inode) *InodeState {
 	return st
 }
 
-// Evict drops the data part (xattrs and sectors) of a clean regular file,
-// to free memory; the Loader brings it back on the next use.
+// Evict drops the file sectors of a clean regular file, to free memory; the
+// Loader brings them back on the next use. The xattrs stay, because they
+// are small and Linux reads security.capability before it writes to a FUSE
+// file: dropping them made the first write after a checkpoint load the
+// whole file.
 func (e *Engine) Evict(ino fsapi.Ino) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -202,8 +205,8 @@ func (e *Engine) Evict(ino fsapi.Ino) error {
 		return syscall.EOPNOTSUPP
 	}
 	n.data = nil
-	n.xattrs = nil
 	n.resident = false
+	n.xattrsKept = true
 	return nil
 }
 

@@ -311,11 +311,30 @@ func TestEvictAndLoad(t *testing.T) {
 		t.Errorf("xattr %q after %d loads, expected v after 1", value, loader.calls)
 	}
 
+	// Evict keeps the xattrs, so reading them loads nothing.
 	mustOK(t, e.Evict(file))
+	value, err = e.GetXattr(ctx, userCaller, file, "user.k")
+	mustOK(t, err)
+	if string(value) != "v" {
+		t.Errorf("xattr of the evicted file = %q, expected v", value)
+	}
+	names, err := e.ListXattr(ctx, userCaller, file)
+	mustOK(t, err)
+	if !slices.Equal(names, []string{"user.k"}) {
+		t.Errorf("xattrs of the evicted file = %q, expected [user.k]", names)
+	}
+	if loader.calls != 1 {
+		t.Errorf("reading the xattrs of an evicted file made %d loads in all, expected still 1", loader.calls)
+	}
+
 	loader.fail = errors.New("block missing")
-	_, err = e.GetXattr(ctx, userCaller, file, "user.k")
+	h, err := e.Open(ctx, rootCaller, file, syscall.O_RDONLY)
+	mustOK(t, err)
+	_, err = e.Read(ctx, rootCaller, file, h, 0, make([]byte, 10))
 	wantErrno(t, err, syscall.EIO)
 	_, err = e.GetAttr(ctx, userCaller, file)
+	wantErrno(t, err, syscall.EIO)
+	_, err = e.GetXattr(ctx, userCaller, file, "user.k")
 	wantErrno(t, err, syscall.EIO)
 }
 

@@ -73,7 +73,7 @@ func (e *Engine) GetXattr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, n
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n, err := e.xattrNode(ino)
+	n, err := e.xattrsToRead(ino)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +94,7 @@ func (e *Engine) ListXattr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino) 
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n, err := e.xattrNode(ino)
+	n, err := e.xattrsToRead(ino)
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +173,16 @@ func (e *Engine) RemoveXattr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino
 	ent.Ino = ino
 	ent.Name = name
 	return e.commit(ent)
+}
+
+// xattrsToRead returns ino with its xattrs in memory, loading its data part
+// only if Evict did not keep them.
+func (e *Engine) xattrsToRead(ino fsapi.Ino) (*inode, error) {
+	n, err := e.node(ino)
+	if err != nil || n.xattrsKept {
+		return n, err
+	}
+	return e.loaded(n)
 }
 
 // xattrNode returns ino with its data part, where the xattrs live, loaded.
