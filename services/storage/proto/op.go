@@ -125,15 +125,19 @@ func (op Op) opensHandle() bool {
 // fsync, a lock or another client, so that a server may run them in the
 // goroutine that reads requests. That saves a goroutine start and a hand-off
 // between goroutines, which often wakes a thread: through a host-mode
-// mount, deleting a file took 7 or 8 context switches instead of 9. A SetAttr
-// that changes the size of a file whose data the daemon evicted reads the
-// file's block back from disk first. Data operations, which may do that
-// for every request or move megabytes, run in their own goroutines.
+// mount, deleting a file took 7 or 8 context switches instead of 9. Two
+// cases read a file's block back from disk first: a SetAttr that changes
+// the size of a file whose data the daemon evicted, and the first xattr
+// read of a large file after the daemon started. Data operations, which may
+// do that for every request or move megabytes, run in their own goroutines.
+// GetXattr is here because Linux asks for security.capability before every
+// write to a FUSE file.
 func (op Op) quick() bool {
 	switch op {
 	case OpLookup, OpGetAttr, OpSetAttr, OpAccess, OpMknod, OpMkdir, OpCreate,
 		OpSymlink, OpLink, OpUnlink, OpRmdir, OpRename, OpReadlink, OpFlush,
-		OpRelease, OpOpenDir, OpReadDir, OpReleaseDir, OpStatFS, OpGetLk:
+		OpRelease, OpOpenDir, OpReadDir, OpReleaseDir, OpStatFS, OpGetXattr,
+		OpListXattr, OpGetLk:
 		return true
 	}
 	return false
