@@ -42,11 +42,12 @@
 // LOOKUP: without the option Linux would check no search permission on the
 // directories of such a path, and for up to EntryTimeout after one user
 // looked a name up, another could reach it through a directory it may not
-// search. The kernel checks against attributes up to AttrTimeout old, so
-// after a chmod made through another client of the daemon (not through this
-// mount, which updates the kernel's copy at once) the kernel can reject for
-// up to a second what the daemon would allow; it can never allow what the
-// daemon rejects, since the daemon checks again.
+// search. The kernel checks against the attributes it cached. After a
+// chmod made through another client of the daemon (not through this mount,
+// which updates the kernel's copy at once), the kernel can therefore reject
+// what the daemon would allow, until the change notification arrives or,
+// without notifications, for up to AttrTimeout. It can never allow what
+// the daemon rejects, since the daemon checks again.
 //
 // When the server runs as root it mounts with allow_other, so that other
 // users can reach the mount at all, and the daemon's checks decide what
@@ -55,15 +56,42 @@
 // # Kernel caches
 //
 // Lookups and attributes are cached by the kernel for EntryTimeout and
-// AttrTimeout, one second by default, which is also libfuse's default. Changes
-// made through this mount are visible at once, because the kernel updates
-// its caches from its own requests. A change made through another client of
-// the same daemon (another node, a Wasm program, the daemon's socket)
-// can stay invisible to stat(2) and path lookup on this mount for up to one
-// timeout, unless the daemon calls InvalidateEntry or InvalidateInode. One
-// second bounds that delay while still sparing most repeated stat calls a
-// round trip. Failed lookups are not cached, so a name created elsewhere is
-// found at the next lookup.
+// AttrTimeout. Changes made through this mount are visible at once, because
+// the kernel updates its caches from its own requests. Other clients of
+// the same daemon (another mount, a Wasm program, the daemon's socket) make
+// changes too. For those, the server subscribes to the daemon's change
+// notifications at mount time, when the file system implements
+// fsapi.Subscriber, as the storage protocol's client does. A goroutine of
+// the server turns each notification into a FUSE invalidation: of the
+// name (NOTIFY_INVAL_ENTRY) for a created, removed or renamed entry, of the
+// attributes (NOTIFY_INVAL_INODE with a negative offset) for a chmod, a link
+// count or a directory's mtime, and of the attributes and cached data for a
+// write, truncate or fallocate. A change therefore shows in stat(2), path
+// lookup and open on this mount as soon as its notification has passed
+// through the daemon, the client and the kernel, which is shortly after
+// the other client's request returned, not at that moment. The kernel then
+// caches for DefaultTimeout (a minute), and also remembers failed lookups
+// that long, because the creation of a name is notified too.
+//
+// The invalidations never run inside a request handler: the kernel takes
+// the directory's lock for NOTIFY_INVAL_ENTRY, and a request in the same
+// directory holds that lock until the server replies, so a handler that
+// invalidated would wait for itself. An invalidation that the kernel
+// answers with ENOENT found nothing cached, which is success.
+//
+// When notifications were lost, because this server did not take them in
+// time and the daemon's or the client's queue overflowed, the server gets
+// one change of everything (fsapi.ChangeAll). It cannot name what the
+// kernel cached, so for one DefaultTimeout it replies with ShortTimeout
+// and caches no failed lookups. Within that time a name or attribute that
+// the kernel cached before the loss can still be stale, for at most its
+// remaining timeout, and after it every long-lived cache entry was made
+// after the loss. When the subscription ends (the daemon's connection went
+// down), the server uses ShortTimeout from then on.
+//
+// A file system that does not report changes gets ShortTimeout (one
+// second, libfuse's default) and no cached failed lookups, so a change made
+// elsewhere stays invisible for up to a second.
 //
 // File data goes through the kernel's page cache. At each open the server
 // fetches the file's attributes. It sets FOPEN_KEEP_CACHE only when no one

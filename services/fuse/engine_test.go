@@ -71,7 +71,7 @@ func newEngine(t *testing.T) (*fsys.Engine, *memJournal) {
 var engineDifferences = posixsuite.Options{
 	// The kernel serves cached names without asking the daemon, and without
 	// default_permissions it checks no search permission itself.
-	LookupCacheTime: DefaultTimeout,
+	LookupCacheTime: ShortTimeout,
 	// The daemon drops a flock lock at RELEASE, which the kernel sends
 	// after close(2) has returned. That usually takes well under a
 	// millisecond; the bound is generous so that a loaded machine passes.
@@ -255,11 +255,28 @@ func (c *viewCountingClient) ReadView(ctx context.Context, caller *fsapi.Caller,
 
 // mountOverProtocol serves a new engine on a bus endpoint and mounts it
 // through a protocol client, which it returns with the mount's directory.
+// The engine sends change notifications, as the storage daemon's does.
 // Everything stops at the end of the test.
 func mountOverProtocol(t *testing.T) (string, *viewCountingClient) {
 	t.Helper()
 	requireFUSE(t)
-	engine, _ := newEngine(t)
+	socket := serveEngine(t)
+	counting := &viewCountingClient{Client: dialEngine(t, socket)}
+	_, dir, _ := mountForTest(t, counting, Options{})
+	return dir, counting
+}
+
+// serveEngine serves a new engine, whose changes go to the server's
+// Notifier, on a bus endpoint until the test ends, and returns the
+// endpoint's path.
+func serveEngine(t *testing.T) string {
+	t.Helper()
+	notifier := proto.NewNotifier(0)
+	journal := &memJournal{}
+	engine, err := fsys.New(fsys.Options{Journal: journal, Changed: notifier.Publish, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("fsys.New: %v", err)
+	}
 	socket := filepath.Join(t.TempDir(), "storage.sock")
 	listener, err := bus.Listen(socket)
 	if err != nil {
@@ -270,6 +287,7 @@ func mountOverProtocol(t *testing.T) (string, *viewCountingClient) {
 	go func() {
 		served <- proto.Serve(ctx, listener, engine, proto.ServerOptions{
 			TrustCallers: func(cred *unix.Ucred) bool { return int(cred.Uid) == os.Geteuid() },
+			Notifier:     notifier,
 			Logger:       slog.New(slog.DiscardHandler),
 		})
 	}()
@@ -279,14 +297,16 @@ func mountOverProtocol(t *testing.T) (string, *viewCountingClient) {
 			t.Errorf("proto.Serve: %v", err)
 		}
 	})
+	return socket
+}
 
+// dialEngine connects a protocol client to socket until the test ends.
+func dialEngine(t *testing.T, socket string) *proto.Client {
+	t.Helper()
 	client, err := proto.Dial(socket, proto.ClientOptions{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-
-	counting := &viewCountingClient{Client: client}
-	_, dir, _ := mountForTest(t, counting, Options{})
-	return dir, counting
+	return client
 }

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,8 +19,20 @@ import (
 )
 
 // DefaultTimeout is the entry and attribute timeout when Options leaves
-// them zero.
-const DefaultTimeout = time.Second
+// them zero and the file system reports the changes that others make
+// (fsapi.Subscriber), so that the server invalidates what the kernel
+// cached. It bounds how long a change that was never reported (a bug, or
+// a change that took effect without passing through the daemon's
+// notifications) stays invisible. A name that the kernel looks up again
+// once a minute costs almost nothing, so longer timeouts would gain little.
+const DefaultTimeout = time.Minute
+
+// ShortTimeout is the entry and attribute timeout when Options leaves
+// them zero and the file system reports no changes, and the longest
+// timeout for one DefaultTimeout after reports were lost. It bounds how
+// long a change made elsewhere stays invisible, as libfuse's default of
+// one second does.
+const ShortTimeout = time.Second
 
 // maxReadAhead is the readahead the server offers. Linux lowers it to its
 // own readahead size (128 KiB unless the admin raised it).
@@ -33,7 +46,10 @@ type Options struct {
 
 	// EntryTimeout and AttrTimeout are how long the kernel may use a
 	// looked-up name and an inode's attributes without asking again.
-	// Zero means DefaultTimeout and a negative value turns the cache off.
+	// Zero means DefaultTimeout when FS reports changes and ShortTimeout
+	// otherwise, and a negative value turns the cache off. When FS
+	// reports changes, the kernel also remembers for EntryTimeout that a
+	// name does not exist.
 	EntryTimeout time.Duration
 	AttrTimeout  time.Duration
 
@@ -46,6 +62,7 @@ type Server struct {
 	mountpoint string
 	fuse       *fuse.Server
 	logger     *slog.Logger
+	timeouts   *cacheTimeouts
 }
 
 // Mount mounts opts.FS on mountpoint and serves it until Unmount or until
@@ -70,14 +87,23 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 	}
 	logger = logger.With("path", abs, "principal", opts.Principal)
 
+	// Subscribing before the mount means that the kernel caches nothing
+	// from before the subscription.
+	sub := subscribe(opts.FS, logger)
+	timeouts := &cacheTimeouts{
+		entry: cacheTimeout(opts.EntryTimeout, sub != nil),
+		attr:  cacheTimeout(opts.AttrTimeout, sub != nil),
+	}
+	timeouts.notified.Store(sub != nil)
+	ctx, stopFollowing := context.WithCancel(context.Background())
 	raw := &rawFS{
-		fs:           opts.FS,
-		principal:    opts.Principal,
-		logger:       logger,
-		entryTimeout: timeoutOrDefault(opts.EntryTimeout),
-		attrTimeout:  timeoutOrDefault(opts.AttrTimeout),
-		groups:       newGroupCache(groupCacheTTL),
-		pages:        newPageCache(),
+		fs:        opts.FS,
+		principal: opts.Principal,
+		logger:    logger,
+		timeouts:  timeouts,
+		groups:    newGroupCache(groupCacheTTL),
+		pages:     newPageCache(),
+		unmounted: stopFollowing,
 	}
 
 	root := os.Geteuid() == 0
@@ -100,16 +126,27 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 
 	srv, err := fuse.NewServer(raw, abs, mountOpts)
 	if err != nil {
+		stopFollowing()
 		return nil, fmt.Errorf("mount blocktree on %s: %w", abs, err)
 	}
 	go srv.Serve()
 	if err := srv.WaitMount(); err != nil {
+		stopFollowing()
 		_ = srv.Unmount()
 		return nil, fmt.Errorf("mount blocktree on %s: %w", abs, err)
 	}
-	logger.Info("file system mounted", "allow_other", root)
-	return &Server{mountpoint: abs, fuse: srv, logger: logger}, nil
+	s := &Server{mountpoint: abs, fuse: srv, logger: logger, timeouts: timeouts}
+	if sub != nil {
+		go s.followChanges(ctx, sub, timeouts)
+	}
+	logger.Info("file system mounted", "allow_other", root, "notified", sub != nil, "entry_timeout", timeouts.entry, "attr_timeout", timeouts.attr)
+	return s, nil
 }
+
+// Notified reports whether the server invalidates the kernel's caches for
+// changes made elsewhere, because the file system reports them, and so lets
+// the kernel cache names and attributes for long.
+func (s *Server) Notified() bool { return s.timeouts.notified.Load() }
 
 // Mountpoint returns the absolute path of the mount point.
 func (s *Server) Mountpoint() string { return s.mountpoint }
@@ -153,10 +190,14 @@ func notifyError(op string, st fuse.Status) error {
 	return fmt.Errorf("%s: %w", op, syscall.Errno(st))
 }
 
-func timeoutOrDefault(d time.Duration) time.Duration {
+// cacheTimeout returns the timeout for an Options value d, where 0 picks
+// the default for a file system that reports changes (notified) or not.
+func cacheTimeout(d time.Duration, notified bool) time.Duration {
 	switch {
-	case d == 0:
+	case d == 0 && notified:
 		return DefaultTimeout
+	case d == 0:
+		return ShortTimeout
 	case d < 0:
 		return 0
 	}

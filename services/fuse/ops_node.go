@@ -1,6 +1,9 @@
 package fusefs
 
 import (
+	"errors"
+	"syscall"
+
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/blocktree/blocktree/services/storage/fsapi"
@@ -12,8 +15,15 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 	ctx, c := r.request(cancel, h)
 	attr, err := r.fs.Lookup(ctx, c, fsapi.Ino(h.NodeId), name)
 	if err != nil {
-		// A plain ENOENT, not a negative entry, so that the kernel does
-		// not cache the absence of a name that another client may create.
+		// A negative entry (node id 0) lets the kernel remember that the
+		// name does not exist. It is safe only while the file system
+		// reports the creation of the name by another client, and
+		// otherwise the reply is a plain ENOENT.
+		if timeout := r.timeouts.negative(); timeout > 0 && errors.Is(err, syscall.ENOENT) {
+			out.NodeId = 0
+			out.SetEntryTimeout(timeout)
+			return fuse.OK
+		}
 		return r.status("lookup", h.NodeId, err)
 	}
 	return r.fillEntry("lookup", out, &attr)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"syscall"
-	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -17,13 +16,13 @@ import (
 // rawFS implements fuse.RawFileSystem on top of an fsapi.FS. Its methods
 // live in the ops_*.go files, one file for each group of requests.
 type rawFS struct {
-	fs           fsapi.FS
-	principal    principal.Principal
-	logger       *slog.Logger
-	entryTimeout time.Duration
-	attrTimeout  time.Duration
-	groups       *groupCache
-	pages        *pageCache
+	fs        fsapi.FS
+	principal principal.Principal
+	logger    *slog.Logger
+	timeouts  *cacheTimeouts
+	groups    *groupCache
+	pages     *pageCache
+	unmounted func() // stops following changes
 }
 
 var _ fuse.RawFileSystem = (*rawFS)(nil)
@@ -37,6 +36,7 @@ func (r *rawFS) SetDebug(bool) {}
 func (r *rawFS) Init(*fuse.Server) {}
 
 func (r *rawFS) OnUnmount() {
+	r.unmounted()
 	r.logger.Info("file system server stopped")
 }
 
@@ -95,14 +95,16 @@ func (r *rawFS) fillEntry(op string, out *fuse.EntryOut, a *fsapi.Attr) fuse.Sta
 	}
 	out.NodeId = uint64(a.Ino)
 	out.Generation = 0 // fsapi never reuses inode numbers.
-	out.SetEntryTimeout(r.entryTimeout)
-	out.SetAttrTimeout(r.attrTimeout)
+	entry, attr := r.timeouts.entryOut()
+	out.SetEntryTimeout(entry)
+	out.SetAttrTimeout(attr)
 	fillAttr(&out.Attr, a)
 	return fuse.OK
 }
 
 func (r *rawFS) fillAttrOut(out *fuse.AttrOut, a *fsapi.Attr) {
-	out.SetTimeout(r.attrTimeout)
+	_, attr := r.timeouts.entryOut()
+	out.SetTimeout(attr)
 	fillAttr(&out.Attr, a)
 }
 

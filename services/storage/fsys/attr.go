@@ -81,7 +81,7 @@ func (e *Engine) SetAttr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, in
 	if err := e.authorizeInode(c, n); err != nil {
 		return fsapi.Attr{}, err
 	}
-	if err := e.commit(ent); err != nil {
+	if err := e.commit(ctx, ent); err != nil {
 		return fsapi.Attr{}, err
 	}
 	return n.attr, nil

@@ -54,8 +54,9 @@
 //     appended and applied. Journal.Append is called under it, so the
 //     journal order is the apply order, and no two entries made from the
 //     same state can conflict.
-//  2. Whatever locks the Journal, the Authorize function and the Loader take
-//     inside, which must never call back into the engine.
+//  2. Whatever locks the Journal, the Authorize function, the Loader and
+//     the Changed function take inside, which must never call back into
+//     the engine.
 //
 // Journal.Sync (Fsync, FsyncDir, SyncFS) runs without Engine.mu, so other
 // writers go on while the disk flushes. Blocking SetLk and Flock calls wait

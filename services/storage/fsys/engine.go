@@ -1,6 +1,7 @@
 package fsys
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -68,6 +69,19 @@ type Options struct {
 	// Capacity is the number of bytes StatFS reports and that writes may
 	// fill. Zero means no limit (see StatFS).
 	Capacity uint64
+
+	// Changed receives the changes of every entry that an FS method
+	// commits, with the context of that method's request (see
+	// Entry.Changes). The engine calls it under its lock, right after the
+	// entry is applied, so it must return quickly and must not call back
+	// into the engine. Apply does not call it, because notifications are
+	// a side effect of serving requests, not part of the state. Nil
+	// reports nothing.
+	//
+	// TODO: a Raft follower applies the leader's entries with Apply, so
+	// it must report their changes (Entry.Changes) to its own clients
+	// once replication exists.
+	Changed func(ctx context.Context, changes []fsapi.Change)
 }
 
 // Engine is the in-memory tree of one storage daemon. It implements
@@ -80,6 +94,7 @@ type Engine struct {
 	now       func() time.Time
 	rand      io.Reader
 	capacity  uint64
+	changed   func(ctx context.Context, changes []fsapi.Change)
 
 	// mu guards everything below and the inodes. See "Locking" in doc.go.
 	mu         sync.Mutex
@@ -122,6 +137,7 @@ func NewEmpty(opts Options) *Engine {
 		now:        opts.Now,
 		rand:       opts.Rand,
 		capacity:   opts.Capacity,
+		changed:    opts.Changed,
 		inodes:     make(map[fsapi.Ino]*inode),
 		nextIno:    fsapi.RootIno + 1,
 		freed:      make(map[fsapi.Ino]freedInode),
@@ -161,7 +177,7 @@ func New(opts Options) (*Engine, error) {
 		BlockID: blockID,
 		Mode:    syscall.S_IFDIR | 0o755,
 	}
-	if err := e.commit(ent); err != nil {
+	if err := e.commit(context.Background(), ent); err != nil {
 		return nil, fmt.Errorf("create the root directory: %w", err)
 	}
 	return e, nil
@@ -196,10 +212,11 @@ func (e *Engine) Apply(seq uint64, payload []byte) error {
 }
 
 // commit appends ent to the journal and applies it, under e.mu, so that the
-// journal order is the apply order. The caller has checked every
+// journal order is the apply order, and then reports its changes with ctx,
+// the context of the request that made it. The caller has checked every
 // precondition, so an apply failure means a bug: the engine then stops
 // serving, because its state no longer matches what a replay would build.
-func (e *Engine) commit(ent *Entry) error {
+func (e *Engine) commit(ctx context.Context, ent *Entry) error {
 	if e.failed != nil {
 		return syscall.EIO
 	}
@@ -224,6 +241,11 @@ func (e *Engine) commit(ent *Entry) error {
 		return syscall.EIO
 	}
 	e.log.Debug("entry committed", "seq", seq, "op", ent.Op.String(), "ino", ent.Ino, "principal", ent.Principal.String())
+	if e.changed != nil {
+		if changes := ent.Changes(); len(changes) > 0 {
+			e.changed(ctx, changes)
+		}
+	}
 	return nil
 }
 

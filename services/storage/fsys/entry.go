@@ -426,3 +426,43 @@ func typeFitsOp(op Op, fileType uint32) bool {
 	}
 	return false
 }
+
+// Changes returns what ent changes, in the terms that clients cache: the
+// directory entries it creates, removes or repoints, and the inodes whose
+// attributes or data it changes, including the link counts and the parents'
+// mtime. It depends only on the entry. init-root and reclaim change
+// nothing that a client can have cached.
+func (ent *Entry) Changes() []fsapi.Change {
+	entry := func(dir fsapi.Ino, name string) fsapi.Change {
+		return fsapi.Change{Kind: fsapi.ChangeEntry, Ino: dir, Name: name}
+	}
+	attr := func(ino fsapi.Ino) fsapi.Change { return fsapi.Change{Kind: fsapi.ChangeAttr, Ino: ino} }
+	data := func(ino fsapi.Ino) fsapi.Change { return fsapi.Change{Kind: fsapi.ChangeData, Ino: ino} }
+
+	switch ent.Op {
+	case OpCreate, OpMknod, OpMkdir, OpSymlink:
+		return []fsapi.Change{entry(ent.Parent, ent.Name), attr(ent.Parent)}
+	case OpLink, OpUnlink, OpRmdir:
+		return []fsapi.Change{entry(ent.Parent, ent.Name), attr(ent.Parent), attr(ent.Ino)}
+	case OpRename:
+		changes := []fsapi.Change{entry(ent.Parent, ent.Name), entry(ent.NewParent, ent.NewName), attr(ent.Parent)}
+		if ent.NewParent != ent.Parent {
+			changes = append(changes, attr(ent.NewParent))
+		}
+		changes = append(changes, attr(ent.Ino))
+		if ent.Target != 0 {
+			changes = append(changes, attr(ent.Target))
+		}
+		return changes
+	case OpWrite, OpFallocate:
+		return []fsapi.Change{data(ent.Ino)}
+	case OpSetAttr:
+		if ent.Flags&AttrSize != 0 {
+			return []fsapi.Change{data(ent.Ino)}
+		}
+		return []fsapi.Change{attr(ent.Ino)}
+	case OpSetXattr, OpRemoveXattr:
+		return []fsapi.Change{attr(ent.Ino)}
+	}
+	return nil
+}

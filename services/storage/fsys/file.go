@@ -34,7 +34,7 @@ func (e *Engine) Open(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, flags
 		return 0, err
 	}
 	if flags&syscall.O_TRUNC != 0 && n.isRegular() {
-		if err := e.truncateOnOpen(c, n); err != nil {
+		if err := e.truncateOnOpen(ctx, c, n); err != nil {
 			return 0, err
 		}
 	}
@@ -78,14 +78,14 @@ func (e *Engine) Create(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, 
 			return fsapi.Attr{}, 0, err
 		}
 		if flags&syscall.O_TRUNC != 0 && n.isRegular() {
-			if err := e.truncateOnOpen(c, n); err != nil {
+			if err := e.truncateOnOpen(ctx, c, n); err != nil {
 				return fsapi.Attr{}, 0, err
 			}
 		}
 		return n.attr, e.openHandle(n, flags, false), nil
 	}
 
-	n, err := e.createNode(c, OpCreate, parent, name, syscall.S_IFREG|mode&0o7777, 0, "")
+	n, err := e.createNode(ctx, c, OpCreate, parent, name, syscall.S_IFREG|mode&0o7777, 0, "")
 	if err != nil {
 		return fsapi.Attr{}, 0, err
 	}
@@ -123,7 +123,7 @@ func (e *Engine) openChecks(c *fsapi.Caller, n *inode, flags uint32) error {
 
 // truncateOnOpen journals the truncation of O_TRUNC. Like Linux it sets the
 // mtime and ctime even when the file is already empty.
-func (e *Engine) truncateOnOpen(c *fsapi.Caller, n *inode) error {
+func (e *Engine) truncateOnOpen(ctx context.Context, c *fsapi.Caller, n *inode) error {
 	if err := e.authorizeInode(c, n); err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func (e *Engine) truncateOnOpen(c *fsapi.Caller, n *inode) error {
 		ent.Flags |= AttrMode
 		ent.Mode = killPrivMode(n.attr.Mode & 0o7777)
 	}
-	return e.commit(ent)
+	return e.commit(ctx, ent)
 }
 
 // dataNode returns the regular file behind a handle with its data loaded.
@@ -217,7 +217,7 @@ func (e *Engine) Write(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, id f
 		// never overlap and a replay writes where the writer did.
 		start = n.attr.Size
 	}
-	if err := e.commitWrite(c, n, start, data); err != nil {
+	if err := e.commitWrite(ctx, c, n, start, data); err != nil {
 		return 0, err
 	}
 	return len(data), nil
@@ -225,7 +225,7 @@ func (e *Engine) Write(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, id f
 
 // commitWrite checks size, space and writecap and journals a write entry.
 // e.mu is held and n is resident.
-func (e *Engine) commitWrite(c *fsapi.Caller, n *inode, off uint64, data []byte) error {
+func (e *Engine) commitWrite(ctx context.Context, c *fsapi.Caller, n *inode, off uint64, data []byte) error {
 	if off > MaxFileSize || uint64(len(data)) > MaxFileSize-off {
 		return syscall.EFBIG
 	}
@@ -240,7 +240,7 @@ func (e *Engine) commitWrite(c *fsapi.Caller, n *inode, off uint64, data []byte)
 	ent.Offset = off
 	ent.Data = data
 	ent.KillPriv = c.UID != 0 && needsKillPriv(n.attr.Mode)
-	return e.commit(ent)
+	return e.commit(ctx, ent)
 }
 
 // reserve returns ENOSPC when storing that many more sectors would exceed
@@ -352,7 +352,7 @@ func (e *Engine) Fallocate(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, 
 	ent.Offset = uint64(off)
 	ent.Length = uint64(length)
 	ent.KillPriv = c.UID != 0 && needsKillPriv(n.attr.Mode)
-	return e.commit(ent)
+	return e.commit(ctx, ent)
 }
 
 // Lseek serves SEEK_DATA and SEEK_HOLE, which need the file's layout, and
@@ -444,7 +444,7 @@ func (e *Engine) CopyFileRange(ctx context.Context, c *fsapi.Caller, inIno fsapi
 
 	buf := make([]byte, count)
 	in.data.readAt(buf, uint64(inOff))
-	if err := e.commitWrite(c, out, uint64(outOff), buf); err != nil {
+	if err := e.commitWrite(ctx, c, out, uint64(outOff), buf); err != nil {
 		return 0, err
 	}
 	return count, nil

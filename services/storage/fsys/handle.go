@@ -1,6 +1,7 @@
 package fsys
 
 import (
+	"context"
 	"syscall"
 
 	"github.com/blocktree/blocktree/services/storage/fsapi"
@@ -62,7 +63,7 @@ func (e *Engine) closeHandle(id fsapi.HandleID) error {
 	}
 	ent := e.newEntry(nil, OpReclaim)
 	ent.Ino = h.ino
-	if err := e.commit(ent); err != nil {
+	if err := e.commit(context.Background(), ent); err != nil {
 		// The inode stays as an orphan, and ReclaimOrphans retries it.
 		e.log.Error("reclaiming an unlinked inode failed", "ino", h.ino, "block", blockHex(n.blockID), "error", err)
 		return err

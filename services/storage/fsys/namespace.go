@@ -64,7 +64,7 @@ func (e *Engine) Mknod(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, n
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n, err := e.createNode(c, op, parent, name, fileType|mode&0o7777, rdev, "")
+	n, err := e.createNode(ctx, c, op, parent, name, fileType|mode&0o7777, rdev, "")
 	if err != nil {
 		return fsapi.Attr{}, err
 	}
@@ -79,7 +79,7 @@ func (e *Engine) Mkdir(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, n
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n, err := e.createNode(c, OpMkdir, parent, name, syscall.S_IFDIR|mode&0o1777, 0, "")
+	n, err := e.createNode(ctx, c, OpMkdir, parent, name, syscall.S_IFDIR|mode&0o1777, 0, "")
 	if err != nil {
 		return fsapi.Attr{}, err
 	}
@@ -99,7 +99,7 @@ func (e *Engine) Symlink(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino,
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n, err := e.createNode(c, OpSymlink, parent, name, syscall.S_IFLNK|0o777, 0, target)
+	n, err := e.createNode(ctx, c, OpSymlink, parent, name, syscall.S_IFLNK|0o777, 0, target)
 	if err != nil {
 		return fsapi.Attr{}, err
 	}
@@ -107,7 +107,7 @@ func (e *Engine) Symlink(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino,
 }
 
 // createNode checks and commits the creation of a new inode. e.mu is held.
-func (e *Engine) createNode(c *fsapi.Caller, op Op, parent fsapi.Ino, name string, mode uint32, rdev uint64, target string) (*inode, error) {
+func (e *Engine) createNode(ctx context.Context, c *fsapi.Caller, op Op, parent fsapi.Ino, name string, mode uint32, rdev uint64, target string) (*inode, error) {
 	dir, err := e.newEntryDir(c, parent, name)
 	if err != nil {
 		return nil, err
@@ -135,7 +135,7 @@ func (e *Engine) createNode(c *fsapi.Caller, op Op, parent fsapi.Ino, name strin
 	ent.Group = gid
 	ent.Rdev = rdev
 	ent.Symlink = target
-	if err := e.commit(ent); err != nil {
+	if err := e.commit(ctx, ent); err != nil {
 		return nil, err
 	}
 	return e.inodes[ino], nil
@@ -205,7 +205,7 @@ func (e *Engine) Link(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, newPa
 	ent.Ino = ino
 	ent.Parent = newParent
 	ent.Name = newName
-	if err := e.commit(ent); err != nil {
+	if err := e.commit(ctx, ent); err != nil {
 		return fsapi.Attr{}, err
 	}
 	return n.attr, nil
@@ -234,7 +234,7 @@ func (e *Engine) Unlink(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, 
 	if child.isDir() {
 		return syscall.EISDIR
 	}
-	return e.commitRemove(c, OpUnlink, dir, name, child, child.attr.Nlink == 1 && child.opens == 0)
+	return e.commitRemove(ctx, c, OpUnlink, dir, name, child, child.attr.Nlink == 1 && child.opens == 0)
 }
 
 // Rmdir removes an empty directory.
@@ -268,7 +268,7 @@ func (e *Engine) Rmdir(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, n
 		// The entries of a damaged directory are not known to be empty.
 		return syscall.EIO
 	}
-	return e.commitRemove(c, OpRmdir, dir, name, child, child.opens == 0)
+	return e.commitRemove(ctx, c, OpRmdir, dir, name, child, child.opens == 0)
 }
 
 // removableEntry resolves parent/name for removal and checks write and
@@ -295,7 +295,7 @@ func (e *Engine) removableEntry(c *fsapi.Caller, parent fsapi.Ino, name string) 
 	return dir, child, nil
 }
 
-func (e *Engine) commitRemove(c *fsapi.Caller, op Op, dir *inode, name string, child *inode, free bool) error {
+func (e *Engine) commitRemove(ctx context.Context, c *fsapi.Caller, op Op, dir *inode, name string, child *inode, free bool) error {
 	if err := e.authorizeChild(c, dir, name); err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ func (e *Engine) commitRemove(c *fsapi.Caller, op Op, dir *inode, name string, c
 	ent.Name = name
 	ent.Ino = child.attr.Ino
 	ent.Free = free
-	return e.commit(ent)
+	return e.commit(ctx, ent)
 }
 
 // Readlink returns the target of a symbolic link.

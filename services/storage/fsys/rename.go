@@ -227,7 +227,7 @@ func (e *Engine) Rename(ctx context.Context, c *fsapi.Caller, oldParent fsapi.In
 			ent.Free = remaining == 0 && p.dst.opens == 0
 		}
 	}
-	return e.commit(ent)
+	return e.commit(ctx, ent)
 }
 
 // checkRenamePermission checks write and search permission on both

@@ -1,6 +1,7 @@
 package fsys
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -266,7 +267,7 @@ func (e *Engine) ReclaimOrphans() error {
 		}
 		ent := e.newEntry(nil, OpReclaim)
 		ent.Ino = ino
-		if err := e.commit(ent); err != nil {
+		if err := e.commit(context.Background(), ent); err != nil {
 			return fmt.Errorf("reclaim node %d: %w", ino, err)
 		}
 		e.log.Info("reclaimed an orphaned inode", "ino", ino, "block", blockHex(n.blockID))

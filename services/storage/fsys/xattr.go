@@ -146,7 +146,7 @@ func (e *Engine) SetXattr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, n
 	ent.Name = name
 	ent.Data = value
 	ent.Flags = flags
-	return e.commit(ent)
+	return e.commit(ctx, ent)
 }
 
 // RemoveXattr removes name, or returns ENODATA.
@@ -172,7 +172,7 @@ func (e *Engine) RemoveXattr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino
 	ent := e.newEntry(c, OpRemoveXattr)
 	ent.Ino = ino
 	ent.Name = name
-	return e.commit(ent)
+	return e.commit(ctx, ent)
 }
 
 // xattrsToRead returns ino with its xattrs in memory, loading its data part

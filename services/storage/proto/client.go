@@ -47,6 +47,11 @@ type Client struct {
 	// abandoned. A handle that still arrives for one is released at once.
 	lateOpens map[uint64]lateOpen
 	down      error // cause of the connection failure; nil while the connection is up
+	// changes queues the change notifications of the subscription,
+	// nil until Subscribe; subscribed receives the daemon's reply to
+	// the subscribe while Subscribe waits for it.
+	changes    *changeQueue
+	subscribed chan syscall.Errno
 
 	readerDone chan struct{}
 	downCh     chan struct{} // closed when down is set
@@ -172,6 +177,15 @@ func (c *Client) readResponses() {
 		held, ok := receive(c.mem, msg)
 		if !ok {
 			return
+		}
+		if msg.Kind == busKindSubscribed || msg.Kind == busKindNotification {
+			err := c.receiveNotify(msg.Kind, msg.Data)
+			held.release()
+			if err != nil {
+				c.fail(err)
+				return
+			}
+			continue
 		}
 		if msg.Kind != busKindResponse {
 			held.release()

@@ -218,7 +218,7 @@ func (sc *serverConn) read(ctx context.Context, req *Request, resp *Response) bo
 			resp.Errno = uint32(syscall.EINTR)
 			return false
 		}
-		sc.logSendError(req.Op, err)
+		sc.logSendError(req.Op.String()+" response", err)
 		return true
 	}
 	buf := r.Bytes()
@@ -242,6 +242,6 @@ func (sc *serverConn) read(ctx context.Context, req *Request, resp *Response) bo
 		r.Cancel()
 		panic(fmt.Sprintf("proto: truncate read response: %v", err))
 	}
-	sc.logSendError(req.Op, r.Commit())
+	sc.logSendError(req.Op.String()+" response", r.Commit())
 	return true
 }

@@ -127,7 +127,8 @@
 // # Transport
 //
 // Each message is one bus message, of bus kind 0x0200 for a request and
-// 0x0201 for a response, the same values as the kinds inside the message.
+// 0x0201 for a response (and 0x0202 to 0x0204 for change notifications),
+// the same values as the kinds inside the message.
 // The client requests rings of RingSize (4 MiB) in each direction, the
 // smallest that carries MaxMessageSize, so a connection costs 8 MiB of
 // shared memory.
@@ -156,19 +157,71 @@
 // reserves the Read response's space before it calls fs.Read, and
 // releases a Write's view before it sends the response.
 //
-// A request that does not decode, a message of another kind, or a request
-// whose id is already running is dropped, counted and logged with the
+// A request or subscribe that does not decode, a message of another kind,
+// or a request whose id is already running is dropped, counted and logged with the
 // peer's pid, at most once a second. The connection stays up, because the
 // bus keeps message boundaries. A corrupted ring ends the connection. A
 // client whose connection fails in any way, or whose daemon sends a
 // response that does not decode, fails every waiting and later request
 // with a ConnError, which matches syscall.EIO.
 //
+// # Change notifications
+//
+// A client may subscribe to the changes that other connections make, so
+// that it can drop what it cached, as the FUSE server does for the
+// kernel's caches. Three message kinds, each with its own version
+// (NotifyVersion, 1), carry the subscription and travel as bus messages of
+// the same kind values:
+//
+//	subscribe     kind u16 = 0x0202, version u8 = 1                       client to server
+//	subscribed    kind u16 = 0x0203, version u8 = 1, errno u32            server to client
+//	notification  kind u16 = 0x0204, version u8 = 1, u32 count, changes   server to client
+//
+// where each change is
+//
+//	kind u8, ino u64, name (u32 length || bytes)
+//
+// with the kinds of fsapi.ChangeKind: 1 entry (ino is the directory and
+// the name is 1 to fsapi.MaxNameLen bytes), 2 attr and 3 data (ino is the
+// inode and the name is empty), and 4 all (ino 0, empty name). A
+// notification carries at most MaxChanges changes, and fewer when the
+// client's rings are too small for that many changes with names of
+// fsapi.MaxNameLen bytes. The decoders are as strict as those of requests
+// and responses.
+//
+// The server replies to a subscribe with subscribed: errno 0 once the
+// connection is registered, so that every change after the reply is
+// reported, EOPNOTSUPP when the server has no Notifier (ServerOptions),
+// and EMSGSIZE when the client's rings cannot carry one change. A second
+// subscribe is replied to again and changes nothing. A client that never
+// subscribes gets no notifications, and there is no way to unsubscribe
+// other than closing the connection.
+//
+// The file system reports the changes of each mutation to the Notifier
+// (the storage daemon's engine does so for every entry it commits, see
+// fsys.Options.Changed), with the request's context, from which the
+// Notifier learns the connection that made the change. It queues the
+// changes for every other subscribed connection, in the order they took
+// effect and before the response to the request that made them is sent.
+// A goroutine per subscriber sends them. The queue merges repeated
+// changes and holds DefaultMaxQueuedChanges distinct ones. When it is
+// full, because the peer does not read its ring, the queue drops what it
+// holds and the next notification starts with an all change, so no
+// request ever waits for a subscriber. The client queues the changes it
+// receives the same way until its caller takes them (Subscription.Next),
+// and reports its own overflow as an all change too.
+//
+// A notification is sent after the change took effect, so a subscriber
+// learns of it shortly after, not at the moment when the other client's
+// request returns. Notifications are not journaled: a client that
+// connects again after its connection ended may have missed some and
+// must assume that anything changed.
+//
 // # Versioning
 //
-// Version 1 is the only version. Any change to a layout, and any new op,
-// makes a new version, and a decoder accepts only the versions it knows.
-// Kinds 0x0200 and 0x0201 are fixed forever.
+// Version 1 is the only version of each kind. Any change to a layout, and
+// any new op, makes a new version, and a decoder accepts only the versions
+// it knows. Kinds 0x0200 to 0x0204 are fixed forever.
 //
 // TODO: when a second version exists, a connection needs a handshake that
 // picks a version both sides know; today a peer with another version has

@@ -21,7 +21,7 @@ func AppendRequest(dst []byte, r *Request) ([]byte, error) {
 	if !r.Op.Valid() {
 		return dst, fmt.Errorf("encode request %d: op %d: %w", r.ID, uint16(r.Op), ErrUnknownOp)
 	}
-	b := appendHeader(dst, KindRequest)
+	b := appendHeader(dst, KindRequest, Version)
 	b = binary.BigEndian.AppendUint16(b, uint16(r.Op))
 	b = binary.BigEndian.AppendUint64(b, r.ID)
 	for _, a := range requestLayout[r.Op] {
@@ -41,7 +41,7 @@ func AppendResponse(dst []byte, r *Response) ([]byte, error) {
 	if !r.Op.hasResponse() {
 		return dst, fmt.Errorf("encode response %d: op %d: %w", r.ID, uint16(r.Op), ErrUnknownOp)
 	}
-	b := appendHeader(dst, KindResponse)
+	b := appendHeader(dst, KindResponse, Version)
 	b = binary.BigEndian.AppendUint16(b, uint16(r.Op))
 	b = binary.BigEndian.AppendUint64(b, r.ID)
 	b = binary.BigEndian.AppendUint32(b, r.Errno)
@@ -57,9 +57,9 @@ func AppendResponse(dst []byte, r *Response) ([]byte, error) {
 	return b, nil
 }
 
-func appendHeader(b []byte, kind wire.Kind) []byte {
+func appendHeader(b []byte, kind wire.Kind, version uint8) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(kind))
-	return append(b, Version)
+	return append(b, version)
 }
 
 func appendString(b []byte, s string) []byte {

@@ -390,7 +390,7 @@ func buildWithData(t *testing.T, op Op, n int) []byte {
 // rawResponse builds a response message from a hand-encoded body, so that
 // tests can produce results that AppendResponse would reject.
 func rawResponse(op Op, errno uint32, body []byte) []byte {
-	b := appendHeader(nil, KindResponse)
+	b := appendHeader(nil, KindResponse, Version)
 	b = append(b, byte(op>>8), byte(op))
 	b = append(b, 0, 0, 0, 0, 0, 0, 0, 1)
 	b = append(b, byte(errno>>24), byte(errno>>16), byte(errno>>8), byte(errno))

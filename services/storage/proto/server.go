@@ -45,6 +45,10 @@ type ServerOptions struct {
 	// one of them is granted.
 	MaxInflight int
 
+	// Notifier sends change notifications to the connections that
+	// subscribe. Nil answers every subscribe with EOPNOTSUPP.
+	Notifier *Notifier
+
 	// Logger receives the server's records. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -215,7 +219,9 @@ func (s *server) newConn(ctx context.Context, conn *bus.Conn) *serverConn {
 		PID:       uint32(cred.Pid),
 		Principal: sc.principal,
 	}
-	sc.ctx, sc.cancel = context.WithCancel(ctx)
+	// Requests' contexts derive from sc.ctx, so the Notifier can tell
+	// which connection made a change.
+	sc.ctx, sc.cancel = context.WithCancel(context.WithValue(ctx, originKey{}, sc))
 
 	s.mu.Lock()
 	s.conns[sc] = struct{}{}

@@ -36,8 +36,8 @@ type serverConn struct {
 
 	closeOnce sync.Once
 
-	requests sync.WaitGroup
-	slots    chan struct{} // one token per running request
+	requests sync.WaitGroup // running requests and the notification sender
+	slots    chan struct{}  // one token per running request
 
 	mu       sync.Mutex
 	handles  map[fsapi.HandleID]*openHandle
@@ -78,6 +78,16 @@ func (sc *serverConn) serve() {
 		held, ok := receive(sc.mem, msg)
 		if !ok {
 			return
+		}
+		if msg.Kind == busKindSubscribe {
+			err := decodeSubscribe(msg.Data)
+			held.release()
+			if err != nil {
+				sc.srv.dropMalformed(sc.log, "decode", err)
+				continue
+			}
+			sc.subscribe()
+			continue
 		}
 		if msg.Kind != busKindRequest {
 			held.release()
@@ -225,13 +235,13 @@ func (sc *serverConn) send(resp *Response) {
 	err = sc.conn.Send(sc.ctx, busKindResponse, msg)
 	*buf = msg
 	putBuffer(buf)
-	sc.logSendError(resp.Op, err)
+	sc.logSendError(resp.Op.String()+" response", err)
 }
 
 // logSendError logs a failed send unless the connection is ending anyway.
-func (sc *serverConn) logSendError(op Op, err error) {
+func (sc *serverConn) logSendError(message string, err error) {
 	if err != nil && sc.ctx.Err() == nil && !errors.Is(err, bus.ErrPeerGone) {
-		sc.log.Info("sending a response failed; closing the connection", "op", op.String(), "error", err)
+		sc.log.Info("sending a message failed; closing the connection", "message", message, "error", err)
 		sc.close()
 	}
 }
@@ -321,6 +331,9 @@ func (sc *serverConn) addLockOwner(h fsapi.HandleID, ino fsapi.Ino, owner uint64
 // and releases the handles that the peer left open.
 func (sc *serverConn) cleanup() {
 	sc.close()
+	if sc.srv.opts.Notifier != nil {
+		sc.srv.opts.Notifier.unsubscribe(sc)
+	}
 	sc.requests.Wait()
 	sc.mem.close()
 
@@ -351,4 +364,80 @@ func (sc *serverConn) cleanup() {
 		}
 	}
 	sc.log.Debug("connection closed", "handles", len(handles))
+}
+
+// subscribe registers the connection with the Notifier and starts the
+// goroutine that replies to the subscribe and then sends the notifications.
+// A second subscribe is replied to again and changes nothing. Without a
+// Notifier the reply is EOPNOTSUPP.
+func (sc *serverConn) subscribe() {
+	notifier := sc.srv.opts.Notifier
+	if notifier == nil {
+		sc.requests.Go(func() { sc.sendSubscribed(syscall.EOPNOTSUPP) })
+		return
+	}
+	perMessage := changesPerMessage(sc.conn.MaxPayload())
+	if perMessage < 1 {
+		// The peer chose rings too small for a change of the longest name.
+		sc.requests.Go(func() { sc.sendSubscribed(syscall.EMSGSIZE) })
+		return
+	}
+	q, first := notifier.subscribe(sc)
+	if !first {
+		sc.requests.Go(func() { sc.sendSubscribed(0) })
+		return
+	}
+	sc.log.Debug("connection subscribed to change notifications")
+	sc.requests.Go(func() {
+		if sc.sendSubscribed(0) {
+			sc.sendNotifications(q, perMessage)
+		}
+	})
+}
+
+// sendSubscribed sends the reply to a subscribe and reports whether it
+// went out.
+func (sc *serverConn) sendSubscribed(errno syscall.Errno) bool {
+	var b [16]byte
+	err := sc.conn.Send(sc.ctx, busKindSubscribed, appendSubscribed(b[:0], errno))
+	sc.logSendError("subscribed", err)
+	return err == nil
+}
+
+// sendNotifications sends the changes of q, up to perMessage in each
+// message, until the connection ends. Only this goroutine waits for ring
+// space, so a peer that does not read delays no request: its queue
+// overflows instead.
+func (sc *serverConn) sendNotifications(q *changeQueue, perMessage int) {
+	var reported uint64
+	buf := getBuffer(4096)
+	defer putBuffer(buf)
+	for {
+		select {
+		case <-q.ready:
+		case <-sc.ctx.Done():
+			return
+		}
+		changes := q.take(perMessage)
+		if len(changes) == 0 {
+			continue
+		}
+		if losses := q.overflows(); losses != reported {
+			sc.log.Warn("dropped the change notifications of a subscriber that did not read them in time; sending it a change of everything", "overflows", losses)
+			reported = losses
+		}
+		msg, err := AppendNotification((*buf)[:0], changes)
+		if err != nil {
+			// The file system reported a change that does not encode. The
+			// subscriber must still learn that something changed.
+			sc.log.Error("file system reported a change that cannot be encoded; sending a change of everything instead", "error", err)
+			msg, _ = AppendNotification((*buf)[:0], []fsapi.Change{{Kind: fsapi.ChangeAll}})
+		}
+		*buf = msg
+		err = sc.conn.Send(sc.ctx, busKindNotification, msg)
+		sc.logSendError("notification", err)
+		if err != nil {
+			return
+		}
+	}
 }

@@ -68,6 +68,9 @@ type Daemon struct {
 	counter *tpm.Counter
 	root    string // tree path of the root directory: "/" + root principal
 
+	// notifier sends the engine's changes to the clients that subscribed.
+	notifier *proto.Notifier
+
 	// checkpointMu serializes checkpoints; versions is the block version of
 	// every inode in the checkpoint in force, and kept the last good version
 	// of each damaged inode, which is kept as evidence and never served.
@@ -107,6 +110,7 @@ func Open(opts Options) (*Daemon, error) {
 		versions: map[fsapi.Ino]blockstore.Ref{},
 		kept:     map[fsapi.Ino]blockstore.Ref{},
 		check:    opts.Check,
+		notifier: proto.NewNotifier(0),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -157,13 +161,16 @@ func (d *Daemon) Damaged() []Damage { return slices.Clone(d.damaged) }
 // Serve serves the file-system protocol on the bus endpoint l until ctx
 // ends. Peers running
 // as root or as the daemon's own user may relay other callers' credentials
-// (the FUSE server does); every other peer acts as itself.
+// (the FUSE server does); every other peer acts as itself. Every peer may
+// subscribe to change notifications, and then learns of the changes that
+// the other connections, of all of Serve's endpoints, make.
 func (d *Daemon) Serve(ctx context.Context, l *bus.Listener) error {
 	self := uint32(os.Getuid())
 	node := d.node.Credential.Principal()
 	return proto.Serve(ctx, l, d.engine, proto.ServerOptions{
 		TrustCallers: func(cred *unix.Ucred) bool { return cred.Uid == 0 || cred.Uid == self },
 		Principal:    func(*unix.Ucred) principal.Principal { return node },
+		Notifier:     d.notifier,
 		Logger:       d.log,
 	})
 }
@@ -246,6 +253,7 @@ func (d *Daemon) load(cp *Checkpoint, capacity uint64) error {
 		Loader:    loader{d},
 		Logger:    d.log,
 		Capacity:  capacity,
+		Changed:   d.notifier.Publish,
 	}
 
 	if cp == nil && d.journal.NextSeq() == 1 {
