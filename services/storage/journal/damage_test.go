@@ -2,7 +2,6 @@ package journal
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -395,7 +394,7 @@ func TestForgedRecordDetected(t *testing.T) {
 		c := e.copyJournal()
 		path := onlySegment(c)
 		spliceRecord(t, path, offsets[2], forged(3))
-		spliceRecord(t, path, sealOffsets(t, path)[0], resealed(t, forger, path, 1))
+		spliceRecord(t, path, sealOffsets(t, path)[0], sealOver(t, forger, path, 0, 1))
 		before := readFile(t, path)
 		if l, err := Open(c.options(0)); !errors.Is(err, principal.ErrBadSignature) {
 			if err == nil {
@@ -407,26 +406,6 @@ func TestForgedRecordDetected(t *testing.T) {
 			t.Errorf("failed Open changed the segment")
 		}
 	})
-}
-
-// resealed returns a new seal, made by c, over the records of the segment
-// at path that the existing seal at its position covers, with the first
-// seq that the existing seal names.
-func resealed(t *testing.T, c *codec, path string, firstSeq uint64) []byte {
-	t.Helper()
-	records, seals, _ := itemOffsets(t, path)
-	sealAt := seals[0]
-	var hashes [][hashSize]byte
-	for _, off := range records {
-		if off < sealAt {
-			hashes = append(hashes, sha256.Sum256(recordAt(t, path, off)))
-		}
-	}
-	seal, err := c.seal(firstSeq, hashes)
-	if err != nil {
-		t.Fatalf("seal: %v", err)
-	}
-	return seal
 }
 
 func TestOpenWithWrongKeyFails(t *testing.T) {

@@ -23,8 +23,8 @@ type group struct {
 	// records in it have no seal.
 	overflow bool
 
-	// sealErr is why no valid seal covers the group, set by resolve. The
-	// records of the group wrap it in ErrUnsealed.
+	// sealErr is the reason that no valid seal covers the group, set by
+	// resolve. The records of the group wrap it in ErrUnsealed.
 	sealErr error
 }
 
@@ -115,7 +115,7 @@ func (g *group) checkSeal(c *codec, verify bool) error {
 	h := s.header
 	last := h.seq + uint64(h.count) - 1
 	// After a stretch, the records before it may belong to an earlier seal
-	// whose header was lost, so only the end of the range must match; the
+	// whose header was lost, so only the end of the range must match. The
 	// seal then covers only the records whose seqs it lists.
 	if h.seq+uint64(h.count) != g.end || (!g.stretch && h.seq != g.first) {
 		return fmt.Errorf("seal at offset %d covers seqs %d to %d, but its group holds seqs %d to %d: %w",
@@ -130,10 +130,10 @@ func (g *group) checkSeal(c *codec, verify bool) error {
 }
 
 // resolve checks the group's seal, including its signature, and each record
-// whose body was read against it. A record keeps its own damage (a bad CRC)
-// as its reason; otherwise a missing or invalid seal, a hash that differs
-// from the one the seal lists, and a failed AEAD make it damaged, in that
-// order. Only records that pass all of these keep a payload.
+// whose body was read against it. A record with damage of its own, such as a
+// bad CRC, keeps that as its reason. Otherwise a missing or invalid seal, a
+// hash that differs from the one the seal lists, and a failed AEAD make it
+// damaged, in that order. Only records that pass all of these keep a payload.
 func (g *group) resolve(c *codec) {
 	g.sealErr = g.checkSeal(c, true)
 	for i := range g.steps {

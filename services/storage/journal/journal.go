@@ -359,7 +359,7 @@ type tail struct {
 	damaged []step // damage before that seal, which Open keeps
 	cut     int64  // offset after that seal: the new end of the segment
 	nextSeq uint64
-	tailErr error // why the bytes after cut are cut, nil if the segment ends there
+	tailErr error // the reason for the cut, nil if the segment ends at cut
 }
 
 // findTail scans a segment at checksum level and returns where its torn
@@ -427,8 +427,8 @@ func keptDamage(g group) []step {
 
 // authenticateNewest verifies the newest sealed group of the last segment.
 // A crash leaves bad checksums, never a seal or record whose checksums pass
-// but whose signature, hash or AEAD fails, so such a group is no torn tail:
-// the Key or the Verifier is wrong, or the journal was tampered with.
+// but whose signature, hash or AEAD fails. Such a group is therefore no torn
+// tail: the Key or the Verifier is wrong, or the journal was tampered with.
 func authenticateNewest(r *segmentReader, c *codec, newest *group, segment string) error {
 	err := authenticateGroup(r, c, *newest)
 	if err == nil {

@@ -46,7 +46,7 @@ func checkGroupDamaged(t *testing.T, l *Log, last uint64, damaged []uint64, want
 func sealOver(t *testing.T, c *codec, path string, sealIndex int, firstSeq uint64) []byte {
 	t.Helper()
 	records, seals, _ := itemOffsets(t, path)
-	from := int64(segmentHeaderSize)
+	from := int64(0)
 	if sealIndex > 0 {
 		from = seals[sealIndex-1]
 	}
