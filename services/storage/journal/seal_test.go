@@ -270,3 +270,108 @@ func TestSealRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// sealCounts returns the number of records that each seal of the segment
+// at path covers, in order.
+func sealCounts(t *testing.T, path string) []int {
+	t.Helper()
+	var counts []int
+	for _, off := range sealOffsets(t, path) {
+		h, _, err := decodeSeal(recordAt(t, path, off))
+		if err != nil {
+			t.Fatalf("decodeSeal at offset %d: %v", off, err)
+		}
+		counts = append(counts, h.count)
+	}
+	return counts
+}
+
+func TestSealBoundsSplitBatch(t *testing.T) {
+	t.Run("records", func(t *testing.T) {
+		e, path := writeGroups(t, 3*maxSealRecords+17)
+		if got, want := sealCounts(t, path), []int{maxSealRecords, maxSealRecords, maxSealRecords, 17}; !slices.Equal(got, want) {
+			t.Errorf("one Sync of %d records made seals of %v records, expected %v", 3*maxSealRecords+17, got, want)
+		}
+		records, err := replay(e.open(0), 1)
+		if err != nil {
+			t.Fatalf("Replay: %v", err)
+		}
+		checkRecords(t, records, 1, 3*maxSealRecords+17)
+	})
+	t.Run("bytes", func(t *testing.T) {
+		e := newEnv(t)
+		l := e.open(64 << 20)
+		payload := make([]byte, 1<<20)
+		for range 10 {
+			if _, err := l.Append(nil, payload); err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+		}
+		if err := l.Sync(); err != nil {
+			t.Fatalf("Sync: %v", err)
+		}
+		// Seven records of 1 MiB and their overhead fit in 8 MiB, eight do
+		// not.
+		if got, want := sealCounts(t, segmentPaths(t, e.dir)[0]), []int{7, 3}; !slices.Equal(got, want) {
+			t.Errorf("one Sync of 10 records of 1 MiB made seals of %v records, expected %v", got, want)
+		}
+		records, err := replay(l, 1)
+		if err != nil {
+			t.Fatalf("Replay: %v", err)
+		}
+		if len(records) != 10 {
+			t.Fatalf("replayed %d records, expected 10", len(records))
+		}
+		for _, r := range records {
+			if r.Damaged || len(r.Payload) != len(payload) {
+				t.Fatalf("record seq %d: damaged %v (%v), %d payload bytes", r.Seq, r.Damaged, r.Err, len(r.Payload))
+			}
+		}
+	})
+}
+
+// TestGroupWithoutSealPastBounds removes the seal of a full group, so that
+// its records run into the next group. Readers must give up on the first
+// group at the bound instead of holding both, and the next group must
+// still verify.
+func TestGroupWithoutSealPastBounds(t *testing.T) {
+	const n = maxSealRecords + 6
+	e, path := writeGroups(t, n)
+	first := sealOffsets(t, path)[0]
+	data := readFile(t, path)
+	length := int64(sealSize(maxSealRecords))
+	writeFile(t, path, append(slices.Clone(data[:first]), data[first+length:]...))
+
+	l := e.open(0)
+	if got := l.NextSeq(); got != n+1 {
+		t.Fatalf("NextSeq = %d, expected %d", got, n+1)
+	}
+	records, err := replay(l, 1)
+	if err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	if len(records) != n {
+		t.Fatalf("replayed %d records, expected %d", len(records), n)
+	}
+	for i, r := range records {
+		seq := uint64(i + 1)
+		if seq <= maxSealRecords {
+			checkDamagedRecord(t, r, seq, ErrUnsealed)
+		} else {
+			checkGood(t, r, seq)
+		}
+	}
+
+	problems, err := Check(e.options(0))
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if len(problems) != maxSealRecords {
+		t.Fatalf("Check found %d problems, expected %d", len(problems), maxSealRecords)
+	}
+	for _, p := range problems {
+		if !errors.Is(p.Err, ErrUnsealed) || p.TornTail || p.Seq > maxSealRecords {
+			t.Fatalf("Check reported %v, expected a record of the first group without a seal", p)
+		}
+	}
+}
