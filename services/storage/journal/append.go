@@ -187,9 +187,9 @@ func (l *Log) writeBatch(first uint64, batch []encodedRecord) error {
 const maxIovecs = 1024
 
 // flush writes records and seals at the end of the last segment and
-// fdatasyncs them. They go to the kernel with pwritev(2) straight from their own
-// buffers: a batch can hold hundreds of MiB of file data, and gathering it
-// into one buffer first would copy every byte once more.
+// fdatasyncs them. They go to the kernel with pwritev(2) straight from their
+// own buffers: a batch can hold hundreds of MiB of file data, and gathering
+// it into one buffer first would copy every byte once more.
 func (l *Log) flush(records [][]byte) error {
 	if len(records) == 0 {
 		// Every earlier flush ended with fdatasync, so nothing is pending.

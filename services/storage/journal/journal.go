@@ -150,7 +150,7 @@ func Open(opts Options) (*Log, error) {
 		return nil, err
 	}
 	// NOTE: Open accepts only its own seals, so that every record it
-	// appends stays readable. Storing records signed by a Raft leader will
+	// appends stays readable. Storing records sealed by a Raft leader will
 	// need a separate append path.
 	if !verifier.Equal(opts.Signer.Signing.Public()) {
 		return nil, errors.New("journal options: Verifier is not the public key of Signer, so appended seals would fail verification")

@@ -13,8 +13,8 @@ import (
 // It reads the records of one sealed group and verifies them against their
 // seal before it passes any of them. A damaged record, or one that its seal
 // does not vouch for, is passed with Damaged set, its tags and no payload,
-// and Replay continues after it. A damaged record header or segment header ends
-// Replay with a *CorruptError, because nothing after it can be found.
+// and Replay continues after it. A damaged record, seal or segment header
+// ends Replay with a *CorruptError, because nothing after it can be found.
 //
 // Replay holds no lock while fn runs, so fn may call Append and Sync. It
 // returns an error wrapping ErrTruncated if records from from on were removed
