@@ -205,11 +205,12 @@ const (
 	bodyCRCSize       = 4      // CRC32C of the body, between header and body
 	journalNonceSize  = 24     // XChaCha20-Poly1305
 	recordKind        = 0x0101 // KindJournalRecord
+	sealKind          = 0x0102 // KindJournalSeal, which ends each group of records
 )
 
 // readJournal parses every record of every segment of a node's journal, in
-// order. An incomplete record at the end of a segment (a torn write) ends
-// that segment.
+// order, and skips the seals between them. An incomplete record or seal at
+// the end of a segment (a torn write) ends that segment.
 func readJournal(t *testing.T, state string) []journalRecord {
 	t.Helper()
 	dir := filepath.Join(state, "node", "journal")
@@ -231,6 +232,10 @@ func readJournal(t *testing.T, state string) []journalRecord {
 				break
 			}
 			h := data[off+recordPrefixSize : off+length]
+			if binary.BigEndian.Uint16(h) == sealKind {
+				off += length
+				continue
+			}
 			count := int64(binary.BigEndian.Uint32(h[11:]))
 			headerSize := headerFixedSize + 8*count
 			if binary.BigEndian.Uint16(h) != recordKind || int64(len(h)) < headerSize+bodyCRCSize {

@@ -8,8 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Append assigns the next seq to a record and encodes, signs and encrypts it
-// in memory. The record stays in memory, and is not durable, until a later
+// Append assigns the next seq to a record, and encodes, encrypts and hashes
+// it in memory. The record stays in memory, and is not durable, until a later
 // Sync returns. Seqs follow the order in which concurrent Append calls take
 // the Log's lock, and Append keeps no reference to tags or payload.
 func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
@@ -27,12 +27,12 @@ func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
 	}
 	seq := l.nextSeq
 	l.nextSeq++
-	l.pending = append(l.pending, nil)
+	l.pending = append(l.pending, encodedRecord{})
 	l.mu.Unlock()
 
-	// Signing takes most of the time of an Append, so it runs outside the
-	// lock and concurrent Appends sign in parallel.
-	record, err := l.codec.encode(seq, tags, payload)
+	// Encrypting and hashing run outside the lock, so concurrent Appends
+	// do them in parallel and the leader of a Sync only signs the seal.
+	record, hash, err := l.codec.encode(seq, tags, payload)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -43,9 +43,9 @@ func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
 		return 0, l.failed
 	}
 	index := int(seq - l.pendingBase)
-	l.pending[index] = record
+	l.pending[index] = encodedRecord{data: record, hash: hash}
 	if index == l.filled {
-		for l.filled < len(l.pending) && l.pending[l.filled] != nil {
+		for l.filled < len(l.pending) && l.pending[l.filled].data != nil {
 			l.filled++
 		}
 		l.slotCond.Broadcast()
@@ -98,13 +98,13 @@ func (l *Log) syncLocked(target uint64) error {
 	}
 
 	first := l.pendingBase
-	batch := make([][]byte, l.filled)
+	batch := make([]encodedRecord, l.filled)
 	copy(batch, l.pending[:l.filled])
 	clear(l.pending[:l.filled])
 	l.pending = l.pending[l.filled:]
 	l.pendingBase += uint64(l.filled)
 	l.filled = 0
-	for l.filled < len(l.pending) && l.pending[l.filled] != nil {
+	for l.filled < len(l.pending) && l.pending[l.filled].data != nil {
 		l.filled++
 	}
 
@@ -122,35 +122,74 @@ func (l *Log) syncLocked(target uint64) error {
 	return nil
 }
 
-// writeBatch writes records with consecutive seqs from first, starting a new
-// segment where the last one is full, and fdatasyncs what it wrote. Only the
-// leader calls it.
-func (l *Log) writeBatch(first uint64, batch [][]byte) error {
-	start, size := 0, l.activeSize
+// writeBatch writes records with consecutive seqs from first, ends every
+// group of them with a seal, starts a new segment where the last one is
+// full, and fdatasyncs what it wrote. Only the leader calls it, and it is
+// the only writer of records, so every record on disk is followed by the
+// seal of its group unless a crash cut the write short.
+func (l *Log) writeBatch(first uint64, batch []encodedRecord) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	var out [][]byte // records and seals for the last segment
+	size := l.activeSize
+	start := 0 // index in batch of the first record of the open group
+	var groupBytes int64
+	sealGroup := func(end int) error {
+		hashes := make([][hashSize]byte, end-start)
+		for i := range hashes {
+			hashes[i] = batch[start+i].hash
+		}
+		seal, err := l.codec.seal(first+uint64(start), hashes)
+		if err != nil {
+			return err
+		}
+		out = append(out, seal)
+		size += int64(len(seal))
+		start, groupBytes = end, 0
+		return nil
+	}
+
 	for i, record := range batch {
+		length := int64(len(record.data))
+		if i > start && (i-start == maxSealRecords || groupBytes+length > maxSealBytes) {
+			if err := sealGroup(i); err != nil {
+				return err
+			}
+		}
 		// Every segment gets at least one record, even one larger than
-		// SegmentSize.
+		// SegmentSize, and a group never spans two segments.
 		if size >= l.segmentSize && size > segmentHeaderSize {
-			if err := l.flush(batch[start:i]); err != nil {
+			if i > start {
+				if err := sealGroup(i); err != nil {
+					return err
+				}
+			}
+			if err := l.flush(out); err != nil {
 				return err
 			}
 			if err := l.rotate(first + uint64(i)); err != nil {
 				return err
 			}
-			start, size = i, l.activeSize
+			out, size = out[:0], l.activeSize
 		}
-		size += int64(len(record))
+		out = append(out, record.data)
+		size += length
+		groupBytes += length
 	}
-	return l.flush(batch[start:])
+	if err := sealGroup(len(batch)); err != nil {
+		return err
+	}
+	return l.flush(out)
 }
 
 // maxIovecs is the most buffers one pwritev(2) takes (IOV_MAX on Linux).
 const maxIovecs = 1024
 
-// flush writes records at the end of the last segment and fdatasyncs them.
-// The records go to the kernel with pwritev(2) straight from their own
-// buffers: a batch can hold hundreds of MiB of file data, and gathering it
-// into one buffer first would copy every byte once more.
+// flush writes records and seals at the end of the last segment and
+// fdatasyncs them. They go to the kernel with pwritev(2) straight from their
+// own buffers: a batch can hold hundreds of MiB of file data, and gathering
+// it into one buffer first would copy every byte once more.
 func (l *Log) flush(records [][]byte) error {
 	if len(records) == 0 {
 		// Every earlier flush ended with fdatasync, so nothing is pending.

@@ -20,7 +20,12 @@ type Problem struct {
 	Seq         uint64
 	Tags        []uint64
 
-	// TornTail means the problem lies after the last record with good
+	// Seal means the problem is a seal that covers none of its group's
+	// records. Seq is the first seq it names, and each record of its group
+	// is a Problem of its own.
+	Seal bool
+
+	// TornTail means the problem lies after the last seal with good
 	// checksums of the last segment: the next Open cuts it.
 	TornTail bool
 
@@ -29,10 +34,13 @@ type Problem struct {
 
 func (p Problem) String() string {
 	s := fmt.Sprintf("segment %s offset %d (%d bytes)", p.Segment, p.Offset, p.Size)
-	if p.Seq != 0 {
+	switch {
+	case p.Seal:
+		s += fmt.Sprintf(" seal from seq %d", p.Seq)
+	case p.Seq != 0:
 		s += fmt.Sprintf(" seq %d", p.Seq)
 	}
-	if p.HeaderValid {
+	if p.HeaderValid && !p.Seal {
 		s += fmt.Sprintf(" tags %v", p.Tags)
 	}
 	s += ": " + p.Err.Error()
@@ -43,8 +51,9 @@ func (p Problem) String() string {
 }
 
 // Check reads the whole journal in opts.Dir without changing it and returns
-// every problem, for fsck. Past a damaged record header it searches for the
-// next record with good checksums, so one damaged header hides nothing
+// every problem, for fsck. It verifies every record against the seal of its
+// group, as Replay does. Past a damaged header it searches for the next
+// record or seal with good checksums, so one damaged header hides nothing
 // after it. Check needs Dir, Key and Verifier (or Signer). It returns an
 // error only when it cannot read the journal at all.
 //
@@ -64,6 +73,9 @@ func Check(opts Options) ([]Problem, error) {
 	}
 	if len(segments) == 0 {
 		return nil, nil
+	}
+	if err := checkFormatVersion(opts.Dir, segments); err != nil {
+		return nil, fmt.Errorf("check journal %s: %w", opts.Dir, err)
 	}
 
 	// The newest readable segment header names the journal, as in Open.
@@ -132,34 +144,37 @@ func checkSegment(dir string, seg segmentInfo, c *codec, last bool) ([]Problem, 
 		return nil, 0, fmt.Errorf("check journal: %w", err)
 	}
 
-	sc := newScanner(newSegmentReader(f, info.Size()), c, seg.firstSeq, true)
+	gs := newGroupScanner(newScanner(newSegmentReader(f, info.Size()), c, seg.firstSeq, true), false)
 	var problems []Problem
 	var lastGoodEnd int64 = segmentHeaderSize
 	endKnown := true
 	for {
-		st, ok, err := sc.next(checkAll)
+		g, ok, err := gs.next(0, checkAuth)
 		if err != nil {
 			return nil, 0, fmt.Errorf("check journal: segment %s: %w", seg.name, err)
 		}
 		if !ok {
 			break
 		}
-		if st.crcOK {
-			lastGoodEnd = st.end
+		g.resolve(c)
+		if g.seal != nil && g.seal.err == nil {
+			lastGoodEnd = g.seal.end
+		}
+		for _, st := range g.steps {
+			if st.damaged() {
+				problems = append(problems, problemOf(seg.name, st))
+			}
+		}
+		if g.seal != nil && g.sealErr != nil {
+			p := problemOf(seg.name, *g.seal)
+			if p.Err == nil {
+				p.Err = g.sealErr
+			}
+			problems = append(problems, p)
 		}
 		// After a stretch without a readable header, how many records the
 		// segment held is unknown.
-		endKnown = st.header != nil
-		if !st.damaged() {
-			continue
-		}
-		p := Problem{Segment: seg.name, Offset: st.offset, Size: st.end - st.offset, Seq: st.expected, Err: st.recordErr()}
-		if st.header != nil {
-			p.HeaderValid = true
-			p.Seq = st.header.seq
-			p.Tags = st.header.tags
-		}
-		problems = append(problems, p)
+		endKnown = g.seal != nil || g.steps[len(g.steps)-1].header != nil
 	}
 	if last {
 		for i := range problems {
@@ -171,5 +186,17 @@ func checkSegment(dir string, seg segmentInfo, c *codec, last bool) ([]Problem, 
 	if !endKnown {
 		return problems, 0, nil
 	}
-	return problems, sc.expected, nil
+	return problems, gs.sc.expected, nil
+}
+
+// problemOf describes a damaged record, seal or stretch.
+func problemOf(segment string, st step) Problem {
+	p := Problem{Segment: segment, Offset: st.offset, Size: st.end - st.offset, Seq: st.expected, Err: st.recordErr()}
+	if st.header != nil {
+		p.HeaderValid = true
+		p.Seal = st.header.seal
+		p.Seq = st.header.seq
+		p.Tags = st.header.tags
+	}
+	return p
 }

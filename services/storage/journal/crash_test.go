@@ -2,6 +2,7 @@ package journal
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -53,39 +54,47 @@ func checkCutAt(t *testing.T, e *env, cut int64, kept uint64, keptEnd int64) {
 	}
 }
 
-func TestTornTailEveryOffset(t *testing.T) {
+// writeGroups creates a closed journal with one Sync, and so one sealed
+// group, per entry of sizes, and returns it with its only segment.
+func writeGroups(t *testing.T, sizes ...int) (*env, string) {
+	t.Helper()
 	e := newEnv(t)
 	l := e.open(0)
-	appendSynced(t, l, 5)
+	for _, n := range sizes {
+		appendSynced(t, l, n)
+	}
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	path := segmentPaths(t, e.dir)[0]
+	return e, segmentPaths(t, e.dir)[0]
+}
+
+func TestTornTailEveryOffset(t *testing.T) {
+	e, path := writeGroups(t, 3, 2)
 	offsets, end := recordOffsets(t, path)
-	if len(offsets) != 5 {
-		t.Fatalf("found %d records, expected 5", len(offsets))
+	if len(offsets) != 5 || len(sealOffsets(t, path)) != 2 {
+		t.Fatalf("found %d records and %d seals, expected 5 and 2", len(offsets), len(sealOffsets(t, path)))
 	}
 
-	lastStart := offsets[4]
-	for cut := lastStart; cut < end; cut++ {
-		checkCutAt(t, e, cut, 4, lastStart)
+	// Any cut inside the second group, even one that keeps both of its
+	// records whole, loses its seal and so the whole group.
+	groupStart := offsets[3]
+	for cut := groupStart; cut < end; cut++ {
+		checkCutAt(t, e, cut, 3, groupStart)
 	}
 	// A cut exactly at the end keeps everything.
 	checkCutAt(t, e, end, 5, end)
 }
 
 func TestTornTailInEarlierRecord(t *testing.T) {
-	e := newEnv(t)
-	l := e.open(0)
-	appendSynced(t, l, 5)
-	if err := l.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	offsets, _ := recordOffsets(t, segmentPaths(t, e.dir)[0])
+	e, path := writeGroups(t, 1, 2, 2)
+	offsets, _ := recordOffsets(t, path)
+	seals := sealOffsets(t, path)
 
-	// Cuts inside record 2 (index 1) keep only record 1.
-	start, next := offsets[1], offsets[2]
-	for _, cut := range []int64{start + 1, start + 7, start + 8, (start + next) / 2, next - 1} {
+	// Cuts inside record 2 or inside the seal of records 2 and 3 keep only
+	// record 1.
+	start, sealStart, next := offsets[1], seals[1], offsets[3]
+	for _, cut := range []int64{start + 1, start + 7, start + 8, (start + offsets[2]) / 2, offsets[2], sealStart, sealStart + 30, next - 1} {
 		checkCutAt(t, e, cut, 1, start)
 	}
 	// A cut inside the segment header of the only segment fails Open.
@@ -102,7 +111,9 @@ func TestTornTailInEarlierRecord(t *testing.T) {
 func TestTornTailInLastOfSeveralSegments(t *testing.T) {
 	e := newEnv(t)
 	l := e.open(smallSegments)
-	appendSynced(t, l, 12)
+	for range 12 {
+		appendSynced(t, l, 1)
+	}
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -120,14 +131,51 @@ func TestTornTailInLastOfSeveralSegments(t *testing.T) {
 	}
 }
 
-func TestTrailingZerosAndGarbageCut(t *testing.T) {
-	e := newEnv(t)
-	l := e.open(0)
-	appendSynced(t, l, 3)
-	if err := l.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
+// TestUnsealedTailCut leaves the records of the last group whole but
+// without their seal, as a crash between the two would if a write were
+// split, and checks that Open cuts them.
+func TestUnsealedTailCut(t *testing.T) {
+	e, path := writeGroups(t, 2, 3)
+	offsets, _ := recordOffsets(t, path)
+	seals := sealOffsets(t, path)
+	c := e.copyJournal()
+	if err := os.Truncate(onlySegment(c), seals[1]); err != nil {
+		t.Fatalf("Truncate: %v", err)
 	}
-	path := segmentPaths(t, e.dir)[0]
+
+	problems, err := Check(c.options(0))
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if len(problems) != 3 {
+		t.Fatalf("Check found %d problems, expected the 3 unsealed records: %v", len(problems), problems)
+	}
+	for i, p := range problems {
+		if !p.TornTail || p.Seq != uint64(3+i) || !p.HeaderValid || !errors.Is(p.Err, ErrUnsealed) {
+			t.Errorf("Check reported %v, expected seq %d without a seal in the torn tail", p, 3+i)
+		}
+	}
+
+	l := c.open(0)
+	if got := l.NextSeq(); got != 3 {
+		t.Fatalf("NextSeq = %d, expected 3", got)
+	}
+	if size := fileSize(t, onlySegment(c)); size != offsets[2] {
+		t.Fatalf("segment has %d bytes after Open, expected %d", size, offsets[2])
+	}
+	want := fmt.Sprintf("offset=%d seq=3", offsets[2])
+	if logs := c.logs.String(); !strings.Contains(logs, "cut torn tail") || !strings.Contains(logs, want) || !strings.Contains(logs, ErrUnsealed.Error()) {
+		t.Errorf("Open logged no warning with %q and %q:\n%s", want, ErrUnsealed, logs)
+	}
+	records, err := replay(l, 1)
+	if err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	checkRecords(t, records, 1, 2)
+}
+
+func TestTrailingZerosAndGarbageCut(t *testing.T) {
+	e, path := writeGroups(t, 2, 1)
 	offsets, end := recordOffsets(t, path)
 	original := readFile(t, path)
 
@@ -145,9 +193,9 @@ func TestTrailingZerosAndGarbageCut(t *testing.T) {
 		kept     uint64
 		keptEnd  int64
 	}{
-		{"zeros after the last record", append(original[:end:end], make([]byte, 4096)...), 3, end},
-		{"garbage after the last record", append(original[:end:end], garbage...), 3, end},
-		{"one zero byte after the last record", append(original[:end:end], 0), 3, end},
+		{"zeros after the last seal", append(original[:end:end], make([]byte, 4096)...), 3, end},
+		{"garbage after the last seal", append(original[:end:end], garbage...), 3, end},
+		{"one zero byte after the last seal", append(original[:end:end], 0), 3, end},
 		{"torn record followed by zeros", torn, 2, offsets[2]},
 		{"torn record followed by garbage", append(original[:offsets[2]+40:offsets[2]+40], garbage...), 2, offsets[2]},
 	}
@@ -189,14 +237,9 @@ func TestTrailingZerosAndGarbageCut(t *testing.T) {
 func onlySegment(c *env) string { return segmentPaths(c.t, c.dir)[0] }
 
 func TestCheckLeavesTornTail(t *testing.T) {
-	e := newEnv(t)
-	l := e.open(0)
-	appendSynced(t, l, 3)
-	if err := l.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	path := segmentPaths(t, e.dir)[0]
+	e, path := writeGroups(t, 2, 1)
 	offsets, end := recordOffsets(t, path)
+	seals := sealOffsets(t, path)
 	if err := os.Truncate(path, end-10); err != nil {
 		t.Fatalf("Truncate: %v", err)
 	}
@@ -205,12 +248,15 @@ func TestCheckLeavesTornTail(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	if len(problems) != 1 {
-		t.Fatalf("Check found %d problems, expected 1: %v", len(problems), problems)
+	if len(problems) != 2 {
+		t.Fatalf("Check found %d problems, expected 2: %v", len(problems), problems)
 	}
-	p := problems[0]
-	if !p.TornTail || p.Offset != offsets[2] || p.Seq != 3 || !p.HeaderValid {
-		t.Errorf("Check reported %v, expected a torn tail at offset %d with seq 3", p, offsets[2])
+	record, seal := problems[0], problems[1]
+	if !record.TornTail || record.Offset != offsets[2] || record.Seq != 3 || !record.HeaderValid || !errors.Is(record.Err, ErrUnsealed) {
+		t.Errorf("Check reported %v, expected unsealed seq 3 at offset %d in the torn tail", record, offsets[2])
+	}
+	if !seal.TornTail || !seal.Seal || seal.Offset != seals[1] || seal.Seq != 3 || !errors.Is(seal.Err, ErrIncomplete) {
+		t.Errorf("Check reported %v, expected the incomplete seal at offset %d in the torn tail", seal, seals[1])
 	}
 	if size := fileSize(t, path); size != end-10 {
 		t.Errorf("Check changed the segment to %d bytes", size)

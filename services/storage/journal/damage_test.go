@@ -153,14 +153,24 @@ func TestDamagedPayloadInMiddle(t *testing.T) {
 	checkRecords(t, records, 7, 7)
 }
 
-func TestTamperedPayloadFailsAEAD(t *testing.T) {
+// TestChangedRecordFailsSeal changes a record inside a sealed group, with
+// its CRC fixed, and checks that only that record is damaged.
+func TestChangedRecordFailsSeal(t *testing.T) {
 	e, offsets := writeJournal(t, 4, 0)
 	path := segmentPaths(t, e.dir)[0]
 	flipByte(t, path, payloadOffset(offsets[1]), 0x80)
 	fixBodyCRC(t, path, offsets[1])
 
 	l := e.open(0)
-	checkOneDamaged(t, l, 4, 2, ErrDecrypt)
+	checkOneDamaged(t, l, 4, 2, ErrSealMismatch)
+
+	problems, err := Check(e.options(0))
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if len(problems) != 1 || problems[0].Seq != 2 || problems[0].Offset != offsets[1] || problems[0].TornTail || !errors.Is(problems[0].Err, ErrSealMismatch) {
+		t.Errorf("Check reported %v, expected a seal mismatch of seq 2 at offset %d", problems, offsets[1])
+	}
 }
 
 func TestDamagedHeaderInMiddle(t *testing.T) {
@@ -229,8 +239,14 @@ func TestEveryByteFlipDetected(t *testing.T) {
 		t.Fatalf("4 records made %d segments, expected 2", len(paths))
 	}
 	lastPath := paths[len(paths)-1]
-	lastOffsets, lastEnd := recordOffsets(t, lastPath)
-	lastRecord := lastOffsets[len(lastOffsets)-1]
+	_, lastEnd := recordOffsets(t, lastPath)
+	seals := sealOffsets(t, lastPath)
+	if len(seals) != 1 {
+		t.Fatalf("last segment has %d seals, expected 1", len(seals))
+	}
+	// Damage to the seal of the last group looks like a torn write of that
+	// group, so Open cuts the whole group.
+	lastSeal := seals[0]
 
 	for fileIndex, path := range paths {
 		data := readFile(t, path)
@@ -248,9 +264,9 @@ func TestEveryByteFlipDetected(t *testing.T) {
 					if out.corrupt == nil || out.corrupt.Offset != 0 {
 						t.Fatalf("%s: Replay did not stop at the damaged segment header: %+v", name, out)
 					}
-				case inLast && offset >= lastRecord:
-					if out.openErr != nil || !out.cut || out.good != 3 || len(out.damaged) != 0 || out.corrupt != nil {
-						t.Fatalf("%s: last record not cut as a torn tail: %+v", name, out)
+				case inLast && offset >= lastSeal:
+					if out.openErr != nil || !out.cut || out.good != 2 || len(out.damaged) != 0 || out.corrupt != nil {
+						t.Fatalf("%s: last group not cut as a torn tail: %+v", name, out)
 					}
 				default:
 					if out.openErr != nil {
@@ -264,7 +280,7 @@ func TestEveryByteFlipDetected(t *testing.T) {
 					t.Fatalf("%s: Check found no problem", name)
 				}
 				for _, p := range out.problems {
-					wantTorn := inLast && offset >= lastRecord && offset < lastEnd
+					wantTorn := inLast && offset >= lastSeal && offset < lastEnd
 					if p.TornTail != wantTorn {
 						t.Fatalf("%s: Check reported %v, torn tail expected %v", name, p, wantTorn)
 					}
@@ -321,7 +337,10 @@ func flipAndReplay(t *testing.T, e *env, fileIndex int, offset int64, mask byte)
 	return out
 }
 
-func TestForeignSignatureDetected(t *testing.T) {
+// TestForgedRecordDetected splices in records that a holder of the journal
+// key, but not of the node's signing key, made: they decrypt, but no seal
+// of the node lists them.
+func TestForgedRecordDetected(t *testing.T) {
 	e, offsets := writeJournal(t, 5, 0)
 	l := e.open(0)
 	id := l.ID()
@@ -329,14 +348,13 @@ func TestForeignSignatureDetected(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 
-	// The intruder has the journal key but not the node's signing key.
 	intruder := newCredential(t)
 	forger, err := newCodec(e.key, id, intruder, intruder.Signing.Public())
 	if err != nil {
 		t.Fatalf("newCodec: %v", err)
 	}
 	forged := func(seq uint64) []byte {
-		record, err := forger.encode(seq, tagsFor(seq), payloadFor(seq))
+		record, _, err := forger.encode(seq, tagsFor(seq), payloadFor(seq))
 		if err != nil {
 			t.Fatalf("encode: %v", err)
 		}
@@ -347,26 +365,44 @@ func TestForeignSignatureDetected(t *testing.T) {
 		c := e.copyJournal()
 		spliceRecord(t, onlySegment(c), offsets[2], forged(3))
 		l := c.open(0)
-		checkOneDamaged(t, l, 5, 3, principal.ErrBadSignature)
+		checkOneDamaged(t, l, 5, 3, ErrSealMismatch)
 		problems, err := Check(c.options(0))
 		if err != nil {
 			t.Fatalf("Check: %v", err)
 		}
-		if len(problems) != 1 || problems[0].Seq != 3 || !errors.Is(problems[0].Err, principal.ErrBadSignature) {
-			t.Errorf("Check reported %v, expected a bad signature of seq 3", problems)
+		if len(problems) != 1 || problems[0].Seq != 3 || !errors.Is(problems[0].Err, ErrSealMismatch) {
+			t.Errorf("Check reported %v, expected a seal mismatch of seq 3", problems)
 		}
 	})
 	t.Run("last", func(t *testing.T) {
 		c := e.copyJournal()
 		spliceRecord(t, onlySegment(c), offsets[4], forged(5))
 		before := readFile(t, onlySegment(c))
+		if l, err := Open(c.options(0)); !errors.Is(err, ErrSealMismatch) {
+			if err == nil {
+				l.Close()
+			}
+			t.Fatalf("Open with a forged last record returned %v, expected a seal mismatch", err)
+		}
+		if !bytes.Equal(readFile(t, onlySegment(c)), before) {
+			t.Errorf("failed Open changed the segment")
+		}
+	})
+	t.Run("sealed by the intruder", func(t *testing.T) {
+		// The intruder also replaces the seal with one of its own over the
+		// forged record.
+		c := e.copyJournal()
+		path := onlySegment(c)
+		spliceRecord(t, path, offsets[2], forged(3))
+		spliceRecord(t, path, sealOffsets(t, path)[0], sealOver(t, forger, path, 0, 1))
+		before := readFile(t, path)
 		if l, err := Open(c.options(0)); !errors.Is(err, principal.ErrBadSignature) {
 			if err == nil {
 				l.Close()
 			}
-			t.Fatalf("Open with a forged last record returned %v, expected a bad signature", err)
+			t.Fatalf("Open with a seal of another key returned %v, expected a bad signature", err)
 		}
-		if !bytes.Equal(readFile(t, onlySegment(c)), before) {
+		if !bytes.Equal(readFile(t, path), before) {
 			t.Errorf("failed Open changed the segment")
 		}
 	})
@@ -409,8 +445,19 @@ func TestOpenWithWrongKeyFails(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	if len(problems) != 3 || !errors.Is(problems[0].Err, principal.ErrBadSignature) {
-		t.Errorf("Check with another verifier reported %v, expected 3 bad signatures", problems)
+	// Each record of the group and the seal itself are a problem.
+	if len(problems) != 4 {
+		t.Fatalf("Check with another verifier found %d problems, expected 4: %v", len(problems), problems)
+	}
+	for i, p := range problems {
+		if !errors.Is(p.Err, principal.ErrBadSignature) || p.Seal != (i == 3) || p.TornTail {
+			t.Errorf("Check with another verifier reported %v, expected a bad signature of the seal", p)
+		}
+	}
+	for _, p := range problems[:3] {
+		if !errors.Is(p.Err, ErrUnsealed) {
+			t.Errorf("Check with another verifier reported %v, expected a record without a valid seal", p)
+		}
 	}
 }
 
@@ -461,7 +508,7 @@ func TestRecordFromOtherJournal(t *testing.T) {
 	spliceRecord(t, onlySegment(a), offsetsA[1], recordAt(t, onlySegment(b), offsetsB[1]))
 
 	l = a.open(0)
-	checkOneDamaged(t, l, 4, 2, ErrDecrypt)
+	checkOneDamaged(t, l, 4, 2, ErrSealMismatch)
 }
 
 func TestReorderedRecords(t *testing.T) {
@@ -501,31 +548,48 @@ func TestReorderedRecords(t *testing.T) {
 func TestCopiedRecordAtEnd(t *testing.T) {
 	e, offsets := writeJournal(t, 3, 0)
 	path := segmentPaths(t, e.dir)[0]
-	// Record 2 appended again after record 3: authentic, but out of place.
 	data := readFile(t, path)
-	writeFile(t, path, append(data, recordAt(t, path, offsets[1])...))
 
-	l := e.open(0)
-	if got := l.NextSeq(); got != 5 {
-		t.Fatalf("NextSeq = %d, expected 5, the seq after the position of the copied record", got)
+	// Record 2 appended again after the seal: authentic, but no seal
+	// follows it, so Open cuts it like a torn write.
+	c := e.copyJournal()
+	writeFile(t, onlySegment(c), append(slices.Clone(data), recordAt(t, path, offsets[1])...))
+	l := c.open(0)
+	if got := l.NextSeq(); got != 4 {
+		t.Fatalf("NextSeq = %d, expected 4", got)
+	}
+	if size := fileSize(t, onlySegment(c)); size != int64(len(data)) {
+		t.Fatalf("segment has %d bytes after Open, expected %d", size, len(data))
 	}
 	records, err := replay(l, 1)
 	if err != nil {
 		t.Fatalf("Replay: %v", err)
 	}
-	if len(records) != 4 {
-		t.Fatalf("replayed %d records, expected 4", len(records))
+	checkRecords(t, records, 1, 3)
+
+	// The whole group appended again, with its seal: the copied seal
+	// covers seqs 1 to 3 where the journal is at seq 4, so the newest seal
+	// fails and Open changes nothing.
+	c = e.copyJournal()
+	writeFile(t, onlySegment(c), append(slices.Clone(data), data[segmentHeaderSize:]...))
+	before := readFile(t, onlySegment(c))
+	if l, err := Open(c.options(0)); !errors.Is(err, ErrSequence) {
+		if err == nil {
+			l.Close()
+		}
+		t.Fatalf("Open with a copied group at the end returned %v, expected ErrSequence", err)
 	}
-	checkRecords(t, records[:3], 1, 3)
-	checkDamagedRecord(t, records[3], 2, ErrSequence)
+	if !bytes.Equal(readFile(t, onlySegment(c)), before) {
+		t.Errorf("failed Open changed the segment")
+	}
 }
 
 func TestForeignJournalSegment(t *testing.T) {
-	a, _ := writeJournal(t, 12, smallSegments)
+	a, _ := writeJournal(t, 18, smallSegments)
 	b := newEnv(t)
 	b.key, b.signer = a.key, a.signer
 	l := b.open(smallSegments)
-	appendSynced(t, l, 12)
+	appendSynced(t, l, 18)
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -551,10 +615,10 @@ func TestForeignJournalSegment(t *testing.T) {
 }
 
 func TestMissingSegmentDetected(t *testing.T) {
-	e, _ := writeJournal(t, 12, smallSegments)
+	e, _ := writeJournal(t, 18, smallSegments)
 	paths := segmentPaths(t, e.dir)
 	if len(paths) < 3 {
-		t.Fatalf("12 records made %d segments, expected at least 3", len(paths))
+		t.Fatalf("18 records made %d segments, expected at least 3", len(paths))
 	}
 	firstOffsets, _ := recordOffsets(t, paths[0])
 	if err := os.Remove(paths[1]); err != nil {

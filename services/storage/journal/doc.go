@@ -7,11 +7,12 @@
 //
 // A journal is a directory of segment files. Records carry sequence numbers
 // (seqs) that start at 1 and grow by one per record, in the order of the
-// Append calls. Append encodes, signs and encrypts a record in memory. Sync
-// writes every record appended before the call and calls fdatasync(2) once
-// for all concurrent callers (group commit). Only then does Sync return, and
-// only then is a record durable. Replay passes only durable records, and a
-// crash may lose any record that no Sync (or Close) has acknowledged.
+// Append calls. Append encodes, encrypts and hashes a record in memory. Sync
+// writes every record appended before the call, ends each group of them
+// with a seal signed by the node, and calls fdatasync(2) once for all
+// concurrent callers (group commit). Only then does Sync return, and only
+// then is a record durable. Replay passes only durable records, and a crash
+// may lose any record that no Sync (or Close) has acknowledged.
 //
 // Records go to the last segment until it reaches Options.SegmentSize bytes.
 // The next record then starts a new segment. TruncateBefore removes old
@@ -28,22 +29,44 @@
 // The payload is sealed with XChaCha20-Poly1305 under a key derived from
 // Options.Key. Names and file data are inside it, so a reader of the disk
 // learns only the seqs, the tags, the payload lengths and the timing.
-// Each payload is also signed by the node (ECDSA P-256, context
-// "blocktree journal record v1"). The signature is what stops forgery by
-// holders of the journal key, such as the other servers of a Raft group,
-// who could otherwise seal records that decrypt cleanly. The signature is
-// inside the ciphertext because anyone with the node's public key could test a
-// guessed payload against a signature stored in clear.
 //
-// The associated data of the AEAD and the signed message both contain the
-// journal id (32 random bytes chosen when the journal is created) and the
-// record header (seq, tags, payload length). A record therefore cannot be
+// The node signs seals, not records (ECDSA P-256, context "blocktree
+// journal seal v2"). The leader of a group commit ends every group of
+// records it writes with a seal: the node's signature over the journal id, the seq
+// range of the group and the SHA-256 hash of each record in it. A record
+// counts only if the seal after it lists its hash. The seal is what stops
+// forgery by holders of the journal key, such as the other servers of a Raft
+// group, who could otherwise write records that decrypt cleanly. Signing
+// once per group instead of once per record takes the signature off the path
+// of every mutation: the leader of a group commit signs once for all the
+// records it writes.
+//
+// A seal lists the hash of every record it covers, not only a hash over all
+// of them, so one changed record does not make its neighbours unverifiable.
+// The hash covers the record as written: the length field, the header CRC,
+// the header, the body CRC, the nonce and the ciphertext with its tag.
+// Checking it needs neither the key nor a decryption, so Open can verify the
+// newest group cheaply. It covers every byte of the record, so any change to
+// a record with good checksums fails the seal before the AEAD is tried. The
+// seal is stored in clear: the hashes are of ciphertexts under random nonces,
+// so they reveal nothing about the payloads.
+//
+// A group holds at most 1024 records and 8 MiB of records (one larger record
+// is a group of its own), and it never spans two segments, so Replay and
+// Check hold one group in memory while they verify it. Past a damaged header
+// in a group, Replay also holds the headers of the records up to the next
+// seal.
+//
+// The associated data of the AEAD contains the journal id (32 random bytes
+// chosen when the journal is created) and the record header (seq, tags,
+// payload length). The seal covers the same header through the record's hash
+// and the journal id through its signed message. A record therefore cannot be
 // moved to another position or another journal, nor can its tags be changed.
 //
 // CRC32C checksums serve crash recovery and fsck, not security. They tell a
 // torn or rotten record from one that fails authentication, and they can be
 // checked without the key. They also make it cheap to search a damaged
-// segment for the next record.
+// segment for the next record or seal.
 //
 // # On-disk format
 //
@@ -56,28 +79,42 @@
 // A segment starts with a 47-byte header:
 //
 //	kind        uint16   0x0100 (KindJournalSegment)
-//	version     uint8    1
+//	version     uint8    2
 //	journal id  32 bytes, the same in every segment of one journal
 //	first seq   uint64   seq of the segment's first record
 //	header CRC  uint32   CRC32C (Castagnoli) of the 43 bytes above
 //
-// Records follow back to back, with no padding:
+// Records and seals follow back to back, with no padding. A record is:
 //
 //	length      uint32   bytes of the whole record, this field included
 //	header CRC  uint32   CRC32C of the length field and the header
-//	header      kind uint16 0x0101 (KindJournalRecord), version uint8 1,
+//	header      kind uint16 0x0101 (KindJournalRecord), version uint8 2,
 //	            seq uint64, tag count uint32, tags (count × uint64),
 //	            payload length uint32
 //	body CRC    uint32   CRC32C of the body
-//	body        24-byte random nonce ||
-//	            XChaCha20-Poly1305(payload || 64-byte signature r||s)
+//	body        24-byte random nonce || XChaCha20-Poly1305(payload)
 //
-// The header is a canonical wire encoding, 19 + 8 × tag count bytes long. The
-// AEAD key is HKDF-SHA256 of Options.Key with the journal id as salt and
-// "blocktree journal payload key v1" as info, so every journal has its own
-// key. The AEAD's associated data is journal id || header. The signed message
-// is journal id || header || payload. A record is at most MaxTags tags and
+// A seal has the same frame, so a reader walks both alike:
+//
+//	length      uint32   bytes of the whole seal, this field included
+//	header CRC  uint32   CRC32C of the length field and the header
+//	header      kind uint16 0x0102 (KindJournalSeal), version uint8 2,
+//	            first seq uint64, record count uint32 (1 to 1024)
+//	body CRC    uint32   CRC32C of the body
+//	body        record count × 32-byte SHA-256 of a record, in seq order ||
+//	            64-byte signature r||s
+//
+// A record header is a canonical wire encoding, 19 + 8 × tag count bytes
+// long, and a seal header 15 bytes long. The AEAD key is HKDF-SHA256 of
+// Options.Key with the journal id as salt and "blocktree journal payload key
+// v1" as info, so every journal has its own key. The AEAD's associated data
+// is journal id || record header. The signed message of a seal is journal id
+// || seal header || hashes. A record is at most MaxTags tags and
 // MaxPayloadSize payload bytes.
+//
+// Open and Check reject a journal whose segment headers have another format
+// version with an error that names both versions, before they change
+// anything. Version 1 signed every record and is not migrated.
 //
 // # Invariants
 //
@@ -85,6 +122,9 @@
 //     segment starts at the seq after the last record of the one before it.
 //     Replay reports a record whose seq breaks this rule as damaged, so
 //     records that were reordered, dropped or copied are detected.
+//   - Every record is followed, in the same segment, by the seal of its
+//     group. Only the leader of a group commit writes records, and it writes
+//     each group's seal in the same write as the group, before fdatasync.
 //   - Only the last segment is written to. A segment is fdatasynced before
 //     the next one is created, so only the last segment can hold bytes of a
 //     write that no Sync acknowledged.
@@ -96,30 +136,41 @@
 // # Torn tails and damage
 //
 // A crash during a write can leave the end of the last segment incomplete,
-// with bad checksums, or followed by zeros or garbage. Open cuts the last
-// segment (ftruncate and fdatasync) right after its last record whose
-// checksums are good and logs a warning with the seq and offset of the cut.
-// Damage followed by a record with good checksums is not a torn tail: Open
-// keeps it, and Replay reports it.
+// with bad checksums, followed by zeros or garbage, or with whole records
+// whose seal is missing. Sync reports only sealed groups as durable. Open
+// therefore cuts the last segment (ftruncate and fdatasync) right after its
+// last seal whose checksums are good, even if records with good checksums
+// follow it, and logs a warning with the seq and offset of the cut. Damage followed by a
+// seal with good checksums is not a torn tail: Open keeps it, and Replay
+// reports it.
 //
-// Open never cuts a record whose checksums are good. A crash cannot produce
-// one that then fails authentication, so if the newest record fails the AEAD
-// or the signature, Open returns an error instead: the Key or Verifier is
-// wrong, or the journal was tampered with.
+// Open never cuts a seal whose checksums are good. A crash cannot produce
+// one whose signature or seq range then fails, nor a record with good
+// checksums whose hash or AEAD fails, so Open verifies the newest seal and
+// the newest record with good checksums before it, and returns an error if
+// either fails: the Key or Verifier is wrong, or the journal was tampered
+// with.
 //
-// Replay reports a record whose body is damaged, or whose seq is out of
-// order, as a Record with Damaged set, its tags (the header checksum passed)
-// and no payload, and continues with the next record. A damaged record header
-// stops Replay with a *CorruptError, because the length of the record and so
-// the position of the next one are unknown. Check reads the whole journal
+// Replay and Check read one group at a time and verify every record against
+// the seal after it before they use it. Replay reports a record as a Record
+// with Damaged set, its tags (the header checksum passed) and no payload, and
+// continues with the next record, when its body is damaged, when its hash
+// differs from the one its seal lists (ErrSealMismatch), when no valid seal
+// covers it (ErrUnsealed: the seal is damaged, signed by another key or for
+// another journal, covers other seqs, or is missing), when the AEAD fails, or
+// when its seq is out of order. A damaged seal so damages exactly the records
+// of its group. A damaged record or seal header stops Replay with a
+// *CorruptError, because the length of the record and so the position of the
+// next one are unknown. Replay first searches past it for the next seal, to
+// verify the records before the damaged header. Check reads the whole journal
 // without changing it and lists every problem, searching past a damaged
-// header for the next good record.
+// header for the next good record or seal.
 //
 // NOTE: the kernel may write the pages of one write(2) to disk in any order.
-// A crash during a Sync can therefore leave a good record after a damaged
-// one. Neither of them was acknowledged, but Open keeps both, because it
-// cannot tell this from damage to acknowledged records, and Replay reports the
-// damaged one.
+// A crash during a Sync can therefore leave a seal with good checksums after
+// a damaged record of its group. Neither of them was acknowledged, but Open
+// keeps both, because it cannot tell this from damage to acknowledged
+// records, and Replay reports the damaged record.
 //
 // NOTE: the journal alone cannot detect that its newest records or its newest
 // segment were removed, because what remains is still consistent. The caller

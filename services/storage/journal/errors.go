@@ -25,9 +25,22 @@ var (
 	// but fields that no writer produces.
 	ErrInvalidHeader = errors.New("invalid header")
 
-	// ErrDecrypt means the AEAD rejected a payload: another key, another
-	// journal, or tampering.
+	// ErrDecrypt means the AEAD rejected a payload. A record changed on
+	// disk fails its seal first, so this means the Key is wrong.
 	ErrDecrypt = errors.New("payload authentication failed")
+
+	// ErrUnsealed means no valid seal covers a record: the seal after its
+	// group is missing, damaged, signed by another key or for another
+	// journal, or covers other seqs.
+	ErrUnsealed = errors.New("record has no valid seal")
+
+	// ErrSealMismatch means a record's hash differs from the one its valid
+	// seal lists: the record was changed after it was sealed.
+	ErrSealMismatch = errors.New("record does not match its seal")
+
+	// ErrFormatVersion means a segment has a format version that this
+	// package does not read. No older version is migrated.
+	ErrFormatVersion = errors.New("unsupported journal format version")
 
 	// ErrSequence means a record or segment is not at the seq its position
 	// calls for: records were reordered, lost or copied.

@@ -20,6 +20,7 @@ import (
 const (
 	KindJournalSegment wire.Kind = 0x0100
 	KindJournalRecord  wire.Kind = 0x0101
+	KindJournalSeal    wire.Kind = 0x0102
 )
 
 // Limits of one record. MaxPayloadSize fits a 1 MiB FUSE write with room for
@@ -36,9 +37,17 @@ const IDSize = 32
 // KeySize is the size of Options.Key.
 const KeySize = chacha20poly1305.KeySize
 
+// Bounds of one sealed group. The writer starts a new group before a record
+// that would exceed either bound, so a group holds more than maxSealBytes
+// only when it is a single record. Readers hold one group in memory.
 const (
-	formatVersion = 1
-	signContext   = "blocktree journal record v1"
+	maxSealRecords = 1024
+	maxSealBytes   = 8 << 20
+)
+
+const (
+	formatVersion = 2
+	signContext   = "blocktree journal seal v2"
 	keyInfo       = "blocktree journal payload key v1"
 
 	crcSize   = 4
@@ -55,13 +64,21 @@ const (
 	// seq, tag count and payload length.
 	headerFixedSize = wire.HeaderSize + 8 + 4 + 4
 
-	// headerPeekSize is how much of a record a reader needs to learn the tag
-	// count and so the size of the header.
+	// headerPeekSize is how much of a record or seal a reader needs to learn
+	// its kind and its tag or record count, and so the size of its header.
 	headerPeekSize = recordPrefixSize + wire.HeaderSize + 8 + 4
 
-	bodyOverhead  = nonceSize + principal.SignatureSize + tagSize
+	bodyOverhead  = nonceSize + tagSize
 	minRecordSize = recordPrefixSize + headerFixedSize + crcSize + bodyOverhead
-	maxRecordSize = minRecordSize + 8*MaxTags + MaxPayloadSize
+
+	// sealHeaderSize is a seal header: kind, version, first seq and record
+	// count. It has the layout of a record header up to the tag count.
+	sealHeaderSize = wire.HeaderSize + 8 + 4
+	hashSize       = sha256.Size
+	minSealSize    = recordPrefixSize + sealHeaderSize + crcSize + hashSize + principal.SignatureSize
+
+	// minItemSize is the smallest record or seal.
+	minItemSize = min(minRecordSize, minSealSize)
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -86,7 +103,9 @@ func (h segmentHeader) encode() []byte {
 	return e.Data()
 }
 
-// parseSegmentHeader decodes the first segmentHeaderSize bytes of b.
+// parseSegmentHeader decodes the first segmentHeaderSize bytes of b. A
+// header with a good checksum but another format version fails with
+// ErrFormatVersion, which names both versions.
 func parseSegmentHeader(b []byte) (segmentHeader, error) {
 	if len(b) < segmentHeaderSize {
 		return segmentHeader{}, fmt.Errorf("segment header of %d bytes, expected %d: %w", len(b), segmentHeaderSize, ErrIncomplete)
@@ -95,6 +114,9 @@ func parseSegmentHeader(b []byte) (segmentHeader, error) {
 	want := binary.BigEndian.Uint32(b[segmentHeaderSize-crcSize:])
 	if got := crc32.Checksum(b[:segmentHeaderSize-crcSize], castagnoli); got != want {
 		return segmentHeader{}, fmt.Errorf("segment header CRC %08x, stored %08x: %w", got, want, ErrChecksum)
+	}
+	if wire.Kind(binary.BigEndian.Uint16(b)) == KindJournalSegment && b[2] != formatVersion {
+		return segmentHeader{}, fmt.Errorf("segment header: format version %d, expected %d: %w", b[2], formatVersion, ErrFormatVersion)
 	}
 
 	var h segmentHeader
@@ -111,19 +133,35 @@ func parseSegmentHeader(b []byte) (segmentHeader, error) {
 	return h, nil
 }
 
-// recordHeader is the cleartext part of a record, checked by the header CRC.
+// recordHeader is the cleartext part of a record or a seal, checked by the
+// header CRC. For a seal, seq is the first seq it covers, count the number
+// of records it covers, and tags and payloadLen are empty.
 type recordHeader struct {
-	length     int64 // bytes of the whole record
+	length     int64 // bytes of the whole record or seal
+	seal       bool
 	seq        uint64
+	count      int
 	tags       []uint64
 	payloadLen int
-	encoded    []byte // the wire encoding, part of the AEAD data and the signed message
+	encoded    []byte // the wire encoding, part of the AEAD data or the signed message
+}
+
+// itemName returns "seal" or "record", for messages.
+func (h recordHeader) itemName() string {
+	if h.seal {
+		return "seal"
+	}
+	return "record"
 }
 
 func headerSize(tagCount int) int { return headerFixedSize + 8*tagCount }
 
 func recordSize(tagCount, payloadLen int) int {
 	return recordPrefixSize + headerSize(tagCount) + crcSize + bodyOverhead + payloadLen
+}
+
+func sealSize(count int) int {
+	return recordPrefixSize + sealHeaderSize + crcSize + hashSize*count + principal.SignatureSize
 }
 
 func encodeRecordHeader(seq uint64, tags []uint64, payloadLen int) []byte {
@@ -137,14 +175,39 @@ func encodeRecordHeader(seq uint64, tags []uint64, payloadLen int) []byte {
 	return e.Data()
 }
 
-// peekTagCount returns the tag count from the first headerPeekSize bytes of a
-// record, before any checksum is known to be good.
+func encodeSealHeader(firstSeq uint64, count int) []byte {
+	e := wire.NewEncoder(KindJournalSeal, formatVersion)
+	e.Uint64(firstSeq)
+	e.Uint32(uint32(count))
+	return e.Data()
+}
+
+// peekIsSeal reports whether the first headerPeekSize bytes of a record or
+// seal name a seal, before any checksum is known to be good.
+func peekIsSeal(peek []byte) bool {
+	return wire.Kind(binary.BigEndian.Uint16(peek[recordPrefixSize:])) == KindJournalSeal
+}
+
+// peekTagCount returns the tag count of a record, or the record count of a
+// seal, from the first headerPeekSize bytes, before any checksum is known to
+// be good.
 func peekTagCount(peek []byte) uint32 {
 	return binary.BigEndian.Uint32(peek[headerPeekSize-4:])
 }
 
-// parseRecordHeader checks the header CRC and decodes the header. prefixed
-// holds the length field, the header CRC and the header, exactly.
+// peekHeaderSize returns the size of the header that peek starts, or false
+// if its count is above any that a writer produces.
+func peekHeaderSize(peek []byte) (int, bool) {
+	count := peekTagCount(peek)
+	if peekIsSeal(peek) {
+		return sealHeaderSize, count <= maxSealRecords
+	}
+	return headerSize(int(count)), count <= MaxTags
+}
+
+// parseRecordHeader checks the header CRC and decodes a record header or a
+// seal header. prefixed holds the length field, the header CRC and the
+// header, exactly.
 func parseRecordHeader(prefixed []byte) (recordHeader, error) {
 	length := binary.BigEndian.Uint32(prefixed[0:4])
 	want := binary.BigEndian.Uint32(prefixed[4:8])
@@ -155,6 +218,9 @@ func parseRecordHeader(prefixed []byte) (recordHeader, error) {
 	}
 
 	h := recordHeader{length: int64(length), encoded: append([]byte(nil), encoded...)}
+	if wire.Kind(binary.BigEndian.Uint16(encoded)) == KindJournalSeal {
+		return parseSealHeader(h)
+	}
 	d := wire.NewDecoder(h.encoded, KindJournalRecord, formatVersion)
 	h.seq = d.Uint64()
 	count := d.Count(MaxTags)
@@ -176,7 +242,26 @@ func parseRecordHeader(prefixed []byte) (recordHeader, error) {
 	return h, nil
 }
 
-// codec seals and opens the bodies of one journal's records.
+// parseSealHeader decodes the header of a seal whose header CRC passed.
+func parseSealHeader(h recordHeader) (recordHeader, error) {
+	h.seal = true
+	d := wire.NewDecoder(h.encoded, KindJournalSeal, formatVersion)
+	h.seq = d.Uint64()
+	h.count = int(d.Uint32())
+	if err := d.Finish(); err != nil {
+		return recordHeader{}, fmt.Errorf("seal header: %w: %w", ErrInvalidHeader, err)
+	}
+	if h.seq == 0 || h.count == 0 || h.count > maxSealRecords || h.seq+uint64(h.count) < h.seq {
+		return recordHeader{}, fmt.Errorf("seal header: first seq %d, %d records: %w", h.seq, h.count, ErrInvalidHeader)
+	}
+	if want := sealSize(h.count); h.length != int64(want) {
+		return recordHeader{}, fmt.Errorf("seal header: length %d, expected %d for %d records: %w", h.length, want, h.count, ErrInvalidHeader)
+	}
+	return h, nil
+}
+
+// codec seals and opens the bodies of one journal's records, and signs and
+// verifies its seals.
 type codec struct {
 	id       journalID
 	aead     cipher.AEAD
@@ -202,19 +287,13 @@ func newCodec(key []byte, id journalID, signer *principal.Credential, verifier p
 	return &codec{id: id, aead: aead, signer: signer, verifier: verifier}, nil
 }
 
-// encode returns the complete record: prefix, header, body CRC and body.
-func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, error) {
+// encode returns the complete record (prefix, header, body CRC and body) and
+// the SHA-256 hash of those bytes, which its seal lists.
+func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, [hashSize]byte, error) {
 	header := encodeRecordHeader(seq, tags, len(payload))
 	associated := make([]byte, 0, IDSize+len(header))
 	associated = append(associated, c.id[:]...)
 	associated = append(associated, header...)
-
-	// The signed message is associated || payload; signing it in parts
-	// saves a copy of the payload, which can be 1 MiB of file data.
-	signature, err := c.signer.Signing.SignParts(signContext, associated, payload)
-	if err != nil {
-		return nil, fmt.Errorf("sign record seq %d: %w", seq, err)
-	}
 
 	length := recordSize(len(tags), len(payload))
 	record := make([]byte, recordPrefixSize, length)
@@ -223,7 +302,7 @@ func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, error
 	record = append(record, make([]byte, crcSize)...)
 	nonce := record[len(record) : len(record)+nonceSize]
 	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("nonce for record seq %d: %w", seq, err)
+		return nil, [hashSize]byte{}, fmt.Errorf("nonce for record seq %d: %w", seq, err)
 	}
 	record = record[:len(record)+nonceSize]
 
@@ -231,7 +310,6 @@ func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, error
 	// place, so the payload is copied once, into the record.
 	sealed := len(record)
 	record = append(record, payload...)
-	record = append(record, signature...)
 	record = c.aead.Seal(record[:sealed], nonce, record[sealed:], associated)
 	if len(record) != length {
 		panic(fmt.Sprintf("journal: encoded record of %d bytes, expected %d", len(record), length))
@@ -241,7 +319,7 @@ func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, error
 	headerCRC := crc32.Update(crc32.Checksum(record[0:4], castagnoli), castagnoli, header)
 	binary.BigEndian.PutUint32(record[4:8], headerCRC)
 	binary.BigEndian.PutUint32(record[bodyStart-crcSize:], crc32.Checksum(record[bodyStart:], castagnoli))
-	return record, nil
+	return record, sha256.Sum256(record), nil
 }
 
 // checkBodyCRC checks the body CRC. body is the body CRC field followed by
@@ -254,8 +332,8 @@ func checkBodyCRC(body []byte) error {
 	return nil
 }
 
-// open decrypts the body and verifies the signature. body is the body CRC
-// field followed by the body, already checked by checkBodyCRC.
+// open decrypts the body of a record. body is the body CRC field followed by
+// the body, already checked by checkBodyCRC.
 func (c *codec) open(h recordHeader, body []byte) ([]byte, error) {
 	body = body[crcSize:]
 	associated := make([]byte, 0, IDSize+len(h.encoded))
@@ -266,14 +344,8 @@ func (c *codec) open(h recordHeader, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, ErrDecrypt
 	}
-	if len(plaintext) != h.payloadLen+principal.SignatureSize {
-		return nil, fmt.Errorf("plaintext of %d bytes, expected %d: %w", len(plaintext), h.payloadLen+principal.SignatureSize, ErrInvalidHeader)
+	if len(plaintext) != h.payloadLen {
+		return nil, fmt.Errorf("plaintext of %d bytes, expected %d: %w", len(plaintext), h.payloadLen, ErrInvalidHeader)
 	}
-	payload := plaintext[:h.payloadLen:h.payloadLen]
-	signature := plaintext[h.payloadLen:]
-
-	if err := c.verifier.VerifyParts(signContext, signature, associated, payload); err != nil {
-		return nil, fmt.Errorf("record signature: %w", err)
-	}
-	return payload, nil
+	return plaintext, nil
 }

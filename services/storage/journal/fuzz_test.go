@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"os"
@@ -35,20 +36,22 @@ func fuzzOptions(t testing.TB, dir string) Options {
 	}
 }
 
-// fuzzSeeds returns a real segment of three records and damaged copies of it.
+// fuzzSeeds returns a real segment of two sealed groups of two records each
+// and damaged copies of it.
 func fuzzSeeds(f *testing.F) [][]byte {
 	dir := filepath.Join(f.TempDir(), "journal")
 	l, err := Open(fuzzOptions(f, dir))
 	if err != nil {
 		f.Fatalf("Open: %v", err)
 	}
-	appendSynced(f, l, 3)
+	appendSynced(f, l, 2)
+	appendSynced(f, l, 2)
 	if err := l.Close(); err != nil {
 		f.Fatalf("Close: %v", err)
 	}
 	path := segmentPaths(f, dir)[0]
 	segment := readFile(f, path)
-	offsets, end := recordOffsets(f, path)
+	offsets, seals, end := itemOffsets(f, path)
 
 	flipped := func(offset int64) []byte {
 		b := slices.Clone(segment)
@@ -61,11 +64,15 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		segment[:segmentHeaderSize-1],
 		segment[:offsets[1]+20],
 		segment[:end-1],
+		segment[:seals[1]], // the second group without its seal
 		append(slices.Clone(segment), make([]byte, 512)...),
 		flipped(offsets[1] + 30),  // header of record 2
-		flipped(offsets[1] + 200), // body of record 2
-		flipped(end - 1),          // body of the last record
+		flipped(offsets[1] + 100), // body of record 2
+		flipped(seals[0] + 10),    // header of the first seal
+		flipped(seals[0] + 40),    // a hash in the first seal
+		flipped(end - 1),          // signature of the last seal
 		flipped(10),               // segment header
+		append(slices.Clone(segment[:seals[0]]), segment[offsets[2]:]...), // the first seal removed
 		nil,
 	}
 	return seeds
@@ -134,5 +141,45 @@ func FuzzReplay(f *testing.F) {
 			t.Fatalf("Replay of the appended record: %v", err)
 		}
 		checkRecords(t, records, next, next)
+	})
+}
+
+// FuzzDecodeSeal feeds arbitrary bytes to the seal decoder. It must not
+// panic, and what it accepts must be canonical: exactly the bytes that
+// assembleSeal makes of the decoded fields. The signature check must not
+// panic either.
+func FuzzDecodeSeal(f *testing.F) {
+	for _, seed := range fuzzSeeds(f) {
+		for off := int64(segmentHeaderSize); off+recordPrefixSize+2 <= int64(len(seed)); {
+			length := int64(binary.BigEndian.Uint32(seed[off:]))
+			if length == 0 || off+length > int64(len(seed)) {
+				break
+			}
+			f.Add(slices.Clone(seed[off : off+length]))
+			off += length
+		}
+	}
+	c, err := newCodec(bytes.Repeat([]byte{3}, KeySize), journalID{}, nil, fuzzOptions(f, f.TempDir()).Signer.Signing.Public())
+	if err != nil {
+		f.Fatalf("newCodec: %v", err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, s, err := decodeSeal(b)
+		if err != nil {
+			return
+		}
+		if !h.seal || h.count < 1 || h.count > maxSealRecords || len(b) != sealSize(h.count) {
+			t.Fatalf("decoded seal of %d bytes: %+v", len(b), h)
+		}
+		if again := assembleSeal(h.encoded, s.hashes, s.signature); !bytes.Equal(again, b) {
+			t.Fatalf("decoded seal is not canonical:\n%x\n%x", b, again)
+		}
+		for seq := h.seq - 1; seq <= h.seq+uint64(h.count); seq++ {
+			_, ok := s.hash(h, seq)
+			if inRange := seq >= h.seq && seq < h.seq+uint64(h.count); ok != inRange {
+				t.Fatalf("seal from seq %d of %d records: hash of seq %d found %v", h.seq, h.count, seq, ok)
+			}
+		}
+		_ = c.verifySeal(h, s)
 	})
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/blocktree/blocktree/internal/logbuf"
 	"github.com/blocktree/blocktree/services/crypto/principal"
+	"github.com/blocktree/blocktree/services/crypto/wire"
 )
 
 // testPayloadSize keeps records small, so that the tests that visit every
@@ -171,23 +172,39 @@ func segmentPaths(t testing.TB, dir string) []string {
 	return paths
 }
 
-// recordOffsets returns the offset of each complete record in a segment file
-// and the offset after the last one. It follows the length fields and
-// checks nothing else.
+// recordOffsets returns the offset of each complete record in a segment file,
+// without the seals, and the offset after the last record or seal. It
+// follows the length fields and checks nothing else.
 func recordOffsets(t testing.TB, path string) ([]int64, int64) {
 	t.Helper()
+	records, _, end := itemOffsets(t, path)
+	return records, end
+}
+
+// sealOffsets returns the offset of each complete seal in a segment file.
+func sealOffsets(t testing.TB, path string) []int64 {
+	t.Helper()
+	_, seals, _ := itemOffsets(t, path)
+	return seals
+}
+
+func itemOffsets(t testing.TB, path string) (records, seals []int64, end int64) {
+	t.Helper()
 	data := readFile(t, path)
-	var offsets []int64
 	off := int64(segmentHeaderSize)
-	for off+4 <= int64(len(data)) {
+	for off+recordPrefixSize+2 <= int64(len(data)) {
 		length := int64(binary.BigEndian.Uint32(data[off:]))
 		if length == 0 || off+length > int64(len(data)) {
 			break
 		}
-		offsets = append(offsets, off)
+		if wire.Kind(binary.BigEndian.Uint16(data[off+recordPrefixSize:])) == KindJournalSeal {
+			seals = append(seals, off)
+		} else {
+			records = append(records, off)
+		}
 		off += length
 	}
-	return offsets, off
+	return records, seals, off
 }
 
 func readFile(t testing.TB, path string) []byte {

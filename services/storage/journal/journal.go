@@ -24,12 +24,12 @@ type Options struct {
 	// derived from it, because names and file data are inside them.
 	Key []byte
 
-	// Signer is the node, which signs every record. Open requires it and
-	// Check ignores it.
+	// Signer is the node, which signs the seal that ends every group of
+	// records. Open requires it and Check ignores it.
 	Signer *principal.Credential
 
-	// Verifier is the key whose signatures Replay and Check accept. The
-	// zero value means the public key of Signer.
+	// Verifier is the key whose seals Replay and Check accept. The zero
+	// value means the public key of Signer.
 	Verifier principal.PublicKey
 
 	// SegmentSize is the size in bytes after which the next record starts a
@@ -51,12 +51,19 @@ type Record struct {
 	Tags    []uint64
 	Payload []byte // nil when Damaged
 
-	// Damaged means the record failed a check: its body checksum, the AEAD,
-	// the signature, or its seq is not the one its position calls for. Tags
-	// and Seq come from the header, whose checksum passed. Err gives the
-	// reason.
+	// Damaged means the record failed a check: its body checksum, its seal
+	// (missing, damaged or invalid, or listing another hash for it), the
+	// AEAD, or its seq is not the one its position calls for. Tags and Seq
+	// come from the header, whose checksum passed. Err gives the reason.
 	Damaged bool
 	Err     error
+}
+
+// encodedRecord is a record as Append encodes it, with the hash that the
+// seal of its group lists.
+type encodedRecord struct {
+	data []byte
+	hash [hashSize]byte
 }
 
 // Log is an open journal. Its methods are safe for concurrent use.
@@ -81,9 +88,9 @@ type Log struct {
 
 	nextSeq uint64
 	// pending holds the encoded records that are not written yet:
-	// pending[i] has seq pendingBase+i, and is nil while its Append is
-	// still signing and encrypting. The first filled entries are complete.
-	pending     [][]byte
+	// pending[i] has seq pendingBase+i, and its data is nil while its
+	// Append is still encrypting. The first filled entries are complete.
+	pending     []encodedRecord
 	pendingBase uint64
 	filled      int
 	durableSeq  uint64
@@ -142,11 +149,11 @@ func Open(opts Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	// NOTE: Open accepts only its own signatures, so that every record it
-	// appends stays readable. Storing records signed by a Raft leader will
+	// NOTE: Open accepts only its own seals, so that every record it
+	// appends stays readable. Storing records sealed by a Raft leader will
 	// need a separate append path.
 	if !verifier.Equal(opts.Signer.Signing.Public()) {
-		return nil, errors.New("journal options: Verifier is not the public key of Signer, so appended records would fail verification")
+		return nil, errors.New("journal options: Verifier is not the public key of Signer, so appended seals would fail verification")
 	}
 
 	segmentSize := opts.SegmentSize
@@ -201,6 +208,11 @@ func (l *Log) load(opts Options, verifier principal.PublicKey) error {
 	if err != nil {
 		return err
 	}
+	// A journal of another format version is rejected before anything in
+	// the directory changes.
+	if err := checkFormatVersion(opts.Dir, segments); err != nil {
+		return fmt.Errorf("open journal %s: %w", opts.Dir, err)
+	}
 	for _, name := range temps {
 		// A temporary file is a segment whose creation a crash interrupted
 		// before the rename, so no record was ever written to it.
@@ -232,9 +244,22 @@ func (l *Log) load(opts Options, verifier principal.PublicKey) error {
 	return l.recover(opts, verifier, segments)
 }
 
+// checkFormatVersion returns an error that names both versions if a segment
+// header has a good checksum but another format version. Other damage is
+// left to recover, Replay and Check.
+func checkFormatVersion(dir string, segments []segmentInfo) error {
+	for _, seg := range segments {
+		_, _, err := readHeaderOf(dir, seg)
+		if errors.Is(err, ErrFormatVersion) {
+			return fmt.Errorf("segment %s: %w (no migration exists: move the directory aside to start an empty journal; nothing was changed)", seg.name, err)
+		}
+	}
+	return nil
+}
+
 // recover opens the last segment for appending: it checks every segment
-// header, finds the last record with good checksums, verifies that record,
-// cuts whatever follows it and fdatasyncs the segment.
+// header, finds the last seal with good checksums, verifies that seal and
+// its group, cuts whatever follows it and fdatasyncs the segment.
 func (l *Log) recover(opts Options, verifier principal.PublicKey, segments []segmentInfo) error {
 	last := segments[len(segments)-1]
 	f, err := os.OpenFile(filepath.Join(opts.Dir, last.name), os.O_RDWR, 0)
@@ -272,8 +297,8 @@ func (l *Log) recover(opts Options, verifier principal.PublicKey, segments []seg
 	if err != nil {
 		return fmt.Errorf("open journal: segment %s: %w", last.name, err)
 	}
-	if tail.lastGood != nil {
-		err = authenticateNewest(tail.scanner, tail.lastGood, last.name)
+	if tail.newest != nil {
+		err = authenticateNewest(reader, l.codec, tail.newest, last.name)
 	} else if len(segments) > 1 {
 		err = authenticateLastIn(opts.Dir, segments[len(segments)-2], l.codec)
 	}
@@ -330,70 +355,95 @@ func (l *Log) checkOlderHeaders(dir string, id journalID, segments []segmentInfo
 
 // tail is the result of Open's scan of the last segment.
 type tail struct {
-	scanner  *scanner
-	lastGood *step  // last record with good checksums, nil if none
-	damaged  []step // damage before lastGood, which Open keeps
-	cut      int64  // offset after lastGood: the new end of the segment
-	nextSeq  uint64
-	tailErr  error // damage at cut, nil if the segment ends there
+	newest  *group // group of the last seal with good checksums, nil if none
+	damaged []step // damage before that seal, which Open keeps
+	cut     int64  // offset after that seal: the new end of the segment
+	nextSeq uint64
+	tailErr error // the reason for the cut, nil if the segment ends at cut
 }
 
 // findTail scans a segment at checksum level and returns where its torn
-// tail starts. Only damage followed by a record with good checksums is kept.
+// tail starts: right after the last seal with good checksums. Sync reports
+// only sealed groups as durable, so records after that seal, even with good
+// checksums, belong to a write that no Sync acknowledged.
 func findTail(r *segmentReader, c *codec, firstSeq uint64) (tail, error) {
-	sc := newScanner(r, c, firstSeq, true)
-	t := tail{scanner: sc, cut: segmentHeaderSize, nextSeq: firstSeq}
-	var damaged []step
+	gs := newGroupScanner(newScanner(r, c, firstSeq, true), false)
+	t := tail{cut: segmentHeaderSize, nextSeq: firstSeq}
+	var pending []step // damage after the last good seal so far
 	for {
-		st, ok, err := sc.next(checkCRC)
+		g, ok, err := gs.next(0, checkCRC)
 		if err != nil {
 			return tail{}, err
 		}
 		if !ok {
 			break
 		}
-		if !st.crcOK {
-			damaged = append(damaged, st)
+		pending = append(pending, keptDamage(g)...)
+		if g.seal == nil || g.seal.err != nil {
 			continue
 		}
-		good := st
-		t.lastGood = &good
-		t.cut = st.end
-		// The next seq follows from the position, not from the seq this
-		// record carries: a record copied here from elsewhere must not
-		// shift the seqs of every record appended after it.
-		t.nextSeq = st.expected + 1
-		t.damaged = append(t.damaged, damaged...)
-		damaged = damaged[:0]
-		if st.seqErr != nil {
-			t.damaged = append(t.damaged, st)
-		}
+		newest := g
+		t.newest = &newest
+		t.cut = g.seal.end
+		// The next seq follows from the positions of the records, not
+		// from the seqs they or the seal carry: a record copied here from
+		// elsewhere must not shift the seqs of every record appended after
+		// it.
+		t.nextSeq = g.end
+		t.damaged = append(t.damaged, pending...)
+		pending = pending[:0]
 	}
-	if len(damaged) > 0 {
-		t.tailErr = damaged[0].err
+	if len(pending) > 0 {
+		t.tailErr = pending[0].recordErr()
 	}
 	return t, nil
 }
 
-// authenticateNewest verifies the AEAD and the signature of the newest
-// record. A crash leaves bad checksums, never a record whose checksums pass
-// but whose AEAD or signature fails, so such a record is no torn tail: the
-// Key or the Verifier is wrong, or the journal was tampered with.
-func authenticateNewest(sc *scanner, newest *step, segment string) error {
-	err := sc.authenticate(newest)
+// keptDamage returns the steps of a group found at checksum level that Open
+// logs if it keeps the group: damaged records and stretches, records out of
+// sequence, and the group's damaged or missing seal, named by its first
+// record.
+func keptDamage(g group) []step {
+	var damaged []step
+	for _, st := range g.steps {
+		if st.damaged() {
+			damaged = append(damaged, st)
+		}
+	}
+	switch {
+	case g.seal != nil && g.seal.err != nil:
+		damaged = append(damaged, *g.seal)
+	case g.seal == nil || g.overflow:
+		for _, st := range g.steps {
+			if st.header != nil && !st.damaged() {
+				st.err = fmt.Errorf("%w: %w", ErrUnsealed, g.checkSeal(nil, false))
+				damaged = append(damaged, st)
+				break
+			}
+		}
+	}
+	return damaged
+}
+
+// authenticateNewest verifies the newest sealed group of the last segment.
+// A crash leaves bad checksums, never a seal or record whose checksums pass
+// but whose signature, hash or AEAD fails. Such a group is therefore no torn
+// tail: the Key or the Verifier is wrong, or the journal was tampered with.
+func authenticateNewest(r *segmentReader, c *codec, newest *group, segment string) error {
+	err := authenticateGroup(r, c, *newest)
 	if err == nil {
 		return nil
 	}
 	if isReadError(err) {
 		return fmt.Errorf("open journal: segment %s: %w", segment, err)
 	}
-	return fmt.Errorf("open journal: newest record seq %d in segment %s at offset %d: %w (wrong Key or Verifier, or tampering; nothing was changed)",
-		newest.header.seq, segment, newest.offset, err)
+	return fmt.Errorf("open journal: newest seal in segment %s at offset %d: %w (wrong Key or Verifier, or tampering; nothing was changed)",
+		segment, newest.seal.offset, err)
 }
 
-// authenticateLastIn verifies the last record with good checksums in seg.
-// Open calls it when the last segment has no record yet, so that a wrong Key
-// or Verifier still fails Open.
+// authenticateLastIn verifies the newest sealed group in seg. Open calls it
+// when the last segment has no seal yet, so that a wrong Key or Verifier
+// still fails Open.
 func authenticateLastIn(dir string, seg segmentInfo, c *codec) error {
 	f, err := os.Open(filepath.Join(dir, seg.name))
 	if err != nil {
@@ -404,14 +454,15 @@ func authenticateLastIn(dir string, seg segmentInfo, c *codec) error {
 	if err != nil {
 		return fmt.Errorf("open journal: %w", err)
 	}
-	t, err := findTail(newSegmentReader(f, info.Size()), c, seg.firstSeq)
+	reader := newSegmentReader(f, info.Size())
+	t, err := findTail(reader, c, seg.firstSeq)
 	if err != nil {
 		return fmt.Errorf("open journal: segment %s: %w", seg.name, err)
 	}
-	if t.lastGood == nil {
+	if t.newest == nil {
 		return nil
 	}
-	return authenticateNewest(t.scanner, t.lastGood, seg.name)
+	return authenticateNewest(reader, c, t.newest, seg.name)
 }
 
 // maxDamageLogs limits the log lines about damage found by Open, since a

@@ -10,9 +10,11 @@ import (
 )
 
 // Replay calls fn for every durable record with seq >= from, in seq order.
-// A damaged record is passed with Damaged set, its tags and no payload, and
-// Replay continues after it. A damaged record header or segment header ends
-// Replay with a *CorruptError, because nothing after it can be found.
+// It reads the records of one sealed group and verifies them against their
+// seal before it passes any of them. A damaged record, or one that its seal
+// does not vouch for, is passed with Damaged set, its tags and no payload,
+// and Replay continues after it. A damaged record, seal or segment header
+// ends Replay with a *CorruptError, because nothing after it can be found.
 //
 // Replay holds no lock while fn runs, so fn may call Append and Sync. It
 // returns an error wrapping ErrTruncated if records from from on were removed
@@ -97,34 +99,38 @@ func (l *Log) replaySegment(seg segmentInfo, limit int64, from uint64, fn func(R
 			Err: fmt.Errorf("header first seq %d does not match seq %d in the file name: %w", header.firstSeq, seg.firstSeq, ErrInvalidHeader)}
 	}
 
-	sc := newScanner(reader, l.codec, seg.firstSeq, false)
+	// The scanner searches past a damaged header only to find the seal
+	// that verifies the records before it. Replay still stops there.
+	gs := newGroupScanner(newScanner(reader, l.codec, seg.firstSeq, true), true)
 	for {
-		check := checkAll
-		if sc.expected < from {
-			check = skipBody
-		}
-		st, ok, err := sc.next(check)
+		g, ok, err := gs.next(from, checkAll)
 		if err != nil {
 			return 0, fmt.Errorf("replay segment %s: %w", seg.name, err)
 		}
 		if !ok {
-			return sc.expected, nil
+			return gs.sc.expected, nil
 		}
-		if st.header == nil {
-			return 0, &CorruptError{Segment: seg.name, Offset: st.offset, Seq: st.expected, Err: st.err}
-		}
-		if st.expected < from {
+		if g.end <= from && !g.stretch {
 			continue
 		}
-		record := Record{Seq: st.header.seq, Tags: st.header.tags}
-		if st.damaged() {
-			record.Damaged = true
-			record.Err = fmt.Errorf("segment %s offset %d: %w", seg.name, st.offset, st.recordErr())
-		} else {
-			record.Payload = st.payload
-		}
-		if err := fn(record); err != nil {
-			return 0, fmt.Errorf("replay seq %d: %w", record.Seq, err)
+		g.resolve(l.codec)
+		for _, st := range g.steps {
+			if st.header == nil {
+				return 0, &CorruptError{Segment: seg.name, Offset: st.offset, Seq: st.expected, Err: st.err}
+			}
+			if st.expected < from {
+				continue
+			}
+			record := Record{Seq: st.header.seq, Tags: st.header.tags}
+			if st.damaged() {
+				record.Damaged = true
+				record.Err = fmt.Errorf("segment %s offset %d: %w", seg.name, st.offset, st.recordErr())
+			} else {
+				record.Payload = st.payload
+			}
+			if err := fn(record); err != nil {
+				return 0, fmt.Errorf("replay seq %d: %w", record.Seq, err)
+			}
 		}
 	}
 }

@@ -1,10 +1,13 @@
 package journal
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/blocktree/blocktree/services/crypto/wire"
 )
 
 // windowSize is how many bytes a segmentReader reads at a time. The search
@@ -88,23 +91,31 @@ func readSegmentHeader(r *segmentReader) (segmentHeader, error) {
 type bodyCheck int
 
 const (
-	skipBody bodyCheck = iota // only the header: records before Replay's start
-	checkCRC                  // the body CRC: Open's search for the torn tail
-	checkAll                  // CRC, AEAD and signature, with the payload returned
+	skipBody  bodyCheck = iota // only the header: records before Replay's start
+	checkCRC                   // the body CRC: Open's search for the torn tail
+	checkAuth                  // CRC, hash and AEAD: Check
+	checkAll                   // CRC, hash and AEAD, with the payload kept: Replay
 )
 
-// step is one record, or one stretch of bytes without a readable record
+// step is one record, one seal, or one stretch of bytes without a readable
 // header, found by a scanner.
 type step struct {
 	offset   int64
-	end      int64         // offset after the record or stretch
+	end      int64         // offset after the record, seal or stretch
 	expected uint64        // seq that a record at offset must have
-	header   *recordHeader // nil when no record header could be read at offset
-	crcOK    bool          // the record is complete and both its CRCs match
-	payload  []byte        // set by checkAll for a record without damage
-	err      error         // damage to the header or the body
-	seqErr   error         // the record is authentic but at the wrong seq
+	header   *recordHeader // nil when no header could be read at offset
+	crcOK    bool          // the record or seal is complete and both its CRCs match
+	hashed   bool          // hash is set
+	hash     [hashSize]byte
+	seal     *sealBody // the body of a seal whose CRCs match, unless skipBody
+	payload  []byte    // set by checkAll for a record that decrypted
+	openErr  error     // the AEAD failed; the group decides whether it is the reason
+	err      error     // damage to the header or the body, or no valid seal
+	seqErr   error     // the record is authentic but at the wrong seq
 }
+
+// isSeal reports whether the step is a seal with a readable header.
+func (s *step) isSeal() bool { return s.header != nil && s.header.seal }
 
 // damaged reports whether the step must not be replayed as a good record.
 func (s *step) damaged() bool { return s.header == nil || s.err != nil || s.seqErr != nil }
@@ -120,14 +131,15 @@ func (s *step) recordErr() error {
 	return s.seqErr
 }
 
-// scanner walks the records of one segment.
+// scanner walks the records and seals of one segment.
 type scanner struct {
 	r        *segmentReader
 	codec    *codec
 	off      int64
 	expected uint64
 	// resync makes the scanner search past a damaged header for the next
-	// record with good checksums. Without it, the stretch ends at limit.
+	// record or seal with good checksums. Without it, the stretch ends at
+	// limit.
 	resync bool
 }
 
@@ -157,9 +169,13 @@ func (s *scanner) next(check bodyCheck) (step, bool, error) {
 			}
 			if found != nil {
 				// The number of records lost in the stretch is unknown, so
-				// the next record's own authenticated seq takes over.
+				// the next record's own authenticated seq takes over. A seal
+				// found there claims the seqs before the next record.
 				st.end = at
 				s.expected = found.seq
+				if found.seal {
+					s.expected = found.seq + uint64(found.count)
+				}
 			}
 		}
 		s.off = st.end
@@ -167,70 +183,75 @@ func (s *scanner) next(check bodyCheck) (step, bool, error) {
 	}
 
 	st.header = &header
-	if header.seq != s.expected {
-		st.seqErr = fmt.Errorf("seq %d at offset %d, expected %d: %w", header.seq, s.off, s.expected, ErrSequence)
+	if !header.seal {
+		if header.seq != s.expected {
+			st.seqErr = fmt.Errorf("seq %d at offset %d, expected %d: %w", header.seq, s.off, s.expected, ErrSequence)
+		}
+		s.expected++
 	}
-	s.expected++
 	if header.length > s.r.limit-s.off {
-		st.err = fmt.Errorf("record of %d bytes at offset %d, segment ends %d bytes later: %w",
-			header.length, s.off, s.r.limit-s.off, ErrIncomplete)
+		st.err = fmt.Errorf("%s of %d bytes at offset %d, segment ends %d bytes later: %w",
+			header.itemName(), header.length, s.off, s.r.limit-s.off, ErrIncomplete)
 		st.end = s.r.limit
 		s.off = st.end
 		return st, true, nil
 	}
 	st.end = s.off + header.length
 	s.off = st.end
-	if check == skipBody {
+	// Seals are always read whole: a group's records are verified against
+	// the seal after them, also when Replay skips the bodies of some.
+	if check == skipBody && !header.seal {
 		return st, true, nil
 	}
 
-	body, err := s.readBody(st.offset, header)
+	whole, err := s.r.bytes(st.offset, int(header.length))
 	if err != nil {
 		return step{}, false, err
 	}
+	body := whole[recordPrefixSize+len(header.encoded):]
 	if err := checkBodyCRC(body); err != nil {
 		st.err = err
 		return st, true, nil
 	}
 	st.crcOK = true
-	if check == checkAll {
-		st.payload, st.err = s.codec.open(header, body)
+	if header.seal {
+		// The body is copied because whole may alias the reader's window,
+		// and the seal is used after the records that follow are read.
+		sb, err := parseSealBody(header, append([]byte(nil), body...))
+		if err != nil {
+			st.err = err
+			return st, true, nil
+		}
+		st.seal = &sb
+		return st, true, nil
+	}
+	if check == checkCRC {
+		return st, true, nil
+	}
+	st.hash = sha256.Sum256(whole)
+	st.hashed = true
+	payload, err := s.codec.open(header, body)
+	st.openErr = err
+	if check == checkAll && err == nil {
+		st.payload = payload
 	}
 	return st, true, nil
 }
 
-// authenticate opens the body of a step that passed checkCRC.
-func (s *scanner) authenticate(st *step) error {
-	body, err := s.readBody(st.offset, *st.header)
-	if err != nil {
-		return err
-	}
-	if err := checkBodyCRC(body); err != nil {
-		return err
-	}
-	_, err = s.codec.open(*st.header, body)
-	return err
-}
-
-func (s *scanner) readBody(offset int64, h recordHeader) ([]byte, error) {
-	start := offset + recordPrefixSize + int64(len(h.encoded))
-	return s.r.bytes(start, int(h.length-(start-offset)))
-}
-
-// readHeader reads and checks the record header at off. A failed read is a
-// *readError, and every other error means damage.
+// readHeader reads and checks the record or seal header at off. A failed
+// read is a *readError, and every other error means damage.
 func (s *scanner) readHeader(off int64) (recordHeader, error) {
 	peek, err := s.r.bytes(off, headerPeekSize)
 	if err != nil {
 		return recordHeader{}, err
 	}
-	count := peekTagCount(peek)
-	if count > MaxTags {
+	size, ok := peekHeaderSize(peek)
+	if !ok {
 		// The header CRC cannot be checked without the header size, and a
 		// count this large is damage in any case.
-		return recordHeader{}, fmt.Errorf("record header at offset %d: tag count %d above %d: %w", off, count, MaxTags, ErrInvalidHeader)
+		return recordHeader{}, fmt.Errorf("record header at offset %d: tag or record count %d above the limit: %w", off, peekTagCount(peek), ErrInvalidHeader)
 	}
-	prefixed, err := s.r.bytes(off, recordPrefixSize+headerSize(int(count)))
+	prefixed, err := s.r.bytes(off, recordPrefixSize+size)
 	if err != nil {
 		return recordHeader{}, err
 	}
@@ -242,22 +263,23 @@ func (s *scanner) readHeader(off int64) (recordHeader, error) {
 }
 
 // findRecord returns the first offset at or after from where a complete
-// record with good checksums starts, or nil if there is none before limit.
+// record or seal with good checksums starts, or nil if there is none before
+// limit.
 func (s *scanner) findRecord(from int64) (int64, *recordHeader, error) {
-	for off := from; s.r.limit-off >= minRecordSize; off++ {
+	for off := from; s.r.limit-off >= minItemSize; off++ {
 		peek, err := s.r.bytes(off, headerPeekSize)
 		if err != nil {
 			return 0, nil, err
 		}
-		// Cheap tests first: the record kind and version at their fixed
-		// place, a possible length and tag count. Nearly every offset fails
-		// one of them before any CRC is computed.
-		if peek[8] != byte(KindJournalRecord>>8) || peek[9] != byte(KindJournalRecord&0xff) || peek[10] != formatVersion {
+		// Cheap tests first: the kind and version at their fixed place, a
+		// possible length and count. Nearly every offset fails one of them
+		// before any CRC is computed.
+		kind := wire.Kind(binary.BigEndian.Uint16(peek[recordPrefixSize:]))
+		if (kind != KindJournalRecord && kind != KindJournalSeal) || peek[recordPrefixSize+2] != formatVersion {
 			continue
 		}
 		length := int64(binary.BigEndian.Uint32(peek[0:4]))
-		count := peekTagCount(peek)
-		if length < minRecordSize || length > s.r.limit-off || count > MaxTags {
+		if _, ok := peekHeaderSize(peek); !ok || length < minItemSize || length > s.r.limit-off {
 			continue
 		}
 		h, err := s.readHeader(off)
@@ -267,7 +289,7 @@ func (s *scanner) findRecord(from int64) (int64, *recordHeader, error) {
 			}
 			continue
 		}
-		body, err := s.readBody(off, h)
+		body, err := s.r.bytes(off+recordPrefixSize+int64(len(h.encoded)), int(h.length)-recordPrefixSize-len(h.encoded))
 		if err != nil {
 			return 0, nil, err
 		}
