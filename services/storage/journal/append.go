@@ -110,6 +110,9 @@ func (l *Log) syncLocked(target uint64) error {
 
 	l.mu.Unlock()
 	err := l.writeBatch(first, batch)
+	for _, record := range batch {
+		recycleRecord(record.data)
+	}
 	l.mu.Lock()
 
 	l.syncing = false

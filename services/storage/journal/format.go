@@ -296,7 +296,7 @@ func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, [hash
 	associated = append(associated, header...)
 
 	length := recordSize(len(tags), len(payload))
-	record := make([]byte, recordPrefixSize, length)
+	record := recordBuffer(length)[:recordPrefixSize]
 	record = append(record, header...)
 	bodyStart := len(record) + crcSize
 	record = append(record, make([]byte, crcSize)...)
