@@ -5,10 +5,16 @@ import (
 	"sync"
 )
 
-// writeBufferSize is the size in bytes of a link's write buffer. A relayed
-// message of 256 KiB is 16 TLS records of 16 KiB of plaintext each, so it
-// goes out in 5 writes instead of 17 (with its header record).
-const writeBufferSize = 64 << 10
+// maxRecordSize is the size in bytes of the largest TLS 1.3 record that
+// crypto/tls writes: a 5-byte header, 16 KiB of plaintext, the content type
+// byte and a 16-byte AEAD tag (RFC 8446, section 5.2).
+const maxRecordSize = 5 + 16<<10 + 1 + 16
+
+// writeBufferSize is the size in bytes of a link's write buffer: four
+// full records and a small one. A relayed message of 256 KiB is a record
+// with the frame header and 16 full records, so it goes out in 4 writes
+// instead of 17.
+const writeBufferSize = 4*maxRecordSize + 256
 
 // bufferedConn is the TCP connection below a link's TLS connection. During
 // the handshake and the chain exchange it writes through. Once the link is
@@ -22,7 +28,8 @@ const writeBufferSize = 64 << 10
 //
 // The mutex is needed although crypto/tls serializes its own writes,
 // because Flush comes from outside the TLS connection, and the TLS reader
-// writes too (its reply to a KeyUpdate request).
+// writes too: its reply to a KeyUpdate request, which then waits in the
+// buffer for the next Flush.
 type bufferedConn struct {
 	net.Conn
 

@@ -13,7 +13,7 @@ import (
 // recordingConn is a net.Conn that records each Write, and fails every
 // Write once err is set.
 type recordingConn struct {
-	net.Conn // nil: only Write and Close are called
+	net.Conn // nil, because the tests call only Write
 	writes   [][]byte
 	err      error
 }
@@ -68,7 +68,7 @@ func TestBufferedConnWritesFullBuffer(t *testing.T) {
 	// buffer, which goes to the socket after the buffered ones.
 	var sent []byte
 	for i := range 9 {
-		record := bytes.Repeat([]byte{byte(i)}, 16<<10+22)
+		record := bytes.Repeat([]byte{byte(i)}, maxRecordSize)
 		c.Write(record)
 		sent = append(sent, record...)
 	}
@@ -82,7 +82,7 @@ func TestBufferedConnWritesFullBuffer(t *testing.T) {
 	if got := bytes.Join(raw.writes, nil); !bytes.Equal(got, sent) {
 		t.Fatalf("socket got %d bytes that differ from the %d written", len(got), len(sent))
 	}
-	// Three records fill the buffer, so 9 of them take 3 writes, and the
+	// Four records fill the buffer, so 9 of them take 3 writes, and the
 	// huge write takes one of its own.
 	if len(raw.writes) != 4 {
 		t.Errorf("%d writes reached the socket, expected 4", len(raw.writes))
@@ -91,6 +91,25 @@ func TestBufferedConnWritesFullBuffer(t *testing.T) {
 		if len(w) > writeBufferSize {
 			t.Errorf("write %d has %d bytes, more than the %d-byte buffer", i, len(w), writeBufferSize)
 		}
+	}
+}
+
+func TestBufferedConnSendsMessageInFourWrites(t *testing.T) {
+	raw := &recordingConn{}
+	c := &bufferedConn{Conn: raw}
+	c.startBuffering()
+
+	// A MSG frame's header and kind in one record, then the payload in
+	// 16 full ones.
+	c.Write(make([]byte, 5+16+1+16))
+	for range 16 {
+		c.Write(make([]byte, maxRecordSize))
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if len(raw.writes) != 4 {
+		t.Errorf("%d writes reached the socket, expected 4", len(raw.writes))
 	}
 }
 
