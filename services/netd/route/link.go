@@ -74,7 +74,7 @@ func (l *link) writeMsg(circuit, kind uint32, payload []byte) error {
 //
 // The link's TLS records collect in a buffer (peer.Link.Write), and the
 // last of the writers that queue for wmu flushes it, so frames that come
-// together share write system calls. A writer that sees another one
+// together share write system calls. A writer that finds another one
 // waiting leaves the flush to it.
 func (l *link) writeParts(parts ...[]byte) error {
 	l.writers.Add(1)
@@ -94,8 +94,9 @@ func (l *link) writeParts(parts ...[]byte) error {
 	return err
 }
 
-// bufferParts writes parts to the link's buffer, or returns why the link
-// failed.
+// bufferParts writes parts to the link's buffer. It returns the reason
+// the link failed, or the error of a write to the socket when the buffer
+// filled up.
 func (l *link) bufferParts(parts [][]byte) error {
 	if err := l.failure(); err != nil {
 		return err
