@@ -229,8 +229,8 @@ type batchedConn struct {
 }
 
 // batchSize is the size in bytes of a batchedConn's buffer, the same as
-// a netd link's: four TLS records of 16 KiB of plaintext and a small one.
-const batchSize = 4*(16<<10+22) + 256
+// a netd link's.
+const batchSize = 64 << 10
 
 func (c *batchedConn) startBatching() { c.w = bufio.NewWriterSize(c.Conn, batchSize) }
 

@@ -10,6 +10,11 @@ import (
 	"time"
 )
 
+// maxRecordSize is the size in bytes of the largest TLS 1.3 record that
+// crypto/tls writes: a 5-byte header, 16 KiB of plaintext, the content type
+// byte and a 16-byte AEAD tag (RFC 8446, section 5.2).
+const maxRecordSize = 5 + 16<<10 + 1 + 16
+
 // recordingConn is a net.Conn that records each Write, and fails every
 // Write once err is set.
 type recordingConn struct {
@@ -82,7 +87,7 @@ func TestBufferedConnWritesFullBuffer(t *testing.T) {
 	if got := bytes.Join(raw.writes, nil); !bytes.Equal(got, sent) {
 		t.Fatalf("socket got %d bytes that differ from the %d written", len(got), len(sent))
 	}
-	// Four records fill the buffer, so 9 of them take 3 writes, and the
+	// Three records fill the buffer, so 9 of them take 3 writes, and the
 	// huge write takes one of its own.
 	if len(raw.writes) != 4 {
 		t.Errorf("%d writes reached the socket, expected 4", len(raw.writes))
@@ -94,7 +99,7 @@ func TestBufferedConnWritesFullBuffer(t *testing.T) {
 	}
 }
 
-func TestBufferedConnSendsMessageInFourWrites(t *testing.T) {
+func TestBufferedConnSendsMessageInSixWrites(t *testing.T) {
 	raw := &recordingConn{}
 	c := &bufferedConn{Conn: raw}
 	c.startBuffering()
@@ -108,8 +113,13 @@ func TestBufferedConnSendsMessageInFourWrites(t *testing.T) {
 	if err := c.Flush(); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}
-	if len(raw.writes) != 4 {
-		t.Errorf("%d writes reached the socket, expected 4", len(raw.writes))
+	if len(raw.writes) != 6 {
+		t.Errorf("%d writes reached the socket, expected 6", len(raw.writes))
+	}
+	for i, w := range raw.writes {
+		if len(w) > 64<<10 {
+			t.Errorf("write %d has %d bytes, more than 64 KiB", i, len(w))
+		}
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 // Write encrypts p into TLS records and buffers them, as a bufio.Writer
 // would. Flush sends them, so a writer calls Flush when it has nothing
 // more to write at once. Write sends by itself only what does not fit in
-// the buffer (about 64 KiB).
+// the buffer (64 KiB).
 //
 // A Link closes itself when the first writecap of the dialer's chain
 // expires, because the chain authorized it only until then. Both ends do
