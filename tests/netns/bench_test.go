@@ -39,6 +39,11 @@ import (
 // this process: it reaches node A's netd through A's run directory, and
 // opens the TCP and TLS connections from a socket made in A.
 //
+// The tls-batched case is TLS 1.3 whose two ends write their records in
+// batches, as netd's links do. crypto/tls writes each record with a write
+// system call of its own, and batchedConn collects them until a flush, so
+// this case shows what TLS costs without those calls.
+//
 // Throughput is measured through the echo as well. Each operation writes
 // one message of the row's size, a goroutine reads the echoes, and MB/s
 // counts the bytes of one direction, although both directions carry
@@ -78,6 +83,17 @@ func BenchmarkBetweenNodes(b *testing.B) {
 				b.Fatalf("TLS handshake with the echo peer: %v", err)
 			}
 			return newStreamConn(c)
+		}},
+		{"tls-batched", func(b *testing.B) echoConn {
+			raw := &batchedConn{Conn: dialInNamespace(b, nsA, net.JoinHostPort(addrB, echoPeerBatchedTLSPort))}
+			c := tls.Client(raw, &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, ServerName: addrB})
+			if err := c.Handshake(); err != nil {
+				b.Fatalf("TLS handshake with the echo peer: %v", err)
+			}
+			raw.startBatching()
+			s := newStreamConn(c)
+			s.flush = raw.flush
+			return s
 		}},
 		{"netd", func(b *testing.B) echoConn { return dialNetdEcho(b, na, nb) }},
 	}
@@ -185,8 +201,9 @@ type echoConn interface {
 
 // streamConn is a TCP or TLS connection.
 type streamConn struct {
-	conn net.Conn
-	buf  []byte
+	conn  net.Conn
+	buf   []byte
+	flush func() error // nil unless the connection's writes need a flush
 }
 
 func newStreamConn(c net.Conn) *streamConn {
@@ -194,9 +211,37 @@ func newStreamConn(c net.Conn) *streamConn {
 }
 
 func (c *streamConn) write(p []byte) error {
-	_, err := c.conn.Write(p)
-	return err
+	if _, err := c.conn.Write(p); err != nil {
+		return err
+	}
+	if c.flush != nil {
+		return c.flush()
+	}
+	return nil
 }
+
+// batchedConn is a TCP connection below a TLS connection. After
+// startBatching, which comes after the handshake, it collects what the
+// TLS connection writes until flush. Only one goroutine may write.
+type batchedConn struct {
+	net.Conn
+	w *bufio.Writer // nil before startBatching
+}
+
+// batchSize is the size in bytes of a batchedConn's buffer, the same as
+// a netd link's.
+const batchSize = 64 << 10
+
+func (c *batchedConn) startBatching() { c.w = bufio.NewWriterSize(c.Conn, batchSize) }
+
+func (c *batchedConn) Write(p []byte) (int, error) {
+	if c.w == nil {
+		return c.Conn.Write(p)
+	}
+	return c.w.Write(p)
+}
+
+func (c *batchedConn) flush() error { return c.w.Flush() }
 
 // read reads at least 64 bytes, the size of a round trip's message, and
 // at most 64 KiB.
@@ -306,9 +351,10 @@ func dialFromNamespace(ns, addr string) (net.Conn, error) {
 // The echo peer's variable and ports. The variable's value is "ADDR
 // CERTFILE KEYFILE".
 const (
-	echoPeerEnv     = "NETNS_BENCH_ECHO_PEER"
-	echoPeerTCPPort = "7430"
-	echoPeerTLSPort = "7431"
+	echoPeerEnv            = "NETNS_BENCH_ECHO_PEER"
+	echoPeerTCPPort        = "7430"
+	echoPeerTLSPort        = "7431"
+	echoPeerBatchedTLSPort = "7432"
 )
 
 // startEchoPeer runs runEchoPeer in namespace ns, listening on addr, and
@@ -341,8 +387,9 @@ func startEchoPeer(b *testing.B, ns, addr, certFile, keyFile string) {
 }
 
 // runEchoPeer is the echo peer's process: it echoes every TCP and TLS
-// connection until its standard input ends. TestMain calls it in place
-// of the tests when echoPeerEnv is set.
+// connection until its standard input ends. On echoPeerBatchedTLSPort it
+// writes the TLS records in batches (echoBatched). TestMain calls it in
+// place of the tests when echoPeerEnv is set.
 func runEchoPeer(spec string) error {
 	fields := strings.Fields(spec)
 	if len(fields) != 3 {
@@ -362,7 +409,12 @@ func runEchoPeer(spec string) error {
 	if err != nil {
 		return err
 	}
-	secure = tls.NewListener(secure, &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}})
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}
+	secure = tls.NewListener(secure, tlsConfig)
+	batched, err := net.Listen("tcp", net.JoinHostPort(addr, echoPeerBatchedTLSPort))
+	if err != nil {
+		return err
+	}
 
 	for _, ln := range []net.Listener{plain, secure} {
 		go func() {
@@ -378,10 +430,63 @@ func runEchoPeer(spec string) error {
 			}
 		}()
 	}
+	go func() {
+		for {
+			c, err := batched.Accept()
+			if err != nil {
+				return
+			}
+			go echoBatched(c, tlsConfig)
+		}
+	}()
 	fmt.Println("ready")
 
 	io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// echoBatched echoes a TLS connection on raw and writes its records in
+// batches. A reader goroutine hands what it reads to the writer, which
+// flushes whenever it has written all that was handed to it, as a netd
+// link flushes when no other frame waits.
+func echoBatched(raw net.Conn, config *tls.Config) {
+	defer raw.Close()
+	out := &batchedConn{Conn: raw}
+	c := tls.Server(out, config)
+	if err := c.Handshake(); err != nil {
+		return
+	}
+	out.startBatching()
+
+	// A Read returns the plaintext of at most one TLS record, 16 KiB.
+	const buffers = 32
+	free := make(chan []byte, buffers)
+	for range buffers {
+		free <- make([]byte, 16<<10)
+	}
+	full := make(chan []byte, buffers)
+	go func() {
+		defer close(full)
+		for buf := range free {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			full <- buf[:n]
+		}
+	}()
+
+	for buf := range full {
+		if _, err := c.Write(buf); err != nil {
+			return
+		}
+		free <- buf[:cap(buf)]
+		if len(full) == 0 {
+			if err := out.flush(); err != nil {
+				return
+			}
+		}
+	}
 }
 
 // writeBenchCert writes a self-signed ECDSA P-256 certificate for the IP

@@ -15,11 +15,17 @@ import (
 // underlying TLS connection and may be called from different goroutines
 // as that connection allows: one reader and one writer at a time.
 //
+// Write encrypts p into TLS records and buffers them, as a bufio.Writer
+// would. Flush sends them, so a writer calls Flush when it has nothing
+// more to write at once. Write sends by itself only what does not fit in
+// the buffer (64 KiB).
+//
 // A Link closes itself when the first writecap of the dialer's chain
 // expires, because the chain authorized it only until then. Both ends do
 // this: the listener with the chain it received, the dialer with its own.
 type Link struct {
 	conn     *tls.Conn
+	out      *bufferedConn // below conn
 	peer     principal.Principal
 	root     principal.Principal
 	chain    capability.Chain // the dialer's chain
@@ -29,20 +35,20 @@ type Link struct {
 
 // newAcceptedLink returns the listener's end of a link from peer, whose
 // chain in root's tree verified.
-func newAcceptedLink(conn *tls.Conn, peer, root principal.Principal, chain capability.Chain) *Link {
-	return newLink(&Link{conn: conn, peer: peer, root: root, chain: chain, accepted: true})
+func newAcceptedLink(conn *tls.Conn, out *bufferedConn, peer, root principal.Principal, chain capability.Chain) *Link {
+	return newLink(&Link{conn: conn, out: out, peer: peer, root: root, chain: chain, accepted: true})
 }
 
 // newDialedLink returns the dialer's end of a link to peer, which accepted
 // chain in root's tree.
-func newDialedLink(conn *tls.Conn, peer, root principal.Principal, chain capability.Chain) *Link {
-	return newLink(&Link{conn: conn, peer: peer, root: root, chain: chain})
+func newDialedLink(conn *tls.Conn, out *bufferedConn, peer, root principal.Principal, chain capability.Chain) *Link {
+	return newLink(&Link{conn: conn, out: out, peer: peer, root: root, chain: chain})
 }
 
 func newLink(l *Link) *Link {
+	l.out.startBuffering()
 	if expires, ok := chainExpires(l.chain); ok {
-		conn := l.conn
-		l.expiry = time.AfterFunc(time.Until(expires), func() { conn.Close() })
+		l.expiry = time.AfterFunc(time.Until(expires), func() { l.closeConn() })
 	}
 	return l
 }
@@ -92,13 +98,29 @@ func (l *Link) Expires() (time.Time, bool) { return chainExpires(l.chain) }
 // Read reads bytes that the peer sent.
 func (l *Link) Read(p []byte) (int, error) { return l.conn.Read(p) }
 
-// Write sends p to the peer.
+// Write encrypts p and buffers the records; Flush sends them. Errors of
+// the connection may show only at a later Write or Flush.
 func (l *Link) Write(p []byte) (int, error) { return l.conn.Write(p) }
 
-// Close sends a TLS close_notify alert and closes the connection.
+// Flush sends what Write has buffered. It is bounded by the write
+// deadline, and after a failed Flush the link cannot be used.
+func (l *Link) Flush() error { return l.out.Flush() }
+
+// Close sends what Write has buffered and a TLS close_notify alert, and
+// closes the connection. While another goroutine's Write or Flush is
+// under way, which may be blocked on a peer that stopped reading, Close
+// only closes the socket, which ends that call. crypto/tls does the same
+// for a Write under way.
 func (l *Link) Close() error {
 	if l.expiry != nil {
 		l.expiry.Stop()
+	}
+	return l.closeConn()
+}
+
+func (l *Link) closeConn() error {
+	if !l.out.stopBuffering() {
+		return l.out.Close()
 	}
 	return l.conn.Close()
 }

@@ -34,6 +34,9 @@ func assertEcho(t *testing.T, from, to *Link, msg string) {
 	if _, err := from.Write([]byte(msg)); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
+	if err := from.Flush(); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
 	buf := make([]byte, len(msg))
 	if _, err := io.ReadFull(to, buf); err != nil {
 		t.Fatalf("Read: %v", err)

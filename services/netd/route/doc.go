@@ -33,7 +33,9 @@
 // and the destination address. OPENED or ERROR (with an endpoint.Code)
 // answers it. MSG carries one bus message, its kind and payload, relayed
 // verbatim. CREDIT returns credit, CLOSE ends a circuit, and PING, on
-// circuit 0, keeps an idle link alive.
+// circuit 0, keeps an idle link alive. Frames go into the buffer of
+// peer.Link, and the last of the writers queued for the link flushes it,
+// so frames that are ready together share one write system call.
 //
 // Each circuit has a credit window per direction (Options.Window): a
 // sender may have at most that many bytes of messages, each counted as its

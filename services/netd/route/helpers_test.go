@@ -32,6 +32,13 @@ type testNode struct {
 
 func newTestNode(t *testing.T) *testNode {
 	t.Helper()
+	return newTestNodeWith(t, func(*Options) {})
+}
+
+// newTestNodeWith returns a started node whose router options change
+// sets.
+func newTestNodeWith(t *testing.T, change func(*Options)) *testNode {
+	t.Helper()
 	cred, err := principal.GenerateCredential()
 	if err != nil {
 		t.Fatalf("GenerateCredential: %v", err)
@@ -43,7 +50,7 @@ func newTestNode(t *testing.T) *testNode {
 	if err := os.WriteFile(n.peersFile(), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n.start(func(opts *Options) {})
+	n.start(change)
 	return n
 }
 
@@ -161,7 +168,12 @@ func roundTrip(t *testing.T, ctx context.Context, conn *bus.Conn, kind uint32, p
 // pair returns two nodes where b may reach a's services under prefix of
 // a's tree; an empty prefix grants /A/dev.
 func pair(t *testing.T, prefix string) (a, b *testNode) {
-	a, b = newTestNode(t), newTestNode(t)
+	return pairWith(t, prefix, func(*Options) {})
+}
+
+// pairWith is pair with router options that change sets on both nodes.
+func pairWith(t *testing.T, prefix string, change func(*Options)) (a, b *testNode) {
+	a, b = newTestNodeWith(t, change), newTestNodeWith(t, change)
 	if prefix == "" {
 		prefix = capability.RootPath(a.principal()) + "/dev"
 	}

@@ -30,6 +30,14 @@ func rawLink(t *testing.T, a, b *testNode) *peer.Link {
 	return l
 }
 
+// sendFrame writes frame on l and flushes it.
+func sendFrame(l *peer.Link, frame []byte) error {
+	if _, err := l.Write(frame); err != nil {
+		return err
+	}
+	return l.Flush()
+}
+
 // assertLinkClosed checks that a closes the link after bad frames.
 func assertLinkClosed(t *testing.T, l *peer.Link) {
 	t.Helper()
@@ -60,7 +68,7 @@ func TestMalformedFramesCloseLink(t *testing.T) {
 	for name, frame := range cases {
 		t.Run(name, func(t *testing.T) {
 			l := rawLink(t, a, b)
-			if _, err := l.Write(frame); err != nil {
+			if err := sendFrame(l, frame); err != nil {
 				t.Fatalf("Write: %v", err)
 			}
 			assertLinkClosed(t, l)
@@ -89,7 +97,7 @@ func TestPeerBeyondCreditClosesLink(t *testing.T) {
 
 	l := rawLink(t, a, b)
 	open := appendFrame(nil, Frame{Type: FrameOpen, Circuit: 1, Body: openBody(0, a.address("sink"))})
-	if _, err := l.Write(open); err != nil {
+	if err := sendFrame(l, open); err != nil {
 		t.Fatal(err)
 	}
 	l.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -101,7 +109,7 @@ func TestPeerBeyondCreditClosesLink(t *testing.T) {
 	// one window, so this peer, which ignores credit, overruns it.
 	big := appendFrame(nil, Frame{Type: FrameMsg, Circuit: 1, Body: msgBody(1, make([]byte, MaxMessage))})
 	for range 8 {
-		if _, err := l.Write(big); err != nil {
+		if err := sendFrame(l, big); err != nil {
 			break
 		}
 	}
@@ -126,7 +134,7 @@ func TestOpenForOtherNodeRefused(t *testing.T) {
 	other := newTestNode(t)
 	l := rawLink(t, a, b)
 	open := appendFrame(nil, Frame{Type: FrameOpen, Circuit: 1, Body: openBody(0, other.address(endpoint.EchoName))})
-	if _, err := l.Write(open); err != nil {
+	if err := sendFrame(l, open); err != nil {
 		t.Fatal(err)
 	}
 	l.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -163,7 +171,7 @@ func TestDialerRejectsBadReply(t *testing.T) {
 		if err != nil || f.Type != FrameOpen {
 			return
 		}
-		l.Write(appendFrame(nil, Frame{Type: FrameError, Circuit: f.Circuit, Body: []byte{99}}))
+		sendFrame(l, appendFrame(nil, Frame{Type: FrameError, Circuit: f.Circuit, Body: []byte{99}}))
 		readFrame(l) // waits for b to close the link
 	}()
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/blocktree/blocktree/services/bus/endpoint"
@@ -19,7 +20,8 @@ type link struct {
 	r  *Router
 	pl *peer.Link
 
-	wmu sync.Mutex
+	wmu     sync.Mutex
+	writers atomic.Int32 // goroutines in writeParts, holding wmu or waiting for it
 
 	mu       sync.Mutex
 	circuits map[uint32]*circuit
@@ -69,9 +71,33 @@ func (l *link) writeMsg(circuit, kind uint32, payload []byte) error {
 // writeParts sends the concatenation of parts, which must be whole
 // frames, with no other frame between them. A failed write fails the
 // link.
+//
+// The link's TLS records collect in a buffer (peer.Link.Write), and the
+// last of the writers that queue for wmu flushes it, so frames that come
+// together share write system calls. A writer that finds another one
+// waiting leaves the flush to it.
 func (l *link) writeParts(parts ...[]byte) error {
+	l.writers.Add(1)
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	err := l.bufferParts(parts)
+	if l.writers.Add(-1) == 0 && err == nil {
+		err = l.pl.Flush()
+	}
+	if err != nil {
+		if failed := l.failure(); failed != nil {
+			return failed
+		}
+		err = fmt.Errorf("link to %s: write: %w: %w", l.pl.Peer(), endpoint.ErrPeerGone, err)
+		l.fail(err)
+	}
+	return err
+}
+
+// bufferParts writes parts to the link's buffer. It returns the reason
+// the link failed, or the error of a write to the socket when the buffer
+// filled up.
+func (l *link) bufferParts(parts [][]byte) error {
 	if err := l.failure(); err != nil {
 		return err
 	}
@@ -80,8 +106,6 @@ func (l *link) writeParts(parts ...[]byte) error {
 	_ = l.pl.SetWriteDeadline(time.Now().Add(l.deadAfter()))
 	for _, b := range parts {
 		if _, err := l.pl.Write(b); err != nil {
-			err = fmt.Errorf("link to %s: write: %w: %w", l.pl.Peer(), endpoint.ErrPeerGone, err)
-			l.fail(err)
 			return err
 		}
 	}

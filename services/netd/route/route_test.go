@@ -339,3 +339,52 @@ func TestOneWayStreamKeepsFlowing(t *testing.T) {
 		t.Fatal("the stream stalled: drain did not receive every message")
 	}
 }
+
+func TestConcurrentCircuitsShareFlushes(t *testing.T) {
+	ctx := testContext(t)
+	// Without PINGs, whose flush would send a frame left in the buffer,
+	// such a frame stalls its circuit until the test's deadline.
+	a, b := pairWith(t, "", func(opts *Options) { opts.Keepalive = time.Hour })
+
+	// Small messages on several circuits at once make the writers of the
+	// link queue for it, so most of them leave the flush to the next one.
+	const circuits, messages = 16, 300
+	errs := make(chan error, circuits)
+	for c := range circuits {
+		go func() {
+			conn, err := b.dial(ctx, a.address(endpoint.EchoName))
+			if err != nil {
+				errs <- fmt.Errorf("circuit %d: Dial: %w", c, err)
+				return
+			}
+			defer conn.Close()
+			errs <- echoSequence(ctx, conn, c, messages)
+		}()
+	}
+	for range circuits {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// echoSequence sends messages small messages on conn, one at a time, and
+// checks each echo.
+func echoSequence(ctx context.Context, conn *bus.Conn, circuit, messages int) error {
+	for i := range messages {
+		want := fmt.Sprintf("circuit %d message %d", circuit, i)
+		if err := conn.Send(ctx, uint32(i), []byte(want)); err != nil {
+			return fmt.Errorf("circuit %d: Send %d: %w", circuit, i, err)
+		}
+		msg, err := conn.Recv(ctx)
+		if err != nil {
+			return fmt.Errorf("circuit %d: Recv of echo %d: %w", circuit, i, err)
+		}
+		got := string(msg.Data)
+		msg.Release()
+		if msg.Kind != uint32(i) || got != want {
+			return fmt.Errorf("circuit %d: echo %d is kind %d, %q; expected kind %d, %q", circuit, i, msg.Kind, got, i, want)
+		}
+	}
+	return nil
+}
