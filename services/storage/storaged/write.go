@@ -3,7 +3,9 @@ package storaged
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -15,6 +17,7 @@ import (
 	"github.com/blocktree/blocktree/services/storage/blockstore"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 	"github.com/blocktree/blocktree/services/storage/fsys"
+	"golang.org/x/sys/unix"
 )
 
 // evictSize is the file size above which a checkpoint drops a clean file's
@@ -185,16 +188,41 @@ func (d *Daemon) writeInodes(inodes []*fsys.InodeState) (map[fsapi.Ino]blockstor
 			}
 		})
 	}
-	for _, st := range inodes {
-		ref, sealed, err := d.sealInode(st)
-		if failed(err) {
-			break
+	sealed := make(chan struct{})
+	go func() {
+		defer close(sealed)
+		lowerThreadPriority(d.log)
+		for _, st := range inodes {
+			ref, block, err := d.sealInode(st)
+			if failed(err) {
+				break
+			}
+			next <- sealedInode{ino: st.Ino, ref: ref, sealed: block}
 		}
-		next <- sealedInode{ino: st.Ino, ref: ref, sealed: sealed}
-	}
-	close(next)
+		close(next)
+	}()
+	<-sealed
 	wg.Wait()
 	return written, errors.Join(errs...)
+}
+
+// lowerThreadPriority gives the calling goroutine an OS thread of its own
+// with the lowest CPU priority (nice 19), so that the kernel runs requests
+// and the programs that make them first. The goroutine must end without
+// calling runtime.UnlockOSThread: the runtime then ends the thread instead
+// of running other goroutines at the lowered priority.
+//
+// During a checkpoint of 12,800 new files, `git status` over those files
+// took 10.1 to 11.2 s with sealing at normal priority and 8.3 to 8.6 s at
+// nice 19, against 3.5 to 4.8 s without a checkpoint. Most of what is left
+// is the block store's file creations: on an ext4 without a journal, as
+// on this machine, allocating an inode skips recently deleted ones, and
+// that search took 30% of the node's CPU time during the checkpoint.
+func lowerThreadPriority(log *slog.Logger) {
+	runtime.LockOSThread()
+	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19); err != nil {
+		log.Warn("lowering the priority of the checkpoint's sealing thread failed; it competes with requests", "error", err)
+	}
 }
 
 // sealInode seals one inode as the next version of its block.
