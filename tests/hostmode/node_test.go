@@ -100,6 +100,15 @@ func startNode(t testing.TB, state, mount string, extra ...string) *node {
 	case <-time.After(readyTimeout):
 		t.Fatalf("bt node --state %s printed no ready line within %s\nstderr:\n%s", state, readyTimeout, n.stderr)
 	}
+	// The node logs "node ready" before it prints the ready line, but its
+	// stderr reaches n.stderr through a pipe and a copying goroutine, which
+	// can lag. Waiting for that record makes every earlier one readable.
+	for deadline := time.Now().Add(readyTimeout); !strings.Contains(n.log(), `msg="node ready"`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("bt node --state %s printed its ready line, but its log has no \"node ready\" record after %s\nstderr:\n%s", state, readyTimeout, n.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return n
 }
 
