@@ -42,6 +42,7 @@ func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
 		l.failLocked(fmt.Errorf("append seq %d: %w", seq, err))
 		return 0, l.failed
 	}
+	l.appended.Add(int64(len(record)))
 	index := int(seq - l.pendingBase)
 	l.pending[index] = encodedRecord{data: record, hash: hash}
 	if index == l.filled {

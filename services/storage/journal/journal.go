@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
@@ -81,6 +82,8 @@ type Log struct {
 	activeSize int64
 
 	truncateMu sync.Mutex // serializes TruncateBefore
+
+	appended atomic.Int64 // bytes of the records that Append encoded
 
 	mu       sync.Mutex
 	slotCond sync.Cond // signaled when an Append fills its slot in pending
@@ -486,6 +489,10 @@ func (l *Log) logKeptDamage(segment string, damaged []step) {
 
 // ID returns the journal id, which is the same in every segment.
 func (l *Log) ID() [IDSize]byte { return l.codec.id }
+
+// AppendedBytes returns the size of all records appended since Open.
+// A caller compares two values to learn how much the journal grew.
+func (l *Log) AppendedBytes() int64 { return l.appended.Load() }
 
 // NextSeq returns the seq that the next Append assigns.
 func (l *Log) NextSeq() uint64 {

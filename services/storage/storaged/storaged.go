@@ -34,9 +34,11 @@ type Options struct {
 	Node   *state.Node
 	Logger *slog.Logger
 
-	// CheckpointInterval is how often a background checkpoint runs when
-	// something changed. Zero means every 30 seconds; negative disables the
-	// background checkpoints (Close still writes one).
+	// CheckpointInterval is the age after which changes are checkpointed
+	// once the tree has been quiet for two seconds. Changes ten intervals
+	// old, or 256 MiB of journal, are checkpointed even while requests go
+	// on. Zero means 30 seconds; negative disables the background
+	// checkpoints (Close still writes one).
 	CheckpointInterval time.Duration
 
 	// Capacity is the number of bytes the tree may hold. Zero means the

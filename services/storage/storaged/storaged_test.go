@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/blocktree/blocktree/services/crypto/block"
 	"github.com/blocktree/blocktree/services/crypto/swtpm/swtpmtest"
@@ -304,5 +305,26 @@ func TestDamageSurvivesCheckpoint(t *testing.T) {
 	defer d.Close()
 	if err := d.FS().Unlink(context.Background(), c, fsapi.RootIno, "checkpointed"); err != nil {
 		t.Errorf("unlink of a damaged file: %v", err)
+	}
+}
+
+func TestCheckpointPolicy(t *testing.T) {
+	p := defaultCheckpointPolicy(30 * time.Second)
+	cases := []struct {
+		name                         string
+		sinceCheckpoint, sinceChange time.Duration
+		grown                        int64
+		want                         bool
+	}{
+		{"young changes wait", 10 * time.Second, 5 * time.Second, 1 << 20, false},
+		{"old changes on a quiet tree", 31 * time.Second, 3 * time.Second, 1 << 20, true},
+		{"old changes on a busy tree wait", 31 * time.Second, time.Second, 1 << 20, false},
+		{"very old changes on a busy tree", 301 * time.Second, 0, 1 << 20, true},
+		{"large journal on a busy tree", time.Second, 0, 256 << 20, true},
+	}
+	for _, c := range cases {
+		if got := p.due(c.sinceCheckpoint, c.sinceChange, c.grown); got != c.want {
+			t.Errorf("%s: due = %v, expected %v", c.name, got, c.want)
+		}
 	}
 }

@@ -3,9 +3,7 @@ package storaged
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
-	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -17,7 +15,6 @@ import (
 	"github.com/blocktree/blocktree/services/storage/blockstore"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 	"github.com/blocktree/blocktree/services/storage/fsys"
-	"golang.org/x/sys/unix"
 )
 
 // evictSize is the file size above which a checkpoint drops a clean file's
@@ -188,41 +185,16 @@ func (d *Daemon) writeInodes(inodes []*fsys.InodeState) (map[fsapi.Ino]blockstor
 			}
 		})
 	}
-	sealed := make(chan struct{})
-	go func() {
-		defer close(sealed)
-		lowerThreadPriority(d.log)
-		for _, st := range inodes {
-			ref, block, err := d.sealInode(st)
-			if failed(err) {
-				break
-			}
-			next <- sealedInode{ino: st.Ino, ref: ref, sealed: block}
+	for _, st := range inodes {
+		ref, block, err := d.sealInode(st)
+		if failed(err) {
+			break
 		}
-		close(next)
-	}()
-	<-sealed
+		next <- sealedInode{ino: st.Ino, ref: ref, sealed: block}
+	}
+	close(next)
 	wg.Wait()
 	return written, errors.Join(errs...)
-}
-
-// lowerThreadPriority gives the calling goroutine an OS thread of its own
-// with the lowest CPU priority (nice 19), so that the kernel runs requests
-// and the programs that make them first. The goroutine must end without
-// calling runtime.UnlockOSThread: the runtime then ends the thread instead
-// of running other goroutines at the lowered priority.
-//
-// During a checkpoint of 12,800 new files, `git status` over those files
-// took 10.1 to 11.2 s with sealing at normal priority and 8.3 to 8.6 s at
-// nice 19, against 3.5 to 4.8 s without a checkpoint. Most of what is left
-// is the block store's file creations: on an ext4 without a journal, as
-// on this machine, allocating an inode skips recently deleted ones, and
-// that search took 30% of the node's CPU time during the checkpoint.
-func lowerThreadPriority(log *slog.Logger) {
-	runtime.LockOSThread()
-	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19); err != nil {
-		log.Warn("lowering the priority of the checkpoint's sealing thread failed; it competes with requests", "error", err)
-	}
 }
 
 // sealInode seals one inode as the next version of its block.
@@ -270,28 +242,83 @@ func (d *Daemon) discard(written map[fsapi.Ino]blockstore.Ref) {
 // the mount take effect, one interval late.
 const journalSyncInterval = time.Second
 
+// checkpointPolicy decides when a background checkpoint runs. A checkpoint
+// seals and writes every inode changed since the last one, which takes
+// both CPU and disk from the requests beside it, so it waits until the
+// tree has been quiet for a while, within bounds on the age of the oldest
+// unsaved change and on the journal's growth. The journal's growth also
+// bounds the file data that the daemon holds in memory until a checkpoint.
+type checkpointPolicy struct {
+	interval time.Duration // age after which changes are saved once the tree is quiet
+	quiet    time.Duration // time without changes that counts as quiet
+	maxAge   time.Duration // age after which changes are saved anyway
+	maxBytes int64         // journal growth after which changes are saved anyway
+}
+
+// defaultCheckpointPolicy returns the policy for a checkpoint interval.
+func defaultCheckpointPolicy(interval time.Duration) checkpointPolicy {
+	return checkpointPolicy{
+		interval: interval,
+		quiet:    2 * time.Second,
+		maxAge:   10 * interval,
+		maxBytes: 256 << 20,
+	}
+}
+
+// due reports whether a checkpoint should run now, given how long ago the
+// last checkpoint and the last change were, and how many bytes the journal
+// grew since the last checkpoint. The caller asks only when something
+// changed since the last checkpoint.
+func (p checkpointPolicy) due(sinceCheckpoint, sinceChange time.Duration, grown int64) bool {
+	switch {
+	case grown >= p.maxBytes:
+		return true
+	case sinceCheckpoint < p.interval:
+		return false
+	default:
+		return sinceChange >= p.quiet || sinceCheckpoint >= p.maxAge
+	}
+}
+
 func (d *Daemon) checkpointLoop(interval time.Duration) {
 	defer close(d.done)
-	syncTicker := time.NewTicker(journalSyncInterval)
-	defer syncTicker.Stop()
-	var checkpoints <-chan time.Time
-	if interval > 0 && !d.check {
-		ticker := time.NewTicker(interval)
-		defer ticker.Stop()
-		checkpoints = ticker.C
-	}
+	ticker := time.NewTicker(journalSyncInterval)
+	defer ticker.Stop()
+	policy := defaultCheckpointPolicy(interval)
+	automatic := interval > 0 && !d.check
+
+	// What the journal looked like at the last checkpoint and at the last
+	// tick, to tell whether anything changed and when.
+	lastCheckpoint, lastChange := time.Now(), time.Now()
+	checkpointSeq, seenSeq := d.journal.NextSeq(), d.journal.NextSeq()
+	checkpointBytes := d.journal.AppendedBytes()
 	for {
 		select {
 		case <-d.stop:
 			return
-		case <-syncTicker.C:
+		case now := <-ticker.C:
 			if err := d.journal.Sync(); err != nil {
 				d.log.Error("background journal sync failed", "error", err)
 			}
-		case <-checkpoints:
+			seq := d.journal.NextSeq()
+			if seq != seenSeq {
+				seenSeq, lastChange = seq, now
+			}
+			if !automatic || seq == checkpointSeq {
+				continue
+			}
+			grown := d.journal.AppendedBytes() - checkpointBytes
+			if !policy.due(now.Sub(lastCheckpoint), now.Sub(lastChange), grown) {
+				continue
+			}
+			// Entries appended while the checkpoint runs count toward the
+			// next one, so take the marks first.
+			seq, appended := d.journal.NextSeq(), d.journal.AppendedBytes()
 			if err := d.Checkpoint(); err != nil {
 				d.log.Error("background checkpoint failed", "error", err)
+				continue
 			}
+			lastCheckpoint, checkpointSeq, checkpointBytes = time.Now(), seq, appended
 		}
 	}
 }
