@@ -36,7 +36,7 @@ type Options struct {
 
 	// CheckpointInterval is the age after which changes are checkpointed
 	// once the tree has been quiet for two seconds. Changes ten intervals
-	// old, or 256 MiB of journal, are checkpointed even while requests go
+	// old, or 1 GiB of journal, are checkpointed even while requests go
 	// on. Zero means 30 seconds; negative disables the background
 	// checkpoints (Close still writes one).
 	CheckpointInterval time.Duration

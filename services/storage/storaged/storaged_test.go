@@ -320,7 +320,7 @@ func TestCheckpointPolicy(t *testing.T) {
 		{"old changes on a quiet tree", 31 * time.Second, 3 * time.Second, 1 << 20, true},
 		{"old changes on a busy tree wait", 31 * time.Second, time.Second, 1 << 20, false},
 		{"very old changes on a busy tree", 301 * time.Second, 0, 1 << 20, true},
-		{"large journal on a busy tree", time.Second, 0, 256 << 20, true},
+		{"large journal on a busy tree", time.Second, 0, 1 << 30, true},
 	}
 	for _, c := range cases {
 		if got := p.due(c.sinceCheckpoint, c.sinceChange, c.grown); got != c.want {

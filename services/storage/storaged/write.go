@@ -261,7 +261,7 @@ func defaultCheckpointPolicy(interval time.Duration) checkpointPolicy {
 		interval: interval,
 		quiet:    2 * time.Second,
 		maxAge:   10 * interval,
-		maxBytes: 256 << 20,
+		maxBytes: 1 << 30,
 	}
 }
 
