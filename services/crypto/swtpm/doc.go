@@ -37,5 +37,7 @@
 //   - After Stop or Kill returns, the process has exited and its socket files
 //     are gone. The state directory is never removed by this package.
 //   - The child gets SIGKILL when the thread that started it exits
-//     (Pdeathsig), so a crashed test binary leaves no swtpm behind.
+//     (Pdeathsig). Every swtpm is started from one thread that lives as
+//     long as the process, so swtpm dies with the process and not before:
+//     a crashed test binary leaves no swtpm behind.
 package swtpm

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -248,13 +249,13 @@ func (p *Process) startProcess(binary string) error {
 	cmd.Stdout = p.output
 	cmd.Stderr = p.output
 	// Pdeathsig kills an orphaned swtpm when the test binary or node dies.
-	// It fires when the starting OS thread exits, which Go does only for a
-	// goroutine that exits while locked to its thread. Setpgid puts swtpm in
-	// a process group of its own: Ctrl-C in a terminal signals the whole
-	// foreground group, and swtpm must outlive the node's clean stop, which
-	// still needs the TPM for the last checkpoint and TPM2_Shutdown.
+	// It fires when the starting OS thread exits, so startCmd starts swtpm
+	// on a thread that never exits. Setpgid puts swtpm in a process group of
+	// its own: Ctrl-C in a terminal signals the whole foreground group, and
+	// swtpm must outlive the node's clean stop, which still needs the TPM
+	// for the last checkpoint and TPM2_Shutdown.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startCmd(cmd); err != nil {
 		return fmt.Errorf("run %s: %w", cmd.String(), err)
 	}
 	p.cmd = cmd
@@ -432,3 +433,32 @@ func socketAccepts(path string) bool {
 	conn.Close()
 	return true
 }
+
+// startCmd starts cmd on an OS thread that one goroutine holds locked for
+// the life of the process. The kernel sends a child its Pdeathsig when the
+// thread that started it exits, not the process, and the Go runtime ends a
+// thread whenever a goroutine exits while locked to it. Started from an
+// ordinary thread, swtpm could thus be killed by any goroutine anywhere in
+// the process that ends locked to the same thread.
+func startCmd(cmd *exec.Cmd) error {
+	done := make(chan error, 1)
+	starter() <- startRequest{cmd: cmd, done: done}
+	return <-done
+}
+
+type startRequest struct {
+	cmd  *exec.Cmd
+	done chan<- error
+}
+
+// starter returns the channel of the goroutine that starts every swtpm.
+var starter = sync.OnceValue(func() chan<- startRequest {
+	requests := make(chan startRequest)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+		for req := range requests {
+			req.done <- req.cmd.Start()
+		}
+	}()
+	return requests
+})

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -405,4 +406,52 @@ func TestSnapshotAndRestoreRejectRunningSwtpm(t *testing.T) {
 	if after := describeState(t, stateDir); after["tpm2-00.permall"] != running["tpm2-00.permall"] {
 		t.Errorf("tpm2-00.permall after the rejected Restore: %s, want %s", after["tpm2-00.permall"], running["tpm2-00.permall"])
 	}
+}
+
+// TestSurvivesStartingThreadEnding starts swtpm from a goroutine that
+// returns while locked to its OS thread, so that the Go runtime ends that
+// thread. swtpm's parent-death signal belongs to the thread that started
+// it, so swtpm must have been started on a thread of its own.
+func TestSurvivesStartingThreadEnding(t *testing.T) {
+	requireSwtpm(t)
+	type result struct {
+		p   *Process
+		err error
+	}
+	// The runtime ends a thread that a goroutine leaves locked, except the
+	// process's main thread, so the start runs on a goroutine that got
+	// another thread.
+	var r result
+	for {
+		started := make(chan *result, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked, so the thread ends with this goroutine
+			if syscall.Gettid() == os.Getpid() {
+				runtime.UnlockOSThread()
+				started <- nil
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			p, err := Start(ctx, Options{StateDir: t.TempDir()})
+			started <- &result{p, err}
+		}()
+		if got := <-started; got != nil {
+			r = *got
+			break
+		}
+	}
+	if r.err != nil {
+		t.Fatalf("Start: %v", r.err)
+	}
+	t.Cleanup(func() { r.p.Kill() })
+
+	// Give a killed swtpm time to be reaped.
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-r.p.exited:
+		t.Fatalf("swtpm exited when the thread of the goroutine that started it ended: %v", r.p.waitErr)
+	default:
+	}
+	readResetCount(t, r.p.SocketPath())
 }
