@@ -12,8 +12,9 @@
 // running requests on the connection, and the server sends for each a
 // response that carries the same id. Responses arrive in the order the
 // requests finish. A small request that cannot wait for long (a lookup, a
-// create, an unlink, ...) runs in the goroutine that reads requests when no
-// other request of the connection is running. Every other request runs in
+// create, an unlink, a read or write of at most 64 KiB, ...) runs in the
+// goroutine that reads requests when no other request of the connection is
+// running. Every other request runs in
 // its own goroutine, so a SetLk that waits for a lock holds up nothing else.
 // A client cancels a request by sending OpInterrupt with the request's id.
 // The server then cancels that request's context and still sends a

@@ -121,24 +121,35 @@ func (op Op) opensHandle() bool {
 	return op == OpOpen || op == OpCreate || op == OpOpenDir
 }
 
-// quick reports whether requests of op finish without waiting for an
-// fsync, a lock or another client, so that a server may run them in the
-// goroutine that reads requests. That saves a goroutine start and a hand-off
-// between goroutines, which often wakes a thread: through a host-mode
-// mount, deleting a file took 7 or 8 context switches instead of 9. Two
-// cases read a file's block back from disk first: a SetAttr that changes
-// the size of a file whose data the daemon evicted, and the first xattr
-// read of a large file after the daemon started. Data operations, which may
-// do that for every request or move megabytes, run in their own goroutines.
-// GetXattr is here because Linux asks for security.capability before every
-// write to a FUSE file.
-func (op Op) quick() bool {
-	switch op {
+// quick reports whether req finishes without waiting for an fsync, a lock
+// or another client, so that a server may run it in the goroutine that
+// reads requests. That saves a goroutine start and a hand-off between
+// goroutines, which often wakes a thread: through a host-mode mount,
+// deleting a file took 7 or 8 context switches instead of 9.
+//
+// Some of these read a file's block back from disk first when the daemon
+// evicted the file's data: Open, Read and Write, a SetAttr that changes
+// the size, and the first xattr read of a large file after a start. The
+// daemon holds its engine's lock while it loads, so other requests wait
+// for the load either way. Reads and writes of more than quickDataSize
+// run in their own goroutines, because their copying, encryption and
+// hashing can run beside other requests on another core. GetXattr is here
+// because Linux requests security.capability before every write to a
+// FUSE file.
+func (req *Request) quick() bool {
+	switch req.Op {
 	case OpLookup, OpGetAttr, OpSetAttr, OpAccess, OpMknod, OpMkdir, OpCreate,
-		OpSymlink, OpLink, OpUnlink, OpRmdir, OpRename, OpReadlink, OpFlush,
-		OpRelease, OpOpenDir, OpReadDir, OpReleaseDir, OpStatFS, OpGetXattr,
-		OpListXattr, OpGetLk:
+		OpSymlink, OpLink, OpUnlink, OpRmdir, OpRename, OpReadlink, OpOpen,
+		OpFlush, OpRelease, OpOpenDir, OpReadDir, OpReleaseDir, OpStatFS,
+		OpGetXattr, OpListXattr, OpGetLk:
 		return true
+	case OpRead:
+		return req.Size <= quickDataSize
+	case OpWrite:
+		return len(req.Data) <= quickDataSize
 	}
 	return false
 }
+
+// quickDataSize is the largest Read or Write that may run inline.
+const quickDataSize = 64 << 10

@@ -117,9 +117,9 @@ func (sc *serverConn) serve() {
 			sc.interrupt(req.ID)
 			continue
 		}
-		if req.Op.quick() && len(sc.slots) == 0 {
+		if req.quick() && len(sc.slots) == 0 {
 			// Nothing else runs on the connection, so the request runs
-			// here without a goroutine of its own (see Op.quick).
+			// here without a goroutine of its own (see Request.quick).
 			sc.runInline(req, held)
 			continue
 		}
