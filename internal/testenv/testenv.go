@@ -78,3 +78,20 @@ func RunWithBT(m *testing.M, pkg string, btPath *string) int {
 	}
 	return m.Run()
 }
+
+// Poll calls check until it returns nil. If that takes longer than
+// timeout, it fails the test with what and check's last error.
+func Poll(t testing.TB, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %v after %s", what, err, timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

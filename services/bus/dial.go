@@ -92,8 +92,8 @@ func (d *Dialer) setup(sock *net.UnixConn, ringSize int) (c *Conn, err error) {
 	}
 
 	// SO_PEERCRED of a connected socket names the listener from the
-	// start, so the dialer knows before the setup whether it is this
-	// process.
+	// start, so the dialer can tell before the setup whether the listener
+	// is this process.
 	peer, err := peerCred(sock)
 	if err != nil {
 		return nil, err
@@ -102,13 +102,9 @@ func (d *Dialer) setup(sock *net.UnixConn, ringSize int) (c *Conn, err error) {
 	if err != nil {
 		return nil, err
 	}
-	local, taken := (*localLink)(nil), false
-	take := func() {
-		if !taken {
-			local, taken = takeLocalLink(offered), true
-		}
-	}
-	defer take() // on every error path
+	// Removing the link from the registry again is harmless, so the
+	// deferred call only matters on the error paths.
+	defer takeLocalLink(offered)
 
 	msg := encodeSetup(setup{version: Version, ringSize: uint32(ringSize)})
 	rights := unix.UnixRights(region.Fd(), eventFds[0], eventFds[1], eventFds[2], eventFds[3])
@@ -137,7 +133,7 @@ func (d *Dialer) setup(sock *net.UnixConn, ringSize int) (c *Conn, err error) {
 	if err := sock.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
-	take()
+	local := takeLocalLink(offered)
 
 	parts := connParts{
 		sock:          sock,

@@ -14,6 +14,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/blocktree/blocktree/internal/testenv"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 	"github.com/blocktree/blocktree/services/storage/proto"
 )
@@ -34,17 +35,7 @@ func notifiedMount(t *testing.T, opts Options) (*Server, string, *proto.Client) 
 // shows within that time was therefore invalidated, not expired.
 func waitFor(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still %v after 10s", what, err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testenv.Poll(t, 10*time.Second, what, check)
 }
 
 // statIs returns a check that path exists with the mode and size wanted.

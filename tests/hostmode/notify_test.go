@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blocktree/blocktree/internal/testenv"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 	"github.com/blocktree/blocktree/services/storage/proto"
 )
@@ -97,17 +98,7 @@ func TestOtherClientChangesShowOnMount(t *testing.T) {
 // that shows was invalidated, not expired.
 func showsWithin(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the mount did not show %s within 10s: %v", what, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Poll(t, 10*time.Second, "the mount shows "+what, check)
 }
 
 // fileIs returns nil when path has the permission bits mode and the

@@ -97,6 +97,14 @@ func checkDamagedRecord(t *testing.T, r Record, seq uint64, want error) {
 // damagedSeq of 1 to last is damaged with want.
 func checkOneDamaged(t *testing.T, l *Log, last, damagedSeq uint64, want error) {
 	t.Helper()
+	checkDamaged(t, l, last, []uint64{damagedSeq}, want)
+}
+
+// checkDamaged replays the journal and fails unless records 1 to last are
+// there, the ones in damaged Damaged with want and the others good. It
+// returns the damaged records.
+func checkDamaged(t *testing.T, l *Log, last uint64, damaged []uint64, want error) []Record {
+	t.Helper()
 	records, err := replay(l, 1)
 	if err != nil {
 		t.Fatalf("Replay: %v", err)
@@ -104,14 +112,17 @@ func checkOneDamaged(t *testing.T, l *Log, last, damagedSeq uint64, want error) 
 	if len(records) != int(last) {
 		t.Fatalf("replayed %d records, expected %d", len(records), last)
 	}
+	var bad []Record
 	for i, r := range records {
 		seq := uint64(i + 1)
-		if seq == damagedSeq {
+		if slices.Contains(damaged, seq) {
 			checkDamagedRecord(t, r, seq, want)
+			bad = append(bad, r)
 		} else {
 			checkGood(t, r, seq)
 		}
 	}
+	return bad
 }
 
 func TestDamagedPayloadInMiddle(t *testing.T) {
