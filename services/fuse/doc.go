@@ -42,9 +42,9 @@
 // LOOKUP: without the option Linux would check no search permission on the
 // directories of such a path, and for up to EntryTimeout after one user
 // looked a name up, another could reach it through a directory it may not
-// search. The kernel checks against the attributes it cached. After a
-// chmod made through another client of the daemon (not through this mount,
-// which updates the kernel's copy at once), the kernel can therefore reject
+// search. The kernel checks against the attributes it cached. A chmod made
+// through this mount updates the kernel's copy at once. After a chmod made
+// through another client of the daemon, the kernel can therefore reject
 // what the daemon would allow, until the change notification arrives or,
 // without notifications, for up to AttrTimeout. It can never allow what
 // the daemon rejects, since the daemon checks again.
@@ -62,14 +62,18 @@
 // changes too. For those, the server subscribes to the daemon's change
 // notifications at mount time, when the file system implements
 // fsapi.Subscriber, as the storage protocol's client does. A goroutine of
-// the server turns each notification into a FUSE invalidation: of the
-// name (NOTIFY_INVAL_ENTRY) for a created, removed or renamed entry, of the
-// attributes (NOTIFY_INVAL_INODE with a negative offset) for a chmod, a link
-// count or a directory's mtime, and of the attributes and cached data for a
-// write, truncate or fallocate. A change therefore shows in stat(2), path
-// lookup and open on this mount as soon as its notification has passed
-// through the daemon, the client and the kernel, which is shortly after
-// the other client's request returned, not at that moment. The kernel then
+// the server turns each notification into a FUSE invalidation:
+//
+//   - of the name (NOTIFY_INVAL_ENTRY) for a created, removed or renamed
+//     entry;
+//   - of the attributes (NOTIFY_INVAL_INODE with a negative offset) for a
+//     chmod, a link count or a directory's mtime;
+//   - of the attributes and cached data for a write, truncate or fallocate.
+//
+// A change therefore shows in stat(2), path lookup and open on this mount
+// as soon as its notification has passed through the daemon, the client
+// and the kernel. That is shortly after the other client's request
+// returned, not at that moment. The kernel then
 // caches for DefaultTimeout (a minute), and also remembers failed lookups
 // that long, because the creation of a name is notified too.
 //
@@ -77,7 +81,7 @@
 // the directory's lock for NOTIFY_INVAL_ENTRY, and a request in the same
 // directory holds that lock until the server replies, so a handler that
 // invalidated would wait for itself. An invalidation that the kernel
-// answers with ENOENT found nothing cached, which is success.
+// rejects with ENOENT found nothing cached, which is success.
 //
 // When notifications were lost, because this server did not take them in
 // time and the daemon's or the client's queue overflowed, the server gets

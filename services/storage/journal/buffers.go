@@ -5,8 +5,8 @@ import "sync"
 // Large records are encoded into recycled buffers. A fresh buffer of a
 // megabyte is memory that the kernel must fault in and zero. In a profile
 // of a sequential 1 GiB write through a host-mode mount, zeroing fresh
-// pages took 32% of the node's CPU time, and 12% with recycled records
-// (the file data that the engine keeps until a checkpoint is the rest). A
+// pages took 32% of the node's CPU time, and 12% with recycled records.
+// The rest is the file data that the engine keeps until a checkpoint. A
 // record's buffer is free again once Sync has written it.
 const (
 	// recycleMin is the smallest record whose buffer is recycled, and the

@@ -140,16 +140,16 @@
 // whose seal is missing. Sync reports only sealed groups as durable. Open
 // therefore cuts the last segment (ftruncate and fdatasync) right after its
 // last seal whose checksums are good, even if records with good checksums
-// follow it, and logs a warning with the seq and offset of the cut. Damage followed by a
-// seal with good checksums is not a torn tail: Open keeps it, and Replay
-// reports it.
+// follow it, and logs a warning with the seq and offset of the cut.
+// Damage followed by a seal with good checksums is not a torn tail: Open
+// keeps it, and Replay reports it.
 //
 // Open never cuts a seal whose checksums are good. A crash cannot produce
 // one whose signature or seq range then fails, nor a record with good
-// checksums whose hash or AEAD fails, so Open verifies the newest seal and
-// the newest record with good checksums before it, and returns an error if
-// either fails: the Key or Verifier is wrong, or the journal was tampered
-// with.
+// checksums whose hash or AEAD fails. Open therefore verifies the newest
+// seal and the newest record with good checksums before it. If either
+// fails, the Key or Verifier is wrong or the journal was tampered with, and
+// Open returns an error.
 //
 // Replay and Check read one group at a time and verify every record against
 // the seal after it before they use it. Replay reports a record as a Record

@@ -118,7 +118,7 @@ func (g *group) checkSeal(c *codec, verify bool) error {
 	// whose header was lost, so only the end of the range must match. The
 	// seal then covers only the records whose seqs it lists.
 	if h.seq+uint64(h.count) != g.end || (!g.stretch && h.seq != g.first) {
-		return fmt.Errorf("seal at offset %d covers seqs %d to %d, but its group holds seqs %d to %d: %w",
+		return fmt.Errorf("seal at offset %d covers seqs %d to %d, but its group contains seqs %d to %d: %w",
 			s.offset, h.seq, last, g.first, g.end-1, ErrSequence)
 	}
 	if verify {

@@ -94,7 +94,7 @@ func decodeSeal(b []byte) (recordHeader, sealBody, error) {
 		return recordHeader{}, sealBody{}, fmt.Errorf("record header where a seal was expected: %w", ErrInvalidHeader)
 	}
 	if h.length != int64(len(b)) {
-		return recordHeader{}, sealBody{}, fmt.Errorf("seal of %d bytes, its header says %d: %w", len(b), h.length, ErrInvalidHeader)
+		return recordHeader{}, sealBody{}, fmt.Errorf("seal of %d bytes, but its header gives a length of %d: %w", len(b), h.length, ErrInvalidHeader)
 	}
 	body := b[recordPrefixSize+sealHeaderSize:]
 	if err := checkBodyCRC(body); err != nil {

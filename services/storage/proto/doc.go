@@ -190,10 +190,10 @@
 // fsapi.MaxNameLen bytes. The decoders are as strict as those of requests
 // and responses.
 //
-// The server replies to a subscribe with subscribed: errno 0 once the
+// The server replies to a subscribe with subscribed. Errno 0 means the
 // connection is registered, so that every change after the reply is
-// reported, EOPNOTSUPP when the server has no Notifier (ServerOptions),
-// and EMSGSIZE when the client's rings cannot carry one change. A second
+// reported. EOPNOTSUPP means the server has no Notifier (ServerOptions),
+// and EMSGSIZE that the client's rings cannot carry one change. A second
 // subscribe is replied to again and changes nothing. A client that never
 // subscribes gets no notifications, and there is no way to unsubscribe
 // other than closing the connection.
@@ -222,7 +222,7 @@
 //
 // Version 1 is the only version of each kind. Any change to a layout, and
 // any new op, makes a new version, and a decoder accepts only the versions
-// it knows. Kinds 0x0200 to 0x0204 are fixed forever.
+// it implements. Kinds 0x0200 to 0x0204 are fixed forever.
 //
 // TODO: when a second version exists, a connection needs a handshake that
 // picks a version both sides know; today a peer with another version has

@@ -461,8 +461,8 @@ func TestSlowSubscriptionReportsAll(t *testing.T) {
 	sub := subscribeClient(t, watcher)
 	writer := dial(t, srv.path)
 
-	// The client's own queue holds DefaultMaxQueuedChanges distinct
-	// changes, and nobody calls Next meanwhile.
+	// The client's own queue takes DefaultMaxQueuedChanges distinct
+	// changes, and the test does not call Next meanwhile.
 	createFiles(t, writer, "g", DefaultMaxQueuedChanges+10)
 	// The notifications reach the client's queue asynchronously.
 	eventually(t, "the client's queue overflows", func() bool { return watcher.changes.overflows() > 0 })

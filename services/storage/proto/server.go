@@ -46,7 +46,7 @@ type ServerOptions struct {
 	MaxInflight int
 
 	// Notifier sends change notifications to the connections that
-	// subscribe. Nil answers every subscribe with EOPNOTSUPP.
+	// subscribe. With nil, every subscribe gets EOPNOTSUPP.
 	Notifier *Notifier
 
 	// Logger receives the server's records. Nil means slog.Default().

@@ -244,7 +244,7 @@ const journalSyncInterval = time.Second
 
 // checkpointPolicy decides when a background checkpoint runs. A checkpoint
 // seals and writes every inode changed since the last one, which takes
-// both CPU and disk from the requests beside it, so it waits until the
+// both CPU and disk from the requests beside it. So it waits until the
 // tree has been quiet for a while, within bounds on the age of the oldest
 // unsaved change and on the journal's growth. The journal's growth also
 // bounds the file data that the daemon holds in memory until a checkpoint.
