@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -435,9 +436,13 @@ func TestTrustedPeerNamesTheCaller(t *testing.T) {
 }
 
 func TestTrustCallersSeesPeerCredentials(t *testing.T) {
-	var gotPID, gotUID int64 = -1, -1
+	// The server calls TrustCallers in its own goroutine.
+	var gotPID, gotUID atomic.Int64
+	gotPID.Store(-1)
+	gotUID.Store(-1)
 	opts := ServerOptions{TrustCallers: func(cred *unix.Ucred) bool {
-		gotPID, gotUID = int64(cred.Pid), int64(cred.Uid)
+		gotPID.Store(int64(cred.Pid))
+		gotUID.Store(int64(cred.Uid))
 		return false
 	}}
 	srv := startServer(t, newMemFS(), opts)
@@ -445,7 +450,7 @@ func TestTrustCallersSeesPeerCredentials(t *testing.T) {
 	if _, err := client.GetAttr(context.Background(), &sampleCaller, fsapi.RootIno); err != nil {
 		t.Fatalf("GetAttr: %v", err)
 	}
-	if gotPID != int64(os.Getpid()) || gotUID != int64(os.Getuid()) {
-		t.Errorf("TrustCallers saw pid %d uid %d, expected %d %d", gotPID, gotUID, os.Getpid(), os.Getuid())
+	if gotPID.Load() != int64(os.Getpid()) || gotUID.Load() != int64(os.Getuid()) {
+		t.Errorf("TrustCallers saw pid %d uid %d, expected %d %d", gotPID.Load(), gotUID.Load(), os.Getpid(), os.Getuid())
 	}
 }
