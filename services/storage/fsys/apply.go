@@ -55,8 +55,8 @@ func mismatch(errno syscall.Errno, format string, args ...any) error {
 // touch records that seq changed n.
 func (e *Engine) touch(n *inode, seq uint64) { n.dirtySeq = seq }
 
-// applyNode returns the live inode for an entry, loading its data part when
-// the entry changes data.
+// applyNode returns the live inode for an entry, which must not be damaged
+// when the entry changes its data or xattrs.
 func (e *Engine) applyNode(ino fsapi.Ino, needData bool) (*inode, error) {
 	n := e.inodes[ino]
 	if n == nil {
@@ -65,14 +65,20 @@ func (e *Engine) applyNode(ino fsapi.Ino, needData bool) (*inode, error) {
 	if needData && n.damaged != "" {
 		return nil, mismatch(syscall.EIO, "node %d is damaged", ino)
 	}
-	if needData && !n.resident {
-		// NOTE: replaying an entry that needs evicted data calls the Loader;
-		// if that fails the entry cannot be applied and the caller stops.
-		if err := e.load(n); err != nil {
-			return nil, mismatch(syscall.EIO, "node %d: data cannot be loaded", ino)
-		}
-	}
 	return n, nil
+}
+
+// applyLoad brings the chunks of n that an entry changes into memory. The
+// live path loads them before it makes the entry, so only a replay gets
+// here with chunks to load.
+//
+// NOTE: if a load fails during replay, the entry cannot be applied and the
+// replay stops.
+func (e *Engine) applyLoad(n *inode, off, length uint64) error {
+	if err := e.loadRange(n, off, length); err != nil {
+		return mismatch(syscall.EIO, "node %d: data cannot be loaded", n.attr.Ino)
+	}
+	return nil
 }
 
 // applyDir returns the live directory ino.
@@ -256,8 +262,11 @@ func (e *Engine) applyWrite(seq uint64, ent *Entry) error {
 	if !n.isRegular() {
 		return mismatch(syscall.EINVAL, "node %d is not a regular file", ent.Ino)
 	}
+	if err := e.applyLoad(n, ent.Offset, uint64(len(ent.Data))); err != nil {
+		return err
+	}
 
-	if delta := n.data.writeAt(ent.Data, ent.Offset); delta >= 0 {
+	if delta := n.data.writeAt(ent.Data, ent.Offset, seq); delta >= 0 {
 		e.addSectors(n, uint64(delta))
 	} else {
 		e.removeSectors(n, uint64(-delta))
@@ -279,6 +288,11 @@ func (e *Engine) applySetAttr(seq uint64, ent *Entry) error {
 	if ent.Flags&AttrSize != 0 && !n.isRegular() {
 		return mismatch(syscall.EINVAL, "size of node %d, which is not a regular file", ent.Ino)
 	}
+	if ent.Flags&AttrSize != 0 {
+		if err := e.loadTail(n, ent.Size); err != nil {
+			return mismatch(syscall.EIO, "node %d: data cannot be loaded", n.attr.Ino)
+		}
+	}
 
 	if ent.Flags&AttrMode != 0 {
 		n.attr.Mode = n.fileType() | ent.Mode
@@ -290,7 +304,7 @@ func (e *Engine) applySetAttr(seq uint64, ent *Entry) error {
 		n.attr.GID = ent.Group
 	}
 	if ent.Flags&AttrSize != 0 {
-		e.truncate(n, ent.Size)
+		e.truncate(n, ent.Size, seq)
 	}
 	if ent.Flags&AttrAtime != 0 {
 		n.attr.Atime = ent.Atime
@@ -303,12 +317,22 @@ func (e *Engine) applySetAttr(seq uint64, ent *Entry) error {
 	return nil
 }
 
-// truncate sets the size of the regular file n.
-func (e *Engine) truncate(n *inode, size uint64) {
+// truncate sets the size of the regular file n for entry seq.
+func (e *Engine) truncate(n *inode, size, seq uint64) {
 	if size < n.attr.Size {
-		e.removeSectors(n, n.data.truncate(size))
+		e.removeSectors(n, n.data.truncate(size, seq))
 	}
 	n.attr.Size = size
+}
+
+// loadTail loads what must be in memory to truncate n to size: the chunk
+// that size falls in, whose tail changes. Chunks wholly past size are
+// dropped without being loaded.
+func (e *Engine) loadTail(n *inode, size uint64) error {
+	if size >= n.attr.Size || size%ChunkSize == 0 {
+		return nil
+	}
+	return e.loadRange(n, size, 1)
 }
 
 func (e *Engine) applyFallocate(seq uint64, ent *Entry) error {
@@ -319,12 +343,15 @@ func (e *Engine) applyFallocate(seq uint64, ent *Entry) error {
 	if !n.isRegular() {
 		return mismatch(syscall.EINVAL, "node %d is not a regular file", ent.Ino)
 	}
+	if err := e.applyLoad(n, ent.Offset, ent.Length); err != nil {
+		return err
+	}
 
 	if ent.Flags&FallocPunchHole != 0 {
-		e.removeSectors(n, n.data.punch(ent.Offset, ent.Length))
+		e.removeSectors(n, n.data.punch(ent.Offset, ent.Length, seq))
 		n.attr.Mtime = ent.Time
 	} else {
-		e.addSectors(n, n.data.allocate(ent.Offset, ent.Length))
+		e.addSectors(n, n.data.allocate(ent.Offset, ent.Length, seq))
 		if end := ent.Offset + ent.Length; ent.Flags&FallocKeepSize == 0 && end > n.attr.Size {
 			n.attr.Size = end
 			n.attr.Mtime = ent.Time

@@ -78,6 +78,11 @@ func (e *Engine) SetAttr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, in
 	if err != nil {
 		return fsapi.Attr{}, err
 	}
+	if ent.Flags&AttrSize != 0 {
+		if err := e.loadTail(n, ent.Size); err != nil {
+			return fsapi.Attr{}, err
+		}
+	}
 	if err := e.authorizeInode(c, n); err != nil {
 		return fsapi.Attr{}, err
 	}

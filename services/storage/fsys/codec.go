@@ -1,7 +1,6 @@
 package fsys
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,7 +12,7 @@ import (
 
 const (
 	inodeMetaVersion = 1
-	inodeDataVersion = 1
+	inodeDataVersion = 2
 	headerVersion    = 1
 )
 
@@ -21,10 +20,11 @@ const (
 // MaxFileSize.
 const maxSectorIndex = MaxFileSize / SectorSize
 
-// EncodeInode returns the canonical encodings of st: meta for the block's
-// metadata (attributes, at most a few KiB) and data for the block's data
-// (xattrs, directory entries and file sectors). data is nil when st is not
-// resident. The formats are:
+// EncodeInode returns the canonical encodings of st for its block: meta
+// for the block's metadata (attributes, at most a few KiB) and data for the
+// block's data (xattrs, directory entries and the layout of file data).
+// The file data itself is not included: the persistence layer stores each
+// chunk (Chunk.Bytes) as a block of its own. The formats are:
 //
 //	meta (KindInodeMeta, version 1):
 //	  ino uint64, block id 32 bytes, mode, nlink, uid, gid uint32,
@@ -32,18 +32,12 @@ const maxSectorIndex = MaxFileSize / SectorSize
 //	  next cookie uint64 (0 unless a directory),
 //	  symlink target string (empty unless a symlink)
 //
-//	data (KindInodeData, version 1):
+//	data (KindInodeData, version 2):
 //	  uint32 xattr count, then by increasing name: name string, value bytes
 //	  uint32 entry count, then by increasing cookie:
 //	      name string, ino uint64, mode uint32 (type bits), cookie uint64
 //	  uint32 extent count, then by increasing first sector:
-//	      first uint64, count uint64, has data bool
-//	  zero padding up to a multiple of SectorSize, present only when an
-//	      extent has data
-//	  SectorSize bytes for each sector of every extent with data, in order
-//
-// The padding aligns each stored sector with a block sector, so that the
-// persistence layer can read one file sector by reading one block sector.
+//	      first uint64, count uint64, reserved bool
 func EncodeInode(st *InodeState) (meta, data []byte) {
 	m := wire.NewEncoder(KindInodeMeta, inodeMetaVersion)
 	m.Uint64(uint64(st.Ino))
@@ -60,9 +54,6 @@ func EncodeInode(st *InodeState) (meta, data []byte) {
 	m.Int64(st.Attr.Ctime)
 	m.Uint64(st.NextCookie)
 	m.String(st.Target)
-	if !st.Resident {
-		return m.Data(), nil
-	}
 
 	d := wire.NewEncoder(KindInodeData, inodeDataVersion)
 	d.Uint32(uint32(len(st.Xattrs)))
@@ -78,47 +69,28 @@ func EncodeInode(st *InodeState) (meta, data []byte) {
 		d.Uint64(ent.Cookie)
 	}
 	d.Uint32(uint32(len(st.Extents)))
-	hasData := false
 	for _, ext := range st.Extents {
 		d.Uint64(ext.First)
 		d.Uint64(ext.Count)
-		d.Bool(ext.Data != nil)
-		hasData = hasData || ext.Data != nil
-	}
-	if hasData {
-		padding := paddingAfter(len(d.Data()))
-		size := padding
-		for _, ext := range st.Extents {
-			size += len(ext.Data)
-		}
-		d.Grow(size)
-		d.Fixed(make([]byte, padding))
-		for _, ext := range st.Extents {
-			d.Fixed(ext.Data)
-		}
+		d.Bool(ext.Reserved)
 	}
 	return m.Data(), d.Data()
 }
 
-func paddingAfter(n int) int { return (SectorSize - n%SectorSize) % SectorSize }
-
 // DecodeInode parses the encodings of EncodeInode and checks that they
-// describe a consistent inode (see validateState). A nil data decodes to a
-// state that is not resident, which directories cannot be. Every accepted
-// input re-encodes to the same bytes. Errors wrap syscall.EINVAL.
+// describe a consistent inode (see validateState). The state has no
+// chunks. Every accepted input re-encodes to the same bytes. Errors wrap
+// syscall.EINVAL.
 func DecodeInode(meta, data []byte) (*InodeState, error) {
 	st, err := decodeInodeMeta(meta)
 	if err != nil {
 		return nil, err
 	}
-	if data != nil {
-		part, err := decodeInodeData(data)
-		if err != nil {
-			return nil, err
-		}
-		st.Resident = true
-		st.Xattrs, st.Entries, st.Extents = part.xattrs, part.entries, part.extents
+	part, err := decodeInodeData(data)
+	if err != nil {
+		return nil, err
 	}
+	st.Xattrs, st.Entries, st.Extents = part.xattrs, part.entries, part.extents
 	if err := validateState(st); err != nil {
 		return nil, err
 	}
@@ -205,13 +177,12 @@ func decodeInodeData(data []byte) (*dataPart, error) {
 	}
 
 	count = d.Count(d.Remaining() / minExtentSize)
-	dataSectors := uint64(0)
-	nextFree := uint64(0) // extents may not overlap, which also bounds dataSectors
+	nextFree := uint64(0) // extents may not overlap
 	for range count {
 		ext := Extent{}
 		ext.First = d.Uint64()
 		ext.Count = d.Uint64()
-		hasData := d.Bool()
+		ext.Reserved = d.Bool()
 		if d.Err() != nil {
 			break
 		}
@@ -220,27 +191,7 @@ func decodeInodeData(data []byte) (*dataPart, error) {
 			break
 		}
 		nextFree = ext.First + ext.Count
-		if hasData {
-			ext.Data = []byte{} // filled below; non-nil marks an extent with data
-			dataSectors += ext.Count
-		}
 		part.extents = append(part.extents, ext)
-	}
-
-	if dataSectors > 0 && d.Err() == nil {
-		pad := d.Fixed(paddingAfter(len(data) - d.Remaining()))
-		if pad != nil && !isZero(pad) {
-			d.Fail(fmt.Errorf("padding is not zero: %w", wire.ErrInvalid))
-		}
-		if uint64(d.Remaining()) != dataSectors*SectorSize {
-			d.Fail(fmt.Errorf("%d bytes of sectors, extents need %d: %w", d.Remaining(), dataSectors*SectorSize, wire.ErrInvalid))
-		}
-		for i := range part.extents {
-			ext := &part.extents[i]
-			if ext.Data != nil && d.Err() == nil {
-				ext.Data = bytes.Clone(d.Fixed(int(ext.Count * SectorSize)))
-			}
-		}
 	}
 	if err := d.Finish(); err != nil {
 		return nil, invalidInode(err)
@@ -285,21 +236,12 @@ func validateState(st *InodeState) error {
 		return bad("target on a non-symlink")
 	case fileType != syscall.S_IFREG && fileType != syscall.S_IFLNK && a.Size != 0:
 		return bad("size %d for mode %#o", a.Size, a.Mode)
-	case fileType != syscall.S_IFREG && (a.Blocks != 0 || len(st.Extents) != 0):
+	case fileType != syscall.S_IFREG && (a.Blocks != 0 || len(st.Extents) != 0 || len(st.Chunks) != 0):
 		return bad("stored sectors on a non-regular file")
 	case fileType != syscall.S_IFDIR && len(st.Entries) != 0:
 		return bad("entries on a non-directory")
 	case a.Size > MaxFileSize:
 		return bad("size %d", a.Size)
-	}
-	if !st.Resident {
-		if fileType == syscall.S_IFDIR {
-			return bad("directory is not resident")
-		}
-		if st.Xattrs != nil || st.Extents != nil {
-			return bad("data part of a state that is not resident")
-		}
-		return nil
 	}
 	for name, value := range st.Xattrs {
 		if name == "" || len(name) > fsapi.MaxXattrNameLen || len(value) > fsapi.MaxXattrSize {
@@ -310,6 +252,9 @@ func validateState(st *InodeState) error {
 		return bad("%v", err)
 	}
 	if err := validateExtents(st.Extents, a.Size, a.Blocks); err != nil {
+		return bad("%v", err)
+	}
+	if err := validateChunks(st.Extents, st.Chunks, a.Size); err != nil {
 		return bad("%v", err)
 	}
 	return nil
@@ -347,32 +292,23 @@ func validateEntries(st *InodeState) error {
 }
 
 // validateExtents checks that extents are in range, sorted, maximal and
-// consistent with the block count, and that no data byte at or past size is
-// set.
+// consistent with the block count, and that no sector with data starts at
+// or past size.
 func validateExtents(extents []Extent, size, blocks uint64) error {
 	var sectors uint64
 	for i, ext := range extents {
 		if ext.Count == 0 || ext.First >= maxSectorIndex || ext.Count > maxSectorIndex-ext.First {
 			return fmt.Errorf("extent of %d sectors at %d", ext.Count, ext.First)
 		}
-		if ext.Data != nil && uint64(len(ext.Data)) != ext.Count*SectorSize {
-			return fmt.Errorf("extent of %d sectors at %d has %d bytes of data, expected %d", ext.Count, ext.First, len(ext.Data), ext.Count*SectorSize)
-		}
 		if i > 0 {
 			prev := extents[i-1]
 			end := prev.First + prev.Count
-			if ext.First < end || ext.First == end && (ext.Data == nil) == (prev.Data == nil) {
+			if ext.First < end || ext.First == end && ext.Reserved == prev.Reserved {
 				return fmt.Errorf("extent at %d overlaps or continues the one at %d", ext.First, prev.First)
 			}
 		}
-		if ext.Data != nil {
-			start := ext.First * SectorSize
-			if size < start+uint64(len(ext.Data)) {
-				tail := ext.Data[max(size, start)-start:]
-				if !isZero(tail) {
-					return fmt.Errorf("data past the end of the file (size %d)", size)
-				}
-			}
+		if !ext.Reserved && (ext.First+ext.Count-1)*SectorSize >= size {
+			return fmt.Errorf("data past the end of the file (size %d)", size)
 		}
 		sectors += ext.Count
 	}
@@ -380,6 +316,53 @@ func validateExtents(extents []Extent, size, blocks uint64) error {
 		return fmt.Errorf("%d blocks for %d stored sectors", blocks, sectors)
 	}
 	return nil
+}
+
+// validateChunks checks that chunks are sorted, that each is a chunk of the
+// extents with data and has the bytes of its data sectors, and that no data
+// byte at or past size is set.
+func validateChunks(extents []Extent, chunks []Chunk, size uint64) error {
+	if len(chunks) == 0 {
+		return nil
+	}
+	counts := make(map[uint64]uint64)
+	for _, ext := range extents {
+		if ext.Reserved {
+			continue
+		}
+		for index := ext.First; index < ext.First+ext.Count; index++ {
+			counts[chunkOf(index)]++
+		}
+	}
+	for i, ch := range chunks {
+		data := ch.Bytes()
+		switch {
+		case i > 0 && ch.Index <= chunks[i-1].Index:
+			return fmt.Errorf("chunk %d after chunk %d", ch.Index, chunks[i-1].Index)
+		case counts[ch.Index] == 0:
+			return fmt.Errorf("chunk %d holds no data sector", ch.Index)
+		case uint64(len(data)) != counts[ch.Index]*SectorSize:
+			return fmt.Errorf("chunk %d has %d bytes, its %d data sectors need %d", ch.Index, len(data), counts[ch.Index], counts[ch.Index]*SectorSize)
+		}
+		if end := (ch.Index + 1) * ChunkSize; end > size {
+			// The last data sector of the file ends the chunk's data.
+			tail := data[len(data)-SectorSize:]
+			if !isZero(tail[size%SectorSize:]) && size/SectorSize == lastDataSector(extents) {
+				return fmt.Errorf("data past the end of the file (size %d)", size)
+			}
+		}
+	}
+	return nil
+}
+
+// lastDataSector returns the index of the last sector with data.
+func lastDataSector(extents []Extent) uint64 {
+	for i := len(extents) - 1; i >= 0; i-- {
+		if !extents[i].Reserved {
+			return extents[i].First + extents[i].Count - 1
+		}
+	}
+	return 0
 }
 
 // EncodeHeader returns the canonical encoding of h (KindHeader, version 1):

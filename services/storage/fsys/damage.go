@@ -122,7 +122,6 @@ func damagedPlaceholder(d DamagedInode, fileType uint32) *inode {
 	if fileType == syscall.S_IFDIR {
 		n.entries = make(map[string]*dirent)
 		n.nextCookie = firstCookie
-		n.resident = true
 	}
 	return n
 }

@@ -6,8 +6,10 @@
 // # Model
 //
 // Every file, directory, symlink and special file is an inode, and each
-// inode is stored as one block (see EncodeInode). The engine keeps the whole
-// tree in memory. Clients name inodes by number; numbers are never reused,
+// inode is stored as one block (see EncodeInode); the data of a regular file
+// is stored by chunk (ChunkSize bytes of the file), one block per chunk.
+// The engine keeps the whole tree in memory, except for the data of chunks
+// that it evicted. Clients name inodes by number; numbers are never reused,
 // and the root directory is fsapi.RootIno.
 //
 // Every change is one Entry. An FS method checks the request (names,
@@ -85,13 +87,25 @@
 //
 // # Persistence
 //
-// The persistence layer takes a Checkpoint (the dirty inodes, the freed
-// inodes and the Header), stores each inode as a block with EncodeInode,
-// deletes the blocks of freed inodes and calls MarkClean. At startup it
-// decodes the blocks with DecodeInode, calls LoadFrom on an engine from
-// NewEmpty, replays the journal after Header.AppliedSeq with Apply and calls
-// ReclaimOrphans. Blocks that fail to open become damaged placeholders
-// through LoadFrom, and journal records that fail their checks go to
-// SkipDamaged. It may Evict the data of clean regular files. The Loader
-// brings the data back, and a failing Loader marks the inode damaged.
+// The persistence layer takes a Checkpoint (the dirty inodes with their
+// changed chunks, the freed inodes and the Header). It stores each inode as
+// a block with EncodeInode and each chunk as a block of its own, deletes
+// the blocks of freed inodes, calls MarkClean and, once it no longer reads
+// the chunks, EndCheckpoint. A Checkpoint does not copy file data: until
+// EndCheckpoint the engine copies a sector of a chunk that the checkpoint
+// holds before it changes the sector (copy on write).
+//
+// At startup it decodes the inode blocks with DecodeInode, calls LoadFrom
+// on an engine from NewEmpty, replays the journal after Header.AppliedSeq
+// with Apply and calls ReclaimOrphans. Blocks that fail to open become
+// damaged placeholders through LoadFrom, and journal records that fail
+// their checks go to SkipDamaged.
+//
+// File data starts out evicted. The Loader brings a chunk back when a
+// request or a replayed entry first uses it, and a failing Loader marks the
+// inode damaged. The layout of every file (which sectors are stored, and
+// which only reserved) stays in memory, so sizes, block counts and
+// SEEK_DATA/SEEK_HOLE need no load. The persistence layer may Evict the
+// clean chunks of a file; chunks that reads loaded are evicted oldest first
+// beyond Options.CachedChunks.
 package fsys

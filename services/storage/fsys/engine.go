@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -34,11 +36,11 @@ type Journal interface {
 	Sync() error
 }
 
-// Loader fetches the data part of an inode that the persistence layer
-// evicted (see Engine.Evict): the data encoding that EncodeInode returned for
-// the inode's block.
+// Loader fetches a chunk of file data that the engine evicted (see
+// Engine.Evict): the bytes that Chunk.Bytes returned when the chunk was
+// stored.
 type Loader interface {
-	LoadData(ino fsapi.Ino, blockID [32]byte) ([]byte, error)
+	LoadChunk(ino fsapi.Ino, blockID [32]byte, chunk uint64) ([]byte, error)
 }
 
 // Options configure an Engine.
@@ -53,8 +55,13 @@ type Options struct {
 	// Nil allows everything.
 	Authorize func(c *fsapi.Caller, path string) error
 
-	// Loader loads evicted data. Nil means every inode stays resident.
+	// Loader loads evicted chunks. Nil means file data stays in memory.
 	Loader Loader
+
+	// CachedChunks bounds the chunks that reads load and keep in memory;
+	// the oldest loaded chunk that is still clean is evicted first. Zero
+	// means DefaultCachedChunks.
+	CachedChunks int
 
 	// Now returns the time recorded in new entries; nil means time.Now.
 	// Apply never calls it.
@@ -110,6 +117,11 @@ type Engine struct {
 	// damage.go.
 	lost map[fsapi.Ino]string
 
+	// frozen are the files whose chunks the last Checkpoint handed out.
+	frozen []*inode
+	// cache remembers the chunks the Loader brought back, oldest first.
+	cache chunkCache
+
 	// Runtime state of this daemon, never journaled.
 	handles    map[fsapi.HandleID]*handle
 	nextHandle fsapi.HandleID
@@ -138,6 +150,7 @@ func NewEmpty(opts Options) *Engine {
 		rand:       opts.Rand,
 		capacity:   opts.Capacity,
 		changed:    opts.Changed,
+		cache:      newChunkCache(opts.CachedChunks),
 		inodes:     make(map[fsapi.Ino]*inode),
 		nextIno:    fsapi.RootIno + 1,
 		freed:      make(map[fsapi.Ino]freedInode),
@@ -362,51 +375,55 @@ func (e *Engine) dirNode(ino fsapi.Ino) (*inode, error) {
 	return n, nil
 }
 
-// loaded returns n with its data part in memory, loading it through the
-// Loader if it was evicted. A load failure marks n damaged.
-func (e *Engine) loaded(n *inode) (*inode, error) {
-	if n.resident {
-		return n, nil
+// loadRange brings every evicted chunk of the regular file n that
+// [off, off+length) touches back into memory. A load failure marks n
+// damaged.
+func (e *Engine) loadRange(n *inode, off, length uint64) error {
+	if n.data == nil || len(n.data.evicted) == 0 || length == 0 {
+		return nil
 	}
-	if err := e.load(n); err != nil {
-		return nil, err
+	first, last := chunkRange(off, length)
+	if last-first >= uint64(len(n.data.evicted)) {
+		for _, c := range slices.Sorted(maps.Keys(n.data.evicted)) {
+			if c >= first && c <= last {
+				if err := e.loadChunk(n, c); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
-	return n, nil
+	for c := first; c <= last; c++ {
+		if n.data.evicted[c] {
+			if err := e.loadChunk(n, c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
-func (e *Engine) load(n *inode) error {
+func (e *Engine) loadChunk(n *inode, c uint64) error {
 	ino := n.attr.Ino
 	if e.loader == nil {
-		e.markDamaged(n, "data is not resident and no loader is configured")
+		e.markDamaged(n, "data is not in memory and no loader is configured")
 		return syscall.EIO
 	}
-
-	raw, err := e.loader.LoadData(ino, n.blockID)
+	data, err := e.loader.LoadChunk(ino, n.blockID, c)
 	if err != nil {
-		e.markDamaged(n, "loading data failed: "+err.Error())
+		e.markDamaged(n, fmt.Sprintf("loading chunk %d failed: %v", c, err))
 		return syscall.EIO
 	}
-	part, err := decodeInodeData(raw)
-	if err != nil {
-		e.markDamaged(n, "decoding data failed: "+err.Error())
+	if err := n.data.install(c, data); err != nil {
+		e.markDamaged(n, "loaded data does not match the file's layout: "+err.Error())
 		return syscall.EIO
 	}
-
-	st := &InodeState{
-		Ino: ino, BlockID: n.blockID, Attr: n.attr, Target: n.target, NextCookie: n.nextCookie,
-		Resident: true, Xattrs: part.xattrs, Entries: part.entries, Extents: part.extents,
+	for _, old := range e.cache.add(ino, c) {
+		if m := e.inodes[old.ino]; m != nil && m.data != nil {
+			m.data.evictChunk(old.chunk)
+		}
 	}
-	if err := validateState(st); err != nil {
-		e.markDamaged(n, "loaded data does not match the metadata: "+err.Error())
-		return syscall.EIO
-	}
-
-	n.xattrs = part.xattrs
-	if n.isRegular() {
-		n.data = sparseFromExtents(part.extents)
-	}
-	n.resident = true
-	e.log.Debug("loaded evicted data", "ino", ino, "block", blockHex(n.blockID))
+	e.log.Debug("loaded evicted chunk", "ino", ino, "block", blockHex(n.blockID), "chunk", c)
 	return nil
 }
 

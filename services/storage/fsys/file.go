@@ -139,7 +139,7 @@ func (e *Engine) truncateOnOpen(ctx context.Context, c *fsapi.Caller, n *inode) 
 	return e.commit(ctx, ent)
 }
 
-// dataNode returns the regular file behind a handle with its data loaded.
+// dataNode returns the regular file behind a handle.
 // The errors are those of read(2) and write(2): EBADF for a handle that is
 // not open on ino or lacks the access, EISDIR for a directory and EINVAL for
 // other files. e.mu is held.
@@ -160,9 +160,6 @@ func (e *Engine) dataNode(ino fsapi.Ino, id fsapi.HandleID, write bool) (*handle
 		return nil, nil, syscall.EISDIR
 	case !n.isRegular():
 		return nil, nil, syscall.EINVAL
-	}
-	if _, err := e.loaded(n); err != nil {
-		return nil, nil, err
 	}
 	return h, n, nil
 }
@@ -188,6 +185,9 @@ func (e *Engine) Read(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, id fs
 		return 0, nil
 	}
 	count := min(uint64(len(dest)), fsapi.MaxWrite, size-uint64(off))
+	if err := e.loadRange(n, uint64(off), count); err != nil {
+		return 0, err
+	}
 	n.data.readAt(dest[:count], uint64(off))
 	return int(count), nil
 }
@@ -224,10 +224,13 @@ func (e *Engine) Write(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, id f
 }
 
 // commitWrite checks size, space and writecap and journals a write entry.
-// e.mu is held and n is resident.
+// e.mu is held.
 func (e *Engine) commitWrite(ctx context.Context, c *fsapi.Caller, n *inode, off uint64, data []byte) error {
 	if off > MaxFileSize || uint64(len(data)) > MaxFileSize-off {
 		return syscall.EFBIG
+	}
+	if err := e.loadRange(n, off, uint64(len(data))); err != nil {
+		return err
 	}
 	if err := e.reserve(n.data.newSectors(off, uint64(len(data)))); err != nil {
 		return err
@@ -331,7 +334,7 @@ func (e *Engine) Fallocate(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, 
 	case uint64(off) > MaxFileSize || uint64(length) > MaxFileSize-uint64(off):
 		return syscall.EFBIG
 	}
-	if _, err := e.loaded(n); err != nil {
+	if err := e.loadRange(n, uint64(off), uint64(length)); err != nil {
 		return err
 	}
 
@@ -394,9 +397,6 @@ func (e *Engine) Lseek(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, id f
 	if off < 0 || uint64(off) >= size {
 		return 0, syscall.ENXIO
 	}
-	if _, err := e.loaded(n); err != nil {
-		return 0, err
-	}
 	if whence == seekHole {
 		return int64(n.data.seekHole(uint64(off), size)), nil
 	}
@@ -442,6 +442,9 @@ func (e *Engine) CopyFileRange(ctx context.Context, c *fsapi.Caller, inIno fsapi
 		return 0, syscall.EINVAL
 	}
 
+	if err := e.loadRange(in, uint64(inOff), count); err != nil {
+		return 0, err
+	}
 	buf := make([]byte, count)
 	in.data.readAt(buf, uint64(inOff))
 	if err := e.commitWrite(ctx, c, out, uint64(outOff), buf); err != nil {

@@ -1,6 +1,7 @@
 package fsys
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -162,8 +163,8 @@ func create(t *testing.T, e *Engine, c *fsapi.Caller, parent fsapi.Ino, name str
 func createFile(t *testing.T, e *Engine, c *fsapi.Caller, parent fsapi.Ino, name string, mode uint32, data []byte) fsapi.Ino {
 	t.Helper()
 	ino, h := create(t, e, c, parent, name, mode)
-	if len(data) > 0 {
-		if _, err := e.Write(ctx, c, ino, h, 0, data); err != nil {
+	for off := 0; off < len(data); off += fsapi.MaxWrite {
+		if _, err := e.Write(ctx, c, ino, h, int64(off), data[off:min(off+fsapi.MaxWrite, len(data))]); err != nil {
 			t.Fatalf("Write %q: %v", name, err)
 		}
 	}
@@ -285,10 +286,12 @@ func compareStates(t testing.TB, label string, want, got *InodeState) {
 		t.Errorf("%s: node %d xattrs = %v, expected %v", label, want.Ino, got.Xattrs, want.Xattrs)
 	}
 	if !reflect.DeepEqual(want.Extents, got.Extents) {
-		t.Errorf("%s: node %d has %d extents, expected %d, or their bytes differ", label, want.Ino, len(got.Extents), len(want.Extents))
+		t.Errorf("%s: node %d extents = %+v, expected %+v", label, want.Ino, got.Extents, want.Extents)
 	}
-	if want.Resident != got.Resident {
-		t.Errorf("%s: node %d resident = %v, expected %v", label, want.Ino, got.Resident, want.Resident)
+	if !slices.EqualFunc(want.Chunks, got.Chunks, func(w, g Chunk) bool {
+		return w.Index == g.Index && bytes.Equal(w.Bytes(), g.Bytes())
+	}) {
+		t.Errorf("%s: node %d has %d chunks, expected %d, or their bytes differ", label, want.Ino, len(got.Chunks), len(want.Chunks))
 	}
 }
 

@@ -32,14 +32,7 @@ type inode struct {
 	// exactly one, the root none, and an unlinked inode none.
 	links []link
 
-	data *sparseData // regular files only; nil while not resident
-
-	// resident is false while the data part (xattrs and file sectors) was
-	// evicted by the persistence layer and must be loaded before use.
-	resident bool
-	// xattrsKept means that xattrs is complete although the inode is not
-	// resident: Evict keeps them, so that reading them needs no load.
-	xattrsKept bool
+	data *sparseData // regular files only; nil while damaged
 
 	// State of this daemon only, never journaled nor exported.
 	opens    int    // open handles
@@ -67,12 +60,10 @@ func (n *inode) isDir() bool      { return n.fileType() == syscall.S_IFDIR }
 func (n *inode) isRegular() bool  { return n.fileType() == syscall.S_IFREG }
 func (n *inode) isSymlink() bool  { return n.fileType() == syscall.S_IFLNK }
 
-// newInode returns an empty inode of the type in mode, with its data part
-// resident.
+// newInode returns an empty inode of the type in mode.
 func newInode(ino fsapi.Ino, blockID [32]byte, mode, uid, gid uint32, rdev uint64, now int64) *inode {
 	n := &inode{
-		blockID:  blockID,
-		resident: true,
+		blockID: blockID,
 		attr: fsapi.Attr{
 			Ino:   ino,
 			Mode:  mode,

@@ -10,9 +10,8 @@ import (
 )
 
 // LoadFrom installs a checkpoint into an engine made by NewEmpty: the
-// header and the state of every live inode. Directories must be resident;
-// regular files may come without their data part, which the Loader then
-// fetches on first use. The journal entries after h.AppliedSeq are replayed
+// header and the state of every live inode. Regular files may come without
+// some or all of their chunks, which the Loader then fetches on first use. The journal entries after h.AppliedSeq are replayed
 // with Apply afterwards, and ReclaimOrphans frees what was open and
 // unlinked when the daemon stopped.
 //
@@ -175,7 +174,6 @@ func inodeFromState(st *InodeState) *inode {
 		blockID:    st.BlockID,
 		attr:       st.Attr,
 		target:     st.Target,
-		resident:   st.Resident,
 		nextCookie: st.NextCookie,
 	}
 	if len(st.Xattrs) > 0 {
@@ -192,8 +190,8 @@ func inodeFromState(st *InodeState) *inode {
 			n.order = append(n.order, d)
 		}
 	}
-	if n.isRegular() && st.Resident {
-		n.data = sparseFromExtents(st.Extents)
+	if n.isRegular() {
+		n.data = sparseFromState(st.Extents, st.Chunks)
 	}
 	return n
 }

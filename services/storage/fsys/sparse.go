@@ -1,6 +1,7 @@
 package fsys
 
 import (
+	"fmt"
 	"slices"
 )
 
@@ -13,10 +14,23 @@ const SectorSize = 4096
 // one stored sector.
 const sectorBlocks = SectorSize / 512
 
+// ChunkSectors is the number of sectors in a chunk. The persistence layer
+// stores a regular file's data as one block per chunk, so a checkpoint
+// writes only the chunks that changed and a read loads only the chunk it
+// needs.
+const ChunkSectors = 256
+
+// ChunkSize is the number of bytes of file data in a chunk: 1 MiB.
+const ChunkSize = ChunkSectors * SectorSize
+
 // sector is the content of one stored sector. A nil *sector in sparseData is
 // a sector that fallocate reserved and no write has filled yet. It reads as
 // zeros, counts as stored and costs no data memory.
 type sector [SectorSize]byte
+
+// evictedSector marks a sector with data that is not in memory: its chunk
+// was evicted and must be loaded before the sector is read or changed.
+var evictedSector = new(sector)
 
 // sparseData is the content of a regular file. A sector index that is absent
 // is a hole and reads as zeros.
@@ -30,50 +44,91 @@ type sector [SectorSize]byte
 // truncation is dropped and becomes a hole, so explicit zeros cost no
 // space and SEEK_HOLE may report them (docs/fs.md lists this difference
 // from ext4). Reserved sectors stay until they are written or punched.
+//
+// The layout (which sectors are stored, and which of those only reserved)
+// is always in memory. The data sectors of a chunk are either all in
+// memory or all evictedSector; the engine loads a chunk before it reads or
+// changes it.
 type sparseData struct {
 	sectors map[uint64]*sector
+	evicted map[uint64]bool   // chunks whose data sectors are not in memory
+	dirty   map[uint64]uint64 // chunk → seq of the last entry that changed it
+	frozen  map[uint64]bool   // chunks whose sectors a checkpoint in progress reads
 }
 
 func newSparseData() *sparseData {
-	return &sparseData{sectors: make(map[uint64]*sector)}
+	return &sparseData{
+		sectors: make(map[uint64]*sector),
+		evicted: make(map[uint64]bool),
+		dirty:   make(map[uint64]uint64),
+		frozen:  make(map[uint64]bool),
+	}
 }
 
-// count returns the number of stored sectors.
-func (s *sparseData) count() uint64 { return uint64(len(s.sectors)) }
+func chunkOf(index uint64) uint64 { return index / ChunkSectors }
+
+// chunkRange returns the first and last chunk that [off, off+length)
+// touches; length must not be zero.
+func chunkRange(off, length uint64) (first, last uint64) {
+	return off / ChunkSize, (off + length - 1) / ChunkSize
+}
+
+// changed records that seq changed the chunk of sector index.
+func (s *sparseData) changed(index, seq uint64) { s.dirty[chunkOf(index)] = seq }
+
+// mutable returns sector index ready to be changed in place: a new zero
+// sector for a reserved one, and a copy for one that a checkpoint in
+// progress still reads (copy on write).
+func (s *sparseData) mutable(index uint64) *sector {
+	sec := s.sectors[index]
+	switch {
+	case sec == evictedSector:
+		panic(fmt.Sprintf("fsys: sector %d changed while its chunk is evicted", index))
+	case sec == nil:
+		sec = new(sector)
+		s.sectors[index] = sec
+	case s.frozen[chunkOf(index)]:
+		fresh := new(sector)
+		*fresh = *sec
+		sec = fresh
+		s.sectors[index] = sec
+	}
+	return sec
+}
 
 // readAt copies the bytes of [off, off+len(p)) into p. The caller limits the
-// range to the file size.
+// range to the file size and loads its chunks.
 func (s *sparseData) readAt(p []byte, off uint64) {
 	for len(p) > 0 {
 		index := off / SectorSize
 		start := off % SectorSize
 		n := min(uint64(len(p)), SectorSize-start)
-		if sec := s.sectors[index]; sec != nil {
-			copy(p[:n], sec[start:start+n])
-		} else {
+		switch sec := s.sectors[index]; sec {
+		case nil:
 			clear(p[:n])
+		case evictedSector:
+			panic(fmt.Sprintf("fsys: sector %d read while its chunk is evicted", index))
+		default:
+			copy(p[:n], sec[start:start+n])
 		}
 		p = p[n:]
 		off += n
 	}
 }
 
-// writeAt stores data at off and returns the change in the number of
-// stored sectors, which is negative when zeros overwrite data.
-func (s *sparseData) writeAt(data []byte, off uint64) int64 {
+// writeAt stores data at off for entry seq and returns the change in the
+// number of stored sectors, which is negative when zeros overwrite data.
+func (s *sparseData) writeAt(data []byte, off, seq uint64) int64 {
 	var delta int64
 	for len(data) > 0 {
 		index := off / SectorSize
 		start := off % SectorSize
 		n := min(uint64(len(data)), SectorSize-start)
-		sec, stored := s.sectors[index]
-		if !stored {
+		if _, stored := s.sectors[index]; !stored {
 			delta++
 		}
-		if sec == nil {
-			sec = new(sector)
-			s.sectors[index] = sec
-		}
+		s.changed(index, seq)
+		sec := s.mutable(index)
 		copy(sec[start:start+n], data[:n])
 		if s.dropIfZero(index) {
 			delta--
@@ -88,7 +143,7 @@ func (s *sparseData) writeAt(data []byte, off uint64) int64 {
 // are zero, and reports whether it did.
 func (s *sparseData) dropIfZero(index uint64) bool {
 	sec := s.sectors[index]
-	if sec == nil || !isZero(sec[:]) {
+	if sec == nil || sec == evictedSector || !isZero(sec[:]) {
 		return false
 	}
 	delete(s.sectors, index)
@@ -107,9 +162,9 @@ func (s *sparseData) newSectors(off, length uint64) uint64 {
 	return last - first + 1 - stored
 }
 
-// allocate reserves every sector that overlaps [off, off+length) and returns
-// the number of sectors it added.
-func (s *sparseData) allocate(off, length uint64) uint64 {
+// allocate reserves every sector that overlaps [off, off+length) for entry
+// seq and returns the number of sectors it added.
+func (s *sparseData) allocate(off, length, seq uint64) uint64 {
 	if length == 0 {
 		return 0
 	}
@@ -117,22 +172,25 @@ func (s *sparseData) allocate(off, length uint64) uint64 {
 	for index := off / SectorSize; index <= (off+length-1)/SectorSize; index++ {
 		if _, stored := s.sectors[index]; !stored {
 			s.sectors[index] = nil
+			s.changed(index, seq)
 			added++
 		}
 	}
 	return added
 }
 
-// punch zeroes [off, off+length), drops the sectors that the range covers
-// whole and returns the number of sectors it dropped. A sector that the
-// range covers in part keeps its storage unless it becomes all zeros.
-func (s *sparseData) punch(off, length uint64) uint64 {
+// punch zeroes [off, off+length) for entry seq, drops the sectors that the
+// range covers whole and returns the number of sectors it dropped. A sector
+// that the range covers in part keeps its storage unless it becomes all
+// zeros.
+func (s *sparseData) punch(off, length, seq uint64) uint64 {
 	if length == 0 {
 		return 0
 	}
 	end := off + length
 	var dropped uint64
 	s.forEachStored(off/SectorSize, (end-1)/SectorSize, func(index uint64, sec *sector) {
+		s.changed(index, seq)
 		first := index * SectorSize
 		lo := max(off, first) - first
 		hi := min(end, first+SectorSize) - first
@@ -142,7 +200,7 @@ func (s *sparseData) punch(off, length uint64) uint64 {
 			return
 		}
 		if sec != nil {
-			clear(sec[lo:hi])
+			clear(s.mutable(index)[lo:hi])
 			if s.dropIfZero(index) {
 				dropped++
 			}
@@ -152,20 +210,38 @@ func (s *sparseData) punch(off, length uint64) uint64 {
 }
 
 // truncate drops every sector at or past size and zeroes the tail of the
-// sector that size falls in. It returns the number of sectors dropped.
-func (s *sparseData) truncate(size uint64) uint64 {
+// sector that size falls in, for entry seq. It returns the number of
+// sectors dropped. The chunk that size falls in must be loaded; chunks
+// wholly past size go without being loaded.
+func (s *sparseData) truncate(size, seq uint64) uint64 {
 	var dropped uint64
 	firstDropped := (size + SectorSize - 1) / SectorSize
 	for index := range s.sectors {
 		if index >= firstDropped {
 			delete(s.sectors, index)
+			s.changed(index, seq)
 			dropped++
 		}
 	}
+	firstGone := (size + ChunkSize - 1) / ChunkSize
+	for _, chunks := range []map[uint64]bool{s.evicted, s.frozen} {
+		for c := range chunks {
+			if c >= firstGone {
+				delete(chunks, c)
+			}
+		}
+	}
+	for c := range s.dirty {
+		if c >= firstGone {
+			delete(s.dirty, c)
+		}
+	}
 	if size%SectorSize != 0 {
-		if sec := s.sectors[size/SectorSize]; sec != nil {
-			clear(sec[size%SectorSize:])
-			if s.dropIfZero(size / SectorSize) {
+		index := size / SectorSize
+		if sec := s.sectors[index]; sec != nil {
+			s.changed(index, seq)
+			clear(s.mutable(index)[size%SectorSize:])
+			if s.dropIfZero(index) {
 				dropped++
 			}
 		}
@@ -239,55 +315,123 @@ func (s *sparseData) seekHole(off, size uint64) uint64 {
 	}
 }
 
-// extents returns the stored sectors as maximal extents, with copies of
-// their bytes. It finds the extents first and then copies each into a
-// buffer of its final size. Appending sector after sector to one buffer
-// copied a large file several times over.
-func (s *sparseData) extents() []Extent {
-	indexes := s.sortedIndexes()
+// layout returns the stored sectors as maximal extents.
+func (s *sparseData) layout() []Extent {
 	var out []Extent
-	for _, index := range indexes {
-		stored := s.sectors[index] != nil
+	for _, index := range s.sortedIndexes() {
+		reserved := s.sectors[index] == nil
 		if n := len(out); n > 0 {
 			last := &out[n-1]
-			if last.First+last.Count == index && (last.Data != nil) == stored {
+			if last.First+last.Count == index && last.Reserved == reserved {
 				last.Count++
 				continue
 			}
 		}
-		ext := Extent{First: index, Count: 1}
-		if stored {
-			// A placeholder marks a stored extent until its bytes are copied.
-			ext.Data = []byte{}
-		}
-		out = append(out, ext)
+		out = append(out, Extent{First: index, Count: 1, Reserved: reserved})
 	}
-	for i := range out {
-		ext := &out[i]
-		if ext.Data == nil {
-			continue
-		}
-		ext.Data = make([]byte, ext.Count*SectorSize)
-		for j := range ext.Count {
-			copy(ext.Data[j*SectorSize:], s.sectors[ext.First+j][:])
+	return out
+}
+
+// chunkSectors returns the data sectors of chunk c in increasing order.
+func (s *sparseData) chunkSectors(c uint64) []*sector {
+	var out []*sector
+	for index := c * ChunkSectors; index < (c+1)*ChunkSectors; index++ {
+		if sec := s.sectors[index]; sec != nil {
+			out = append(out, sec)
 		}
 	}
 	return out
 }
 
-// sparseFromExtents builds file data from validated extents.
-func sparseFromExtents(extents []Extent) *sparseData {
+// dataChunks returns the chunks that hold at least one data sector, in
+// increasing order.
+func (s *sparseData) dataChunks() []uint64 {
+	var out []uint64
+	for index, sec := range s.sectors {
+		if sec != nil && (len(out) == 0 || out[len(out)-1] != chunkOf(index)) {
+			out = append(out, chunkOf(index))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// evictClean replaces the data sectors of every chunk that is not dirty by
+// evictedSector and returns the number of chunks it evicted.
+func (s *sparseData) evictClean() int {
+	evicted := 0
+	for index, sec := range s.sectors {
+		c := chunkOf(index)
+		if sec == nil || sec == evictedSector || s.dirty[c] != 0 {
+			continue
+		}
+		s.sectors[index] = evictedSector
+		if !s.evicted[c] {
+			s.evicted[c] = true
+			evicted++
+		}
+	}
+	return evicted
+}
+
+// evictChunk evicts chunk c when it is clean and in memory, and reports
+// whether it did.
+func (s *sparseData) evictChunk(c uint64) bool {
+	if s.evicted[c] || s.dirty[c] != 0 {
+		return false
+	}
+	found := false
+	for index := c * ChunkSectors; index < (c+1)*ChunkSectors; index++ {
+		if sec := s.sectors[index]; sec != nil {
+			s.sectors[index] = evictedSector
+			found = true
+		}
+	}
+	if found {
+		s.evicted[c] = true
+	}
+	return found
+}
+
+// install puts the data of the evicted chunk c back. data contains its data
+// sectors in increasing order, as Chunk.Bytes returned them.
+func (s *sparseData) install(c uint64, data []byte) error {
+	var indexes []uint64
+	for index := c * ChunkSectors; index < (c+1)*ChunkSectors; index++ {
+		if s.sectors[index] == evictedSector {
+			indexes = append(indexes, index)
+		}
+	}
+	if uint64(len(data)) != uint64(len(indexes))*SectorSize {
+		return fmt.Errorf("chunk %d has %d bytes, its %d data sectors need %d", c, len(data), len(indexes), len(indexes)*SectorSize)
+	}
+	for i, index := range indexes {
+		sec := new(sector)
+		copy(sec[:], data[i*SectorSize:])
+		s.sectors[index] = sec
+	}
+	delete(s.evicted, c)
+	return nil
+}
+
+// sparseFromState builds file data from the validated layout and chunks of
+// a state. The data sectors of chunks that the state leaves out are
+// evicted.
+func sparseFromState(extents []Extent, chunks []Chunk) *sparseData {
 	s := newSparseData()
 	for _, ext := range extents {
 		for i := range ext.Count {
-			if ext.Data == nil {
+			if ext.Reserved {
 				s.sectors[ext.First+i] = nil
-				continue
+			} else {
+				s.sectors[ext.First+i] = evictedSector
+				s.evicted[chunkOf(ext.First+i)] = true
 			}
-			sec := new(sector)
-			copy(sec[:], ext.Data[i*SectorSize:])
-			s.sectors[ext.First+i] = sec
 		}
+	}
+	for _, ch := range chunks {
+		// Validated: the sizes match.
+		_ = s.install(ch.Index, ch.Bytes())
 	}
 	return s
 }

@@ -11,25 +11,27 @@ import (
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
 
-// InodeState is the complete state of one inode, as a checkpoint stores it
-// in the inode's block. EncodeInode turns it into the block's metadata and
-// data.
+// InodeState is the state of one inode, as a checkpoint stores it.
+// EncodeInode turns everything but the file data into the inode block's
+// metadata and data; the persistence layer stores each chunk of file data
+// (Chunk.Bytes) as a block of its own.
 type InodeState struct {
 	Ino     fsapi.Ino
 	BlockID [32]byte
-	Attr    fsapi.Attr // Attr.Ino equals Ino; Attr.Blocks is 8 per stored sector
-	Target  string     // symlinks only
-
-	// Resident is false when the data part (Xattrs and Extents) was evicted
-	// and is not included; it is then unchanged since it was last stored.
-	// Directories are always resident.
-	Resident bool
-	Xattrs   map[string][]byte // nil when there are none
+	Attr    fsapi.Attr        // Attr.Ino equals Ino; Attr.Blocks is 8 per stored sector
+	Target  string            // symlinks only
+	Xattrs  map[string][]byte // nil when there are none
 
 	Entries    []DirEntryState // directories only, in increasing cookie order
 	NextCookie uint64          // directories only: the cookie of the next new entry
 
-	Extents []Extent // regular files only: the stored sectors, in increasing order
+	// Extents is the layout of a regular file: its stored sectors, in
+	// increasing order.
+	Extents []Extent
+	// Chunks holds file data by chunk, in increasing order. Export includes
+	// every chunk in memory, Checkpoint only those changed since they were
+	// last stored, and LoadFrom treats the chunks left out as evicted.
+	Chunks []Chunk
 }
 
 // DirEntryState is one directory entry. Mode holds the file type bits.
@@ -41,14 +43,56 @@ type DirEntryState struct {
 }
 
 // Extent is a run of Count stored sectors of a regular file, starting at
-// byte First × SectorSize. Data holds Count × SectorSize bytes, or is nil
-// for sectors that fallocate reserved and no write filled, which read as zeros.
-// The extents of a file are maximal: two adjacent extents differ in whether
-// they carry data.
+// byte First × SectorSize. Reserved sectors were allocated by fallocate and
+// not written since: they read as zeros and carry no data. The extents of a
+// file are maximal: two adjacent extents differ in Reserved.
 type Extent struct {
-	First uint64
-	Count uint64
+	First    uint64
+	Count    uint64
+	Reserved bool
+}
+
+// Chunk is the data of one chunk of a regular file: the sectors
+// [Index × ChunkSectors, (Index+1) × ChunkSectors) that hold data, in
+// increasing order, SectorSize bytes each. Holes and reserved sectors take
+// no bytes; the file's extents say where each sector goes.
+type Chunk struct {
+	Index uint64
 	Data  []byte
+
+	// sectors replaces Data in the chunks of a Checkpoint: the engine's own
+	// sectors, which it copies before changing them until EndCheckpoint.
+	sectors []*sector
+}
+
+// Bytes returns the chunk's data sectors, one after the other.
+func (c *Chunk) Bytes() []byte {
+	if c.sectors == nil {
+		return c.Data
+	}
+	out := make([]byte, 0, len(c.sectors)*SectorSize)
+	for _, sec := range c.sectors {
+		out = append(out, sec[:]...)
+	}
+	return out
+}
+
+// ChunkIndexes returns the chunks of a file with the given extents that
+// hold at least one data sector, in increasing order: the chunks that have
+// a block of their own.
+func ChunkIndexes(extents []Extent) []uint64 {
+	var out []uint64
+	for _, ext := range extents {
+		if ext.Reserved {
+			continue
+		}
+		for c := chunkOf(ext.First); c <= chunkOf(ext.First+ext.Count-1); c++ {
+			if len(out) == 0 || out[len(out)-1] < c {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // Header is the engine state that belongs to no inode, stored with each
@@ -120,26 +164,64 @@ func (e *Engine) freedInodes() []FreedInode {
 }
 
 // Checkpoint returns the header, every dirty inode and every freed inode as
-// of one moment, for the persistence layer to store.
+// of one moment, for the persistence layer to store. A regular file comes
+// with its changed chunks only. Their sectors are not copied: the engine
+// copies a sector before it changes it, until EndCheckpoint, so the lock is
+// held only while the snapshot collects pointers.
 func (e *Engine) Checkpoint() *Checkpoint {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.endCheckpoint()
 	cp := &Checkpoint{Header: Header{NextIno: e.nextIno, AppliedSeq: e.appliedSeq}}
 	for _, ino := range e.dirtyInodes() {
-		cp.Inodes = append(cp.Inodes, e.export(e.inodes[ino]))
+		n := e.inodes[ino]
+		st := e.exportMeta(n)
+		if n.data != nil {
+			for _, c := range slices.Sorted(maps.Keys(n.data.dirty)) {
+				if sectors := n.data.chunkSectors(c); len(sectors) > 0 {
+					st.Chunks = append(st.Chunks, Chunk{Index: c, sectors: sectors})
+					n.data.frozen[c] = true
+				}
+			}
+			if len(n.data.frozen) > 0 {
+				e.frozen = append(e.frozen, n)
+			}
+		}
+		cp.Inodes = append(cp.Inodes, st)
 	}
 	cp.Freed = e.freedInodes()
 	return cp
 }
 
+// EndCheckpoint tells the engine that the persistence layer no longer reads
+// the chunks of the last Checkpoint, so that sectors can change in place
+// again.
+func (e *Engine) EndCheckpoint() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.endCheckpoint()
+}
+
+func (e *Engine) endCheckpoint() {
+	for _, n := range e.frozen {
+		if n.data != nil {
+			clear(n.data.frozen)
+		}
+	}
+	e.frozen = nil
+}
+
 // MarkClean records that the persistence layer stored ino as of upToSeq:
-// the inode is no longer dirty unless a later entry changed it, and a freed
-// inode's tombstone is dropped once its block was deleted.
+// the inode and its chunks are no longer dirty unless a later entry changed
+// them, and a freed inode's tombstone is dropped once its block was deleted.
 func (e *Engine) MarkClean(ino fsapi.Ino, upToSeq uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if n := e.inodes[ino]; n != nil {
 		n.cleanSeq = max(n.cleanSeq, upToSeq)
+		if n.data != nil {
+			maps.DeleteFunc(n.data.dirty, func(_ uint64, seq uint64) bool { return seq <= upToSeq })
+		}
 		return
 	}
 	if f, ok := e.freed[ino]; ok && f.seq <= upToSeq {
@@ -147,8 +229,9 @@ func (e *Engine) MarkClean(ino fsapi.Ino, upToSeq uint64) {
 	}
 }
 
-// Export returns a deep copy of the state of ino. It works on damaged
-// inodes too, since it reads only memory.
+// Export returns a deep copy of the state of ino, with every chunk of file
+// data that is in memory. It works on damaged inodes too, since it reads
+// only memory.
 func (e *Engine) Export(ino fsapi.Ino) (*InodeState, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -156,20 +239,27 @@ func (e *Engine) Export(ino fsapi.Ino) (*InodeState, error) {
 	if n == nil {
 		return nil, syscall.ENOENT
 	}
-	return e.export(n), nil
+	st := e.exportMeta(n)
+	if n.data != nil {
+		for _, c := range n.data.dataChunks() {
+			if n.data.evicted[c] {
+				continue
+			}
+			ch := Chunk{Index: c, sectors: n.data.chunkSectors(c)}
+			st.Chunks = append(st.Chunks, Chunk{Index: c, Data: ch.Bytes()})
+		}
+	}
+	return st, nil
 }
 
-func (e *Engine) export(n *inode) *InodeState {
+// exportMeta returns a copy of everything of n but its file data.
+func (e *Engine) exportMeta(n *inode) *InodeState {
 	st := &InodeState{
 		Ino:        n.attr.Ino,
 		BlockID:    n.blockID,
 		Attr:       n.attr,
 		Target:     n.target,
-		Resident:   n.resident,
 		NextCookie: n.nextCookie,
-	}
-	if !n.resident {
-		return st
 	}
 	if len(n.xattrs) > 0 {
 		st.Xattrs = make(map[string][]byte, len(n.xattrs))
@@ -181,16 +271,14 @@ func (e *Engine) export(n *inode) *InodeState {
 		st.Entries = append(st.Entries, DirEntryState{Name: d.name, Ino: d.ino, Mode: d.mode, Cookie: d.cookie})
 	}
 	if n.data != nil {
-		st.Extents = n.data.extents()
+		st.Extents = n.data.layout()
 	}
 	return st
 }
 
-// Evict drops the file sectors of a clean regular file, to free memory; the
-// Loader brings them back on the next use. The xattrs stay, because they
-// are small and Linux reads security.capability before it writes to a FUSE
-// file: dropping them made the first write after a checkpoint load the
-// whole file.
+// Evict drops the data of every clean chunk of a regular file from memory;
+// the Loader brings a chunk back when it is next used. The layout and the
+// xattrs stay.
 func (e *Engine) Evict(ino fsapi.Ino) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -200,14 +288,12 @@ func (e *Engine) Evict(ino fsapi.Ino) error {
 		return syscall.ENOENT
 	case !n.isRegular():
 		return syscall.EINVAL
-	case n.dirtySeq > n.cleanSeq:
-		return syscall.EBUSY
 	case e.loader == nil:
 		return syscall.EOPNOTSUPP
+	case n.data == nil:
+		return nil // damaged
 	}
-	n.data = nil
-	n.resident = false
-	n.xattrsKept = true
+	n.data.evictClean()
 	return nil
 }
 

@@ -3,6 +3,7 @@ package fsys
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"syscall"
 	"testing"
@@ -47,13 +48,14 @@ func TestInodeEncodingRoundTrip(t *testing.T) {
 			t.Errorf("DecodeInode of node %d: %v", ino, err)
 			continue
 		}
+		if len(decoded.Chunks) != 0 {
+			t.Errorf("node %d decodes with chunks, which travel in blocks of their own", ino)
+		}
+		decoded.Chunks = st.Chunks
 		compareStates(t, "round trip", st, decoded)
 		meta2, data2 := EncodeInode(decoded)
 		if !bytes.Equal(meta, meta2) || !bytes.Equal(data, data2) {
 			t.Errorf("node %d re-encodes differently", ino)
-		}
-		if st.Attr.Mode&syscall.S_IFMT == syscall.S_IFREG && len(data)%SectorSize != 0 {
-			t.Errorf("data of file %d is %d bytes, expected a multiple of the sector size", ino, len(data))
 		}
 	}
 }
@@ -68,11 +70,14 @@ func TestSparseExportExtents(t *testing.T) {
 		t.Fatalf("extents = %d, expected one data extent (sectors 3-4) and one reserved extent (9-10)", len(st.Extents))
 	}
 	data, reserved := st.Extents[0], st.Extents[1]
-	if data.First != 3 || data.Count != 2 || len(data.Data) != 2*SectorSize {
-		t.Errorf("data extent = first %d count %d with %d bytes, expected 3, 2, %d", data.First, data.Count, len(data.Data), 2*SectorSize)
+	if data.First != 3 || data.Count != 2 || data.Reserved {
+		t.Errorf("data extent = %+v, expected sectors 3-4 with data", data)
 	}
-	if reserved.First != 9 || reserved.Count != 2 || reserved.Data != nil {
-		t.Errorf("reserved extent = first %d count %d data %v, expected 9, 2, nil", reserved.First, reserved.Count, reserved.Data != nil)
+	if reserved.First != 9 || reserved.Count != 2 || !reserved.Reserved {
+		t.Errorf("reserved extent = %+v, expected sectors 9-10 reserved", reserved)
+	}
+	if len(st.Chunks) != 1 || st.Chunks[0].Index != 0 || len(st.Chunks[0].Bytes()) != 2*SectorSize {
+		t.Errorf("chunks = %d, expected chunk 0 with the two data sectors", len(st.Chunks))
 	}
 	if st.Attr.Blocks != 4*sectorBlocks {
 		t.Errorf("blocks = %d, expected %d", st.Attr.Blocks, 4*sectorBlocks)
@@ -102,9 +107,6 @@ func TestDecodeInodeRejects(t *testing.T) {
 	slices.Reverse(unsortedEntries.Entries)
 	unsortedMeta, unsortedData := EncodeInode(&unsortedEntries)
 
-	badPadding := slices.Clone(fileData)
-	badPadding[len(fileData)-2*SectorSize-1] = 1
-
 	tests := []struct {
 		name       string
 		meta, data []byte
@@ -116,7 +118,6 @@ func TestDecodeInodeRejects(t *testing.T) {
 		{"data past the end of the file", pastMeta, pastData},
 		{"block count mismatch", blocksMeta, blocksData},
 		{"entries out of cookie order", unsortedMeta, unsortedData},
-		{"nonzero padding", fileMeta, badPadding},
 		{"wrong kind", dirData, dirData},
 	}
 	for _, tt := range tests {
@@ -265,77 +266,161 @@ func TestLoadFromRejectsBrokenTrees(t *testing.T) {
 	}
 }
 
-// mapLoader serves evicted data from encodings kept in memory.
+// mapLoader serves evicted chunks from copies kept in memory.
 type mapLoader struct {
-	data  map[fsapi.Ino][]byte
-	calls int
-	fail  error
+	chunks map[chunkKey][]byte
+	calls  int
+	fail   error
 }
 
-func (l *mapLoader) LoadData(ino fsapi.Ino, blockID [32]byte) ([]byte, error) {
+func (l *mapLoader) LoadChunk(ino fsapi.Ino, blockID [32]byte, chunk uint64) ([]byte, error) {
 	l.calls++
 	if l.fail != nil {
 		return nil, l.fail
 	}
-	return l.data[ino], nil
+	data, ok := l.chunks[chunkKey{ino, chunk}]
+	if !ok {
+		return nil, fmt.Errorf("no chunk %d of node %d", chunk, ino)
+	}
+	return data, nil
 }
 
-func TestEvictAndLoad(t *testing.T) {
-	loader := &mapLoader{data: map[fsapi.Ino][]byte{}}
+// store plays the persistence layer: it takes a checkpoint, keeps the
+// chunks it hands out and marks everything clean.
+func (l *mapLoader) store(e *Engine) *Checkpoint {
+	cp := e.Checkpoint()
+	for _, st := range cp.Inodes {
+		for _, ch := range st.Chunks {
+			l.chunks[chunkKey{st.Ino, ch.Index}] = ch.Bytes()
+		}
+		e.MarkClean(st.Ino, cp.Header.AppliedSeq)
+	}
+	e.EndCheckpoint()
+	return cp
+}
+
+// residentChunks returns the chunks of ino whose data is in memory.
+func residentChunks(e *Engine, ino fsapi.Ino) []uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	d := e.inodes[ino].data
+	return slices.DeleteFunc(d.dataChunks(), func(c uint64) bool { return d.evicted[c] })
+}
+
+func TestEvictAndLoadChunks(t *testing.T) {
+	loader := &mapLoader{chunks: map[chunkKey][]byte{}}
 	e, _ := newTestEngineWith(t, func(o *Options) { o.Loader = loader })
-	content := bytes.Repeat([]byte("blocktree "), 1000)
+	content := make([]byte, 2*ChunkSize+ChunkSize/2)
+	for i := range content {
+		content[i] = byte(i/SectorSize%255 + 1)
+	}
 	file := createFile(t, e, userCaller, fsapi.RootIno, "f", 0o644, content)
 	mustOK(t, e.SetXattr(ctx, userCaller, file, "user.k", []byte("v"), 0))
 
-	wantErrno(t, e.Evict(file), syscall.EBUSY)
-	cp := e.Checkpoint()
-	for _, st := range cp.Inodes {
-		_, data := EncodeInode(st)
-		loader.data[st.Ino] = data
-		e.MarkClean(st.Ino, cp.Header.AppliedSeq)
-	}
+	// Only clean chunks go.
 	mustOK(t, e.Evict(file))
-	if st, _ := e.Export(file); st.Resident || st.Extents != nil {
-		t.Errorf("exported evicted file is resident %v with %d extents, expected not resident", st.Resident, len(st.Extents))
+	if got := residentChunks(e, file); !slices.Equal(got, []uint64{0, 1, 2}) {
+		t.Fatalf("resident chunks of a dirty file after Evict = %v, expected all three", got)
 	}
-	if attr := getattr(t, e, file); attr.Size != uint64(len(content)) {
-		t.Errorf("size of the evicted file = %d, expected %d (metadata stays)", attr.Size, len(content))
-	}
-
-	if got := readAll(t, e, file); !bytes.Equal(got, content) {
-		t.Errorf("content after reload differs")
-	}
-	value, err := e.GetXattr(ctx, userCaller, file, "user.k")
-	mustOK(t, err)
-	if string(value) != "v" || loader.calls != 1 {
-		t.Errorf("xattr %q after %d loads, expected v after 1", value, loader.calls)
-	}
-
-	// Evict keeps the xattrs, so reading them loads nothing.
+	loader.store(e)
 	mustOK(t, e.Evict(file))
-	value, err = e.GetXattr(ctx, userCaller, file, "user.k")
-	mustOK(t, err)
-	if string(value) != "v" {
-		t.Errorf("xattr of the evicted file = %q, expected v", value)
+	if got := residentChunks(e, file); len(got) != 0 {
+		t.Fatalf("resident chunks after Evict = %v, expected none", got)
 	}
-	names, err := e.ListXattr(ctx, userCaller, file)
-	mustOK(t, err)
-	if !slices.Equal(names, []string{"user.k"}) {
-		t.Errorf("xattrs of the evicted file = %q, expected [user.k]", names)
-	}
-	if loader.calls != 1 {
-		t.Errorf("reading the xattrs of an evicted file made %d loads in all, expected still 1", loader.calls)
+	if attr := getattr(t, e, file); attr.Size != uint64(len(content)) || attr.Blocks != uint64(len(content))/512 {
+		t.Errorf("attributes of the evicted file = %+v, the layout stays in memory", attr)
 	}
 
+	// A read loads the chunk it needs and no other.
+	h, err := e.Open(ctx, userCaller, file, syscall.O_RDWR)
+	mustOK(t, err)
+	buf := make([]byte, 100)
+	_, err = e.Read(ctx, userCaller, file, h, ChunkSize+7, buf)
+	mustOK(t, err)
+	if !bytes.Equal(buf, content[ChunkSize+7:ChunkSize+107]) || loader.calls != 1 {
+		t.Errorf("read in chunk 1 after %d loads, expected the content after 1", loader.calls)
+	}
+	if got := residentChunks(e, file); !slices.Equal(got, []uint64{1}) {
+		t.Errorf("resident chunks = %v, expected [1]", got)
+	}
+
+	// Truncating into chunk 2 loads it; the xattrs need no load.
+	mustOK(t, e.SetXattr(ctx, userCaller, file, "user.k", []byte("w"), 0))
+	_, err = e.SetAttr(ctx, userCaller, file, &fsapi.SetAttrIn{Valid: fsapi.SetSize, Size: 2*ChunkSize + 10})
+	mustOK(t, err)
+	if loader.calls != 2 {
+		t.Errorf("%d loads after the truncate, expected 2", loader.calls)
+	}
+	if got := readAll(t, e, file); !bytes.Equal(got, content[:2*ChunkSize+10]) {
+		t.Errorf("content after reload and truncate differs")
+	}
+	mustOK(t, e.Release(ctx, file, h))
+
+	// A failed load marks the file damaged.
+	loader.store(e)
+	mustOK(t, e.Evict(file))
 	loader.fail = errors.New("block missing")
-	h, err := e.Open(ctx, rootCaller, file, syscall.O_RDONLY)
+	h, err = e.Open(ctx, rootCaller, file, syscall.O_RDONLY)
 	mustOK(t, err)
 	_, err = e.Read(ctx, rootCaller, file, h, 0, make([]byte, 10))
 	wantErrno(t, err, syscall.EIO)
 	_, err = e.GetAttr(ctx, userCaller, file)
 	wantErrno(t, err, syscall.EIO)
-	_, err = e.GetXattr(ctx, userCaller, file, "user.k")
-	wantErrno(t, err, syscall.EIO)
+}
+
+func TestCheckpointChunksAreCopyOnWrite(t *testing.T) {
+	loader := &mapLoader{chunks: map[chunkKey][]byte{}}
+	e, _ := newTestEngineWith(t, func(o *Options) { o.Loader = loader })
+	old := bytes.Repeat([]byte{1}, ChunkSize+SectorSize)
+	file := createFile(t, e, userCaller, fsapi.RootIno, "f", 0o644, old)
+	loader.store(e)
+
+	// Change chunk 1 only: the next checkpoint carries chunk 1 alone.
+	h, err := e.Open(ctx, userCaller, file, syscall.O_RDWR)
+	mustOK(t, err)
+	_, err = e.Write(ctx, userCaller, file, h, ChunkSize, []byte{2})
+	mustOK(t, err)
+	cp := e.Checkpoint()
+	if len(cp.Inodes) != 1 || len(cp.Inodes[0].Chunks) != 1 || cp.Inodes[0].Chunks[0].Index != 1 {
+		t.Fatalf("checkpoint = %+v, expected chunk 1 of the file only", cp.Inodes)
+	}
+	snapshot := cp.Inodes[0].Chunks[0]
+	want := snapshot.Bytes()
+
+	// Writes while the checkpoint runs leave its chunk as it was.
+	_, err = e.Write(ctx, userCaller, file, h, ChunkSize, []byte{3, 3})
+	mustOK(t, err)
+	_, err = e.SetAttr(ctx, userCaller, file, &fsapi.SetAttrIn{Valid: fsapi.SetSize, Size: ChunkSize + 1})
+	mustOK(t, err)
+	if got := snapshot.Bytes(); !bytes.Equal(got, want) || got[0] != 2 || got[1] != 1 {
+		t.Errorf("the checkpoint's chunk changed under it: starts %v", got[:2])
+	}
+	e.EndCheckpoint()
+	got := make([]byte, 4)
+	n, err := e.Read(ctx, userCaller, file, h, ChunkSize-2, got)
+	mustOK(t, err)
+	if !bytes.Equal(got[:n], []byte{1, 1, 3}) {
+		t.Errorf("file reads %v at the chunk boundary, expected [1 1 3]", got[:n])
+	}
+	mustOK(t, e.Release(ctx, file, h))
+}
+
+func TestLoadedChunksAreBounded(t *testing.T) {
+	loader := &mapLoader{chunks: map[chunkKey][]byte{}}
+	e, _ := newTestEngineWith(t, func(o *Options) {
+		o.Loader = loader
+		o.CachedChunks = 2
+	})
+	content := bytes.Repeat([]byte("chunks "), 5*ChunkSize/7)
+	file := createFile(t, e, userCaller, fsapi.RootIno, "f", 0o644, content)
+	loader.store(e)
+	mustOK(t, e.Evict(file))
+	if got := readAll(t, e, file); !bytes.Equal(got, content) {
+		t.Fatalf("content read back differs")
+	}
+	if got := residentChunks(e, file); len(got) > 2 {
+		t.Errorf("resident chunks after reading the file = %v, expected at most 2", got)
+	}
 }
 
 func TestPathOfAndBlockID(t *testing.T) {

@@ -175,21 +175,8 @@ func (e *Engine) RemoveXattr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino
 	return e.commit(ctx, ent)
 }
 
-// xattrsToRead returns ino with its xattrs in memory, loading its data part
-// only if Evict did not keep them.
-func (e *Engine) xattrsToRead(ino fsapi.Ino) (*inode, error) {
-	n, err := e.node(ino)
-	if err != nil || n.xattrsKept {
-		return n, err
-	}
-	return e.loaded(n)
-}
+// xattrsToRead returns ino, whose xattrs are always in memory.
+func (e *Engine) xattrsToRead(ino fsapi.Ino) (*inode, error) { return e.node(ino) }
 
-// xattrNode returns ino with its data part, where the xattrs live, loaded.
-func (e *Engine) xattrNode(ino fsapi.Ino) (*inode, error) {
-	n, err := e.node(ino)
-	if err != nil {
-		return nil, err
-	}
-	return e.loaded(n)
-}
+// xattrNode returns ino to change its xattrs.
+func (e *Engine) xattrNode(ino fsapi.Ino) (*inode, error) { return e.node(ino) }

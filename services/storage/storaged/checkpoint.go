@@ -2,6 +2,7 @@ package storaged
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,10 @@ import (
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
 
+// ErrOldFormat means that the state directory was written by an older
+// Blocktree in a format that this one does not read.
+var ErrOldFormat = errors.New("state directory format is too old")
+
 // Wire kinds of the storage daemon.
 const (
 	KindCheckpoint     wire.Kind = 0x0500
@@ -22,6 +27,12 @@ const (
 const (
 	checkpointVersion = 1
 	checkpointContext = "blocktree checkpoint v1"
+
+	// checkpointBodyVersion is the format of the checkpoint body, which
+	// also says how the blocks it names are laid out. Version 1 named
+	// blocks that each held a whole file; version 2 names inode blocks
+	// whose file data is in chunk blocks.
+	checkpointBodyVersion = 2
 
 	// maxInodes bounds the inode table of one checkpoint when decoding.
 	maxInodes = 1 << 28
@@ -61,7 +72,7 @@ type Checkpoint struct {
 }
 
 func (c *Checkpoint) marshalBody() []byte {
-	e := wire.NewEncoder(kindCheckpointBody, checkpointVersion)
+	e := wire.NewEncoder(kindCheckpointBody, checkpointBodyVersion)
 	e.Uint64(c.Seq)
 	e.Uint64(c.Counter)
 	e.Bytes(c.Engine)
@@ -82,7 +93,10 @@ func (c *Checkpoint) marshalBody() []byte {
 }
 
 func parseCheckpointBody(data []byte) (*Checkpoint, error) {
-	d := wire.NewDecoder(data, kindCheckpointBody, checkpointVersion)
+	d := wire.NewDecoder(data, kindCheckpointBody, checkpointBodyVersion)
+	if v := d.Version(); errors.Is(d.Err(), wire.ErrUnknownVersion) && v < checkpointBodyVersion {
+		return nil, fmt.Errorf("checkpoint format %d was written by an older Blocktree, which stored each file as one block; this one reads format %d: copy the files out with the older bt, then start from a new state directory: %w", v, checkpointBodyVersion, ErrOldFormat)
+	}
 	c := &Checkpoint{Seq: d.Uint64(), Counter: d.Uint64()}
 	c.Engine = d.BytesCopy(maxEngineHeader)
 	n := d.Count(min(maxInodes, d.Remaining()/48))

@@ -10,16 +10,18 @@
 // its TPM counter value, opens every inode's block at the version the
 // checkpoint names (an older block put back is a rollback), and installs the
 // inodes in the engine. It then replays the journal entries after the
-// checkpoint. A block or journal record that fails its checks marks the
+// checkpoint. File data stays on disk: the engine asks for a chunk block, at
+// the version that its inode block lists, when the chunk is first used (see
+// chunks.go). A block or journal record that fails its checks marks the
 // inodes it holds as damaged: reads of them fail with EIO and the log names
 // the block and the path, but the rest of the tree is served.
 //
 // # Checkpoints
 //
 // A checkpoint seals every inode changed since the last one as a new block
-// version, writes those blocks next to the old versions (copy-on-write),
-// increments the TPM counter, and then replaces the checkpoint file, which
-// names the new versions and the last journal entry they include. Only then
+// version, and every changed chunk of a file too. It writes those blocks
+// next to the old versions (copy-on-write), increments the TPM counter, and
+// then replaces the checkpoint file, which names the new versions and the last journal entry they include. Only then
 // are the old versions and the covered journal segments deleted. A crash at
 // any point leaves either the old checkpoint with its blocks and journal, or
 // the new one: versions newer than the checkpoint file are garbage that the

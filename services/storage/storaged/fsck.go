@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/blocktree/blocktree/services/crypto/block"
+	"github.com/blocktree/blocktree/services/storage/blockstore"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 	"github.com/blocktree/blocktree/services/storage/journal"
 )
@@ -49,26 +50,40 @@ func (d *Daemon) Fsck() ([]Problem, FsckStats, error) {
 		problems = append(problems, Problem{Kind: "block", Ino: dmg.Ino, Block: fmt.Sprintf("%x", dmg.BlockID), Path: dmg.Path, Err: dmg.Err})
 	}
 
-	inodeOf := make(map[[32]byte]fsapi.Ino, len(d.versions))
-	for ino, ref := range d.versions {
-		inodeOf[ref.ID] = ino
-	}
+	live := d.liveRefs()
 	refs, err := d.store.List()
 	if err != nil {
 		return nil, stats, err
 	}
 	stats.BlockVersions = len(refs)
+	report := func(ino fsapi.Ino, ref blockstore.Ref, err error) {
+		if d.alreadyReported(ino) {
+			return
+		}
+		path, _ := d.engine.PathOf(ino)
+		problems = append(problems, Problem{Kind: "block", Ino: ino, Block: fmt.Sprintf("%x", ref.ID), Path: path, Err: err})
+		d.damaged = append(d.damaged, Damage{Ino: ino, BlockID: ref.ID, Path: path, Err: err})
+	}
+	stored := make(map[blockstore.Ref]bool, len(refs))
 	for _, ref := range refs {
+		stored[ref] = true
 		data, err := d.store.Get(ref)
+		var h *block.Header
 		if err == nil {
-			_, err = block.Verify(data, d.node.Tree.Root, timeOfCheck())
+			h, err = block.Verify(data, d.node.Tree.Root, timeOfCheck())
+		}
+		ino, isLive := live[ref]
+		if err == nil && isLive && (h.ID != ref.ID || h.Version != ref.Version) {
+			err = fmt.Errorf("rollback: the file of version %d holds version %d of block %x: %w", ref.Version, h.Version, h.ID, block.ErrRollback)
 		}
 		if err != nil {
-			ino := inodeOf[ref.ID]
-			path, _ := d.engine.PathOf(ino)
-			if !d.alreadyReported(ino) {
-				problems = append(problems, Problem{Kind: "block", Ino: ino, Block: fmt.Sprintf("%x", ref.ID), Path: path, Err: err})
-			}
+			report(ino, ref, err)
+		}
+	}
+	// Chunks are opened only when read, so Open has not looked for them.
+	for ref, ino := range live {
+		if !stored[ref] {
+			report(ino, ref, fmt.Errorf("block version %d is missing: %w", ref.Version, blockstore.ErrNotFound))
 		}
 	}
 	for _, ref := range d.garbage {

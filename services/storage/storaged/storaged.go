@@ -76,9 +76,11 @@ type Daemon struct {
 	// checkpointMu serializes checkpoints; versions is the block version of
 	// every inode in the checkpoint in force, and kept the last good version
 	// of each damaged inode, which is kept as evidence and never served.
+	// chunks holds the chunk tables of the regular files of both.
 	checkpointMu sync.Mutex
 	versions     map[fsapi.Ino]blockstore.Ref
 	kept         map[fsapi.Ino]blockstore.Ref
+	chunks       map[fsapi.Ino]chunkTable
 
 	// refsMu guards replacing versions against the Loader's reads. The
 	// Loader runs under the engine's lock and a checkpoint takes that lock
@@ -111,6 +113,7 @@ func Open(opts Options) (*Daemon, error) {
 		root:     capability.RootPath(n.Tree.Root),
 		versions: map[fsapi.Ino]blockstore.Ref{},
 		kept:     map[fsapi.Ino]blockstore.Ref{},
+		chunks:   map[fsapi.Ino]chunkTable{},
 		check:    opts.Check,
 		notifier: proto.NewNotifier(0),
 		stop:     make(chan struct{}),
@@ -188,6 +191,9 @@ func (d *Daemon) readCheckpoint() (*Checkpoint, error) {
 		return nil, fmt.Errorf("read checkpoint: %w", err)
 	}
 	cp, err := openCheckpoint(data, d.node.Tree.JournalKey, d.node.Tree.Root, d.node.Credential.Signing.Public())
+	if errors.Is(err, ErrOldFormat) {
+		return nil, fmt.Errorf("checkpoint %s: %w", d.node.CheckpointPath(), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w (bt fsck --state shows the damage)", d.node.CheckpointPath(), err)
 	}
@@ -307,7 +313,10 @@ func (d *Daemon) loadCheckpoint(cp *Checkpoint) error {
 	for _, in := range cp.Inodes {
 		ref := blockstore.Ref{ID: in.BlockID, Version: in.Version}
 		d.versions[in.Ino] = ref
-		st, err := d.openInode(ref)
+		st, chunks, err := d.openInode(ref)
+		if err == nil && len(chunks) > 0 {
+			d.chunks[in.Ino] = chunks
+		}
 		if err != nil {
 			damaged = append(damaged, fsys.DamagedInode{Ino: in.Ino, BlockID: in.BlockID, Reason: err.Error()})
 			d.damaged = append(d.damaged, Damage{Ino: in.Ino, BlockID: in.BlockID, Err: err})
@@ -354,17 +363,29 @@ func (d *Daemon) openBlock(ref blockstore.Ref) (*block.Reader, error) {
 	return r, nil
 }
 
-// openInode reads and checks one block and decodes the inode in it.
-func (d *Daemon) openInode(ref blockstore.Ref) (*fsys.InodeState, error) {
+// openInode reads and checks one inode block and decodes the inode in it
+// and its chunk table. The chunks themselves are loaded when first used.
+func (d *Daemon) openInode(ref blockstore.Ref) (*fsys.InodeState, chunkTable, error) {
 	r, err := d.openBlock(ref)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	body, err := r.Bytes()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return fsys.DecodeInode(r.Metadata(), body)
+	inodeData, chunks, err := decodeInodeBlock(body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("block %s: %w", ref, err)
+	}
+	st, err := fsys.DecodeInode(r.Metadata(), inodeData)
+	if err != nil {
+		return nil, nil, fmt.Errorf("block %s: %w", ref, err)
+	}
+	if err := checkChunkTable(st, chunks); err != nil {
+		return nil, nil, fmt.Errorf("block %s: %w", ref, err)
+	}
+	return st, chunks, nil
 }
 
 // replay applies the journal from seq on. Damaged records mark their
@@ -401,25 +422,26 @@ func (d *Daemon) removeGarbage() error {
 	if err != nil {
 		return err
 	}
-	live := make(map[blockstore.Ref]bool, len(d.versions)+len(d.kept))
-	for _, ref := range d.versions {
-		live[ref] = true
-	}
-	for _, ref := range d.kept {
-		live[ref] = true
+	live := d.liveRefs()
+	// Every block of a damaged file is evidence, also the chunk blocks that
+	// a damaged inode block no longer lists.
+	evidence := make(map[[16]byte]bool, len(d.damaged))
+	for _, dmg := range d.damaged {
+		evidence[fileOf(dmg.BlockID)] = true
 	}
 	removed := 0
 	for _, ref := range refs {
-		if !live[ref] && d.check {
+		if _, ok := live[ref]; ok || evidence[fileOf(ref.ID)] {
+			continue
+		}
+		if d.check {
 			d.garbage = append(d.garbage, ref)
 			continue
 		}
-		if !live[ref] {
-			if err := d.store.Delete(ref); err != nil {
-				return err
-			}
-			removed++
+		if err := d.store.Delete(ref); err != nil {
+			return err
 		}
+		removed++
 	}
 	if removed > 0 {
 		d.log.Info("removed unused block versions", "count", removed)
@@ -438,17 +460,18 @@ func (d *Daemon) authorize(c *fsapi.Caller, path string) error {
 	return fmt.Errorf("principal %s has no writecap for %s", c.Principal, path)
 }
 
-// loader brings evicted file data back from the block store.
+// loader brings evicted chunks back from the block store.
 type loader struct{ d *Daemon }
 
-func (l loader) LoadData(ino fsapi.Ino, blockID [32]byte) ([]byte, error) {
+func (l loader) LoadChunk(ino fsapi.Ino, blockID [32]byte, chunk uint64) ([]byte, error) {
 	l.d.refsMu.Lock()
 	ref, ok := l.d.versions[ino]
+	version := l.d.chunks[ino][chunk]
 	l.d.refsMu.Unlock()
-	if !ok || ref.ID != blockID {
-		return nil, fmt.Errorf("inode %d has no stored block %x", ino, blockID)
+	if !ok || ref.ID != blockID || version == 0 {
+		return nil, fmt.Errorf("inode %d has no stored block for chunk %d", ino, chunk)
 	}
-	r, err := l.d.openBlock(ref)
+	r, err := l.d.openBlock(chunkRef(blockID, chunk, version))
 	if err != nil {
 		return nil, err
 	}

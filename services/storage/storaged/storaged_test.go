@@ -70,8 +70,14 @@ func readFile(fs fsapi.FS, c *fsapi.Caller, name string) ([]byte, error) {
 	}
 	defer fs.Release(ctx, attr.Ino, h)
 	buf := make([]byte, attr.Size)
-	n, err := fs.Read(ctx, c, attr.Ino, h, 0, buf)
-	return buf[:n], err
+	// A request reads at most fsapi.MaxWrite bytes.
+	for off := 0; off < len(buf); off += fsapi.MaxWrite {
+		n, err := fs.Read(ctx, c, attr.Ino, h, int64(off), buf[off:min(off+fsapi.MaxWrite, len(buf))])
+		if err != nil {
+			return buf[:off+n], err
+		}
+	}
+	return buf, nil
 }
 
 func TestDataSurvivesCleanRestart(t *testing.T) {

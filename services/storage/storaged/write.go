@@ -22,15 +22,17 @@ import (
 const evictSize = 64 << 10
 
 // Checkpoint writes every inode changed since the last checkpoint as a new
-// block version and records them in a new checkpoint file. The package
-// documentation explains the order of the steps and why it is crash-safe.
+// block version, and every changed chunk of a regular file too, and records
+// them in a new checkpoint file. The package documentation explains the
+// order of the steps and why it is crash-safe.
 func (d *Daemon) Checkpoint() error {
 	d.checkpointMu.Lock()
 	defer d.checkpointMu.Unlock()
 
 	start := time.Now()
 	snapshot := d.engine.Checkpoint()
-	// The engine's lock is held while it copies the changed inodes, so
+	defer d.engine.EndCheckpoint()
+	// The engine's lock is held while it collects the changed inodes, so
 	// every request waits that long.
 	snapshotTook := time.Since(start)
 	damaged := d.engine.Damaged()
@@ -39,23 +41,41 @@ func (d *Daemon) Checkpoint() error {
 	}
 	seq := snapshot.Header.AppliedSeq
 
-	written, err := d.writeInodes(snapshot.Inodes)
+	plan, err := d.planInodes(snapshot.Inodes)
 	if err != nil {
-		d.discard(written)
 		return fmt.Errorf("checkpoint at entry %d: %w", seq, err)
 	}
-	if err := d.store.Sync(); err != nil {
+	written, err := d.writeBlocks(plan)
+	if err == nil {
+		err = d.store.Sync()
+	}
+	if err != nil {
 		d.discard(written)
 		return fmt.Errorf("checkpoint at entry %d: %w", seq, err)
 	}
 
 	versions := maps.Clone(d.versions)
 	kept := maps.Clone(d.kept)
+	var obsolete []blockstore.Ref
 	for _, f := range snapshot.Freed {
-		delete(versions, f.Ino)
-		delete(kept, f.Ino)
+		for _, table := range []map[fsapi.Ino]blockstore.Ref{versions, kept} {
+			if ref, ok := table[f.Ino]; ok {
+				obsolete = append(obsolete, fileRefs(ref, d.chunks[f.Ino])...)
+				delete(table, f.Ino)
+			}
+		}
 	}
-	maps.Copy(versions, written)
+	for _, p := range plan {
+		if old, ok := versions[p.st.Ino]; ok {
+			obsolete = append(obsolete, old)
+		}
+		for index, version := range d.chunks[p.st.Ino] {
+			if p.chunks[index] != version {
+				obsolete = append(obsolete, chunkRef(p.ref.ID, index, version))
+			}
+		}
+		versions[p.st.Ino] = p.ref
+	}
 
 	// A damaged inode leaves the table of served blocks, so that its last
 	// good version is never mistaken for its current contents.
@@ -93,11 +113,19 @@ func (d *Daemon) Checkpoint() error {
 	}
 
 	// The new checkpoint is in force: what it replaced may go.
-	old := maps.Clone(d.versions)
-	maps.Copy(old, d.kept)
 	d.refsMu.Lock()
 	d.versions = versions
 	d.kept = kept
+	for _, f := range snapshot.Freed {
+		delete(d.chunks, f.Ino)
+	}
+	for _, p := range plan {
+		if len(p.chunks) > 0 {
+			d.chunks[p.st.Ino] = p.chunks
+		} else {
+			delete(d.chunks, p.st.Ino)
+		}
+	}
 	d.refsMu.Unlock()
 	d.recordedDamage = len(damaged)
 	for _, st := range snapshot.Inodes {
@@ -107,10 +135,8 @@ func (d *Daemon) Checkpoint() error {
 		d.engine.MarkClean(f.Ino, seq)
 	}
 	var errs []error
-	for ino, ref := range old {
-		if versions[ino] != ref && kept[ino] != ref {
-			errs = append(errs, d.store.Delete(ref))
-		}
+	for _, ref := range obsolete {
+		errs = append(errs, d.store.Delete(ref))
 	}
 	errs = append(errs, d.store.Sync(), d.journal.TruncateBefore(seq+1))
 	for _, st := range snapshot.Inodes {
@@ -118,7 +144,7 @@ func (d *Daemon) Checkpoint() error {
 			d.engine.Evict(st.Ino)
 		}
 	}
-	d.log.Info("checkpoint written", "seq", seq, "blocks", len(written), "freed", len(snapshot.Freed), "counter", counter, "duration", time.Since(start).Round(time.Millisecond), "snapshot", snapshotTook.Round(time.Millisecond))
+	d.log.Info("checkpoint written", "seq", seq, "inodes", len(plan), "blocks", len(written), "freed", len(snapshot.Freed), "counter", counter, "duration", time.Since(start).Round(time.Millisecond), "snapshot", snapshotTook.Round(time.Millisecond))
 	if err := errors.Join(errs...); err != nil {
 		d.log.Warn("checkpoint cleanup failed; the next start removes what is left", "seq", seq, "error", err)
 	}
@@ -144,25 +170,60 @@ func (d *Daemon) damageChanged(damaged []fsys.DamagedInode) bool {
 // average of 10).
 const checkpointWriters = 16
 
-// sealedInode is a block version that writeInodes sealed and a writer
+// inodePlan is the new version of one inode that a checkpoint writes.
+type inodePlan struct {
+	st     *fsys.InodeState
+	ref    blockstore.Ref // the new version of the inode block
+	chunks chunkTable     // its chunk table
+	path   string         // the tree path the blocks are sealed under
+}
+
+// planInodes assigns the new block versions of a checkpoint's inodes.
+func (d *Daemon) planInodes(inodes []*fsys.InodeState) ([]inodePlan, error) {
+	plan := make([]inodePlan, 0, len(inodes))
+	for _, st := range inodes {
+		ref := blockstore.Ref{ID: st.BlockID, Version: d.versions[st.Ino].Version + 1}
+		chunks, err := nextChunkTable(st, d.chunks[st.Ino], ref.Version)
+		if err != nil {
+			return nil, err
+		}
+		plan = append(plan, inodePlan{st: st, ref: ref, chunks: chunks, path: d.sealPath(st.Ino)})
+	}
+	return plan, nil
+}
+
+// sealPath returns the tree path that the blocks of ino are sealed under.
+func (d *Daemon) sealPath(ino fsapi.Ino) string {
+	path := d.root
+	if p, err := d.engine.PathOf(ino); err == nil && p != "/" {
+		path = d.root + p
+	}
+	if capability.ValidatePath(path) != nil {
+		// Paths longer than a writecap prefix can name are sealed under
+		// the root path; the node is the root, so its chain covers both.
+		path = d.root
+	}
+	return path
+}
+
+// sealedBlock is a block version that writeBlocks sealed and a writer
 // stores.
-type sealedInode struct {
-	ino    fsapi.Ino
+type sealedBlock struct {
 	ref    blockstore.Ref
 	sealed []byte
 }
 
-// writeInodes writes every inode of a checkpoint as a new block version:
-// it seals them one after the other and stores up to checkpointWriters at
-// once. It returns the versions it stored, also on error, so that the
-// caller can discard them.
-func (d *Daemon) writeInodes(inodes []*fsys.InodeState) (map[fsapi.Ino]blockstore.Ref, error) {
+// writeBlocks writes the blocks of a checkpoint's plan: the changed chunks
+// of each inode, then its inode block. It seals them one after the other
+// and stores up to checkpointWriters at once. It returns the versions it
+// stored, also on error, so that the caller can discard them.
+func (d *Daemon) writeBlocks(plan []inodePlan) ([]blockstore.Ref, error) {
 	var (
 		mu      sync.Mutex
-		written = make(map[fsapi.Ino]blockstore.Ref, len(inodes))
+		written []blockstore.Ref
 		errs    []error
 		wg      sync.WaitGroup
-		next    = make(chan sealedInode)
+		next    = make(chan sealedBlock)
 	)
 	failed := func(err error) bool {
 		mu.Lock()
@@ -172,65 +233,63 @@ func (d *Daemon) writeInodes(inodes []*fsys.InodeState) (map[fsapi.Ino]blockstor
 		}
 		return len(errs) > 0
 	}
-	for range min(checkpointWriters, len(inodes)) {
+	for range checkpointWriters {
 		wg.Go(func() {
-			for s := range next {
-				if err := d.store.Put(s.ref, s.sealed); err != nil {
+			for b := range next {
+				if err := d.store.Put(b.ref, b.sealed); err != nil {
 					failed(err)
 					continue
 				}
 				mu.Lock()
-				written[s.ino] = s.ref
+				written = append(written, b.ref)
 				mu.Unlock()
 			}
 		})
 	}
-	for _, st := range inodes {
-		ref, block, err := d.sealInode(st)
+	send := func(ref blockstore.Ref, path string, meta, data []byte, what string) bool {
+		sealed, err := d.sealBlock(ref, path, meta, data, what)
 		if failed(err) {
+			return false
+		}
+		next <- sealedBlock{ref: ref, sealed: sealed}
+		return true
+	}
+outer:
+	for _, p := range plan {
+		for _, ch := range p.st.Chunks {
+			ref := chunkRef(p.ref.ID, ch.Index, p.ref.Version)
+			if !send(ref, p.path, nil, ch.Bytes(), fmt.Sprintf("chunk %d of inode %d", ch.Index, p.st.Ino)) {
+				break outer
+			}
+		}
+		meta, data := fsys.EncodeInode(p.st)
+		if !send(p.ref, p.path, meta, encodeInodeBlock(data, p.chunks), fmt.Sprintf("inode %d", p.st.Ino)) {
 			break
 		}
-		next <- sealedInode{ino: st.Ino, ref: ref, sealed: block}
 	}
 	close(next)
 	wg.Wait()
 	return written, errors.Join(errs...)
 }
 
-// sealInode seals one inode as the next version of its block.
-func (d *Daemon) sealInode(st *fsys.InodeState) (blockstore.Ref, []byte, error) {
-	ref := blockstore.Ref{ID: st.BlockID, Version: d.versions[st.Ino].Version + 1}
-	if !st.Resident {
-		// An evicted file is clean by construction; a dirty one is always
-		// resident, so this means the engine broke its promise.
-		return ref, nil, fmt.Errorf("inode %d is dirty but not resident", st.Ino)
-	}
-	meta, data := fsys.EncodeInode(st)
-	path := d.root
-	if p, err := d.engine.PathOf(st.Ino); err == nil && p != "/" {
-		path = d.root + p
-	}
-	if capability.ValidatePath(path) != nil {
-		// Paths longer than a writecap prefix can name are sealed under
-		// the root path; the node is the root, so its chain covers both.
-		path = d.root
-	}
+// sealBlock seals one block version of the tree for the node itself.
+func (d *Daemon) sealBlock(ref blockstore.Ref, path string, meta, data []byte, what string) ([]byte, error) {
 	writer := block.Writer{Credential: d.node.Credential}
 	sealed, err := block.Seal(writer, block.Params{
-		ID:       st.BlockID,
+		ID:       ref.ID,
 		Version:  ref.Version,
 		Path:     path,
 		Metadata: meta,
 		Readers:  []principal.Identity{d.node.Credential.Identity()},
 	}, data)
 	if err != nil {
-		return ref, nil, fmt.Errorf("seal inode %d: %w", st.Ino, err)
+		return nil, fmt.Errorf("seal %s: %w", what, err)
 	}
-	return ref, sealed, nil
+	return sealed, nil
 }
 
 // discard removes block versions that a failed checkpoint wrote.
-func (d *Daemon) discard(written map[fsapi.Ino]blockstore.Ref) {
+func (d *Daemon) discard(written []blockstore.Ref) {
 	for _, ref := range written {
 		d.store.Delete(ref)
 	}

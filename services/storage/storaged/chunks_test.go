@@ -1,0 +1,200 @@
+package storaged
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/blocktree/blocktree/services/crypto/wire"
+	"github.com/blocktree/blocktree/services/storage/blockstore"
+	"github.com/blocktree/blocktree/services/storage/fsapi"
+	"github.com/blocktree/blocktree/services/storage/fsys"
+)
+
+// writeAt writes data at off of the file name, which it creates if needed,
+// in requests of at most fsapi.MaxWrite bytes.
+func writeAt(t *testing.T, fs fsapi.FS, c *fsapi.Caller, name string, off int, data []byte) fsapi.Ino {
+	t.Helper()
+	ctx := context.Background()
+	attr, err := fs.Lookup(ctx, c, fsapi.RootIno, name)
+	var h fsapi.HandleID
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		attr, h, err = fs.Create(ctx, c, fsapi.RootIno, name, syscall.S_IFREG|0o644, syscall.O_RDWR)
+	case err == nil:
+		h, err = fs.Open(ctx, c, attr.Ino, syscall.O_RDWR)
+	}
+	if err != nil {
+		t.Fatalf("open %s: %v", name, err)
+	}
+	defer fs.Release(ctx, attr.Ino, h)
+	for done := 0; done < len(data); done += fsapi.MaxWrite {
+		piece := data[done:min(done+fsapi.MaxWrite, len(data))]
+		if _, err := fs.Write(ctx, c, attr.Ino, h, int64(off+done), piece); err != nil {
+			t.Fatalf("write %s at %d: %v", name, off+done, err)
+		}
+	}
+	return attr.Ino
+}
+
+func storedRefs(t *testing.T, d *Daemon) []blockstore.Ref {
+	t.Helper()
+	refs, err := d.store.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return refs
+}
+
+func TestCheckpointWritesOnlyChangedChunks(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	content := make([]byte, 3*fsys.ChunkSize+fsys.ChunkSize/2)
+	rand.Read(content)
+	ino := writeAt(t, d.FS(), c, "big", 0, content)
+	if err := d.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	first := maps.Clone(d.chunks[ino])
+	if len(first) != 4 || len(storedRefs(t, d)) != 6 {
+		t.Fatalf("after the first checkpoint: chunk table %v and %d block versions, expected 4 chunks and 6 blocks (root, file, chunks)", first, len(storedRefs(t, d)))
+	}
+
+	// Change chunk 1 only.
+	patch := []byte("changed in chunk one")
+	writeAt(t, d.FS(), c, "big", fsys.ChunkSize+100, patch)
+	copy(content[fsys.ChunkSize+100:], patch)
+	if err := d.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	second := d.chunks[ino]
+	fileVersion := d.versions[ino].Version
+	for index, version := range second {
+		want := first[index]
+		if index == 1 {
+			want = fileVersion
+		}
+		if version != want {
+			t.Errorf("chunk %d has version %d after changing chunk 1, expected %d", index, version, want)
+		}
+	}
+	if got := len(storedRefs(t, d)); got != 6 {
+		t.Errorf("%d block versions after the second checkpoint, expected 6: the replaced ones must be deleted", got)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+
+	n = testNode(t, dir)
+	defer n.Close()
+	d = openDaemon(t, n)
+	defer d.Close()
+	got, err := readFile(d.FS(), c, "big")
+	if err != nil || !bytes.Equal(got, content) {
+		t.Errorf("content after restart: %d bytes, error %v; expected the written %d bytes", len(got), err, len(content))
+	}
+}
+
+func TestFsckFindsMissingChunk(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	content := bytes.Repeat([]byte("chunk "), fsys.ChunkSize/3)
+	ino := writeAt(t, d.FS(), c, "two-chunks", 0, content)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gone := chunkRef(d.versions[ino].ID, 1, d.chunks[ino][1])
+	n.Close()
+
+	n = testNode(t, dir)
+	defer n.Close()
+	check, err := Open(Options{Node: n, Check: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if problems, _, err := check.Fsck(); err != nil || len(problems) != 0 {
+		t.Fatalf("fsck of an intact tree: %v, %v", problems, err)
+	}
+	check.Close()
+
+	if err := os.Remove(blockstorePath(t, n, gone)); err != nil {
+		t.Fatal(err)
+	}
+	check, err = Open(Options{Node: n, Check: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer check.Close()
+	problems, _, err := check.Fsck()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) != 1 || problems[0].Path != "/two-chunks" || !strings.Contains(problems[0].String(), "missing") {
+		t.Errorf("fsck found %v, expected the missing chunk of /two-chunks", problems)
+	}
+}
+
+func TestOldCheckpointFormatIsNamed(t *testing.T) {
+	e := wire.NewEncoder(kindCheckpointBody, 1)
+	e.Uint64(1)
+	_, err := parseCheckpointBody(e.Data())
+	if !errors.Is(err, ErrOldFormat) || !strings.Contains(err.Error(), "format 1") {
+		t.Errorf("parse of a format 1 body: %v, expected ErrOldFormat naming format 1", err)
+	}
+}
+
+func TestInodeBlockRejects(t *testing.T) {
+	good := encodeInodeBlock([]byte("inode"), chunkTable{0: 3, 7: 1})
+	data, chunks, err := decodeInodeBlock(good)
+	if err != nil || string(data) != "inode" || !maps.Equal(chunks, chunkTable{0: 3, 7: 1}) {
+		t.Fatalf("decode = %q, %v, %v", data, chunks, err)
+	}
+	bad := func(rows ...uint64) []byte {
+		e := wire.NewEncoder(kindInodeBlock, inodeBlockVersion)
+		e.Bytes([]byte("inode"))
+		e.Uint32(uint32(len(rows) / 2))
+		for _, v := range rows {
+			e.Uint64(v)
+		}
+		return e.Data()
+	}
+	for name, input := range map[string][]byte{
+		"unordered":      bad(7, 1, 0, 3),
+		"repeated":       bad(2, 1, 2, 1),
+		"version zero":   bad(2, 0),
+		"trailing":       append(slices.Clone(good), 0),
+		"truncated":      good[:len(good)-1],
+		"wrong kind":     wire.NewEncoder(kindCheckpointBody, inodeBlockVersion).Data(),
+		"unknown format": wire.NewEncoder(kindInodeBlock, 9).Data(),
+	} {
+		if _, _, err := decodeInodeBlock(input); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzDecodeInodeBlock(f *testing.F) {
+	f.Add(encodeInodeBlock([]byte("inode"), chunkTable{0: 3, 7: 1}))
+	f.Add(encodeInodeBlock(nil, nil))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		inodeData, chunks, err := decodeInodeBlock(data)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(encodeInodeBlock(inodeData, chunks), data) {
+			t.Fatal("accepted inode block does not re-encode to the same bytes")
+		}
+	})
+}
