@@ -213,6 +213,10 @@ func isZero(b []byte) bool {
 // extents, the block count, and zeros past the end of the file. DecodeInode
 // and LoadFrom call it, so the engine never holds a state that its own
 // operations could not have made.
+// ValidateState checks that st is consistent, as DecodeInode and LoadFrom
+// do, including the sizes of the chunks it carries.
+func ValidateState(st *InodeState) error { return validateState(st) }
+
 func validateState(st *InodeState) error {
 	bad := func(format string, args ...any) error {
 		return invalidInode(fmt.Errorf("node %d: %s: %w", st.Ino, fmt.Sprintf(format, args...), wire.ErrInvalid))

@@ -419,7 +419,7 @@ func (e *Engine) loadChunk(n *inode, c uint64) error {
 		return syscall.EIO
 	}
 	for _, old := range e.cache.add(ino, c) {
-		if m := e.inodes[old.ino]; m != nil && m.data != nil {
+		if m := e.inodes[old.ino]; m != nil && m.data != nil && !m.small() {
 			m.data.evictChunk(old.chunk)
 		}
 	}

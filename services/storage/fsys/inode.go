@@ -138,6 +138,15 @@ func (n *inode) parentIno() fsapi.Ino {
 	return n.links[0].parent
 }
 
+// InlineSize is the largest regular file whose data the persistence layer
+// stores in the inode block rather than in chunk blocks. The engine keeps
+// the data of such small files in memory: it never evicts them, and a
+// checkpoint of a small file always includes its data.
+const InlineSize = 64 << 10
+
+// small reports whether n is a regular file of at most InlineSize bytes.
+func (n *inode) small() bool { return n.isRegular() && n.attr.Size <= InlineSize }
+
 // storedSectors returns the number of stored sectors, 0 unless regular.
 func (n *inode) storedSectors() uint64 { return n.attr.Blocks / sectorBlocks }
 

@@ -77,6 +77,13 @@ func (c *Chunk) Bytes() []byte {
 	return out
 }
 
+// Inline reports whether the persistence layer stores the data of the
+// inode of st in its inode block: whether it is a regular file of at most
+// InlineSize bytes.
+func Inline(st *InodeState) bool {
+	return st.Attr.Mode&syscall.S_IFMT == syscall.S_IFREG && st.Attr.Size <= InlineSize
+}
+
 // ChunkIndexes returns the chunks of a file with the given extents that
 // hold at least one data sector, in increasing order: the chunks that have
 // a block of their own.
@@ -165,7 +172,8 @@ func (e *Engine) freedInodes() []FreedInode {
 
 // Checkpoint returns the header, every dirty inode and every freed inode as
 // of one moment, for the persistence layer to store. A regular file comes
-// with its changed chunks only. Their sectors are not copied: the engine
+// with its changed chunks only, or with all its data when it is no larger
+// than InlineSize. Their sectors are not copied: the engine
 // copies a sector before it changes it, until EndCheckpoint, so the lock is
 // held only while the snapshot collects pointers.
 func (e *Engine) Checkpoint() *Checkpoint {
@@ -177,7 +185,15 @@ func (e *Engine) Checkpoint() *Checkpoint {
 		n := e.inodes[ino]
 		st := e.exportMeta(n)
 		if n.data != nil {
-			for _, c := range slices.Sorted(maps.Keys(n.data.dirty)) {
+			changed := slices.Sorted(maps.Keys(n.data.dirty))
+			if n.small() {
+				// A small file's data is stored in its inode block.
+				changed = []uint64{0}
+			}
+			for _, c := range changed {
+				if n.data.evicted[c] {
+					continue // only a clean chunk can be evicted
+				}
 				if sectors := n.data.chunkSectors(c); len(sectors) > 0 {
 					st.Chunks = append(st.Chunks, Chunk{Index: c, sectors: sectors})
 					n.data.frozen[c] = true
@@ -276,9 +292,9 @@ func (e *Engine) exportMeta(n *inode) *InodeState {
 	return st
 }
 
-// Evict drops the data of every clean chunk of a regular file from memory;
-// the Loader brings a chunk back when it is next used. The layout and the
-// xattrs stay.
+// Evict drops the data of every clean chunk of a regular file larger than
+// InlineSize from memory; the Loader brings a chunk back when it is next
+// used. The layout and the xattrs stay.
 func (e *Engine) Evict(ino fsapi.Ino) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -290,8 +306,8 @@ func (e *Engine) Evict(ino fsapi.Ino) error {
 		return syscall.EINVAL
 	case e.loader == nil:
 		return syscall.EOPNOTSUPP
-	case n.data == nil:
-		return nil // damaged
+	case n.data == nil || n.small():
+		return nil // damaged, or kept in memory
 	}
 	n.data.evictClean()
 	return nil

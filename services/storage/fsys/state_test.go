@@ -445,3 +445,33 @@ func TestPathOfAndBlockID(t *testing.T) {
 		t.Errorf("BlockID of a missing inode reported ok")
 	}
 }
+
+func TestSmallFilesStayInMemory(t *testing.T) {
+	loader := &mapLoader{chunks: map[chunkKey][]byte{}}
+	e, _ := newTestEngineWith(t, func(o *Options) { o.Loader = loader })
+	content := []byte("a small file")
+	small := createFile(t, e, userCaller, fsapi.RootIno, "small", 0o644, content)
+	loader.store(e)
+	mustOK(t, e.Evict(small))
+	if got := residentChunks(e, small); !slices.Equal(got, []uint64{0}) {
+		t.Errorf("resident chunks of a small file after Evict = %v, expected [0]", got)
+	}
+
+	// A change of attributes alone brings the data of a small file along.
+	_, err := e.SetAttr(ctx, userCaller, small, &fsapi.SetAttrIn{Valid: fsapi.SetMode, Mode: 0o600})
+	mustOK(t, err)
+	cp := e.Checkpoint()
+	defer e.EndCheckpoint()
+	var st *InodeState
+	for _, s := range cp.Inodes {
+		if s.Ino == small {
+			st = s
+		}
+	}
+	if st == nil || !Inline(st) || len(st.Chunks) != 1 {
+		t.Fatalf("checkpoint state of the small file = %+v, expected it inline with one chunk", st)
+	}
+	if got := st.Chunks[0].Bytes(); !bytes.Equal(got[:len(content)], content) {
+		t.Errorf("chunk 0 of the small file starts %q, expected %q", got[:len(content)], content)
+	}
+}

@@ -57,27 +57,35 @@ func chunkRef(blockID [32]byte, index, version uint64) blockstore.Ref {
 // in common: the first half of their ids.
 func fileOf(id [32]byte) [16]byte { return [16]byte(id[:16]) }
 
+// inodeBlock is the data of an inode block.
+type inodeBlock struct {
+	inode  []byte     // the inode's data encoding (fsys.EncodeInode)
+	chunks chunkTable // the chunk blocks of a file larger than fsys.InlineSize
+	inline []byte     // the data of chunk 0 of a smaller file (Chunk.Bytes)
+}
+
 // encodeInodeBlock returns the data of an inode block (kindInodeBlock,
-// version 1): the inode's data encoding (fsys.EncodeInode) as bytes, then
-// uint32 chunk count and, by increasing index, index uint64, version uint64.
-func encodeInodeBlock(inodeData []byte, chunks chunkTable) []byte {
+// version 1): inode bytes, then uint32 chunk count and, by increasing
+// index, index uint64, version uint64, then inline bytes.
+func encodeInodeBlock(b inodeBlock) []byte {
 	e := wire.NewEncoder(kindInodeBlock, inodeBlockVersion)
-	e.Grow(len(inodeData) + 8 + len(chunks)*minChunkRef)
-	e.Bytes(inodeData)
-	e.Uint32(uint32(len(chunks)))
-	for _, index := range slices.Sorted(maps.Keys(chunks)) {
+	e.Grow(len(b.inode) + len(b.inline) + 12 + len(b.chunks)*minChunkRef)
+	e.Bytes(b.inode)
+	e.Uint32(uint32(len(b.chunks)))
+	for _, index := range slices.Sorted(maps.Keys(b.chunks)) {
 		e.Uint64(index)
-		e.Uint64(chunks[index])
+		e.Uint64(b.chunks[index])
 	}
+	e.Bytes(b.inline)
 	return e.Data()
 }
 
 // decodeInodeBlock parses the data of an inode block. Indexes must
 // increase and versions be non-zero.
-func decodeInodeBlock(data []byte) ([]byte, chunkTable, error) {
+func decodeInodeBlock(data []byte) (inodeBlock, error) {
 	d := wire.NewDecoder(data, kindInodeBlock, inodeBlockVersion)
 	inodeData := d.Bytes(len(data))
-	n := d.Count(d.Remaining() / minChunkRef)
+	n := d.Count((d.Remaining() - 4) / minChunkRef)
 	chunks := make(chunkTable, n)
 	var last uint64
 	for i := range n {
@@ -92,16 +100,28 @@ func decodeInodeBlock(data []byte) ([]byte, chunkTable, error) {
 		chunks[index] = version
 		last = index
 	}
+	inline := d.Bytes(d.Remaining())
 	if err := d.Finish(); err != nil {
-		return nil, nil, fmt.Errorf("decode inode block: %w", err)
+		return inodeBlock{}, fmt.Errorf("decode inode block: %w", err)
 	}
-	return inodeData, chunks, nil
+	return inodeBlock{inode: inodeData, chunks: chunks, inline: inline}, nil
 }
 
-// checkChunkTable checks that a table has a block for exactly the chunks of
-// the file that hold data.
-func checkChunkTable(st *fsys.InodeState, chunks chunkTable) error {
+// checkChunkTable checks that an inode block has a chunk block for exactly
+// the chunks of the file that hold data, or the data inline for a small
+// file. The engine checks the size of inline data.
+func checkChunkTable(st *fsys.InodeState, b inodeBlock) error {
 	want := fsys.ChunkIndexes(st.Extents)
+	chunks := b.chunks
+	if fsys.Inline(st) {
+		if len(chunks) != 0 || (len(want) == 0) != (len(b.inline) == 0) {
+			return fmt.Errorf("inode %d of %d bytes lists %d chunk blocks and %d bytes of inline data, its layout has %d chunks with data", st.Ino, st.Attr.Size, len(chunks), len(b.inline), len(want))
+		}
+		return nil
+	}
+	if len(b.inline) != 0 {
+		return fmt.Errorf("inode %d of %d bytes has inline data", st.Ino, st.Attr.Size)
+	}
 	if len(want) != len(chunks) {
 		return fmt.Errorf("inode %d lists %d chunk blocks, its layout has %d chunks with data", st.Ino, len(chunks), len(want))
 	}
@@ -115,8 +135,11 @@ func checkChunkTable(st *fsys.InodeState, chunks chunkTable) error {
 
 // nextChunkTable returns the chunk table of a new version of an inode: the
 // chunks that the checkpoint carries get the new version, the others keep
-// theirs.
+// theirs. A small file has no chunk blocks.
 func nextChunkTable(st *fsys.InodeState, old chunkTable, version uint64) (chunkTable, error) {
+	if fsys.Inline(st) {
+		return nil, nil
+	}
 	changed := make(map[uint64]bool, len(st.Chunks))
 	for _, ch := range st.Chunks {
 		changed[ch.Index] = true

@@ -44,6 +44,16 @@ func writeAt(t *testing.T, fs fsapi.FS, c *fsapi.Caller, name string, off int, d
 	return attr.Ino
 }
 
+// reopen opens the node in dir and its daemon again, until the test ends.
+func reopen(t *testing.T, dir string) *Daemon {
+	t.Helper()
+	n := testNode(t, dir)
+	t.Cleanup(func() { n.Close() })
+	d := openDaemon(t, n)
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
 func storedRefs(t *testing.T, d *Daemon) []blockstore.Ref {
 	t.Helper()
 	refs, err := d.store.List()
@@ -95,10 +105,7 @@ func TestCheckpointWritesOnlyChangedChunks(t *testing.T) {
 	}
 	n.Close()
 
-	n = testNode(t, dir)
-	defer n.Close()
-	d = openDaemon(t, n)
-	defer d.Close()
+	d = reopen(t, dir)
 	got, err := readFile(d.FS(), c, "big")
 	if err != nil || !bytes.Equal(got, content) {
 		t.Errorf("content after restart: %d bytes, error %v; expected the written %d bytes", len(got), err, len(content))
@@ -156,10 +163,14 @@ func TestOldCheckpointFormatIsNamed(t *testing.T) {
 }
 
 func TestInodeBlockRejects(t *testing.T) {
-	good := encodeInodeBlock([]byte("inode"), chunkTable{0: 3, 7: 1})
-	data, chunks, err := decodeInodeBlock(good)
-	if err != nil || string(data) != "inode" || !maps.Equal(chunks, chunkTable{0: 3, 7: 1}) {
-		t.Fatalf("decode = %q, %v, %v", data, chunks, err)
+	good := encodeInodeBlock(inodeBlock{inode: []byte("inode"), chunks: chunkTable{0: 3, 7: 1}})
+	b, err := decodeInodeBlock(good)
+	if err != nil || string(b.inode) != "inode" || !maps.Equal(b.chunks, chunkTable{0: 3, 7: 1}) || len(b.inline) != 0 {
+		t.Fatalf("decode = %+v, %v", b, err)
+	}
+	b, err = decodeInodeBlock(encodeInodeBlock(inodeBlock{inode: []byte("small"), inline: []byte("data")}))
+	if err != nil || string(b.inode) != "small" || len(b.chunks) != 0 || string(b.inline) != "data" {
+		t.Fatalf("decode of inline data = %+v, %v", b, err)
 	}
 	bad := func(rows ...uint64) []byte {
 		e := wire.NewEncoder(kindInodeBlock, inodeBlockVersion)
@@ -168,6 +179,7 @@ func TestInodeBlockRejects(t *testing.T) {
 		for _, v := range rows {
 			e.Uint64(v)
 		}
+		e.Bytes(nil)
 		return e.Data()
 	}
 	for name, input := range map[string][]byte{
@@ -179,22 +191,84 @@ func TestInodeBlockRejects(t *testing.T) {
 		"wrong kind":     wire.NewEncoder(kindCheckpointBody, inodeBlockVersion).Data(),
 		"unknown format": wire.NewEncoder(kindInodeBlock, 9).Data(),
 	} {
-		if _, _, err := decodeInodeBlock(input); err == nil {
+		if _, err := decodeInodeBlock(input); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
 }
 
 func FuzzDecodeInodeBlock(f *testing.F) {
-	f.Add(encodeInodeBlock([]byte("inode"), chunkTable{0: 3, 7: 1}))
-	f.Add(encodeInodeBlock(nil, nil))
+	f.Add(encodeInodeBlock(inodeBlock{inode: []byte("inode"), chunks: chunkTable{0: 3, 7: 1}}))
+	f.Add(encodeInodeBlock(inodeBlock{inode: []byte("inode"), inline: []byte("data")}))
+	f.Add(encodeInodeBlock(inodeBlock{}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		inodeData, chunks, err := decodeInodeBlock(data)
+		b, err := decodeInodeBlock(data)
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(encodeInodeBlock(inodeData, chunks), data) {
+		if !bytes.Equal(encodeInodeBlock(b), data) {
 			t.Fatal("accepted inode block does not re-encode to the same bytes")
 		}
 	})
+}
+
+func TestSmallFileDataIsInline(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	ctx := context.Background()
+	blocksOf := func(ino fsapi.Ino) int {
+		count := 0
+		for _, ref := range storedRefs(t, d) {
+			if fileOf(ref.ID) == fileOf(d.versions[ino].ID) {
+				count++
+			}
+		}
+		return count
+	}
+
+	small := []byte("a small file\n")
+	ino := writeAt(t, d.FS(), c, "f", 0, small)
+	if err := d.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if got := blocksOf(ino); got != 1 || len(d.chunks[ino]) != 0 {
+		t.Errorf("a small file has %d blocks and chunk table %v, expected its inode block only", got, d.chunks[ino])
+	}
+
+	// Growing past fsys.InlineSize moves the data to chunk blocks.
+	big := bytes.Repeat([]byte("grown "), 2*fsys.ChunkSize/6)
+	writeAt(t, d.FS(), c, "f", 0, big)
+	if err := d.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if got := blocksOf(ino); got != 3 || len(d.chunks[ino]) != 2 {
+		t.Errorf("a 2 MiB file has %d blocks and chunk table %v, expected the inode block and 2 chunks", got, d.chunks[ino])
+	}
+
+	// Truncating it small again moves the data back inline.
+	if _, err := d.FS().SetAttr(ctx, c, ino, &fsapi.SetAttrIn{Valid: fsapi.SetSize, Size: 100}); err != nil {
+		t.Fatal(err)
+	}
+	// A change of attributes alone rewrites the inline data too.
+	if err := d.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.FS().SetAttr(ctx, c, ino, &fsapi.SetAttrIn{Valid: fsapi.SetMode, Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := blocksOf(ino); got != 1 || len(d.chunks[ino]) != 0 {
+		t.Errorf("the file truncated to 100 bytes has %d blocks and chunk table %v, expected its inode block only", got, d.chunks[ino])
+	}
+	n.Close()
+
+	d = reopen(t, dir)
+	got, err := readFile(d.FS(), c, "f")
+	if err != nil || !bytes.Equal(got, big[:100]) {
+		t.Errorf("content after restart = %q, %v; expected %q", got, err, big[:100])
+	}
 }

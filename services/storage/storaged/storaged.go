@@ -364,7 +364,8 @@ func (d *Daemon) openBlock(ref blockstore.Ref) (*block.Reader, error) {
 }
 
 // openInode reads and checks one inode block and decodes the inode in it
-// and its chunk table. The chunks themselves are loaded when first used.
+// and its chunk table. The chunk blocks are loaded when first used, and
+// inline data comes with the state.
 func (d *Daemon) openInode(ref blockstore.Ref) (*fsys.InodeState, chunkTable, error) {
 	r, err := d.openBlock(ref)
 	if err != nil {
@@ -374,18 +375,24 @@ func (d *Daemon) openInode(ref blockstore.Ref) (*fsys.InodeState, chunkTable, er
 	if err != nil {
 		return nil, nil, err
 	}
-	inodeData, chunks, err := decodeInodeBlock(body)
+	b, err := decodeInodeBlock(body)
 	if err != nil {
 		return nil, nil, fmt.Errorf("block %s: %w", ref, err)
 	}
-	st, err := fsys.DecodeInode(r.Metadata(), inodeData)
+	st, err := fsys.DecodeInode(r.Metadata(), b.inode)
 	if err != nil {
 		return nil, nil, fmt.Errorf("block %s: %w", ref, err)
 	}
-	if err := checkChunkTable(st, chunks); err != nil {
+	if err := checkChunkTable(st, b); err != nil {
 		return nil, nil, fmt.Errorf("block %s: %w", ref, err)
 	}
-	return st, chunks, nil
+	if len(b.inline) > 0 {
+		st.Chunks = []fsys.Chunk{{Index: 0, Data: b.inline}}
+		if err := fsys.ValidateState(st); err != nil {
+			return nil, nil, fmt.Errorf("block %s: inline data: %w", ref, err)
+		}
+	}
+	return st, b.chunks, nil
 }
 
 // replay applies the journal from seq on. Damaged records mark their

@@ -256,14 +256,19 @@ func (d *Daemon) writeBlocks(plan []inodePlan) ([]blockstore.Ref, error) {
 	}
 outer:
 	for _, p := range plan {
+		meta, data := fsys.EncodeInode(p.st)
+		b := inodeBlock{inode: data, chunks: p.chunks}
 		for _, ch := range p.st.Chunks {
+			if fsys.Inline(p.st) {
+				b.inline = ch.Bytes() // chunk 0, the only one with data
+				continue
+			}
 			ref := chunkRef(p.ref.ID, ch.Index, p.ref.Version)
 			if !send(ref, p.path, nil, ch.Bytes(), fmt.Sprintf("chunk %d of inode %d", ch.Index, p.st.Ino)) {
 				break outer
 			}
 		}
-		meta, data := fsys.EncodeInode(p.st)
-		if !send(p.ref, p.path, meta, encodeInodeBlock(data, p.chunks), fmt.Sprintf("inode %d", p.st.Ino)) {
+		if !send(p.ref, p.path, meta, encodeInodeBlock(b), fmt.Sprintf("inode %d", p.st.Ino)) {
 			break
 		}
 	}
