@@ -38,7 +38,8 @@ type Journal interface {
 
 // Loader fetches a chunk of file data that the engine evicted (see
 // Engine.Evict): the bytes that Chunk.Bytes returned when the chunk was
-// stored.
+// stored. Reads call it without the engine's lock, from several goroutines
+// at once. The engine keeps the returned slice as the chunk's memory.
 type Loader interface {
 	LoadChunk(ino fsapi.Ino, blockID [32]byte, chunk uint64) ([]byte, error)
 }
@@ -121,6 +122,9 @@ type Engine struct {
 	frozen []*inode
 	// cache remembers the chunks the Loader brought back, oldest first.
 	cache chunkCache
+	// loading holds the chunks that reads are loading with mu released;
+	// the channel is closed when the load ends.
+	loading map[chunkKey]chan struct{}
 
 	// Runtime state of this daemon, never journaled.
 	handles    map[fsapi.HandleID]*handle
@@ -151,6 +155,7 @@ func NewEmpty(opts Options) *Engine {
 		capacity:   opts.Capacity,
 		changed:    opts.Changed,
 		cache:      newChunkCache(opts.CachedChunks),
+		loading:    make(map[chunkKey]chan struct{}),
 		inodes:     make(map[fsapi.Ino]*inode),
 		nextIno:    fsapi.RootIno + 1,
 		freed:      make(map[fsapi.Ino]freedInode),
@@ -394,7 +399,7 @@ func (e *Engine) loadRange(n *inode, off, length uint64) error {
 		return nil
 	}
 	for c := first; c <= last; c++ {
-		if n.data.evicted[c] {
+		if n.data.evicted[c] != 0 {
 			if err := e.loadChunk(n, c); err != nil {
 				return err
 			}
@@ -403,27 +408,33 @@ func (e *Engine) loadRange(n *inode, off, length uint64) error {
 	return nil
 }
 
+// loadChunk loads chunk c of n with e.mu held.
 func (e *Engine) loadChunk(n *inode, c uint64) error {
-	ino := n.attr.Ino
 	if e.loader == nil {
 		e.markDamaged(n, "data is not in memory and no loader is configured")
 		return syscall.EIO
 	}
-	data, err := e.loader.LoadChunk(ino, n.blockID, c)
-	if err != nil {
-		e.markDamaged(n, fmt.Sprintf("loading chunk %d failed: %v", c, err))
+	data, err := e.loader.LoadChunk(n.attr.Ino, n.blockID, c)
+	return e.installChunk(n, c, data, err)
+}
+
+// installChunk puts the result of loading chunk c of n into memory, or
+// marks n damaged when the load failed. e.mu is held.
+func (e *Engine) installChunk(n *inode, c uint64, data []byte, loadErr error) error {
+	if loadErr != nil {
+		e.markDamaged(n, fmt.Sprintf("loading chunk %d failed: %v", c, loadErr))
 		return syscall.EIO
 	}
 	if err := n.data.install(c, data); err != nil {
 		e.markDamaged(n, "loaded data does not match the file's layout: "+err.Error())
 		return syscall.EIO
 	}
-	for _, old := range e.cache.add(ino, c) {
+	for _, old := range e.cache.add(n.attr.Ino, c) {
 		if m := e.inodes[old.ino]; m != nil && m.data != nil && !m.small() {
 			m.data.evictChunk(old.chunk)
 		}
 	}
-	e.log.Debug("loaded evicted chunk", "ino", ino, "block", blockHex(n.blockID), "chunk", c)
+	e.log.Debug("loaded evicted chunk", "ino", n.attr.Ino, "block", blockHex(n.blockID), "chunk", c)
 	return nil
 }
 

@@ -176,19 +176,31 @@ func (e *Engine) Read(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, id fs
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_, n, err := e.dataNode(ino, id, false)
+	h, n, err := e.dataNode(ino, id, false)
 	if err != nil {
 		return 0, err
 	}
-	size := n.attr.Size
-	if uint64(off) >= size {
-		return 0, nil
-	}
-	count := min(uint64(len(dest)), fsapi.MaxWrite, size-uint64(off))
-	if err := e.loadRange(n, uint64(off), count); err != nil {
-		return 0, err
+	var count uint64
+	for {
+		// fetch releases e.mu, so the size is read again after it.
+		size := n.attr.Size
+		if uint64(off) >= size {
+			return 0, nil
+		}
+		count = min(uint64(len(dest)), fsapi.MaxWrite, size-uint64(off))
+		c, evicted := n.data.firstEvicted(uint64(off), count)
+		if !evicted {
+			break
+		}
+		if err := e.fetch(n, c); err != nil {
+			return 0, err
+		}
 	}
 	n.data.readAt(dest[:count], uint64(off))
+	if h.readEnd == uint64(off) {
+		e.prefetch(n, (uint64(off)+count-1)/ChunkSize)
+	}
+	h.readEnd = uint64(off) + count
 	return int(count), nil
 }
 

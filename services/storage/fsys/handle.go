@@ -16,6 +16,10 @@ type handle struct {
 	flags uint32 // the open(2) flags
 	dir   bool   // made by OpenDir
 	flock uint32 // the flock(2) lock it holds: 0, LOCK_SH or LOCK_EX
+
+	// readEnd is where the last read through the handle ended; a read
+	// that starts there is sequential and loads chunks ahead.
+	readEnd uint64
 }
 
 func (h *handle) readable() bool {

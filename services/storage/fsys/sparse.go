@@ -1,8 +1,11 @@
 package fsys
 
 import (
+	"bytes"
 	"fmt"
+	"maps"
 	"slices"
+	"sync/atomic"
 )
 
 // SectorSize is the unit of file data storage: a file is a sparse set of
@@ -28,6 +31,11 @@ const ChunkSize = ChunkSectors * SectorSize
 // zeros, counts as stored and costs no data memory.
 type sector [SectorSize]byte
 
+// evictions numbers each eviction of a chunk, so that a load that ran
+// without the engine's lock can tell whether the chunk it loaded was loaded,
+// changed and evicted again meanwhile.
+var evictions atomic.Uint64
+
 // evictedSector marks a sector with data that is not in memory: its chunk
 // was evicted and must be loaded before the sector is read or changed.
 var evictedSector = new(sector)
@@ -51,7 +59,7 @@ var evictedSector = new(sector)
 // changes it.
 type sparseData struct {
 	sectors map[uint64]*sector
-	evicted map[uint64]bool   // chunks whose data sectors are not in memory
+	evicted map[uint64]uint64 // chunks whose data sectors are not in memory → eviction number
 	dirty   map[uint64]uint64 // chunk → seq of the last entry that changed it
 	frozen  map[uint64]bool   // chunks whose sectors a checkpoint in progress reads
 }
@@ -59,7 +67,7 @@ type sparseData struct {
 func newSparseData() *sparseData {
 	return &sparseData{
 		sectors: make(map[uint64]*sector),
-		evicted: make(map[uint64]bool),
+		evicted: make(map[uint64]uint64),
 		dirty:   make(map[uint64]uint64),
 		frozen:  make(map[uint64]bool),
 	}
@@ -224,18 +232,10 @@ func (s *sparseData) truncate(size, seq uint64) uint64 {
 		}
 	}
 	firstGone := (size + ChunkSize - 1) / ChunkSize
-	for _, chunks := range []map[uint64]bool{s.evicted, s.frozen} {
-		for c := range chunks {
-			if c >= firstGone {
-				delete(chunks, c)
-			}
-		}
-	}
-	for c := range s.dirty {
-		if c >= firstGone {
-			delete(s.dirty, c)
-		}
-	}
+	gone := func(c uint64) bool { return c >= firstGone }
+	maps.DeleteFunc(s.evicted, func(c, _ uint64) bool { return gone(c) })
+	maps.DeleteFunc(s.dirty, func(c, _ uint64) bool { return gone(c) })
+	maps.DeleteFunc(s.frozen, func(c uint64, _ bool) bool { return gone(c) })
 	if size%SectorSize != 0 {
 		index := size / SectorSize
 		if sec := s.sectors[index]; sec != nil {
@@ -366,8 +366,8 @@ func (s *sparseData) evictClean() int {
 			continue
 		}
 		s.sectors[index] = evictedSector
-		if !s.evicted[c] {
-			s.evicted[c] = true
+		if s.evicted[c] == 0 {
+			s.evicted[c] = evictions.Add(1)
 			evicted++
 		}
 	}
@@ -377,7 +377,7 @@ func (s *sparseData) evictClean() int {
 // evictChunk evicts chunk c when it is clean and in memory, and reports
 // whether it did.
 func (s *sparseData) evictChunk(c uint64) bool {
-	if s.evicted[c] || s.dirty[c] != 0 {
+	if s.evicted[c] != 0 || s.dirty[c] != 0 {
 		return false
 	}
 	found := false
@@ -388,13 +388,15 @@ func (s *sparseData) evictChunk(c uint64) bool {
 		}
 	}
 	if found {
-		s.evicted[c] = true
+		s.evicted[c] = evictions.Add(1)
 	}
 	return found
 }
 
 // install puts the data of the evicted chunk c back. data contains its data
-// sectors in increasing order, as Chunk.Bytes returned them.
+// sectors in increasing order, as Chunk.Bytes returned them. The sectors
+// point into data, which the caller must not use afterwards: a chunk
+// costs one allocation, not one per sector.
 func (s *sparseData) install(c uint64, data []byte) error {
 	var indexes []uint64
 	for index := c * ChunkSectors; index < (c+1)*ChunkSectors; index++ {
@@ -406,9 +408,7 @@ func (s *sparseData) install(c uint64, data []byte) error {
 		return fmt.Errorf("chunk %d has %d bytes, its %d data sectors need %d", c, len(data), len(indexes), len(indexes)*SectorSize)
 	}
 	for i, index := range indexes {
-		sec := new(sector)
-		copy(sec[:], data[i*SectorSize:])
-		s.sectors[index] = sec
+		s.sectors[index] = (*sector)(data[i*SectorSize : (i+1)*SectorSize])
 	}
 	delete(s.evicted, c)
 	return nil
@@ -425,13 +425,13 @@ func sparseFromState(extents []Extent, chunks []Chunk) *sparseData {
 				s.sectors[ext.First+i] = nil
 			} else {
 				s.sectors[ext.First+i] = evictedSector
-				s.evicted[chunkOf(ext.First+i)] = true
+				s.evicted[chunkOf(ext.First+i)] = evictions.Add(1)
 			}
 		}
 	}
 	for _, ch := range chunks {
-		// Validated: the sizes match.
-		_ = s.install(ch.Index, ch.Bytes())
+		// Validated: the sizes match. The state keeps its own bytes.
+		_ = s.install(ch.Index, bytes.Clone(ch.Bytes()))
 	}
 	return s
 }

@@ -191,7 +191,7 @@ func (e *Engine) Checkpoint() *Checkpoint {
 				changed = []uint64{0}
 			}
 			for _, c := range changed {
-				if n.data.evicted[c] {
+				if n.data.evicted[c] != 0 {
 					continue // only a clean chunk can be evicted
 				}
 				if sectors := n.data.chunkSectors(c); len(sectors) > 0 {
@@ -258,7 +258,7 @@ func (e *Engine) Export(ino fsapi.Ino) (*InodeState, error) {
 	st := e.exportMeta(n)
 	if n.data != nil {
 		for _, c := range n.data.dataChunks() {
-			if n.data.evicted[c] {
+			if n.data.evicted[c] != 0 {
 				continue
 			}
 			ch := Chunk{Index: c, sectors: n.data.chunkSectors(c)}
