@@ -47,7 +47,13 @@ type Encoder struct {
 
 // NewEncoder returns an encoder that starts with a header for kind and version.
 func NewEncoder(kind Kind, version uint8) *Encoder {
-	e := &Encoder{buf: make([]byte, 0, 256)}
+	return AppendEncoder(make([]byte, 0, 256), kind, version)
+}
+
+// AppendEncoder returns an encoder that appends to buf, starting with a
+// header for kind and version, so that a caller can reuse a buffer.
+func AppendEncoder(buf []byte, kind Kind, version uint8) *Encoder {
+	e := &Encoder{buf: buf}
 	e.Uint16(uint16(kind))
 	e.Uint8(version)
 	return e

@@ -30,7 +30,8 @@ type Journal interface {
 	// Append stores payload after every earlier entry and returns its
 	// sequence number, which must be larger than every earlier one. Tags
 	// are the inode numbers the entry touches. The entry need not be durable
-	// before Sync.
+	// before Sync. Append must not keep tags or payload, which the engine
+	// reuses.
 	Append(tags []uint64, payload []byte) (seq uint64, err error)
 	// Sync makes every appended entry durable.
 	Sync() error
@@ -118,6 +119,8 @@ type Engine struct {
 	// damage.go.
 	lost map[fsapi.Ino]string
 
+	// entryBuf is the buffer that commit encodes entries into.
+	entryBuf []byte
 	// frozen are the files whose chunks the last Checkpoint handed out.
 	frozen []*inode
 	// cache remembers the chunks the Loader brought back, oldest first.
@@ -238,7 +241,11 @@ func (e *Engine) commit(ctx context.Context, ent *Entry) error {
 	if e.failed != nil {
 		return syscall.EIO
 	}
-	payload := EncodeEntry(ent)
+	// The journal keeps no reference to the payload, so its buffer is
+	// reused: a fresh megabyte per write is memory that the kernel must
+	// fault in and zero.
+	payload := AppendEntry(e.entryBuf[:0], ent)
+	e.entryBuf = payload
 	seq := e.appliedSeq + 1
 	if e.journal != nil {
 		var err error

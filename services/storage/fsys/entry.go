@@ -147,8 +147,11 @@ func (ent *Entry) tags() []uint64 {
 }
 
 // EncodeEntry returns the canonical encoding of ent (KindEntry, version 1).
-func EncodeEntry(ent *Entry) []byte {
-	e := wire.NewEncoder(KindEntry, entryVersion)
+func EncodeEntry(ent *Entry) []byte { return AppendEntry(nil, ent) }
+
+// AppendEntry appends the encoding of EncodeEntry to buf.
+func AppendEntry(buf []byte, ent *Entry) []byte {
+	e := wire.AppendEncoder(buf, KindEntry, entryVersion)
 	e.Uint8(uint8(ent.Op))
 	e.Int64(ent.Time)
 	e.Fixed(ent.Principal[:])

@@ -93,9 +93,11 @@ type Log struct {
 	// pending holds the encoded records that are not written yet:
 	// pending[i] has seq pendingBase+i, and its data is nil while its
 	// Append is still encrypting. The first filled entries are complete.
-	pending     []encodedRecord
-	pendingBase uint64
-	filled      int
+	pending      []encodedRecord
+	pendingBase  uint64
+	filled       int
+	pendingBytes int64 // bytes of the records in pending
+	earlySync    bool  // a Sync that Append started for pendingBytes is running
 	durableSeq  uint64
 	syncing     bool
 	syncWaiters int // Sync calls waiting for a leader, read by tests

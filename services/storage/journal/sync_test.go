@@ -2,14 +2,18 @@ package journal
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/blocktree/blocktree/internal/testenv"
 )
 
 // countingHooks wraps the real system calls and counts them.
@@ -270,4 +274,29 @@ func TestNewSegmentFsyncsDirectory(t *testing.T) {
 	if got := counter.dirSyncs.Load() - before; got != created {
 		t.Errorf("%d new segments fsynced the directory %d times, expected once each", created, got)
 	}
+}
+
+func TestLargePendingRecordsSyncEarly(t *testing.T) {
+	e := newEnv(t)
+	counter := &countingHooks{}
+	opts := e.options(0)
+	opts.hooks = counter.hooks()
+	l := e.openWith(opts)
+	before := counter.fdatasyncs.Load()
+
+	payload := make([]byte, 1<<20)
+	count := earlySyncBytes/len(payload) + 1
+	for i := range count {
+		if _, err := l.Append(tagsFor(uint64(i)), payload); err != nil {
+			t.Fatalf("Append %d: %v", i, err)
+		}
+	}
+	testenv.Poll(t, 10*time.Second, "records written without a Sync call", func() error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.durableSeq == 0 || counter.fdatasyncs.Load() == before {
+			return fmt.Errorf("durable seq %d after %d appends of 1 MiB", l.durableSeq, count)
+		}
+		return nil
+	})
 }
