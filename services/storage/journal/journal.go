@@ -98,12 +98,12 @@ type Log struct {
 	filled       int
 	pendingBytes int64 // bytes of the records in pending
 	earlySync    bool  // a Sync that Append started for pendingBytes is running
-	durableSeq  uint64
-	syncing     bool
-	syncWaiters int // Sync calls waiting for a leader, read by tests
-	closing     bool
-	closed      bool
-	failed      error
+	durableSeq   uint64
+	syncing      bool
+	syncWaiters  int // Sync calls waiting for a leader, read by tests
+	closing      bool
+	closed       bool
+	failed       error
 
 	segments    []segmentInfo
 	durableSize int64 // durable bytes of the last segment

@@ -36,8 +36,9 @@ type Options struct {
 
 	// CheckpointInterval is the age after which changes are checkpointed
 	// once the tree has been quiet for two seconds. Changes ten intervals
-	// old, or 1 GiB of journal, are checkpointed even while requests go
-	// on. Zero means 30 seconds; negative disables the background
+	// old, or a journal grown by a quarter of the machine's memory (at
+	// most 2 GiB), are checkpointed even while requests go on; half of
+	// that growth is checkpointed once the tree is quiet. Zero means 30 seconds; negative disables the background
 	// checkpoints (Close still writes one).
 	CheckpointInterval time.Duration
 

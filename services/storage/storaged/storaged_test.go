@@ -315,7 +315,7 @@ func TestDamageSurvivesCheckpoint(t *testing.T) {
 }
 
 func TestCheckpointPolicy(t *testing.T) {
-	p := defaultCheckpointPolicy(30 * time.Second)
+	p := defaultCheckpointPolicy(30*time.Second, 24<<30)
 	cases := []struct {
 		name                         string
 		sinceCheckpoint, sinceChange time.Duration
@@ -326,11 +326,18 @@ func TestCheckpointPolicy(t *testing.T) {
 		{"old changes on a quiet tree", 31 * time.Second, 3 * time.Second, 1 << 20, true},
 		{"old changes on a busy tree wait", 31 * time.Second, time.Second, 1 << 20, false},
 		{"very old changes on a busy tree", 301 * time.Second, 0, 1 << 20, true},
-		{"large journal on a busy tree", time.Second, 0, 1 << 30, true},
+		{"large journal on a busy tree waits", time.Second, 0, 1 << 30, false},
+		{"large journal on a quiet tree", time.Second, 3 * time.Second, 1 << 30, true},
+		{"very large journal on a busy tree", time.Second, 0, 2 << 30, true},
 	}
 	for _, c := range cases {
 		if got := p.due(c.sinceCheckpoint, c.sinceChange, c.grown); got != c.want {
 			t.Errorf("%s: due = %v, expected %v", c.name, got, c.want)
 		}
+	}
+
+	small := defaultCheckpointPolicy(30*time.Second, 1<<30)
+	if small.hardBytes != 256<<20 || small.softBytes != 128<<20 {
+		t.Errorf("bounds with 1 GiB of memory = %d and %d bytes, expected 256 MiB and 128 MiB", small.softBytes, small.hardBytes)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/blocktree/blocktree/services/crypto/block"
 	"github.com/blocktree/blocktree/services/crypto/capability"
 	"github.com/blocktree/blocktree/services/crypto/principal"
@@ -307,25 +309,37 @@ func (d *Daemon) discard(written []blockstore.Ref) {
 const journalSyncInterval = time.Second
 
 // checkpointPolicy decides when a background checkpoint runs. A checkpoint
-// seals and writes every inode changed since the last one, which takes
-// both CPU and disk from the requests beside it. So it waits until the
-// tree has been quiet for a while, within bounds on the age of the oldest
-// unsaved change and on the journal's growth. The journal's growth also
-// bounds the file data that the daemon holds in memory until a checkpoint.
+// seals and writes every chunk and inode changed since the last one, which
+// takes both CPU and disk from the requests beside it. So it waits until
+// the tree has been quiet for a while, within bounds on the age of the
+// oldest unsaved change and on the journal's growth. The journal's growth
+// also bounds the file data that the daemon holds in memory until a
+// checkpoint.
 type checkpointPolicy struct {
-	interval time.Duration // age after which changes are saved once the tree is quiet
-	quiet    time.Duration // time without changes that counts as quiet
-	maxAge   time.Duration // age after which changes are saved anyway
-	maxBytes int64         // journal growth after which changes are saved anyway
+	interval  time.Duration // age after which changes are saved once the tree is quiet
+	quiet     time.Duration // time without changes that counts as quiet
+	maxAge    time.Duration // age after which changes are saved anyway
+	softBytes int64         // journal growth after which changes are saved once the tree is quiet
+	hardBytes int64         // journal growth after which changes are saved anyway
 }
 
-// defaultCheckpointPolicy returns the policy for a checkpoint interval.
-func defaultCheckpointPolicy(interval time.Duration) checkpointPolicy {
+// defaultCheckpointPolicy returns the policy for a checkpoint interval on
+// a machine with memory bytes of RAM. Written data waits in memory for a
+// checkpoint, so the growth bounds are a quarter and an eighth of the
+// memory, and at most 2 GiB and 1 GiB. A large copy then runs without a
+// checkpoint beside it until 1 GiB, and the checkpoint after it waits
+// until the copy ends, unless the copy reaches 2 GiB.
+func defaultCheckpointPolicy(interval time.Duration, memory uint64) checkpointPolicy {
+	hard := min(int64(memory/4), 2<<30)
+	if hard <= 0 {
+		hard = 2 << 30 // memory unknown
+	}
 	return checkpointPolicy{
-		interval: interval,
-		quiet:    2 * time.Second,
-		maxAge:   10 * interval,
-		maxBytes: 1 << 30,
+		interval:  interval,
+		quiet:     2 * time.Second,
+		maxAge:    10 * interval,
+		softBytes: hard / 2,
+		hardBytes: hard,
 	}
 }
 
@@ -334,21 +348,33 @@ func defaultCheckpointPolicy(interval time.Duration) checkpointPolicy {
 // grew since the last checkpoint. The caller asks only when something
 // changed since the last checkpoint.
 func (p checkpointPolicy) due(sinceCheckpoint, sinceChange time.Duration, grown int64) bool {
+	quiet := sinceChange >= p.quiet
 	switch {
-	case grown >= p.maxBytes:
+	case grown >= p.hardBytes:
+		return true
+	case grown >= p.softBytes && quiet:
 		return true
 	case sinceCheckpoint < p.interval:
 		return false
 	default:
-		return sinceChange >= p.quiet || sinceCheckpoint >= p.maxAge
+		return quiet || sinceCheckpoint >= p.maxAge
 	}
+}
+
+// totalMemory returns the machine's RAM in bytes, or 0 when unknown.
+func totalMemory() uint64 {
+	var info unix.Sysinfo_t
+	if err := unix.Sysinfo(&info); err != nil {
+		return 0
+	}
+	return uint64(info.Totalram) * uint64(info.Unit)
 }
 
 func (d *Daemon) checkpointLoop(interval time.Duration) {
 	defer close(d.done)
 	ticker := time.NewTicker(journalSyncInterval)
 	defer ticker.Stop()
-	policy := defaultCheckpointPolicy(interval)
+	policy := defaultCheckpointPolicy(interval, totalMemory())
 	automatic := interval > 0 && !d.check
 
 	// What the journal looked like at the last checkpoint and at the last
