@@ -536,11 +536,11 @@ func createFiles(b *testing.B, dir string) {
 
 // settleDisk writes dirty pages back and waits until the disks have been
 // idle for half a second, for at most 15 seconds. The disk of the machine
-// these figures come from writes at 200 to 800 MB/s and may still be busy
-// after an fsync returns: a 1 GiB write right after another target's
+// these figures come from writes at 200 to 800 MB/s, and it may still be
+// busy after an fsync returns. A 1 GiB write right after another target's
 // 1 GiB write measured 142 MB/s, and 214 MB/s five seconds later. So each
-// target starts on a quiet disk, whatever the target before it left
-// (including a checkpoint of its own that is still running).
+// target starts on a quiet disk, whatever the target before it left,
+// including a checkpoint of its own that is still running.
 func settleDisk() {
 	syscall.Sync()
 	deadline := time.Now().Add(15 * time.Second)
