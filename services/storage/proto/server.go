@@ -49,6 +49,11 @@ type ServerOptions struct {
 	// subscribe. With nil, every subscribe gets EOPNOTSUPP.
 	Notifier *Notifier
 
+	// Activity, if set, is called for every request the server decodes,
+	// so that the owner can tell when the file system is idle. It must
+	// return quickly.
+	Activity func()
+
 	// Logger receives the server's records. Nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -117,6 +117,9 @@ func (sc *serverConn) serve() {
 			sc.interrupt(req.ID)
 			continue
 		}
+		if sc.srv.opts.Activity != nil {
+			sc.srv.opts.Activity()
+		}
 		if req.quick() && len(sc.slots) == 0 {
 			// Nothing else runs on the connection, so the request runs
 			// here without a goroutine of its own (see Request.quick).

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -97,6 +98,10 @@ type Daemon struct {
 	recordedDamage int
 	garbage        []blockstore.Ref // unused block versions found in check mode
 
+	// requests counts the requests that Serve received, which tells the
+	// checkpoint loop whether the tree is quiet.
+	requests atomic.Uint64
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -177,6 +182,7 @@ func (d *Daemon) Serve(ctx context.Context, l *bus.Listener) error {
 		TrustCallers: func(cred *unix.Ucred) bool { return cred.Uid == 0 || cred.Uid == self },
 		Principal:    func(*unix.Ucred) principal.Principal { return node },
 		Notifier:     d.notifier,
+		Activity:     func() { d.requests.Add(1) },
 		Logger:       d.log,
 	})
 }

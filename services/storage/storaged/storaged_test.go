@@ -341,3 +341,21 @@ func TestCheckpointPolicy(t *testing.T) {
 		t.Errorf("bounds with 1 GiB of memory = %d and %d bytes, expected 256 MiB and 128 MiB", small.softBytes, small.hardBytes)
 	}
 }
+
+func TestActivityCountsManyRequests(t *testing.T) {
+	start := time.Now()
+	a := activity{last: start, seq: 10, requests: 100}
+	second := func(n int) time.Time { return start.Add(time.Duration(n) * time.Second) }
+	if got := a.tick(second(1), 10, 100+busyRequests); !got.Equal(start) {
+		t.Errorf("a few requests made the tree busy at %v", got.Sub(start))
+	}
+	if got := a.tick(second(2), 10, 100+3*busyRequests); !got.Equal(second(2)) {
+		t.Errorf("many requests in a tick: last busy %v, expected 2s", got.Sub(start))
+	}
+	if got := a.tick(second(3), 11, 100+3*busyRequests); !got.Equal(second(3)) {
+		t.Errorf("a journal entry: last busy %v, expected 3s", got.Sub(start))
+	}
+	if got := a.tick(second(4), 11, 100+3*busyRequests+1); !got.Equal(second(3)) {
+		t.Errorf("a quiet tick: last busy %v, expected 3s", got.Sub(start))
+	}
+}

@@ -311,7 +311,7 @@ const journalSyncInterval = time.Second
 // checkpointPolicy decides when a background checkpoint runs. A checkpoint
 // seals and writes every chunk and inode changed since the last one, which
 // takes both CPU and disk from the requests beside it. So it waits until
-// the tree has been quiet for a while, within bounds on the age of the
+// the tree has been quiet for a while (see activity), within bounds on the age of the
 // oldest unsaved change and on the journal's growth. The journal's growth
 // also bounds the file data that the daemon holds in memory until a
 // checkpoint.
@@ -344,11 +344,12 @@ func defaultCheckpointPolicy(interval time.Duration, memory uint64) checkpointPo
 }
 
 // due reports whether a checkpoint should run now, given how long ago the
-// last checkpoint and the last change were, and how many bytes the journal
-// grew since the last checkpoint. The caller asks only when something
-// changed since the last checkpoint.
-func (p checkpointPolicy) due(sinceCheckpoint, sinceChange time.Duration, grown int64) bool {
-	quiet := sinceChange >= p.quiet
+// last checkpoint was and the tree was last busy (a change, or many
+// requests), and how many bytes the journal grew since the last
+// checkpoint. The caller asks only when something changed since the last
+// checkpoint.
+func (p checkpointPolicy) due(sinceCheckpoint, sinceActive time.Duration, grown int64) bool {
+	quiet := sinceActive >= p.quiet
 	switch {
 	case grown >= p.hardBytes:
 		return true
@@ -370,6 +371,30 @@ func totalMemory() uint64 {
 	return uint64(info.Totalram) * uint64(info.Unit)
 }
 
+// busyRequests is the number of requests between two ticks of the
+// checkpoint loop (a second) above which the tree does not count as quiet.
+const busyRequests = 50
+
+// activity tells when the tree was last busy: when the journal last grew,
+// or when many requests came in one tick, reads included, since a
+// checkpoint takes the CPU and disk that they need. A few requests, such
+// as netd reading its configuration every two seconds, do not count.
+type activity struct {
+	last     time.Time
+	seq      uint64 // the journal's next seq at the last tick
+	requests uint64 // the request count at the last tick
+}
+
+// tick records the journal's next seq and the request count at now, and
+// returns when the tree was last busy.
+func (a *activity) tick(now time.Time, seq, requests uint64) time.Time {
+	if seq != a.seq || requests-a.requests > busyRequests {
+		a.last = now
+	}
+	a.seq, a.requests = seq, requests
+	return a.last
+}
+
 func (d *Daemon) checkpointLoop(interval time.Duration) {
 	defer close(d.done)
 	ticker := time.NewTicker(journalSyncInterval)
@@ -379,8 +404,9 @@ func (d *Daemon) checkpointLoop(interval time.Duration) {
 
 	// What the journal looked like at the last checkpoint and at the last
 	// tick, to tell whether anything changed and when.
-	lastCheckpoint, lastChange := time.Now(), time.Now()
-	checkpointSeq, seenSeq := d.journal.NextSeq(), d.journal.NextSeq()
+	lastCheckpoint := time.Now()
+	busy := activity{last: lastCheckpoint, seq: d.journal.NextSeq(), requests: d.requests.Load()}
+	checkpointSeq := d.journal.NextSeq()
 	checkpointBytes := d.journal.AppendedBytes()
 	for {
 		select {
@@ -391,14 +417,12 @@ func (d *Daemon) checkpointLoop(interval time.Duration) {
 				d.log.Error("background journal sync failed", "error", err)
 			}
 			seq := d.journal.NextSeq()
-			if seq != seenSeq {
-				seenSeq, lastChange = seq, now
-			}
+			lastActive := busy.tick(now, seq, d.requests.Load())
 			if !automatic || seq == checkpointSeq {
 				continue
 			}
 			grown := d.journal.AppendedBytes() - checkpointBytes
-			if !policy.due(now.Sub(lastCheckpoint), now.Sub(lastChange), grown) {
+			if !policy.due(now.Sub(lastCheckpoint), now.Sub(lastActive), grown) {
 				continue
 			}
 			// Entries appended while the checkpoint runs count toward the
