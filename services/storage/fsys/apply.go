@@ -70,12 +70,11 @@ func (e *Engine) applyNode(ino fsapi.Ino, needData bool) (*inode, error) {
 
 // applyLoad brings the chunks of n that an entry changes into memory. The
 // live path loads them before it makes the entry, so only a replay gets
-// here with chunks to load.
-//
-// NOTE: if a load fails during replay, the entry cannot be applied and the
-// replay stops.
+// here with chunks to load. When a load fails, the entry cannot be applied:
+// n is marked damaged, and Apply skips the entry as one on damaged state.
 func (e *Engine) applyLoad(n *inode, off, length uint64) error {
 	if err := e.loadRange(n, off, length); err != nil {
+		e.markDamaged(n, "file data needed by a replayed entry cannot be loaded")
 		return mismatch(syscall.EIO, "node %d: data cannot be loaded", n.attr.Ino)
 	}
 	return nil
@@ -266,6 +265,7 @@ func (e *Engine) applyWrite(seq uint64, ent *Entry) error {
 		return err
 	}
 
+	defer e.leaveInline(n, n.small(), seq)
 	if delta := n.data.writeAt(ent.Data, ent.Offset, seq); delta >= 0 {
 		e.addSectors(n, uint64(delta))
 	} else {
@@ -290,6 +290,7 @@ func (e *Engine) applySetAttr(seq uint64, ent *Entry) error {
 	}
 	if ent.Flags&AttrSize != 0 {
 		if err := e.loadTail(n, ent.Size); err != nil {
+			e.markDamaged(n, "file data needed by a replayed entry cannot be loaded")
 			return mismatch(syscall.EIO, "node %d: data cannot be loaded", n.attr.Ino)
 		}
 	}
@@ -304,6 +305,7 @@ func (e *Engine) applySetAttr(seq uint64, ent *Entry) error {
 		n.attr.GID = ent.Group
 	}
 	if ent.Flags&AttrSize != 0 {
+		defer e.leaveInline(n, n.small(), seq)
 		e.truncate(n, ent.Size, seq)
 	}
 	if ent.Flags&AttrAtime != 0 {
@@ -315,6 +317,15 @@ func (e *Engine) applySetAttr(seq uint64, ent *Entry) error {
 	n.attr.Ctime = ent.Ctime
 	e.touch(n, seq)
 	return nil
+}
+
+// leaveInline marks the data of n changed by entry seq when the entry made
+// a file of at most InlineSize (wasSmall) larger, so that the next
+// checkpoint moves the data from the inode block to a chunk block.
+func (e *Engine) leaveInline(n *inode, wasSmall bool, seq uint64) {
+	if wasSmall && !n.small() && n.data != nil {
+		n.data.dataChanged(seq)
+	}
 }
 
 // truncate sets the size of the regular file n for entry seq.
@@ -343,15 +354,19 @@ func (e *Engine) applyFallocate(seq uint64, ent *Entry) error {
 	if !n.isRegular() {
 		return mismatch(syscall.EINVAL, "node %d is not a regular file", ent.Ino)
 	}
-	if err := e.applyLoad(n, ent.Offset, ent.Length); err != nil {
-		return err
-	}
-
+	defer e.leaveInline(n, n.small(), seq)
 	if ent.Flags&FallocPunchHole != 0 {
+		// Only the first and last chunk can keep part of their data.
+		if err := e.applyLoad(n, ent.Offset, 1); err != nil {
+			return err
+		}
+		if err := e.applyLoad(n, ent.Offset+ent.Length-1, 1); err != nil {
+			return err
+		}
 		e.removeSectors(n, n.data.punch(ent.Offset, ent.Length, seq))
 		n.attr.Mtime = ent.Time
 	} else {
-		e.addSectors(n, n.data.allocate(ent.Offset, ent.Length, seq))
+		e.addSectors(n, n.data.allocate(ent.Offset, ent.Length))
 		if end := ent.Offset + ent.Length; ent.Flags&FallocKeepSize == 0 && end > n.attr.Size {
 			n.attr.Size = end
 			n.attr.Mtime = ent.Time

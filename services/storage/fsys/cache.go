@@ -12,7 +12,7 @@ type chunkKey struct {
 	chunk uint64
 }
 
-// chunkCache bounds the chunks that the engine loaded for reads. It
+// chunkCache bounds the chunks that the engine loaded. It
 // remembers them in the order they were loaded and gives back the oldest
 // once there are more than its limit: first in, first out, which costs one
 // slice append per load and nothing per read.
@@ -26,20 +26,28 @@ type chunkCache struct {
 	base  int // the number of entries dropped from the front of queue
 }
 
+// minCachedChunks is the smallest bound: a read of fsapi.MaxWrite bytes
+// touches two chunks, and both must stay while it copies them.
+const minCachedChunks = 4
+
 func newChunkCache(limit int) chunkCache {
 	if limit <= 0 {
 		limit = DefaultCachedChunks
 	}
-	return chunkCache{limit: limit, stamp: make(map[chunkKey]int)}
+	return chunkCache{limit: max(limit, minCachedChunks), stamp: make(map[chunkKey]int)}
 }
 
-// add records that ino's chunk was loaded and returns the chunks to evict.
-// Evicting one that is dirty or already evicted does nothing, so the
-// caller need not check.
-func (c *chunkCache) add(ino fsapi.Ino, chunk uint64) []chunkKey {
+// add records that ino's chunk was loaded.
+func (c *chunkCache) add(ino fsapi.Ino, chunk uint64) {
 	key := chunkKey{ino, chunk}
 	c.stamp[key] = c.base + len(c.queue)
 	c.queue = append(c.queue, key)
+}
+
+// victims removes the oldest chunks beyond the limit and returns them. The
+// caller evicts them. Evicting one that is dirty or already evicted does
+// nothing, so the caller need not check.
+func (c *chunkCache) victims() []chunkKey {
 	var out []chunkKey
 	for len(c.stamp) > c.limit {
 		old := c.queue[c.head]

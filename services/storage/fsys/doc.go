@@ -101,11 +101,14 @@
 // damaged placeholders through LoadFrom, and journal records that fail
 // their checks go to SkipDamaged.
 //
-// File data starts out evicted. The Loader brings a chunk back when a
-// request or a replayed entry first uses it, and a failing Loader marks the
-// inode damaged. The layout of every file (which sectors are stored, and
+// The data of files larger than InlineSize starts out evicted. The Loader
+// brings a chunk back when a request or a replayed entry first uses it.
+// When it fails, the request gets EIO and the chunk stays evicted, so the
+// rest of the file, and its changes, are still served and stored. When it
+// fails for a replayed entry, the inode is marked damaged, because the
+// entry cannot be applied. The layout of every file (which sectors are stored, and
 // which only reserved) stays in memory, so sizes, block counts and
 // SEEK_DATA/SEEK_HOLE need no load. The persistence layer may Evict the
-// clean chunks of a file; chunks that reads loaded are evicted oldest first
-// beyond Options.CachedChunks.
+// clean chunks of a file; loaded chunks are evicted oldest first beyond
+// Options.CachedChunks, when a read loads another.
 package fsys

@@ -60,9 +60,9 @@ type Options struct {
 	// Loader loads evicted chunks. Nil means file data stays in memory.
 	Loader Loader
 
-	// CachedChunks bounds the chunks that reads load and keep in memory;
-	// the oldest loaded chunk that is still clean is evicted first. Zero
-	// means DefaultCachedChunks.
+	// CachedChunks bounds the loaded chunks that stay in memory. When a read
+	// loads one more, the oldest loaded chunk that is still clean is
+	// evicted. Zero means DefaultCachedChunks.
 	CachedChunks int
 
 	// Now returns the time recorded in new entries; nil means time.Now.
@@ -128,6 +128,8 @@ type Engine struct {
 	// loading holds the chunks that reads are loading with mu released;
 	// the channel is closed when the load ends.
 	loading map[chunkKey]chan struct{}
+	// failedChunks are the chunks whose load failed and was logged.
+	failedChunks map[chunkKey]struct{}
 
 	// Runtime state of this daemon, never journaled.
 	handles    map[fsapi.HandleID]*handle
@@ -149,22 +151,23 @@ var _ fsapi.FS = (*Engine)(nil)
 // LoadFrom installs a checkpoint.
 func NewEmpty(opts Options) *Engine {
 	e := &Engine{
-		log:        opts.Logger,
-		journal:    opts.Journal,
-		authorize:  opts.Authorize,
-		loader:     opts.Loader,
-		now:        opts.Now,
-		rand:       opts.Rand,
-		capacity:   opts.Capacity,
-		changed:    opts.Changed,
-		cache:      newChunkCache(opts.CachedChunks),
-		loading:    make(map[chunkKey]chan struct{}),
-		inodes:     make(map[fsapi.Ino]*inode),
-		nextIno:    fsapi.RootIno + 1,
-		freed:      make(map[fsapi.Ino]freedInode),
-		lost:       make(map[fsapi.Ino]string),
-		handles:    make(map[fsapi.HandleID]*handle),
-		nextHandle: 1,
+		log:          opts.Logger,
+		journal:      opts.Journal,
+		authorize:    opts.Authorize,
+		loader:       opts.Loader,
+		now:          opts.Now,
+		rand:         opts.Rand,
+		capacity:     opts.Capacity,
+		changed:      opts.Changed,
+		cache:        newChunkCache(opts.CachedChunks),
+		loading:      make(map[chunkKey]chan struct{}),
+		failedChunks: make(map[chunkKey]struct{}),
+		inodes:       make(map[fsapi.Ino]*inode),
+		nextIno:      fsapi.RootIno + 1,
+		freed:        make(map[fsapi.Ino]freedInode),
+		lost:         make(map[fsapi.Ino]string),
+		handles:      make(map[fsapi.HandleID]*handle),
+		nextHandle:   1,
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -388,61 +391,81 @@ func (e *Engine) dirNode(ino fsapi.Ino) (*inode, error) {
 }
 
 // loadRange brings every evicted chunk of the regular file n that
-// [off, off+length) touches back into memory. A load failure marks n
-// damaged.
+// [off, off+length) touches back into memory, under e.mu. It evicts no
+// other chunk, so everything in the range stays loaded for the operation
+// that needs it. The next read evicts what the cache holds too many of. A
+// load that fails leaves n as it was and returns EIO.
 func (e *Engine) loadRange(n *inode, off, length uint64) error {
 	if n.data == nil || len(n.data.evicted) == 0 || length == 0 {
 		return nil
 	}
 	first, last := chunkRange(off, length)
+	var chunks []uint64
 	if last-first >= uint64(len(n.data.evicted)) {
 		for _, c := range slices.Sorted(maps.Keys(n.data.evicted)) {
 			if c >= first && c <= last {
-				if err := e.loadChunk(n, c); err != nil {
-					return err
-				}
+				chunks = append(chunks, c)
 			}
 		}
-		return nil
-	}
-	for c := first; c <= last; c++ {
-		if n.data.evicted[c] != 0 {
-			if err := e.loadChunk(n, c); err != nil {
-				return err
+	} else {
+		for c := first; c <= last; c++ {
+			if n.data.evicted[c] != 0 {
+				chunks = append(chunks, c)
 			}
+		}
+	}
+	for _, c := range chunks {
+		var data []byte
+		err := errors.New("no loader is configured")
+		if e.loader != nil {
+			data, err = e.loader.LoadChunk(n.attr.Ino, n.blockID, c)
+		}
+		if err := e.installChunk(n, c, data, err, false); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// loadChunk loads chunk c of n with e.mu held.
-func (e *Engine) loadChunk(n *inode, c uint64) error {
-	if e.loader == nil {
-		e.markDamaged(n, "data is not in memory and no loader is configured")
-		return syscall.EIO
+// installChunk puts the result of loading chunk c of n into memory and
+// records it in the cache, evicting the oldest chunks beyond the cache's
+// bound when evict is set. A failed load returns EIO and is logged once
+// per chunk: the chunk stays evicted, and the rest of the file is served.
+// e.mu is held.
+func (e *Engine) installChunk(n *inode, c uint64, data []byte, loadErr error, evict bool) error {
+	if loadErr == nil {
+		loadErr = n.data.install(c, data)
 	}
-	data, err := e.loader.LoadChunk(n.attr.Ino, n.blockID, c)
-	return e.installChunk(n, c, data, err)
-}
-
-// installChunk puts the result of loading chunk c of n into memory, or
-// marks n damaged when the load failed. e.mu is held.
-func (e *Engine) installChunk(n *inode, c uint64, data []byte, loadErr error) error {
 	if loadErr != nil {
-		e.markDamaged(n, fmt.Sprintf("loading chunk %d failed: %v", c, loadErr))
+		e.chunkFailed(n, c, loadErr)
 		return syscall.EIO
 	}
-	if err := n.data.install(c, data); err != nil {
-		e.markDamaged(n, "loaded data does not match the file's layout: "+err.Error())
-		return syscall.EIO
+	e.cache.add(n.attr.Ino, c)
+	if !evict {
+		return nil
 	}
-	for _, old := range e.cache.add(n.attr.Ino, c) {
+	for _, old := range e.cache.victims() {
 		if m := e.inodes[old.ino]; m != nil && m.data != nil && !m.small() {
 			m.data.evictChunk(old.chunk)
 		}
 	}
 	e.log.Debug("loaded evicted chunk", "ino", n.attr.Ino, "block", blockHex(n.blockID), "chunk", c)
 	return nil
+}
+
+// chunkFailed logs the first failure to load chunk c of n. The error names
+// the chunk's block.
+func (e *Engine) chunkFailed(n *inode, c uint64, err error) {
+	key := chunkKey{n.attr.Ino, c}
+	if _, logged := e.failedChunks[key]; logged {
+		return
+	}
+	e.failedChunks[key] = struct{}{}
+	path, perr := e.pathOf(n)
+	if perr != nil {
+		path = "(unlinked)"
+	}
+	e.log.Error("file data damaged; reads of it return EIO", "ino", n.attr.Ino, "block", blockHex(n.blockID), "path", path, "chunk", c, "error", err)
 }
 
 func blockHex(id [32]byte) string { return fmt.Sprintf("%x", id[:]) }

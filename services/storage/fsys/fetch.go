@@ -1,6 +1,9 @@
 package fsys
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+)
 
 // Reads load evicted chunks without holding e.mu, so that other requests
 // go on while a chunk is read from disk, checked and decrypted, and a
@@ -49,7 +52,7 @@ func (e *Engine) fetch(n *inode, c uint64) error {
 		return e.stillUsable(n)
 	}
 	if e.loader == nil {
-		return e.loadChunk(n, c) // marks n damaged
+		return e.installChunk(n, c, nil, errors.New("no loader is configured"), true)
 	}
 	done := make(chan struct{})
 	e.loading[key] = done
@@ -67,7 +70,7 @@ func (e *Engine) fetch(n *inode, c uint64) error {
 		// newer version and evicted it again: what was loaded may be old.
 		return nil
 	}
-	return e.installChunk(n, c, data, err)
+	return e.installChunk(n, c, data, err, true)
 }
 
 // stillUsable reports EIO when n was freed or damaged while e.mu was
@@ -104,7 +107,7 @@ func (e *Engine) prefetch(n *inode, c uint64) {
 			if err != nil || e.stillUsable(n) != nil || n.data.evicted[key.chunk] != eviction {
 				return
 			}
-			e.installChunk(n, key.chunk, data, nil)
+			e.installChunk(n, key.chunk, data, nil, true)
 		}(n.blockID)
 	}
 }

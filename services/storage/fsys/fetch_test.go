@@ -15,11 +15,15 @@ import (
 )
 
 // evictedFile makes a file of chunks chunks with known content, stores it
-// and evicts it.
-func evictedFile(t *testing.T, chunks int) (*Engine, *mapLoader, fsapi.Ino, []byte) {
+// and evicts it. The engine keeps up to cached loaded chunks (0 for the
+// default).
+func evictedFile(t *testing.T, chunks, cached int) (*Engine, *mapLoader, fsapi.Ino, []byte) {
 	t.Helper()
 	loader := &mapLoader{chunks: map[chunkKey][]byte{}}
-	e, _ := newTestEngineWith(t, func(o *Options) { o.Loader = loader })
+	e, _ := newTestEngineWith(t, func(o *Options) {
+		o.Loader = loader
+		o.CachedChunks = cached
+	})
 	content := make([]byte, chunks*ChunkSize)
 	for i := range content {
 		content[i] = byte(i/SectorSize%251 + 1)
@@ -31,7 +35,7 @@ func evictedFile(t *testing.T, chunks int) (*Engine, *mapLoader, fsapi.Ino, []by
 }
 
 func TestSequentialReadLoadsAhead(t *testing.T) {
-	e, _, file, content := evictedFile(t, 6)
+	e, _, file, content := evictedFile(t, 6, 0)
 	h, err := e.Open(ctx, userCaller, file, syscall.O_RDONLY)
 	mustOK(t, err)
 	defer e.Release(ctx, file, h)
@@ -58,7 +62,7 @@ func TestSequentialReadLoadsAhead(t *testing.T) {
 }
 
 func TestConcurrentReadsOfEvictedChunks(t *testing.T) {
-	e, loader, file, content := evictedFile(t, 6)
+	e, loader, file, content := evictedFile(t, 6, 0)
 	var wg sync.WaitGroup
 	for reader := range 4 {
 		wg.Go(func() {
@@ -90,4 +94,72 @@ func TestConcurrentReadsOfEvictedChunks(t *testing.T) {
 		}
 	})
 	wg.Wait()
+}
+
+// TestReplayedPunchOverManyEvictedChunks replays a hole punch over more
+// evicted chunks than the cache holds: loading the range's edges must not
+// evict what the punch then changes.
+func TestReplayedPunchOverManyEvictedChunks(t *testing.T) {
+	loader := &mapLoader{chunks: map[chunkKey][]byte{}}
+	e, j := newTestEngineWith(t, func(o *Options) {
+		o.Loader = loader
+		o.CachedChunks = minCachedChunks
+	})
+	content := make([]byte, 3*minCachedChunks*ChunkSize)
+	for i := range content {
+		content[i] = byte(i/SectorSize%251 + 1)
+	}
+	file := createFile(t, e, userCaller, fsapi.RootIno, "f", 0o644, content)
+	cp := loader.store(e)
+	states := make([]*InodeState, 0, len(cp.Inodes))
+	for _, st := range cp.Inodes {
+		meta, data := EncodeInode(st)
+		decoded, err := DecodeInode(meta, data)
+		mustOK(t, err)
+		states = append(states, decoded)
+	}
+	mustOK(t, e.Evict(file))
+
+	h, err := e.Open(ctx, userCaller, file, syscall.O_RDWR)
+	mustOK(t, err)
+	off, length := 100, len(content)-2*ChunkSize
+	mustOK(t, e.Fallocate(ctx, userCaller, file, h, FallocKeepSize|FallocPunchHole, int64(off), int64(length)))
+	mustOK(t, e.Release(ctx, file, h))
+	clear(content[off : off+length])
+	if got := readAll(t, e, file); !bytes.Equal(got, content) {
+		t.Fatalf("content after the punch differs")
+	}
+
+	// A restart: the checkpoint's states without their chunks, then the
+	// entries after it.
+	replayed := NewEmpty(Options{Logger: testLogger(t), Loader: loader, CachedChunks: minCachedChunks})
+	mustOK(t, replayed.LoadFrom(cp.Header, states))
+	for _, ent := range j.snapshot() {
+		if ent.seq > cp.Header.AppliedSeq {
+			mustOK(t, replayed.Apply(ent.seq, ent.payload))
+		}
+	}
+	if got := readAll(t, replayed, file); !bytes.Equal(got, content) {
+		t.Errorf("content after replaying the punch differs")
+	}
+}
+
+func TestCopyFileRangeAcrossEvictedChunks(t *testing.T) {
+	e, _, file, content := evictedFile(t, 3*minCachedChunks, minCachedChunks)
+	dst, h := create(t, e, userCaller, fsapi.RootIno, "copy", 0o644)
+	src, err := e.Open(ctx, userCaller, file, syscall.O_RDONLY)
+	mustOK(t, err)
+	// Fill the cache with chunk 0 as its oldest entry, so that loading
+	// chunk 1 for the copy would evict chunk 0 if a load evicted anything.
+	for _, c := range []int{0, 2, 3, 4} {
+		_, err := e.Read(ctx, userCaller, file, src, int64(c*ChunkSize+1), make([]byte, 10))
+		mustOK(t, err)
+	}
+	n, err := e.CopyFileRange(ctx, userCaller, file, src, ChunkSize-100, dst, h, 0, 200, 0)
+	mustOK(t, err)
+	if got := readAll(t, e, dst); n != 200 || !bytes.Equal(got, content[ChunkSize-100:ChunkSize+100]) {
+		t.Errorf("copied %d bytes, and they differ from the source", n)
+	}
+	mustOK(t, e.Release(ctx, file, src))
+	mustOK(t, e.Release(ctx, dst, h))
 }

@@ -346,8 +346,14 @@ func (e *Engine) Fallocate(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, 
 	case uint64(off) > MaxFileSize || uint64(length) > MaxFileSize-uint64(off):
 		return syscall.EFBIG
 	}
-	if err := e.loadRange(n, uint64(off), uint64(length)); err != nil {
-		return err
+	if mode&FallocPunchHole != 0 {
+		// Only the first and last chunk can keep part of their data;
+		// allocating changes only the layout.
+		for _, at := range []uint64{uint64(off), uint64(off + length - 1)} {
+			if err := e.loadRange(n, at, 1); err != nil {
+				return err
+			}
+		}
 	}
 
 	if mode&FallocPunchHole == 0 {

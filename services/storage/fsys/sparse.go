@@ -84,6 +84,15 @@ func chunkRange(off, length uint64) (first, last uint64) {
 // changed records that seq changed the chunk of sector index.
 func (s *sparseData) changed(index, seq uint64) { s.dirty[chunkOf(index)] = seq }
 
+// dataChanged records that seq changed every chunk that holds data. A file
+// that grows past InlineSize needs it: its data was stored in its inode
+// block, and must now go to a chunk block although no entry changed it.
+func (s *sparseData) dataChanged(seq uint64) {
+	for _, c := range s.dataChunks() {
+		s.dirty[c] = seq
+	}
+}
+
 // mutable returns sector index ready to be changed in place: a new zero
 // sector for a reserved one, and a copy for one that a checkpoint in
 // progress still reads (copy on write).
@@ -170,9 +179,10 @@ func (s *sparseData) newSectors(off, length uint64) uint64 {
 	return last - first + 1 - stored
 }
 
-// allocate reserves every sector that overlaps [off, off+length) for entry
-// seq and returns the number of sectors it added.
-func (s *sparseData) allocate(off, length, seq uint64) uint64 {
+// allocate reserves every sector that overlaps [off, off+length) and
+// returns the number of sectors it added. It changes only the layout, not
+// the data sectors of any chunk, so no chunk needs loading or storing.
+func (s *sparseData) allocate(off, length uint64) uint64 {
 	if length == 0 {
 		return 0
 	}
@@ -180,7 +190,6 @@ func (s *sparseData) allocate(off, length, seq uint64) uint64 {
 	for index := off / SectorSize; index <= (off+length-1)/SectorSize; index++ {
 		if _, stored := s.sectors[index]; !stored {
 			s.sectors[index] = nil
-			s.changed(index, seq)
 			added++
 		}
 	}
@@ -190,11 +199,14 @@ func (s *sparseData) allocate(off, length, seq uint64) uint64 {
 // punch zeroes [off, off+length) for entry seq, drops the sectors that the
 // range covers whole and returns the number of sectors it dropped. A sector
 // that the range covers in part keeps its storage unless it becomes all
-// zeros.
+// zeros. Only the first and last chunk of the range must be loaded: the
+// chunks between lose all their sectors, evicted or not.
 func (s *sparseData) punch(off, length, seq uint64) uint64 {
 	if length == 0 {
 		return 0
 	}
+	first, last := chunkRange(off, length)
+	defer maps.DeleteFunc(s.evicted, func(c, _ uint64) bool { return c > first && c < last })
 	end := off + length
 	var dropped uint64
 	s.forEachStored(off/SectorSize, (end-1)/SectorSize, func(index uint64, sec *sector) {

@@ -13,7 +13,7 @@ import (
 
 // InodeState is the state of one inode, as a checkpoint stores it.
 // EncodeInode turns everything but the file data into the inode block's
-// metadata and data; the persistence layer stores each chunk of file data
+// metadata and data. The persistence layer stores each chunk of file data
 // (Chunk.Bytes) as a block of its own.
 type InodeState struct {
 	Ino     fsapi.Ino
@@ -55,7 +55,7 @@ type Extent struct {
 // Chunk is the data of one chunk of a regular file: the sectors
 // [Index × ChunkSectors, (Index+1) × ChunkSectors) that hold data, in
 // increasing order, SectorSize bytes each. Holes and reserved sectors take
-// no bytes; the file's extents say where each sector goes.
+// no bytes, and the file's extents give the place of each sector.
 type Chunk struct {
 	Index uint64
 	Data  []byte
@@ -151,6 +151,22 @@ func (e *Engine) dirtyInodes() []fsapi.Ino {
 	}
 	slices.Sort(dirty)
 	return dirty
+}
+
+// DirtyBytes estimates the file data that waits in memory for a
+// checkpoint: a whole chunk for every changed chunk, or the file's size
+// when that is less. Writes into a large file load and keep whole chunks,
+// so this can be far more than the journal grew.
+func (e *Engine) DirtyBytes() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var total uint64
+	for _, n := range e.inodes {
+		if n.data != nil && len(n.data.dirty) > 0 {
+			total += min(uint64(len(n.data.dirty))*ChunkSize, n.attr.Size)
+		}
+	}
+	return total
 }
 
 // FreedInodes returns the freed inodes whose blocks MarkClean has not yet

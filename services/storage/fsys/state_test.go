@@ -363,16 +363,25 @@ func TestEvictAndLoadChunks(t *testing.T) {
 	}
 	mustOK(t, e.Release(ctx, file, h))
 
-	// A failed load marks the file damaged.
+	// A failed load fails the read, and the rest of the file is served.
 	loader.store(e)
 	mustOK(t, e.Evict(file))
-	loader.fail = errors.New("block missing")
-	h, err = e.Open(ctx, rootCaller, file, syscall.O_RDONLY)
+	h, err = e.Open(ctx, rootCaller, file, syscall.O_RDWR)
 	mustOK(t, err)
+	loader.fail = errors.New("block missing")
 	_, err = e.Read(ctx, rootCaller, file, h, 0, make([]byte, 10))
 	wantErrno(t, err, syscall.EIO)
-	_, err = e.GetAttr(ctx, userCaller, file)
+	_, err = e.Write(ctx, rootCaller, file, h, 5, []byte("x"))
 	wantErrno(t, err, syscall.EIO)
+	_, err = e.GetAttr(ctx, userCaller, file)
+	mustOK(t, err)
+	loader.fail = nil
+	_, err = e.Write(ctx, rootCaller, file, h, ChunkSize, []byte("y"))
+	mustOK(t, err)
+	if cp := loader.store(e); len(cp.Inodes) != 1 || len(cp.Inodes[0].Chunks) != 1 || cp.Inodes[0].Chunks[0].Index != 1 {
+		t.Errorf("checkpoint after the failed load = %+v, expected the change to chunk 1", cp.Inodes)
+	}
+	mustOK(t, e.Release(ctx, file, h))
 }
 
 func TestCheckpointChunksAreCopyOnWrite(t *testing.T) {
@@ -416,17 +425,17 @@ func TestLoadedChunksAreBounded(t *testing.T) {
 	loader := &mapLoader{chunks: map[chunkKey][]byte{}}
 	e, _ := newTestEngineWith(t, func(o *Options) {
 		o.Loader = loader
-		o.CachedChunks = 2
+		o.CachedChunks = minCachedChunks
 	})
-	content := bytes.Repeat([]byte("chunks "), 5*ChunkSize/7)
+	content := bytes.Repeat([]byte("chunks "), 9*ChunkSize/7)
 	file := createFile(t, e, userCaller, fsapi.RootIno, "f", 0o644, content)
 	loader.store(e)
 	mustOK(t, e.Evict(file))
 	if got := readAll(t, e, file); !bytes.Equal(got, content) {
 		t.Fatalf("content read back differs")
 	}
-	if got := residentChunks(e, file); len(got) > 2 {
-		t.Errorf("resident chunks after reading the file = %v, expected at most 2", got)
+	if got := residentChunks(e, file); len(got) > minCachedChunks {
+		t.Errorf("resident chunks after reading the file = %v, expected at most %d", got, minCachedChunks)
 	}
 }
 

@@ -272,3 +272,96 @@ func TestSmallFileDataIsInline(t *testing.T) {
 		t.Errorf("content after restart = %q, %v; expected %q", got, err, big[:100])
 	}
 }
+
+func TestFileLeavesInlineWithoutWritingItsData(t *testing.T) {
+	ctx := context.Background()
+	grow := map[string]func(fs fsapi.FS, c *fsapi.Caller, ino fsapi.Ino, h fsapi.HandleID) error{
+		"truncate": func(fs fsapi.FS, c *fsapi.Caller, ino fsapi.Ino, h fsapi.HandleID) error {
+			_, err := fs.SetAttr(ctx, c, ino, &fsapi.SetAttrIn{Valid: fsapi.SetSize, Size: 10 << 20})
+			return err
+		},
+		"write past chunk 0": func(fs fsapi.FS, c *fsapi.Caller, ino fsapi.Ino, h fsapi.HandleID) error {
+			_, err := fs.Write(ctx, c, ino, h, 5<<20, []byte("far"))
+			return err
+		},
+		"fallocate": func(fs fsapi.FS, c *fsapi.Caller, ino fsapi.Ino, h fsapi.HandleID) error {
+			return fs.Fallocate(ctx, c, ino, h, 0, 2<<20, 4096)
+		},
+	}
+	for name, change := range grow {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			n := testNode(t, dir)
+			d := openDaemon(t, n)
+			c := withPrincipal(n)
+			small := []byte("the start of the file")
+			ino := writeAt(t, d.FS(), c, "f", 0, small)
+			if err := d.Checkpoint(); err != nil {
+				t.Fatal(err)
+			}
+			h, err := d.FS().Open(ctx, c, ino, syscall.O_RDWR)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := change(d.FS(), c, ino, h); err != nil {
+				t.Fatal(err)
+			}
+			d.FS().Release(ctx, ino, h)
+			if err := d.Checkpoint(); err != nil {
+				t.Fatalf("checkpoint after the file left its inode block: %v", err)
+			}
+			if len(d.chunks[ino]) == 0 {
+				t.Errorf("chunk table %v, expected chunk 0 in a block of its own", d.chunks[ino])
+			}
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+			n.Close()
+
+			d = reopen(t, dir)
+			got, err := readFile(d.FS(), c, "f")
+			if err != nil || !bytes.Equal(got[:len(small)], small) {
+				t.Errorf("file starts %q after restart (%v), expected %q", got[:min(len(got), len(small))], err, small)
+			}
+		})
+	}
+}
+
+func TestPunchAcrossEvictedChunksSurvivesReplay(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	ctx := context.Background()
+	content := bytes.Repeat([]byte("punch me "), 12*fsys.ChunkSize/9)
+	ino := writeAt(t, d.FS(), c, "f", 0, content)
+	if err := d.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Evicted after the checkpoint: the punch loads only its two edges.
+	off, length := 100, 10*fsys.ChunkSize+7
+	h, err := d.FS().Open(ctx, c, ino, syscall.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.FS().Fallocate(ctx, c, ino, h, fsys.FallocKeepSize|fsys.FallocPunchHole, int64(off), int64(length)); err != nil {
+		t.Fatal(err)
+	}
+	d.FS().Release(ctx, ino, h)
+	clear(content[off : off+length])
+	if got, err := readFile(d.FS(), c, "f"); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("content after the punch differs (%v)", err)
+	}
+	if err := d.FS().SyncFS(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+
+	// A crash: the punch is replayed over evicted chunks.
+	d.journal.Close()
+	n.Close()
+	d = reopen(t, dir)
+	if got, err := readFile(d.FS(), c, "f"); err != nil || !bytes.Equal(got, content) {
+		t.Errorf("content after replaying the punch differs (%v)", err)
+	}
+}

@@ -421,7 +421,8 @@ func (d *Daemon) checkpointLoop(interval time.Duration) {
 			if !automatic || seq == checkpointSeq {
 				continue
 			}
-			grown := d.journal.AppendedBytes() - checkpointBytes
+			// Both the journal and the changed data in memory grow.
+			grown := max(d.journal.AppendedBytes()-checkpointBytes, int64(d.engine.DirtyBytes()))
 			if !policy.due(now.Sub(lastCheckpoint), now.Sub(lastActive), grown) {
 				continue
 			}
