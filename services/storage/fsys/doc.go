@@ -6,8 +6,8 @@
 // # Model
 //
 // Every file, directory, symlink and special file is an inode, and each
-// inode is stored as one block (see EncodeInode); the data of a regular file
-// is stored by chunk (ChunkSize bytes of the file), one block per chunk.
+// inode is stored as one block (see EncodeInode). The data of a regular
+// file is stored by chunk (ChunkSize bytes of the file), one block each.
 // The engine keeps the whole tree in memory, except for the data of chunks
 // that it evicted. Clients name inodes by number; numbers are never reused,
 // and the root directory is fsapi.RootIno.

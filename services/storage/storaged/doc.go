@@ -10,9 +10,9 @@
 // its TPM counter value, opens every inode's block at the version the
 // checkpoint names (an older block put back is a rollback), and installs the
 // inodes in the engine. It then replays the journal entries after the
-// checkpoint. File data stays on disk: the engine asks for a chunk block, at
-// the version that its inode block lists, when the chunk is first used (see
-// chunks.go). A block or journal record that fails its checks marks the
+// checkpoint. The data of large files stays on disk: the engine loads a
+// chunk block, at the version that its inode block lists, when the chunk is
+// first used (see chunks.go). A block or journal record that fails its checks marks the
 // inodes it holds as damaged: reads of them fail with EIO and the log names
 // the block and the path, but the rest of the tree is served.
 //
