@@ -440,6 +440,9 @@ func (e *Engine) installChunk(n *inode, c uint64, data []byte, loadErr error, ev
 		e.chunkFailed(n, c, loadErr)
 		return syscall.EIO
 	}
+	// A chunk that loads again after a failure (a passing I/O error) has its
+	// next failure logged too.
+	delete(e.failedChunks, chunkKey{n.attr.Ino, c})
 	e.cache.add(n.attr.Ino, c)
 	if !evict {
 		return nil
