@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/blocktree/blocktree/services/crypto/wire"
+	"github.com/blocktree/blocktree/services/node/state"
 	"github.com/blocktree/blocktree/services/storage/blockstore"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 	"github.com/blocktree/blocktree/services/storage/fsys"
@@ -42,6 +43,21 @@ func writeAt(t *testing.T, fs fsapi.FS, c *fsapi.Caller, name string, off int, d
 		}
 	}
 	return attr.Ino
+}
+
+// fsck opens the node's tree for checking and returns what Fsck finds.
+func fsck(t *testing.T, n *state.Node) []Problem {
+	t.Helper()
+	check, err := Open(Options{Node: n, Check: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer check.Close()
+	problems, _, err := check.Fsck()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return problems
 }
 
 // reopen opens the node in dir and its daemon again, until the test ends.
@@ -127,27 +143,13 @@ func TestFsckFindsMissingChunk(t *testing.T) {
 
 	n = testNode(t, dir)
 	defer n.Close()
-	check, err := Open(Options{Node: n, Check: true})
-	if err != nil {
-		t.Fatal(err)
+	if problems := fsck(t, n); len(problems) != 0 {
+		t.Fatalf("fsck of an intact tree: %v", problems)
 	}
-	if problems, _, err := check.Fsck(); err != nil || len(problems) != 0 {
-		t.Fatalf("fsck of an intact tree: %v, %v", problems, err)
-	}
-	check.Close()
-
 	if err := os.Remove(blockstorePath(t, n, gone)); err != nil {
 		t.Fatal(err)
 	}
-	check, err = Open(Options{Node: n, Check: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer check.Close()
-	problems, _, err := check.Fsck()
-	if err != nil {
-		t.Fatal(err)
-	}
+	problems := fsck(t, n)
 	if len(problems) != 1 || problems[0].Path != "/two-chunks" || !strings.Contains(problems[0].String(), "missing") {
 		t.Errorf("fsck found %v, expected the missing chunk of /two-chunks", problems)
 	}
@@ -363,5 +365,37 @@ func TestPunchAcrossEvictedChunksSurvivesReplay(t *testing.T) {
 	d = reopen(t, dir)
 	if got, err := readFile(d.FS(), c, "f"); err != nil || !bytes.Equal(got, content) {
 		t.Errorf("content after replaying the punch differs (%v)", err)
+	}
+}
+
+func TestFsckGroupsGarbageByFile(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	ino := writeAt(t, d.FS(), c, "big", 0, bytes.Repeat([]byte("left over "), fsys.ChunkSize/5))
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Two versions that no table names, as a crash while a checkpoint
+	// removed the versions it replaced leaves them.
+	for index := range uint64(2) {
+		ref := chunkRef(d.versions[ino].ID, index, d.chunks[ino][index])
+		data, err := os.ReadFile(blockstorePath(t, n, ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref.Version += 100
+		if err := os.WriteFile(blockstorePath(t, n, ref), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Close()
+
+	n = testNode(t, dir)
+	defer n.Close()
+	problems := fsck(t, n)
+	if len(problems) != 1 || problems[0].Kind != "garbage" || problems[0].Path != "/big" || !strings.Contains(problems[0].String(), "2 block versions") {
+		t.Errorf("fsck found %v, expected one garbage line for /big with 2 block versions", problems)
 	}
 }

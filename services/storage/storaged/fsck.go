@@ -86,9 +86,7 @@ func (d *Daemon) Fsck() ([]Problem, FsckStats, error) {
 			report(ino, ref, fmt.Errorf("block version %d is missing: %w", ref.Version, blockstore.ErrNotFound))
 		}
 	}
-	for _, ref := range d.garbage {
-		problems = append(problems, Problem{Kind: "garbage", Block: fmt.Sprintf("%x", ref.ID), Err: fmt.Errorf("version %d is named by no checkpoint (left by an interrupted checkpoint; the next start removes it)", ref.Version)})
-	}
+	problems = append(problems, d.garbageProblems()...)
 
 	journalProblems, err := journal.Check(journal.Options{
 		Dir:      d.node.JournalDir(),
@@ -142,3 +140,28 @@ func (d *Daemon) alreadyReported(ino fsapi.Ino) bool {
 
 // timeOfCheck is the time at which writecap chains are checked.
 func timeOfCheck() time.Time { return time.Now() }
+
+// garbageProblems reports the unused block versions, one line per file: a
+// file's blocks share the first half of their ids (see chunkID).
+func (d *Daemon) garbageProblems() []Problem {
+	inodeOf := make(map[[16]byte]fsapi.Ino, len(d.versions))
+	for ino, ref := range d.versions {
+		inodeOf[fileOf(ref.ID)] = ino
+	}
+	counts := make(map[[16]byte]int)
+	var order [][16]byte
+	for _, ref := range d.garbage {
+		file := fileOf(ref.ID)
+		if counts[file] == 0 {
+			order = append(order, file)
+		}
+		counts[file]++
+	}
+	var problems []Problem
+	for _, file := range order {
+		ino := inodeOf[file]
+		path, _ := d.engine.PathOf(ino)
+		problems = append(problems, Problem{Kind: "garbage", Ino: ino, Block: fmt.Sprintf("%x…", file[:]), Path: path, Err: fmt.Errorf("%d block versions are named by no checkpoint: a crash interrupted a checkpoint, or the removal of the versions it replaced; the next start removes them", counts[file])})
+	}
+	return problems
+}

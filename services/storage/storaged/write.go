@@ -146,7 +146,7 @@ func (d *Daemon) Checkpoint() error {
 			d.engine.Evict(st.Ino)
 		}
 	}
-	d.log.Info("checkpoint written", "seq", seq, "inodes", len(plan), "blocks", len(written), "freed", len(snapshot.Freed), "counter", counter, "duration", time.Since(start).Round(time.Millisecond), "snapshot", snapshotTook.Round(time.Millisecond))
+	d.log.Info("checkpoint written", "seq", seq, "inodes", len(plan), "blocks", len(written), "removed", len(obsolete), "freed", len(snapshot.Freed), "counter", counter, "duration", time.Since(start).Round(time.Millisecond), "snapshot", snapshotTook.Round(time.Millisecond))
 	if err := errors.Join(errs...); err != nil {
 		d.log.Warn("checkpoint cleanup failed; the next start removes what is left", "seq", seq, "error", err)
 	}
