@@ -58,8 +58,10 @@ func TestResizeInteractiveShell(t *testing.T) {
 	// shell may run the next stty before the server applies the size.
 	// Run stty again until the new size shows.
 	for !strings.Contains(stdout.String(), "50 132\r\n") {
-		io.WriteString(stdinWriter, "stty size\n")
+		// Count the lines before the command goes out: its echo and its
+		// output may arrive before a count taken after the write.
 		before := strings.Count(stdout.String(), "\r\n")
+		io.WriteString(stdinWriter, "stty size\n")
 		waitFor(ctx, t, "stty output", func() bool { return strings.Count(stdout.String(), "\r\n") >= before+2 })
 	}
 	io.WriteString(stdinWriter, "exit 0\n")
