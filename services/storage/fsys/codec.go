@@ -344,7 +344,7 @@ func validateChunks(extents []Extent, chunks []Chunk, size uint64) error {
 		case i > 0 && ch.Index <= chunks[i-1].Index:
 			return fmt.Errorf("chunk %d after chunk %d", ch.Index, chunks[i-1].Index)
 		case counts[ch.Index] == 0:
-			return fmt.Errorf("chunk %d holds no data sector", ch.Index)
+			return fmt.Errorf("chunk %d has no data sector", ch.Index)
 		case uint64(len(data)) != counts[ch.Index]*SectorSize:
 			return fmt.Errorf("chunk %d has %d bytes, its %d data sectors need %d", ch.Index, len(data), counts[ch.Index], counts[ch.Index]*SectorSize)
 		}

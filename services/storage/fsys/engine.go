@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -396,25 +394,10 @@ func (e *Engine) dirNode(ino fsapi.Ino) (*inode, error) {
 // that needs it. The next read evicts what the cache holds too many of. A
 // load that fails leaves n as it was and returns EIO.
 func (e *Engine) loadRange(n *inode, off, length uint64) error {
-	if n.data == nil || len(n.data.evicted) == 0 || length == 0 {
+	if n.data == nil {
 		return nil
 	}
-	first, last := chunkRange(off, length)
-	var chunks []uint64
-	if last-first >= uint64(len(n.data.evicted)) {
-		for _, c := range slices.Sorted(maps.Keys(n.data.evicted)) {
-			if c >= first && c <= last {
-				chunks = append(chunks, c)
-			}
-		}
-	} else {
-		for c := first; c <= last; c++ {
-			if n.data.evicted[c] != 0 {
-				chunks = append(chunks, c)
-			}
-		}
-	}
-	for _, c := range chunks {
+	for _, c := range n.data.evictedIn(off, length) {
 		var data []byte
 		err := errors.New("no loader is configured")
 		if e.loader != nil {

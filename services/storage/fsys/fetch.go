@@ -2,6 +2,8 @@ package fsys
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"syscall"
 )
 
@@ -15,28 +17,28 @@ import (
 // reaches that are loaded in the background.
 const readAhead = 3
 
-// firstEvicted returns the first evicted chunk that [off, off+length)
-// touches.
-func (s *sparseData) firstEvicted(off, length uint64) (uint64, bool) {
+// evictedIn returns the evicted chunks that [off, off+length) touches, in
+// increasing order. It walks the shorter of the range and the evicted set.
+func (s *sparseData) evictedIn(off, length uint64) []uint64 {
 	if len(s.evicted) == 0 || length == 0 {
-		return 0, false
+		return nil
 	}
 	first, last := chunkRange(off, length)
-	found, best := false, uint64(0)
+	var chunks []uint64
 	if last-first >= uint64(len(s.evicted)) {
-		for c := range s.evicted {
-			if c >= first && c <= last && (!found || c < best) {
-				found, best = true, c
+		for _, c := range slices.Sorted(maps.Keys(s.evicted)) {
+			if c >= first && c <= last {
+				chunks = append(chunks, c)
 			}
 		}
-		return best, found
+		return chunks
 	}
 	for c := first; c <= last; c++ {
 		if s.evicted[c] != 0 {
-			return c, true
+			chunks = append(chunks, c)
 		}
 	}
-	return 0, false
+	return chunks
 }
 
 // fetch loads chunk c of the regular file n with e.mu released, or waits

@@ -188,11 +188,11 @@ func (e *Engine) Read(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, id fs
 			return 0, nil
 		}
 		count = min(uint64(len(dest)), fsapi.MaxWrite, size-uint64(off))
-		c, evicted := n.data.firstEvicted(uint64(off), count)
-		if !evicted {
+		evicted := n.data.evictedIn(uint64(off), count)
+		if len(evicted) == 0 {
 			break
 		}
-		if err := e.fetch(n, c); err != nil {
+		if err := e.fetch(n, evicted[0]); err != nil {
 			return 0, err
 		}
 	}

@@ -17,8 +17,8 @@ type handle struct {
 	dir   bool   // made by OpenDir
 	flock uint32 // the flock(2) lock it holds: 0, LOCK_SH or LOCK_EX
 
-	// readEnd is where the last read through the handle ended; a read
-	// that starts there is sequential and loads chunks ahead.
+	// readEnd is the offset at which the last read through the handle
+	// ended. A read that starts there is sequential and loads chunks ahead.
 	readEnd uint64
 }
 

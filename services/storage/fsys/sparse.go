@@ -76,7 +76,7 @@ func newSparseData() *sparseData {
 func chunkOf(index uint64) uint64 { return index / ChunkSectors }
 
 // chunkRange returns the first and last chunk that [off, off+length)
-// touches; length must not be zero.
+// touches. The length must not be zero.
 func chunkRange(off, length uint64) (first, last uint64) {
 	return off / ChunkSize, (off + length - 1) / ChunkSize
 }
@@ -244,10 +244,9 @@ func (s *sparseData) truncate(size, seq uint64) uint64 {
 		}
 	}
 	firstGone := (size + ChunkSize - 1) / ChunkSize
-	gone := func(c uint64) bool { return c >= firstGone }
-	maps.DeleteFunc(s.evicted, func(c, _ uint64) bool { return gone(c) })
-	maps.DeleteFunc(s.dirty, func(c, _ uint64) bool { return gone(c) })
-	maps.DeleteFunc(s.frozen, func(c uint64, _ bool) bool { return gone(c) })
+	maps.DeleteFunc(s.evicted, func(c, _ uint64) bool { return c >= firstGone })
+	maps.DeleteFunc(s.dirty, func(c, _ uint64) bool { return c >= firstGone })
+	maps.DeleteFunc(s.frozen, func(c uint64, _ bool) bool { return c >= firstGone })
 	if size%SectorSize != 0 {
 		index := size / SectorSize
 		if sec := s.sectors[index]; sec != nil {

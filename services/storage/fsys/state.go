@@ -225,9 +225,8 @@ func (e *Engine) Checkpoint() *Checkpoint {
 	return cp
 }
 
-// EndCheckpoint tells the engine that the persistence layer no longer reads
-// the chunks of the last Checkpoint, so that sectors can change in place
-// again.
+// EndCheckpoint ends the last Checkpoint: the persistence layer no longer
+// reads its chunks, so sectors can change in place again.
 func (e *Engine) EndCheckpoint() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -309,8 +308,8 @@ func (e *Engine) exportMeta(n *inode) *InodeState {
 }
 
 // Evict drops the data of every clean chunk of a regular file larger than
-// InlineSize from memory; the Loader brings a chunk back when it is next
-// used. The layout and the xattrs stay.
+// InlineSize from memory. The Loader brings a chunk back when it is next
+// used, and the layout and the xattrs stay.
 func (e *Engine) Evict(ino fsapi.Ino) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()

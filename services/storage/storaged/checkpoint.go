@@ -29,7 +29,7 @@ const (
 	checkpointContext = "blocktree checkpoint v1"
 
 	// checkpointBodyVersion is the format of the checkpoint body, which
-	// also says how the blocks it names are laid out. Version 1 named
+	// also determines how the blocks it names are laid out. Version 1 named
 	// blocks that each held a whole file; version 2 names inode blocks
 	// whose file data is in chunk blocks.
 	checkpointBodyVersion = 2

@@ -45,6 +45,15 @@ func writeAt(t *testing.T, fs fsapi.FS, c *fsapi.Caller, name string, off int, d
 	return attr.Ino
 }
 
+// startDaemon creates a node in a new directory and opens its daemon, for a
+// caller acting as the node's principal.
+func startDaemon(t *testing.T) (string, *state.Node, *Daemon, *fsapi.Caller) {
+	t.Helper()
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	return dir, n, openDaemon(t, n), withPrincipal(n)
+}
+
 // fsck opens the node's tree for checking and returns what Fsck finds.
 func fsck(t *testing.T, n *state.Node) []Problem {
 	t.Helper()
@@ -80,10 +89,7 @@ func storedRefs(t *testing.T, d *Daemon) []blockstore.Ref {
 }
 
 func TestCheckpointWritesOnlyChangedChunks(t *testing.T) {
-	dir := t.TempDir()
-	n := testNode(t, dir)
-	d := openDaemon(t, n)
-	c := withPrincipal(n)
+	dir, n, d, c := startDaemon(t)
 	content := make([]byte, 3*fsys.ChunkSize+fsys.ChunkSize/2)
 	rand.Read(content)
 	ino := writeAt(t, d.FS(), c, "big", 0, content)
@@ -129,16 +135,13 @@ func TestCheckpointWritesOnlyChangedChunks(t *testing.T) {
 }
 
 func TestFsckFindsMissingChunk(t *testing.T) {
-	dir := t.TempDir()
-	n := testNode(t, dir)
-	d := openDaemon(t, n)
-	c := withPrincipal(n)
+	dir, n, d, c := startDaemon(t)
 	content := bytes.Repeat([]byte("chunk "), fsys.ChunkSize/3)
 	ino := writeAt(t, d.FS(), c, "two-chunks", 0, content)
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	gone := chunkRef(d.versions[ino].ID, 1, d.chunks[ino][1])
+	removed := chunkRef(d.versions[ino].ID, 1, d.chunks[ino][1])
 	n.Close()
 
 	n = testNode(t, dir)
@@ -146,7 +149,7 @@ func TestFsckFindsMissingChunk(t *testing.T) {
 	if problems := fsck(t, n); len(problems) != 0 {
 		t.Fatalf("fsck of an intact tree: %v", problems)
 	}
-	if err := os.Remove(blockstorePath(t, n, gone)); err != nil {
+	if err := os.Remove(blockstorePath(t, n, removed)); err != nil {
 		t.Fatal(err)
 	}
 	problems := fsck(t, n)
@@ -215,10 +218,7 @@ func FuzzDecodeInodeBlock(f *testing.F) {
 }
 
 func TestSmallFileDataIsInline(t *testing.T) {
-	dir := t.TempDir()
-	n := testNode(t, dir)
-	d := openDaemon(t, n)
-	c := withPrincipal(n)
+	dir, n, d, c := startDaemon(t)
 	ctx := context.Background()
 	blocksOf := func(ino fsapi.Ino) int {
 		count := 0
@@ -292,10 +292,7 @@ func TestFileLeavesInlineWithoutWritingItsData(t *testing.T) {
 	}
 	for name, change := range grow {
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			n := testNode(t, dir)
-			d := openDaemon(t, n)
-			c := withPrincipal(n)
+			dir, n, d, c := startDaemon(t)
 			small := []byte("the start of the file")
 			ino := writeAt(t, d.FS(), c, "f", 0, small)
 			if err := d.Checkpoint(); err != nil {
@@ -330,10 +327,7 @@ func TestFileLeavesInlineWithoutWritingItsData(t *testing.T) {
 }
 
 func TestPunchAcrossEvictedChunksSurvivesReplay(t *testing.T) {
-	dir := t.TempDir()
-	n := testNode(t, dir)
-	d := openDaemon(t, n)
-	c := withPrincipal(n)
+	dir, n, d, c := startDaemon(t)
 	ctx := context.Background()
 	content := bytes.Repeat([]byte("punch me "), 12*fsys.ChunkSize/9)
 	ino := writeAt(t, d.FS(), c, "f", 0, content)
@@ -369,10 +363,7 @@ func TestPunchAcrossEvictedChunksSurvivesReplay(t *testing.T) {
 }
 
 func TestFsckGroupsGarbageByFile(t *testing.T) {
-	dir := t.TempDir()
-	n := testNode(t, dir)
-	d := openDaemon(t, n)
-	c := withPrincipal(n)
+	dir, n, d, c := startDaemon(t)
 	ino := writeAt(t, d.FS(), c, "big", 0, bytes.Repeat([]byte("left over "), fsys.ChunkSize/5))
 	if err := d.Close(); err != nil {
 		t.Fatal(err)

@@ -74,7 +74,7 @@ func (d *Daemon) Fsck() ([]Problem, FsckStats, error) {
 		}
 		ino, isLive := live[ref]
 		if err == nil && isLive && (h.ID != ref.ID || h.Version != ref.Version) {
-			err = fmt.Errorf("rollback: the file of version %d holds version %d of block %x: %w", ref.Version, h.Version, h.ID, block.ErrRollback)
+			err = fmt.Errorf("rollback: the file of version %d contains version %d of block %x: %w", ref.Version, h.Version, h.ID, block.ErrRollback)
 		}
 		if err != nil {
 			report(ino, ref, err)

@@ -38,7 +38,7 @@ type Options struct {
 	// CheckpointInterval is the age after which changes are checkpointed
 	// once the tree has been quiet for two seconds. Changes ten intervals
 	// old, or a journal grown by a quarter of the machine's memory (at
-	// most 2 GiB), are checkpointed even while requests go on; half of
+	// most 2 GiB), are checkpointed even while requests go on. Half of
 	// that growth is checkpointed once the tree is quiet. Zero means 30 seconds; negative disables the background
 	// checkpoints (Close still writes one).
 	CheckpointInterval time.Duration
@@ -98,8 +98,8 @@ type Daemon struct {
 	recordedDamage int
 	garbage        []blockstore.Ref // unused block versions found in check mode
 
-	// requests counts the requests that Serve received, which tells the
-	// checkpoint loop whether the tree is quiet.
+	// requests counts the requests that Serve received, so that the
+	// checkpoint loop can decide whether the tree is quiet.
 	requests atomic.Uint64
 
 	stop chan struct{}

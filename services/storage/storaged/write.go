@@ -375,8 +375,8 @@ func totalMemory() uint64 {
 // checkpoint loop (a second) above which the tree does not count as quiet.
 const busyRequests = 50
 
-// activity tells when the tree was last busy: when the journal last grew,
-// or when many requests came in one tick, reads included, since a
+// activity records when the tree was last busy: when the journal last
+// grew, or when many requests came in one tick, reads included, because a
 // checkpoint takes the CPU and disk that they need. A few requests, such
 // as netd reading its configuration every two seconds, do not count.
 type activity struct {
