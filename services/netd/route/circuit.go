@@ -2,6 +2,7 @@ package route
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -265,6 +266,13 @@ func (c *circuit) deliver() {
 		// reused as soon as it returns.
 		err := c.conn.Send(c.ctx, m.kind, m.payload)
 		putBody(m.body)
+		if errors.Is(err, bus.ErrPeerGone) {
+			// The local process has left. pump forwards the messages it
+			// sent before leaving and then ends the circuit, so closing
+			// here could cut off the last of them, such as a shell's exit
+			// status.
+			return
+		}
 		if err != nil {
 			c.close(true)
 			return
