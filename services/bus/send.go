@@ -26,7 +26,7 @@ func (c *Conn) Send(ctx context.Context, kind uint32, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	copy(buf, payload)
+	ring.Copy(buf, payload)
 	return c.commit()
 }
 

@@ -166,7 +166,7 @@ func (p *Producer) Write(kind uint32, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	copy(buf, payload)
+	Copy(buf, payload)
 	return p.Commit()
 }
 

@@ -613,3 +613,22 @@ func TestStress(t *testing.T) {
 	}
 	t.Logf("%d records, the consumer slept %d times", records, sleeps)
 }
+
+func TestCopyMatchesBuiltinCopy(t *testing.T) {
+	src := make([]byte, 3*copyPiece+17)
+	for i := range src {
+		src[i] = byte(i*7 + i>>11)
+	}
+	for _, tc := range []struct{ dst, src int }{
+		{0, 0}, {10, 0}, {0, 10}, {100, 100},
+		{copyPiece, copyPiece}, {copyPiece + 1, copyPiece + 1},
+		{len(src), len(src)}, {len(src) - 5, len(src)}, {len(src), 2*copyPiece + 3},
+	} {
+		want := make([]byte, tc.dst)
+		got := make([]byte, tc.dst)
+		wantN := copy(want, src[:tc.src])
+		if n := Copy(got, src[:tc.src]); n != wantN || !bytes.Equal(got, want) {
+			t.Errorf("Copy into %d bytes from %d: returned %d, equal %v; copy returns %d", tc.dst, tc.src, n, bytes.Equal(got, want), wantN)
+		}
+	}
+}

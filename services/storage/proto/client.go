@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/blocktree/blocktree/services/bus"
+	"github.com/blocktree/blocktree/services/bus/ring"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
 
@@ -363,7 +364,7 @@ func (c *Client) sendWrite(ctx context.Context, head, data []byte) error {
 func putWriteRequest(dst, head, data []byte) {
 	n := copy(dst, head)
 	binary.BigEndian.PutUint32(dst[n-4:], uint32(len(data)))
-	copy(dst[n:], data)
+	ring.Copy(dst[n:], data)
 }
 
 // abandon stops waiting for cl and sends OpInterrupt. It returns false if
