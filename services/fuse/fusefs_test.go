@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -233,5 +234,20 @@ func TestMountOptionsInMountinfo(t *testing.T) {
 	}
 	if !strings.Contains(line, "default_permissions") {
 		t.Errorf("mountinfo line %q lacks default_permissions; without it cached names skip search permission checks", line)
+	}
+}
+
+func TestMountRaisesReadAhead(t *testing.T) {
+	_, dir, _ := mountForTest(t, newMemFS(), Options{})
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(readAheadFile(st.Dev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(data)), strconv.Itoa(maxReadAhead/1024); got != want {
+		t.Errorf("read_ahead_kb of the mount is %s, want %s", got, want)
 	}
 }

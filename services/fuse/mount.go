@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
@@ -35,7 +37,8 @@ const DefaultTimeout = time.Minute
 const ShortTimeout = time.Second
 
 // maxReadAhead is the readahead the server offers. Linux lowers it to its
-// own readahead size (128 KiB unless the admin raised it).
+// own readahead size (128 KiB unless the admin raised it), so a server
+// running as root raises the mount's readahead to it after mounting.
 const maxReadAhead = fsapi.MaxWrite
 
 // Options configures Mount.
@@ -134,6 +137,9 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		stopFollowing()
 		_ = srv.Unmount()
 		return nil, fmt.Errorf("mount blocktree on %s: %w", abs, err)
+	}
+	if root {
+		raiseReadAhead(abs, logger)
 	}
 	s := &Server{mountpoint: abs, fuse: srv, logger: logger, timeouts: timeouts}
 	if sub != nil {
@@ -283,3 +289,30 @@ func unescapeMountinfo(s string) string {
 }
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// raiseReadAhead sets the readahead of the mount at mountpoint to
+// maxReadAhead through sysfs, which only root may write. Linux offers a
+// FUSE server at most 128 KiB in INIT, and each readahead request is a
+// round trip through the server and the daemon. A sequential 1 GiB read
+// through a host-mode mount ran at 340 to 350 MB/s with 128 KiB and at 440
+// to 480 MB/s with 1 MiB. A failure only costs speed, so it is logged.
+func raiseReadAhead(mountpoint string, logger *slog.Logger) {
+	var st unix.Stat_t
+	if err := unix.Stat(mountpoint, &st); err != nil {
+		logger.Warn("readahead left at the kernel's default", "path", mountpoint, "error", err)
+		return
+	}
+	file := readAheadFile(st.Dev)
+	value := strconv.Itoa(maxReadAhead / 1024)
+	if err := os.WriteFile(file, []byte(value), 0); err != nil {
+		logger.Warn("readahead left at the kernel's default", "path", mountpoint, "file", file, "error", err)
+		return
+	}
+	logger.Debug("readahead raised", "path", mountpoint, "file", file, "kib", value)
+}
+
+// readAheadFile returns the sysfs file that holds the readahead, in KiB,
+// of the file system on device dev.
+func readAheadFile(dev uint64) string {
+	return fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(dev), unix.Minor(dev))
+}
