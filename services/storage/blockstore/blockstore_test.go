@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unsafe"
 )
 
 func TestPutGetReplaceDelete(t *testing.T) {
@@ -83,5 +84,48 @@ func TestListRejectsForeignFile(t *testing.T) {
 	}
 	if _, err := s.List(); err == nil {
 		t.Error("List accepted a file that is not a block")
+	}
+}
+
+func TestGetDirectReadsEverySize(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := NewBuffer(100)
+	missing := Ref{ID: [IDSize]byte{0xcd}, Version: 1}
+	if _, err := s.GetDirect(missing, buf); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetDirect of a missing block: %v, expected ErrNotFound", err)
+	}
+	// The sizes cross the alignment of direct reads and the buffer's first
+	// size, and the buffer is reused after it grew.
+	for i, size := range []int{0, 1, 100, 4095, 4096, 4097, 1<<20 + 123, 5000} {
+		id := Ref{ID: [IDSize]byte{0xcd, byte(i)}, Version: 2}
+		data := make([]byte, size)
+		for j := range data {
+			data[j] = byte(j*31 + i)
+		}
+		if err := s.Put(id, data); err != nil {
+			t.Fatalf("Put of %d bytes: %v", size, err)
+		}
+		got, err := s.GetDirect(id, buf)
+		if err != nil {
+			t.Fatalf("GetDirect of %d bytes: %v", size, err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Errorf("GetDirect of %d bytes returned %d bytes that differ from the stored ones", size, len(got))
+		}
+	}
+}
+
+func TestBufferIsAligned(t *testing.T) {
+	for _, size := range []int{1, 4096, 1<<20 + 1} {
+		b := NewBuffer(size)
+		if addr := uintptr(unsafe.Pointer(unsafe.SliceData(b.data))); addr%directAlign != 0 {
+			t.Errorf("buffer for %d bytes starts at %#x, not aligned to %d", size, addr, directAlign)
+		}
+		if len(b.data) < size || len(b.data)%directAlign != 0 {
+			t.Errorf("buffer for %d bytes has length %d", size, len(b.data))
+		}
 	}
 }

@@ -357,6 +357,12 @@ func (d *Daemon) openBlock(ref blockstore.Ref) (*block.Reader, error) {
 	if err != nil {
 		return nil, err
 	}
+	return d.openData(ref, data)
+}
+
+// openData checks data, the contents of block version ref, as openBlock
+// does.
+func (d *Daemon) openData(ref blockstore.Ref, data []byte) (*block.Reader, error) {
 	r, err := block.Open(data, d.node.Credential, block.Expect{Root: d.node.Tree.Root, ID: ref.ID, MinVersion: ref.Version})
 	if errors.Is(err, block.ErrRollback) {
 		return nil, fmt.Errorf("rollback: an older version of the block was put back: %w", err)
@@ -479,18 +485,32 @@ type loader struct{ d *Daemon }
 
 func (l loader) LoadChunk(ino fsapi.Ino, blockID [32]byte, chunk uint64) ([]byte, error) {
 	l.d.refsMu.Lock()
-	ref, ok := l.d.versions[ino]
+	inodeRef, ok := l.d.versions[ino]
 	version := l.d.chunks[ino][chunk]
 	l.d.refsMu.Unlock()
-	if !ok || ref.ID != blockID || version == 0 {
+	if !ok || inodeRef.ID != blockID || version == 0 {
 		return nil, fmt.Errorf("inode %d has no stored block for chunk %d", ino, chunk)
 	}
-	r, err := l.d.openBlock(chunkRef(blockID, chunk, version))
+	// The chunk's plaintext is copied out of the Reader, so the encoded
+	// block's buffer is free again once Bytes returns.
+	buf := chunkBuffers.Get()
+	defer chunkBuffers.Put(buf)
+	ref := chunkRef(blockID, chunk, version)
+	data, err := l.d.store.GetDirect(ref, buf)
+	if err != nil {
+		return nil, err
+	}
+	r, err := l.d.openData(ref, data)
 	if err != nil {
 		return nil, err
 	}
 	return r.Bytes()
 }
+
+// chunkBuffers holds the buffers that chunk blocks are read into. A chunk
+// block is a little larger than its 1 MiB of data, and a buffer grows when
+// a block needs more.
+var chunkBuffers = blockstore.NewBufferPool(fsys.ChunkSize + 64<<10)
 
 func freeBytes(dir string) uint64 {
 	var st unix.Statfs_t
