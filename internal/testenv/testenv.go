@@ -1,6 +1,6 @@
 // Package testenv holds what the end-to-end tests under tests/ share:
 // building the bt binary, skipping for a missing tool, and waiting for
-// the processes of a node to end.
+// the processes of a node to end. Unit tests use its page cache check too.
 package testenv
 
 import (

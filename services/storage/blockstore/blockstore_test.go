@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"unsafe"
+
+	"github.com/blocktree/blocktree/internal/testenv"
 )
 
 func TestPutGetReplaceDelete(t *testing.T) {
@@ -127,5 +129,19 @@ func TestBufferIsAligned(t *testing.T) {
 		if len(b.data) < size || len(b.data)%directAlign != 0 {
 			t.Errorf("buffer for %d bytes has length %d", size, len(b.data))
 		}
+	}
+}
+
+func TestPutLeavesNoCachedPages(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := Ref{ID: [IDSize]byte{0xef}, Version: 1}
+	if err := s.Put(id, make([]byte, 1<<20)); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if cached := testenv.CachedPages(t, s.Path(id)); cached != 0 {
+		t.Errorf("%d pages of the block's file are in the page cache after Put, expected 0", cached)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -299,4 +300,28 @@ func TestLargePendingRecordsSyncEarly(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestSyncDropsWrittenPages(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(64 << 20)
+	payload := make([]byte, 1<<20)
+	for range 4 {
+		if _, err := l.Append(nil, payload); err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	info, err := l.active.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := (int(info.Size()) + os.Getpagesize() - 1) / os.Getpagesize()
+	// The segment header and the partial pages at both ends of the synced
+	// range may stay.
+	if cached := testenv.CachedPages(t, filepath.Join(e.dir, l.activeName)); cached > 3 {
+		t.Errorf("%d of the segment's %d pages are in the page cache after Sync, expected at most 3", cached, pages)
+	}
 }
