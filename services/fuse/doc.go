@@ -126,7 +126,9 @@
 // fsapi.Flock. The kernel's "to end of file" is OFFSET_MAX (2^63-1) and
 // fsapi's is math.MaxUint64, and the server converts in both directions. FLUSH
 // carries the lock owner of the closing process, and the daemon releases
-// that owner's POSIX locks in Flush. The RELEASE of an open file
+// that owner's POSIX locks in Flush. That is all Flush does, so the server
+// sends it only for an inode on which a request through this server tried
+// to take a POSIX lock, and replies to it itself for every other file. The RELEASE of an open file
 // description that held a flock lock carries FUSE_RELEASE_FLOCK_UNLOCK, and
 // the server then calls Flock(LOCK_UN) before Release. Linux sends RELEASE
 // asynchronously, after the last close(2) has returned, so another open

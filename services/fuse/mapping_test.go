@@ -514,3 +514,42 @@ func statSize(t *testing.T, path string) unix.Stat_t {
 	}
 	return st
 }
+
+func TestFlushOnlyForLockedFiles(t *testing.T) {
+	fs := newMemFS()
+	_, dir, _ := mountForTest(t, fs, Options{})
+
+	plain, err := os.Create(filepath.Join(dir, "plain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.WriteString("data"); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if calls := fs.callsOf("flush"); len(calls) != 0 {
+		t.Errorf("close of a file without locks sent %d Flush calls to the file system, want none", len(calls))
+	}
+
+	locked, err := os.Create(filepath.Join(dir, "locked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
+	if err := unix.FcntlFlock(locked.Fd(), unix.F_SETLK, &lk); err != nil {
+		t.Fatal(err)
+	}
+	setlk, _ := fs.lastCall("setlk")
+	if err := locked.Close(); err != nil {
+		t.Fatal(err)
+	}
+	flush, ok := fs.lastCall("flush")
+	if !ok {
+		t.Fatal("close of a file with a POSIX lock sent no Flush to the file system")
+	}
+	if flush.owner != setlk.owner {
+		t.Errorf("Flush carried lock owner %#x, want the lock's owner %#x", flush.owner, setlk.owner)
+	}
+}

@@ -47,14 +47,26 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 	ctx, c := r.request(cancel, &in.InHeader)
 	// Without CAP_ATOMIC_O_TRUNC the kernel strips O_TRUNC here and sends
 	// a SETATTR of size 0 with the new handle after the open.
-	h, err := r.fs.Open(ctx, c, fsapi.Ino(in.NodeId), in.Flags)
+	ino := fsapi.Ino(in.NodeId)
+	if opener, ok := r.fs.(fsapi.AttrOpener); ok {
+		attr, h, err := opener.OpenAttr(ctx, c, ino, in.Flags)
+		if err != nil {
+			return r.status("open", in.NodeId, err)
+		}
+		*out = fuse.OpenOut{Fh: uint64(h)}
+		if r.pages.opened(&attr) {
+			out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
+		}
+		return fuse.OK
+	}
+	h, err := r.fs.Open(ctx, c, ino, in.Flags)
 	if err != nil {
 		return r.status("open", in.NodeId, err)
 	}
 	*out = fuse.OpenOut{Fh: uint64(h)}
 	// Without FOPEN_KEEP_CACHE the kernel drops the file's cached data.
 	// A failed GETATTR only costs the cache.
-	if attr, err := r.fs.GetAttr(ctx, c, fsapi.Ino(in.NodeId)); err == nil && r.pages.opened(&attr) {
+	if attr, err := r.fs.GetAttr(ctx, c, ino); err == nil && r.pages.opened(&attr) {
 		out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
 	}
 	return fuse.OK
@@ -145,6 +157,9 @@ func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) 
 // Flush is sent at each close(2) of a file descriptor, with the lock owner
 // of the closing process, whose POSIX locks the daemon releases.
 func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	if !r.locked.contains(fsapi.Ino(in.NodeId)) {
+		return fuse.OK
+	}
 	ctx, c := r.request(cancel, &in.InHeader)
 	err := r.fs.Flush(ctx, c, fsapi.Ino(in.NodeId), fsapi.HandleID(in.Fh), in.LockOwner)
 	return r.status("flush", in.NodeId, err)

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"math"
+	"sync"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -55,7 +56,44 @@ func (r *rawFS) setLock(cancel <-chan struct{}, in *fuse.LkIn, wait bool) fuse.S
 		}
 		return r.status("flock", in.NodeId, r.fs.Flock(ctx, c, ino, h, how, wait))
 	}
+	if in.Lk.Typ != unix.F_UNLCK {
+		r.locked.add(ino)
+	}
 	return r.status("setlk", in.NodeId, r.fs.SetLk(ctx, c, ino, h, in.Owner, apiLock(&in.Lk), wait))
+}
+
+// lockedInodes is the set of inodes on which a request through this server
+// tried to take a POSIX record lock. FLUSH only releases the closing
+// owner's record locks, so the server sends it to the daemon only for such
+// an inode, and a close(2) of any other file costs no daemon round trip.
+// An inode is marked before its lock request goes out, so a FLUSH that
+// could meet a lock is always sent. It leaves the set with FORGET, which
+// the kernel sends once no open file refers to it.
+type lockedInodes struct {
+	mu   sync.Mutex
+	inos map[fsapi.Ino]struct{}
+}
+
+func (l *lockedInodes) add(ino fsapi.Ino) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inos == nil {
+		l.inos = make(map[fsapi.Ino]struct{})
+	}
+	l.inos[ino] = struct{}{}
+}
+
+func (l *lockedInodes) contains(ino fsapi.Ino) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.inos[ino]
+	return ok
+}
+
+func (l *lockedInodes) forget(ino fsapi.Ino) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.inos, ino)
 }
 
 // apiLock converts a lock from the kernel. Its Pid is the process id

@@ -22,6 +22,7 @@ type rawFS struct {
 	timeouts  *cacheTimeouts
 	groups    *groupCache
 	pages     *pageCache
+	locked    lockedInodes
 	unmounted func() // stops following changes
 }
 

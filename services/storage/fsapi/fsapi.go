@@ -155,6 +155,16 @@ const (
 	MaxWrite        = 1 << 20 // largest Write and Read in one request
 )
 
+// AttrOpener is implemented by an FS that opens a file and returns its
+// attributes in one call, as OpenAttr does: over the storage protocol that
+// is one round trip instead of two. The FUSE server needs the attributes
+// at every open to decide whether the kernel may keep the file's pages.
+type AttrOpener interface {
+	// OpenAttr opens ino as Open does and returns its attributes as
+	// GetAttr would right after. On error no handle stays open.
+	OpenAttr(ctx context.Context, c *Caller, ino Ino, flags uint32) (Attr, HandleID, error)
+}
+
 // ViewReader is implemented by an FS that can return read data in place,
 // without copying it into a buffer of the caller's, such as a client that
 // receives the data in memory shared with the storage daemon.

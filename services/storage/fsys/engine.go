@@ -142,7 +142,10 @@ type freedInode struct {
 	seq     uint64
 }
 
-var _ fsapi.FS = (*Engine)(nil)
+var (
+	_ fsapi.FS         = (*Engine)(nil)
+	_ fsapi.AttrOpener = (*Engine)(nil)
+)
 
 // NewEmpty returns an engine with no inodes, not even the root. It serves
 // requests only after Apply replays the journal from its first entry or

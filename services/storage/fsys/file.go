@@ -21,24 +21,31 @@ const (
 // journals a truncation to size 0, and O_APPEND makes every Write of the
 // handle go to the end of the file.
 func (e *Engine) Open(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, flags uint32) (fsapi.HandleID, error) {
+	_, h, err := e.OpenAttr(ctx, c, ino, flags)
+	return h, err
+}
+
+// OpenAttr opens ino as Open does and returns its attributes after the
+// open, both under one hold of the engine's lock (fsapi.AttrOpener).
+func (e *Engine) OpenAttr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, flags uint32) (fsapi.Attr, fsapi.HandleID, error) {
 	if err := checkCaller(c); err != nil {
-		return 0, err
+		return fsapi.Attr{}, 0, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n, err := e.node(ino)
 	if err != nil {
-		return 0, err
+		return fsapi.Attr{}, 0, err
 	}
 	if err := e.openChecks(c, n, flags); err != nil {
-		return 0, err
+		return fsapi.Attr{}, 0, err
 	}
 	if flags&syscall.O_TRUNC != 0 && n.isRegular() {
 		if err := e.truncateOnOpen(ctx, c, n); err != nil {
-			return 0, err
+			return fsapi.Attr{}, 0, err
 		}
 	}
-	return e.openHandle(n, flags, false), nil
+	return n.attr, e.openHandle(n, flags, false), nil
 }
 
 // Create creates a regular file and opens it with flags. When name exists

@@ -226,6 +226,11 @@ func (c *Client) readResponses() {
 			close(cl.done)
 		case isLate && resp.Op == late.op && resp.Errno == 0:
 			held.release()
+			if late.op == OpCreate {
+				// The request named the parent directory, and the handle
+				// belongs to the new file.
+				late.ino = resp.Attr.Ino
+			}
 			go c.releaseLate(late, resp.Handle)
 		default:
 			// The response to a request whose caller gave up.

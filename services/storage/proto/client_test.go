@@ -454,3 +454,40 @@ func TestTrustCallersSeesPeerCredentials(t *testing.T) {
 		t.Errorf("TrustCallers saw pid %d uid %d, expected %d %d", gotPID.Load(), gotUID.Load(), os.Getpid(), os.Getuid())
 	}
 }
+
+func TestClientOpenAttr(t *testing.T) {
+	srv := startServer(t, newMemFS(), ServerOptions{})
+	client := dial(t, srv.path)
+	ctx := context.Background()
+	c := &fsapi.Caller{}
+
+	created, h, err := client.Create(ctx, c, fsapi.RootIno, "file", 0o640, syscall.O_RDWR)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if _, err := client.Write(ctx, c, created.Ino, h, 0, []byte("twelve bytes")); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if err := client.Release(ctx, created.Ino, h); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+
+	attr, h, err := client.OpenAttr(ctx, c, created.Ino, syscall.O_RDONLY)
+	if err != nil {
+		t.Fatalf("OpenAttr: %v", err)
+	}
+	if attr.Ino != created.Ino || attr.Size != 12 || attr.Mode != syscall.S_IFREG|0o640 {
+		t.Errorf("OpenAttr returned ino %d size %d mode %o, expected ino %d size 12 mode %o", attr.Ino, attr.Size, attr.Mode, created.Ino, syscall.S_IFREG|0o640)
+	}
+	dest := make([]byte, 20)
+	if n, err := client.Read(ctx, c, attr.Ino, h, 0, dest); err != nil || string(dest[:n]) != "twelve bytes" {
+		t.Errorf("Read through the handle of OpenAttr = %q, %v", dest[:n], err)
+	}
+	if err := client.Release(ctx, attr.Ino, h); err != nil {
+		t.Errorf("Release of the handle of OpenAttr: %v", err)
+	}
+
+	if _, _, err := client.OpenAttr(ctx, c, 9999, syscall.O_RDONLY); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("OpenAttr of a missing inode: %v, expected ENOENT", err)
+	}
+}

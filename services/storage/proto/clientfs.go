@@ -113,6 +113,16 @@ func (c *Client) Open(ctx context.Context, caller *fsapi.Caller, ino fsapi.Ino, 
 	return c.handle(ctx, &Request{Op: OpOpen, Caller: callerOf(caller), Ino: ino, Flags: flags})
 }
 
+// OpenAttr opens ino and returns its attributes in one OpOpenAttr request
+// (fsapi.AttrOpener).
+func (c *Client) OpenAttr(ctx context.Context, caller *fsapi.Caller, ino fsapi.Ino, flags uint32) (fsapi.Attr, fsapi.HandleID, error) {
+	cl, err := c.do(ctx, &Request{Op: OpOpenAttr, Caller: callerOf(caller), Ino: ino, Flags: flags})
+	if err != nil {
+		return fsapi.Attr{}, 0, err
+	}
+	return cl.resp.Attr, cl.resp.Handle, nil
+}
+
 // Read reads into dest and returns the number of bytes read. A dest longer
 // than fsapi.MaxWrite is filled up to fsapi.MaxWrite bytes, a short read.
 func (c *Client) Read(ctx context.Context, caller *fsapi.Caller, ino fsapi.Ino, h fsapi.HandleID, off int64, dest []byte) (int, error) {

@@ -9,7 +9,10 @@ import (
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
 
-var _ fsapi.Subscriber = (*Client)(nil)
+var (
+	_ fsapi.Subscriber = (*Client)(nil)
+	_ fsapi.AttrOpener = (*Client)(nil)
+)
 
 // Subscribe sends the daemon a subscribe message and waits for its reply.
 // From then on the daemon reports every change that another connection

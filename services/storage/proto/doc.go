@@ -94,6 +94,7 @@
 //	34   setlk            ino u64, handle u64, lock owner u64, lock, wait bool
 //	35   flock            ino u64, handle u64, how u32, wait bool
 //	36   interrupt        none; the id is that of the request to cancel        no response
+//	37   open_attr        ino u64, flags u32                                   attr, handle u64
 //
 // The composite fields are:
 //

@@ -151,6 +151,7 @@ var requestLayout = [opEnd][]argument{
 	OpSetLk:         {argCaller, argIno, argHandle, argOwner, argLock, argWait},
 	OpFlock:         {argCaller, argIno, argHandle, argHow, argWait},
 	OpInterrupt:     {},
+	OpOpenAttr:      {argCaller, argIno, argFlags},
 }
 
 // result is one encoded field of a successful response.
@@ -201,6 +202,7 @@ var responseLayout = [opEnd][]result{
 	OpLink:          {resAttr},
 	OpReadlink:      {resTarget},
 	OpOpen:          {resHandle},
+	OpOpenAttr:      {resAttr, resHandle},
 	OpRead:          {resData},
 	OpWrite:         {resWritten},
 	OpLseek:         {resOffset},

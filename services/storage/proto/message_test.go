@@ -78,6 +78,7 @@ func sampleRequests() []Request {
 		{Op: OpSetLk, ID: 34, Caller: c, Ino: 42, Handle: 21, Owner: 22, Lock: lock, Wait: true},
 		{Op: OpFlock, ID: 35, Caller: c, Ino: 43, Handle: 23, How: syscall.LOCK_EX, Wait: true},
 		{Op: OpInterrupt, ID: 34},
+		{Op: OpOpenAttr, ID: 37, Caller: c, Ino: 44, Flags: syscall.O_RDWR | syscall.O_APPEND},
 	}
 }
 
@@ -102,6 +103,7 @@ func sampleResponses() []Response {
 		{Op: OpRename, ID: 12},
 		{Op: OpReadlink, ID: 13, Target: "/bt/some/where"},
 		{Op: OpOpen, ID: 14, Handle: 89},
+		{Op: OpOpenAttr, ID: 37, Attr: attr, Handle: 91},
 		{Op: OpRead, ID: 15, Data: []byte("file contents")},
 		{Op: OpWrite, ID: 16, Count: fsapi.MaxWrite},
 		{Op: OpFlush, ID: 17},
@@ -314,7 +316,7 @@ func TestDecodeRequestRejects(t *testing.T) {
 		{"version 2", patch(lookup, 2, 2), "header", wire.ErrUnknownVersion},
 		{"version 0", patch(lookup, 2, 0), "header", wire.ErrUnknownVersion},
 		{"op 0", patch(lookup, 3, 0, 0), "op 0", ErrUnknownOp},
-		{"op past the end", patch(lookup, 3, 0, byte(opEnd)), "op 37", ErrUnknownOp},
+		{"op past the end", patch(lookup, 3, 0, byte(opEnd)), "op 38", ErrUnknownOp},
 		{"op 0xffff", patch(lookup, 3, 0xff, 0xff), "op 65535", ErrUnknownOp},
 		{"trailing byte", append(bytes.Clone(lookup), 0), "trailing", wire.ErrTrailing},
 		{"name too long", withLongString(OpLookup, "name", fsapi.MaxNameLen+1), "field name", wire.ErrTooLong},
@@ -427,7 +429,7 @@ func TestDecodeResponseRejects(t *testing.T) {
 		is    error
 	}{
 		{"interrupt response", rawResponse(OpInterrupt, 0, nil), "op 36", ErrUnknownOp},
-		{"unknown op", rawResponse(opEnd, 0, nil), "op 37", ErrUnknownOp},
+		{"unknown op", rawResponse(opEnd, 0, nil), "op 38", ErrUnknownOp},
 		{"wrong kind", patch(rawResponse(OpAccess, 0, nil), 1, 0x00), "header", wire.ErrWrongKind},
 		{"version 2", patch(rawResponse(OpAccess, 0, nil), 2, 2), "header", wire.ErrUnknownVersion},
 		{"read data too long", rawResponse(OpRead, 0, appendBytes(nil, make([]byte, fsapi.MaxWrite+1))), "field data", wire.ErrTooLong},
@@ -469,7 +471,7 @@ func TestAppendRequestRejects(t *testing.T) {
 		field string
 		errno syscall.Errno
 	}{
-		{"unknown op", Request{Op: opEnd}, "op 37", 0},
+		{"unknown op", Request{Op: opEnd}, "op 38", 0},
 		{"name too long", Request{Op: OpLookup, Name: strings.Repeat("n", fsapi.MaxNameLen+1)}, "field name", syscall.ENAMETOOLONG},
 		{"new name too long", Request{Op: OpRename, Name: "a", NewName: strings.Repeat("n", fsapi.MaxNameLen+1)}, "field new name", syscall.ENAMETOOLONG},
 		{"target too long", Request{Op: OpSymlink, Name: "l", Target: strings.Repeat("t", fsapi.MaxSymlinkLen+1)}, "field target", syscall.ENAMETOOLONG},

@@ -49,6 +49,10 @@ const (
 	// response.
 	OpInterrupt
 
+	// OpOpenAttr is fsapi.AttrOpener's OpenAttr: Open and GetAttr in one
+	// request. It was added after OpInterrupt, so its code follows that one.
+	OpOpenAttr
+
 	opEnd // one past the last valid code
 )
 
@@ -89,6 +93,7 @@ var opNames = [opEnd]string{
 	OpSetLk:         "setlk",
 	OpFlock:         "flock",
 	OpInterrupt:     "interrupt",
+	OpOpenAttr:      "open_attr",
 }
 
 // Valid reports whether op is a code of this version.
@@ -118,7 +123,7 @@ func (op Op) hasCaller() bool {
 
 // opensHandle reports whether a successful response of op carries a new handle.
 func (op Op) opensHandle() bool {
-	return op == OpOpen || op == OpCreate || op == OpOpenDir
+	return op == OpOpen || op == OpOpenAttr || op == OpCreate || op == OpOpenDir
 }
 
 // quick reports whether req finishes without waiting for an fsync, a lock
@@ -140,7 +145,7 @@ func (req *Request) quick() bool {
 	switch req.Op {
 	case OpLookup, OpGetAttr, OpSetAttr, OpAccess, OpMknod, OpMkdir, OpCreate,
 		OpSymlink, OpLink, OpUnlink, OpRmdir, OpRename, OpReadlink, OpOpen,
-		OpFlush, OpRelease, OpOpenDir, OpReadDir, OpReleaseDir, OpStatFS,
+		OpOpenAttr, OpFlush, OpRelease, OpOpenDir, OpReadDir, OpReleaseDir, OpStatFS,
 		OpGetXattr, OpListXattr, OpGetLk:
 		return true
 	case OpRead:
