@@ -3,6 +3,7 @@ package fusefs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -243,7 +244,8 @@ func TestMountRaisesReadAhead(t *testing.T) {
 	if err := unix.Stat(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(readAheadFile(st.Dev))
+	device := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
+	data, err := os.ReadFile(readAheadFile(device))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,8 +67,11 @@ func (r *rawFS) setLock(cancel <-chan struct{}, in *fuse.LkIn, wait bool) fuse.S
 // owner's record locks, so the server sends it to the daemon only for such
 // an inode, and a close(2) of any other file costs no daemon round trip.
 // An inode is marked before its lock request goes out, so a FLUSH that
-// could meet a lock is always sent. It leaves the set with FORGET, which
-// the kernel sends once no open file refers to it.
+// could meet a lock is always sent.
+//
+// NOTE: an inode stays in the set for the life of the server. FORGET cannot
+// remove it, because the kernel also sends FORGET for an inode that is
+// still open (after a lookup found another inode under a cached name).
 type lockedInodes struct {
 	mu   sync.Mutex
 	inos map[fsapi.Ino]struct{}
@@ -88,12 +91,6 @@ func (l *lockedInodes) contains(ino fsapi.Ino) bool {
 	defer l.mu.Unlock()
 	_, ok := l.inos[ino]
 	return ok
-}
-
-func (l *lockedInodes) forget(ino fsapi.Ino) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.inos, ino)
 }
 
 // apiLock converts a lock from the kernel. Its Pid is the process id

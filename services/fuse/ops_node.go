@@ -29,14 +29,10 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 	return r.fillEntry("lookup", out, &attr)
 }
 
-// Forget is not passed to the daemon, which does not count the kernel's
-// references (see the package documentation). It comes when the kernel
-// evicts an inode, and its cached pages with it, so the server drops what
-// it remembers about the inode.
-func (r *rawFS) Forget(nodeid, nlookup uint64) {
-	r.pages.forget(fsapi.Ino(nodeid))
-	r.locked.forget(fsapi.Ino(nodeid))
-}
+// Forget does nothing: the daemon does not count the kernel's references
+// (see the package documentation).
+// Forget comes when the kernel evicts an inode, and its cached pages with it.
+func (r *rawFS) Forget(nodeid, nlookup uint64) { r.pages.forget(fsapi.Ino(nodeid)) }
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)

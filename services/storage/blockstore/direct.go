@@ -75,11 +75,15 @@ func (s *Store) GetDirect(r Ref, buf *Buffer) ([]byte, error) {
 	// file, and a second read would start at an offset that O_DIRECT does
 	// not accept.
 	n, err := unix.Pread(fd, buf.data, 0)
+	if errors.Is(err, unix.EINVAL) {
+		// The file system wants a larger alignment than directAlign.
+		n, err = 0, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read block %s: %w", r, err)
 	}
 	if n < size {
-		// The rest goes through the page cache.
+		// The rest, or all of it after EINVAL, goes through the page cache.
 		if err := readRest(path, buf.data[n:size], int64(n)); err != nil {
 			return nil, fmt.Errorf("read block %s: %w", r, err)
 		}

@@ -221,11 +221,12 @@
 //
 // # Versioning
 //
-// Version 1 is the only version of each kind. Any change to a layout, and
+// Requests and responses are at version 2, which added open_attr (37) to
+// version 1; notifications are at version 1. Any change to a layout, and
 // any new op, makes a new version, and a decoder accepts only the versions
 // it implements. Kinds 0x0200 to 0x0204 are fixed forever.
 //
-// TODO: when a second version exists, a connection needs a handshake that
-// picks a version both sides know; today a peer with another version has
-// its connection closed at its first message.
+// TODO: a connection needs a handshake that picks a version both sides
+// know. Today the server drops a request of another version as malformed
+// and counts it, and the peer gets no response to it.
 package proto

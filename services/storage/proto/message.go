@@ -13,7 +13,7 @@ const (
 
 // Version is the only version of both message kinds that this package
 // encodes and decodes.
-const Version = 1
+const Version = 2
 
 // Limits of the encoding beyond those of fsapi.
 const (

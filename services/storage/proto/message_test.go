@@ -313,7 +313,7 @@ func TestDecodeRequestRejects(t *testing.T) {
 	}{
 		{"empty", nil, "header", wire.ErrTruncated},
 		{"wrong kind", patch(lookup, 0, 0x02, 0x01), "header", wire.ErrWrongKind},
-		{"version 2", patch(lookup, 2, 2), "header", wire.ErrUnknownVersion},
+		{"version 3", patch(lookup, 2, 3), "header", wire.ErrUnknownVersion},
 		{"version 0", patch(lookup, 2, 0), "header", wire.ErrUnknownVersion},
 		{"op 0", patch(lookup, 3, 0, 0), "op 0", ErrUnknownOp},
 		{"op past the end", patch(lookup, 3, 0, byte(opEnd)), "op 38", ErrUnknownOp},
@@ -431,7 +431,7 @@ func TestDecodeResponseRejects(t *testing.T) {
 		{"interrupt response", rawResponse(OpInterrupt, 0, nil), "op 36", ErrUnknownOp},
 		{"unknown op", rawResponse(opEnd, 0, nil), "op 38", ErrUnknownOp},
 		{"wrong kind", patch(rawResponse(OpAccess, 0, nil), 1, 0x00), "header", wire.ErrWrongKind},
-		{"version 2", patch(rawResponse(OpAccess, 0, nil), 2, 2), "header", wire.ErrUnknownVersion},
+		{"version 3", patch(rawResponse(OpAccess, 0, nil), 2, 3), "header", wire.ErrUnknownVersion},
 		{"read data too long", rawResponse(OpRead, 0, appendBytes(nil, make([]byte, fsapi.MaxWrite+1))), "field data", wire.ErrTooLong},
 		{"xattr value too long", rawResponse(OpGetXattr, 0, appendBytes(nil, make([]byte, fsapi.MaxXattrSize+1))), "field xattr value", wire.ErrTooLong},
 		{"symlink target too long", rawResponse(OpReadlink, 0, appendString(nil, strings.Repeat("t", fsapi.MaxSymlinkLen+1))), "field target", wire.ErrTooLong},
