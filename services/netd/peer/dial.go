@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
@@ -33,6 +34,7 @@ func Dial(ctx context.Context, cfg Config, network, addr string, expect principa
 
 // dial is Dial after the checks of cfg.
 func dial(ctx context.Context, cfg Config, key *ecdsa.PrivateKey, network, addr string, expect principal.Principal) (*Link, error) {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -40,5 +42,5 @@ func dial(ctx context.Context, cfg Config, key *ecdsa.PrivateKey, network, addr 
 	if err != nil {
 		return nil, fmt.Errorf("peer %s (expected %s): connect: %w: check that the node is up and that the address in the tree is right", addr, expect, err)
 	}
-	return newAttempt(cfg, key, raw, addr, expect).run(ctx)
+	return newAttempt(cfg, key, raw, addr, expect).run(ctx, start)
 }

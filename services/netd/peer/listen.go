@@ -152,7 +152,7 @@ func (l *Listener) serve() {
 func (l *Listener) handshake(raw net.Conn) {
 	addr := raw.RemoteAddr().String()
 	a := newAttempt(l.cfg, l.key, raw, addr, principal.Principal{})
-	link, err := a.run(l.ctx)
+	link, err := a.run(l.ctx, time.Now())
 	if err != nil {
 		if l.ctx.Err() != nil {
 			l.cfg.Logger.Debug("peer handshake ended because the listener stopped", "peer", addr, "error", err)
