@@ -10,8 +10,8 @@ import (
 
 // CachedPages returns how many pages of the file at path the page cache
 // holds, from mincore(2) over a read-only mapping of the file. Mapping the
-// file does not load its pages. It skips the test for a file on tmpfs,
-// whose pages are the file's only copy and never leave the cache.
+// file does not load its pages. A file on tmpfs, whose pages are the
+// file's only copy and never leave the cache, skips the test (see Missing).
 func CachedPages(t testing.TB, path string) int {
 	t.Helper()
 	var fs unix.Statfs_t
@@ -19,7 +19,7 @@ func CachedPages(t testing.TB, path string) int {
 		t.Fatal(err)
 	}
 	if fs.Type == unix.TMPFS_MAGIC {
-		t.Skipf("%s is on tmpfs, whose pages cannot be dropped; set TMPDIR to a disk file system", path)
+		Missing(t, "%s is on tmpfs, whose pages cannot be dropped; set TMPDIR to a disk file system", path)
 	}
 
 	f, err := os.Open(path)
