@@ -47,26 +47,13 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 	ctx, c := r.request(cancel, &in.InHeader)
 	// Without CAP_ATOMIC_O_TRUNC the kernel strips O_TRUNC here and sends
 	// a SETATTR of size 0 with the new handle after the open.
-	ino := fsapi.Ino(in.NodeId)
-	if opener, ok := r.fs.(fsapi.AttrOpener); ok {
-		attr, h, err := opener.OpenAttr(ctx, c, ino, in.Flags)
-		if err != nil {
-			return r.status("open", in.NodeId, err)
-		}
-		*out = fuse.OpenOut{Fh: uint64(h)}
-		if r.pages.opened(&attr) {
-			out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
-		}
-		return fuse.OK
-	}
-	h, err := r.fs.Open(ctx, c, ino, in.Flags)
+	attr, h, err := fsapi.OpenAttr(ctx, r.fs, c, fsapi.Ino(in.NodeId), in.Flags)
 	if err != nil {
 		return r.status("open", in.NodeId, err)
 	}
 	*out = fuse.OpenOut{Fh: uint64(h)}
 	// Without FOPEN_KEEP_CACHE the kernel drops the file's cached data.
-	// A failed GETATTR only costs the cache.
-	if attr, err := r.fs.GetAttr(ctx, c, ino); err == nil && r.pages.opened(&attr) {
+	if r.pages.opened(&attr) {
 		out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
 	}
 	return fuse.OK

@@ -21,6 +21,7 @@ package fsapi
 
 import (
 	"context"
+	"errors"
 
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
@@ -156,13 +157,35 @@ const (
 )
 
 // AttrOpener is implemented by an FS that opens a file and returns its
-// attributes in one call, as OpenAttr does: over the storage protocol that
-// is one round trip instead of two. The FUSE server needs the attributes
-// at every open to decide whether the kernel may keep the file's pages.
+// attributes in one call. Over the storage protocol that is one round trip
+// instead of two, at every open of the FUSE server, which needs the
+// attributes to decide whether the kernel may keep the file's pages.
 type AttrOpener interface {
 	// OpenAttr opens ino as Open does and returns its attributes as
 	// GetAttr would right after. On error no handle stays open.
 	OpenAttr(ctx context.Context, c *Caller, ino Ino, flags uint32) (Attr, HandleID, error)
+}
+
+// OpenAttr opens ino and returns its attributes: with fs's own OpenAttr
+// when fs is an AttrOpener, and otherwise with Open and GetAttr. A handle
+// whose attributes cannot be read is released again, so that an error
+// leaves no handle open.
+func OpenAttr(ctx context.Context, fs FS, c *Caller, ino Ino, flags uint32) (Attr, HandleID, error) {
+	if opener, ok := fs.(AttrOpener); ok {
+		return opener.OpenAttr(ctx, c, ino, flags)
+	}
+	h, err := fs.Open(ctx, c, ino, flags)
+	if err != nil {
+		return Attr{}, 0, err
+	}
+	attr, err := fs.GetAttr(ctx, c, ino)
+	if err != nil {
+		if releaseErr := fs.Release(ctx, ino, h); releaseErr != nil {
+			err = errors.Join(err, releaseErr)
+		}
+		return Attr{}, 0, err
+	}
+	return attr, h, nil
 }
 
 // ViewReader is implemented by an FS that can return read data in place,

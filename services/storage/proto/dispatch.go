@@ -3,7 +3,6 @@ package proto
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"syscall"
 
@@ -61,7 +60,7 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 			sc.addHandle(resp.Handle, req.Ino, false)
 		}
 	case OpOpenAttr:
-		resp.Attr, resp.Handle, err = openAttr(ctx, fs, sc.caller(req), req.Ino, req.Flags)
+		resp.Attr, resp.Handle, err = fsapi.OpenAttr(ctx, fs, sc.caller(req), req.Ino, req.Flags)
 		if err == nil {
 			sc.addHandle(resp.Handle, req.Ino, false)
 		}
@@ -252,25 +251,4 @@ func (sc *serverConn) read(ctx context.Context, req *Request, resp *Response) bo
 	}
 	sc.logSendError(req.Op.String()+" response", r.Commit())
 	return true
-}
-
-// openAttr serves OpOpenAttr: fs's own OpenAttr when it has one, else Open
-// and GetAttr. A handle whose attributes cannot be read is released again,
-// so that a failed request leaves no handle open.
-func openAttr(ctx context.Context, fs fsapi.FS, c *fsapi.Caller, ino fsapi.Ino, flags uint32) (fsapi.Attr, fsapi.HandleID, error) {
-	if opener, ok := fs.(fsapi.AttrOpener); ok {
-		return opener.OpenAttr(ctx, c, ino, flags)
-	}
-	h, err := fs.Open(ctx, c, ino, flags)
-	if err != nil {
-		return fsapi.Attr{}, 0, err
-	}
-	attr, err := fs.GetAttr(ctx, c, ino)
-	if err != nil {
-		if releaseErr := fs.Release(ctx, ino, h); releaseErr != nil {
-			err = errors.Join(err, releaseErr)
-		}
-		return fsapi.Attr{}, 0, err
-	}
-	return attr, h, nil
 }
