@@ -247,8 +247,8 @@ func isMountpoint(path string) (bool, string, error) {
 	if err != nil {
 		return false, "", err
 	}
-	m, found, err := findMount(resolved)
-	return found, m.fstype, err
+	entry, found, err := findMount(resolved)
+	return found, entry.fstype, err
 }
 
 // mountEntry holds the fields of a mount's line in /proc/self/mountinfo
@@ -310,26 +310,26 @@ func unescapeMountinfo(s string) string {
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
-// raiseReadAhead sets the readahead of the mount at mountpoint to
-// maxReadAhead through sysfs, which only root may write. Linux offers a
-// FUSE server at most 128 KiB in INIT, and each readahead request is a
-// round trip through the server and the daemon. A sequential 1 GiB read
-// through a host-mode mount ran at 340 to 350 MB/s with 128 KiB and at 440
-// to 480 MB/s with 1 MiB. A failure only costs speed, so it is logged.
+// raiseReadAhead sets the readahead of the mount at resolved (its mount
+// point without symbolic links) to maxReadAhead through sysfs, which only
+// root may write. Linux offers a FUSE server at most 128 KiB in INIT, and
+// each readahead request is a round trip through the server and the
+// daemon. A sequential 1 GiB read through a host-mode mount ran at 340 to
+// 350 MB/s with 128 KiB and at 440 to 480 MB/s with 1 MiB. A failure only
+// costs speed, so it is logged.
 //
-// The mount is found in /proc/self/mountinfo, because a stat(2) of the
-// mount point would be a request to this server, which may not serve
-// requests yet.
+// The mount's device comes from /proc/self/mountinfo, because a stat(2) of
+// the mount point would be a request to this server.
 func raiseReadAhead(resolved string, logger *slog.Logger) {
-	m, found, err := findMount(resolved)
+	entry, found, err := findMount(resolved)
 	if err == nil && !found {
-		err = errors.New("not in /proc/self/mountinfo")
+		err = errors.New("mount point not found in /proc/self/mountinfo")
 	}
 	if err != nil {
 		logger.Warn("readahead left at the kernel's default", "path", resolved, "error", err)
 		return
 	}
-	file := readAheadFile(m.device)
+	file := readAheadFile(entry.device)
 	value := strconv.Itoa(maxReadAhead / 1024)
 	if err := os.WriteFile(file, []byte(value), 0); err != nil {
 		logger.Warn("readahead left at the kernel's default", "path", resolved, "file", file, "error", err)

@@ -627,8 +627,11 @@ func TestCopyMatchesBuiltinCopy(t *testing.T) {
 		want := make([]byte, tc.dst)
 		got := make([]byte, tc.dst)
 		wantN := copy(want, src[:tc.src])
-		if n := Copy(got, src[:tc.src]); n != wantN || !bytes.Equal(got, want) {
-			t.Errorf("Copy into %d bytes from %d: returned %d, equal %v; copy returns %d", tc.dst, tc.src, n, bytes.Equal(got, want), wantN)
+		if n := Copy(got, src[:tc.src]); n != wantN {
+			t.Errorf("Copy into %d bytes from %d returned %d, expected %d", tc.dst, tc.src, n, wantN)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("Copy into %d bytes from %d wrote other bytes than copy", tc.dst, tc.src)
 		}
 	}
 }

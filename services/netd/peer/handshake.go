@@ -102,9 +102,9 @@ func (a *attempt) verifyConnection(cs tls.ConnectionState) error {
 }
 
 // run makes the link: the TLS handshake, then the chain exchange. It
-// closes the connection on failure. ctx and cfg.HandshakeTimeout from
-// start, when the setup began (a dialer's connect comes first), bound both
-// steps.
+// closes the connection on failure. ctx and cfg.HandshakeTimeout bound both
+// steps, counted from start: when the setup began, before a dialer's
+// connect.
 func (a *attempt) run(ctx context.Context, start time.Time) (*Link, error) {
 	deadline := start.Add(a.cfg.HandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {

@@ -45,12 +45,11 @@ func (b *Buffer) grow(size int) {
 
 // GetDirect returns the contents of a block version like Get, read into buf
 // past the page cache (O_DIRECT). The result is valid until buf is used
-// again. Use it for a block that the caller keeps in memory after one read.
-// A copy in the page cache would then be of no use. In a profile of a
-// sequential read through a host-mode mount, copying blocks out of the
-// page cache and allocating its pages took more CPU time than checking the
+// again. Use it for a block that the caller keeps in memory, so that a copy
+// in the page cache would be of no use. In a profile of a sequential read
+// through a host-mode mount, that copy cost more CPU time than checking the
 // blocks' hashes. A file system without O_DIRECT is read through the page
-// cache instead.
+// cache.
 func (s *Store) GetDirect(r Ref, buf *Buffer) ([]byte, error) {
 	path := s.Path(r)
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_DIRECT, 0)

@@ -476,12 +476,23 @@ func TestClientOpenAttr(t *testing.T) {
 	if err != nil {
 		t.Fatalf("OpenAttr: %v", err)
 	}
-	if attr.Ino != created.Ino || attr.Size != 12 || attr.Mode != syscall.S_IFREG|0o640 {
-		t.Errorf("OpenAttr returned ino %d size %d mode %o, expected ino %d size 12 mode %o", attr.Ino, attr.Size, attr.Mode, created.Ino, syscall.S_IFREG|0o640)
+	if attr.Ino != created.Ino {
+		t.Errorf("OpenAttr returned ino %d, expected %d", attr.Ino, created.Ino)
 	}
+	if attr.Size != 12 {
+		t.Errorf("OpenAttr returned size %d, expected 12", attr.Size)
+	}
+	if attr.Mode != syscall.S_IFREG|0o640 {
+		t.Errorf("OpenAttr returned mode %o, expected %o", attr.Mode, syscall.S_IFREG|0o640)
+	}
+
 	dest := make([]byte, 20)
-	if n, err := client.Read(ctx, c, attr.Ino, h, 0, dest); err != nil || string(dest[:n]) != "twelve bytes" {
-		t.Errorf("Read through the handle of OpenAttr = %q, %v", dest[:n], err)
+	n, err := client.Read(ctx, c, attr.Ino, h, 0, dest)
+	if err != nil {
+		t.Fatalf("Read through the handle of OpenAttr: %v", err)
+	}
+	if string(dest[:n]) != "twelve bytes" {
+		t.Errorf("Read through the handle of OpenAttr = %q, expected %q", dest[:n], "twelve bytes")
 	}
 	if err := client.Release(ctx, attr.Ino, h); err != nil {
 		t.Errorf("Release of the handle of OpenAttr: %v", err)
