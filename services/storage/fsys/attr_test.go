@@ -176,3 +176,37 @@ func TestFtruncateUsesHandle(t *testing.T) {
 	_, err = e.SetAttr(ctx, userCaller, file, &fsapi.SetAttrIn{Valid: fsapi.SetSize, Size: 1, Handle: 777})
 	wantErrno(t, err, syscall.EBADF)
 }
+
+// TestOpenForExecNeedsExecute checks the OPEN that execve(2) sends: it needs
+// execute permission and no read permission, and root needs some x bit.
+func TestOpenForExecNeedsExecute(t *testing.T) {
+	e, _ := newTestEngine(t)
+	runByAll := createFile(t, e, rootCaller, fsapi.RootIno, "run-by-all", 0o711, nil)
+	runByOwner := createFile(t, e, rootCaller, fsapi.RootIno, "run-by-owner", 0o744, nil)
+	plain := createFile(t, e, rootCaller, fsapi.RootIno, "plain", 0o644, nil)
+	for _, tc := range []struct {
+		name   string
+		c      *fsapi.Caller
+		ino    fsapi.Ino
+		wanted syscall.Errno
+	}{
+		{"others run a 0711 program", userCaller, runByAll, 0},
+		{"others may not run a 0744 program", userCaller, runByOwner, syscall.EACCES},
+		{"root runs what has an x bit", rootCaller, runByOwner, 0},
+		{"root may not run what has no x bit", rootCaller, plain, syscall.EACCES},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := e.Open(ctx, tc.c, tc.ino, syscall.O_RDONLY|openForExec)
+			if tc.wanted != 0 {
+				wantErrno(t, err, tc.wanted)
+				return
+			}
+			mustOK(t, err)
+			mustOK(t, e.Release(ctx, tc.ino, h))
+		})
+	}
+	// A plain read-only open of the 0711 program still needs read
+	// permission.
+	_, err := e.Open(ctx, userCaller, runByAll, syscall.O_RDONLY)
+	wantErrno(t, err, syscall.EACCES)
+}

@@ -99,6 +99,10 @@ func (e *Engine) Create(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, 
 	return n.attr, e.openHandle(n, flags, false), nil
 }
 
+// openForExec is Linux's __FMODE_EXEC, which the kernel leaves in the
+// flags of the OPEN that execve(2) sends to a FUSE server.
+const openForExec = 0x20
+
 // openChecks applies the file-type and permission rules of open(2).
 func (e *Engine) openChecks(c *fsapi.Caller, n *inode, flags uint32) error {
 	accessMode := flags & syscall.O_ACCMODE
@@ -106,6 +110,10 @@ func (e *Engine) openChecks(c *fsapi.Caller, n *inode, flags uint32) error {
 	switch accessMode {
 	case syscall.O_RDONLY:
 		mask = mayRead
+		if flags&openForExec != 0 {
+			// execve(2) needs execute permission and no read permission.
+			mask = mayExec
+		}
 	case syscall.O_WRONLY:
 		mask = mayWrite
 	case syscall.O_RDWR:
