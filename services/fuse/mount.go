@@ -63,6 +63,7 @@ type Options struct {
 type Server struct {
 	mountpoint string
 	fuse       *fuse.Server
+	raw        *rawFS
 	logger     *slog.Logger
 	timeouts   *cacheTimeouts
 }
@@ -110,6 +111,8 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		timeouts:  timeouts,
 		groups:    newGroupCache(groupCacheTTL),
 		pages:     newPageCache(),
+		dirs:      newDirModes(),
+		closed:    newClosedDirs(),
 		unmounted: stopFollowing,
 	}
 
@@ -126,7 +129,6 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		MaxWrite:     fsapi.MaxWrite,
 		MaxReadAhead: maxReadAhead,
 		EnableLocks:  true,
-		Options:      []string{"default_permissions"},
 		Debug:        opts.Debug,
 		Logger:       slog.NewLogLogger(logger.With("component", "go-fuse").Handler(), goFuseLevel),
 	}
@@ -145,7 +147,8 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 	if root {
 		raiseReadAhead(resolved, logger)
 	}
-	s := &Server{mountpoint: abs, fuse: srv, logger: logger, timeouts: timeouts}
+	s := &Server{mountpoint: abs, fuse: srv, raw: raw, logger: logger, timeouts: timeouts}
+	go raw.forgetClosedDirs(ctx, srv)
 	if sub != nil {
 		go s.followChanges(ctx, sub, timeouts)
 	}
