@@ -23,14 +23,14 @@ type Options struct {
 	// subtest then only logs that it left them out.
 	NoDeviceNodes bool
 
-	// SearchRevokeDelay: after a chmod takes search permission on a
-	// directory away from other users, the target may go on serving the
-	// names in it that it had looked up before, without checking that
-	// permission, for up to this long. A FUSE mount without
-	// default_permissions does this until its server has invalidated
-	// those names in the kernel. The permission subtest waits this long after
-	// its setup so that its search check reaches the target.
-	SearchRevokeDelay time.Duration
+	// LookupCacheTime: the target lets names that one user looked up be
+	// used by every user for this long without checking search permission
+	// on the directories in between. A FUSE mount without
+	// default_permissions does this for its entry timeout, because Linux
+	// then checks no search permission itself and the daemon gets no LOOKUP
+	// for a name the kernel has cached. The permission subtest waits this
+	// long after its setup so that its search check reaches the target.
+	LookupCacheTime time.Duration
 
 	// FlockCloseDelay: the target may keep a flock(2) lock for up to this
 	// long after the last close(2) of its open file description returned.

@@ -35,32 +35,19 @@
 // one second, and a request whose thread has already exited gets no
 // supplementary groups.
 //
-// The daemon checks every request itself, because only the daemon has the
-// principal's writecaps and the current mode and owner of each inode. The
-// mount does not use the kernel's default_permissions option, with which
-// Linux would check mode bits too, against the attributes it cached. The
-// kernel then drops a directory's attributes after every change in it and
-// sends a GETATTR for them before its next permission check: one more
-// request for every file created, renamed or removed.
-//
-// Without the option the kernel checks no search permission on the
-// directories of a path whose names it has cached, so the server decides
-// which names it may cache (search.go). A name, or the absence of one, is
-// cached only inside a directory that every user may search; in any other
-// directory its entry timeout is zero, and every path walk through the name
-// reaches the daemon, which checks search permission for the caller. When
-// a chmod through this mount, or one that another client made and a change
-// notification reports, leaves a directory that not every user may search,
-// the server makes the kernel forget the names in it. It does so right
-// after the chmod has returned, so for that moment, and without
-// notifications for up to EntryTimeout, a user who looked a name up before
-// can still reach it. A name that the kernel remembers as missing from such
-// a directory is not forgotten: a lookup of it fails with ENOENT rather than
-// EACCES until it expires or the name is created.
-//
-// The kernel still checks that a regular file has some x bit before
-// execve(2); the daemon checks execute permission for the caller at the
-// OPEN that follows.
+// Permissions are checked twice. The daemon checks every request itself,
+// because only it knows the principal's writecaps and the current mode and
+// owner of each inode. The mount also uses the kernel's default_permissions
+// option, because a name that the kernel has cached is used without a
+// LOOKUP: without the option Linux would check no search permission on the
+// directories of such a path, and for up to EntryTimeout after one user
+// looked a name up, another could reach it through a directory it may not
+// search. The kernel checks against the attributes it cached. A chmod made
+// through this mount updates the kernel's copy at once. After a chmod made
+// through another client of the daemon, the kernel can therefore reject
+// what the daemon would allow, until the change notification arrives or,
+// without notifications, for up to AttrTimeout. It can never allow what
+// the daemon rejects, since the daemon checks again.
 //
 // When the server runs as root it mounts with allow_other, so that other
 // users can reach the mount at all, and the daemon's checks decide what

@@ -69,12 +69,9 @@ func newEngine(t *testing.T) (*fsys.Engine, *memJournal) {
 // engineDifferences are the known differences of the engine behind this
 // FUSE server from ext4, as posixsuite.Options.
 var engineDifferences = posixsuite.Options{
-	// The server invalidates the names in a directory that stopped being
-	// searchable by everyone right after the chmod. Until then the kernel,
-	// which checks no search permission itself, serves them. The bound
-	// stays below ShortTimeout, so that a mount without notifications still
-	// fails the check if the names are never invalidated.
-	SearchRevokeDelay: 500 * time.Millisecond,
+	// The kernel serves cached names without asking the daemon, and without
+	// default_permissions it checks no search permission itself.
+	LookupCacheTime: ShortTimeout,
 	// The daemon drops a flock lock at RELEASE, which the kernel sends
 	// after close(2) has returned. That usually takes well under a
 	// millisecond; the bound is generous so that a loaded machine passes.
@@ -163,12 +160,12 @@ func TestEngineWriteVisibleAtOnce(t *testing.T) {
 
 // TestEngineNoEntryCacheChecksSearch runs the suite with the entry cache
 // off, which makes the kernel look every name up again, so the daemon's
-// search permission check applies at once (no SearchRevokeDelay).
+// search permission check applies at once (no LookupCacheTime).
 func TestEngineNoEntryCacheChecksSearch(t *testing.T) {
 	engine, _ := newEngine(t)
 	_, dir, _ := mountForTest(t, engine, Options{EntryTimeout: -1})
 	differences := engineDifferences
-	differences.SearchRevokeDelay = 0
+	differences.LookupCacheTime = 0
 	posixsuite.Run(t, dir, differences)
 }
 

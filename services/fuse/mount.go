@@ -63,7 +63,6 @@ type Options struct {
 type Server struct {
 	mountpoint string
 	fuse       *fuse.Server
-	raw        *rawFS
 	logger     *slog.Logger
 	timeouts   *cacheTimeouts
 }
@@ -111,8 +110,6 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		timeouts:  timeouts,
 		groups:    newGroupCache(groupCacheTTL),
 		pages:     newPageCache(),
-		dirs:      newDirModes(),
-		closed:    newClosedDirs(),
 		unmounted: stopFollowing,
 	}
 
@@ -129,6 +126,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		MaxWrite:     fsapi.MaxWrite,
 		MaxReadAhead: maxReadAhead,
 		EnableLocks:  true,
+		Options:      []string{"default_permissions"},
 		Debug:        opts.Debug,
 		Logger:       slog.NewLogLogger(logger.With("component", "go-fuse").Handler(), goFuseLevel),
 	}
@@ -147,8 +145,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 	if root {
 		raiseReadAhead(resolved, logger)
 	}
-	s := &Server{mountpoint: abs, fuse: srv, raw: raw, logger: logger, timeouts: timeouts}
-	go raw.forgetClosedDirs(ctx, srv)
+	s := &Server{mountpoint: abs, fuse: srv, logger: logger, timeouts: timeouts}
 	if sub != nil {
 		go s.followChanges(ctx, sub, timeouts)
 	}

@@ -2,11 +2,9 @@ package fusefs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/blocktree/blocktree/services/storage/fsapi"
@@ -97,7 +95,7 @@ func (s *Server) followChanges(ctx context.Context, sub fsapi.Subscription, time
 		var failed int
 		var firstErr error
 		for _, c := range changes {
-			if err := s.invalidate(ctx, c, timeouts); err != nil {
+			if err := s.invalidate(c, timeouts); err != nil {
 				failed++
 				if firstErr == nil {
 					firstErr = err
@@ -111,19 +109,13 @@ func (s *Server) followChanges(ctx context.Context, sub fsapi.Subscription, time
 }
 
 // invalidate drops what the kernel caches for one change.
-func (s *Server) invalidate(ctx context.Context, c fsapi.Change, timeouts *cacheTimeouts) error {
+func (s *Server) invalidate(c fsapi.Change, timeouts *cacheTimeouts) error {
 	switch c.Kind {
 	case fsapi.ChangeEntry:
 		return s.InvalidateEntry(c.Ino, c.Name)
 	case fsapi.ChangeAttr:
 		// A negative offset keeps the cached data.
-		if err := notifyError("invalidate attributes", s.fuse.InodeNotify(uint64(c.Ino), -1, 0)); err != nil {
-			return err
-		}
-		if _, known := s.raw.dirs.get(c.Ino); known {
-			return s.refreshDirMode(ctx, c.Ino)
-		}
-		return nil
+		return notifyError("invalidate attributes", s.fuse.InodeNotify(uint64(c.Ino), -1, 0))
 	case fsapi.ChangeData:
 		return s.InvalidateInode(c.Ino)
 	case fsapi.ChangeAll:
@@ -131,29 +123,8 @@ func (s *Server) invalidate(ctx context.Context, c fsapi.Change, timeouts *cache
 		// v2.12.1's fuse/types.go) expires every cached name at once,
 		// but go-fuse v2.12.1 has no call that sends it.
 		timeouts.lost()
-		for _, dir := range s.raw.dirs.known() {
-			if err := s.refreshDirMode(ctx, dir); err != nil {
-				return err
-			}
-		}
 		s.logger.Warn("change notifications were lost; the kernel caches names and attributes for only a short time until what it cached before has expired", "timeout", ShortTimeout, "for", max(timeouts.entry, timeouts.attr))
 		return nil
 	}
 	return fmt.Errorf("unknown change kind %d from the file system", uint8(c.Kind))
-}
-
-// refreshDirMode fetches the mode of directory dir after another client
-// changed its attributes, so that its names are forgotten if not every
-// user may search it any more.
-func (s *Server) refreshDirMode(ctx context.Context, dir fsapi.Ino) error {
-	attr, err := s.raw.fs.GetAttr(ctx, &fsapi.Caller{Principal: s.raw.principal}, dir)
-	if errors.Is(err, syscall.ENOENT) {
-		s.raw.dirs.forget(dir)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("attributes of directory %d: %w", dir, err)
-	}
-	s.raw.noteAttr(&attr)
-	return nil
 }

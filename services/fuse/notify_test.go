@@ -240,7 +240,7 @@ func TestLostChangesShortenTimeouts(t *testing.T) {
 	}
 	timeouts := &cacheTimeouts{entry: time.Hour, attr: time.Hour}
 	timeouts.notified.Store(true)
-	r := &rawFS{fs: fs, logger: slog.New(slog.DiscardHandler), timeouts: timeouts, groups: newGroupCache(groupCacheTTL), pages: newPageCache(), dirs: newDirModes(), closed: newClosedDirs()}
+	r := &rawFS{fs: fs, logger: slog.New(slog.DiscardHandler), timeouts: timeouts, groups: newGroupCache(groupCacheTTL), pages: newPageCache()}
 
 	st, out := lookupReply(r, "d")
 	if st != fuse.OK || out.EntryTimeout() != time.Hour || out.AttrTimeout() != time.Hour {
@@ -251,8 +251,8 @@ func TestLostChangesShortenTimeouts(t *testing.T) {
 		t.Errorf("lookup of a missing name while notified: %v, node %d, timeout %v; want a negative entry for an hour", st, out.NodeId, out.EntryTimeout())
 	}
 
-	s := &Server{raw: r, logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
-	if err := s.invalidate(context.Background(), fsapi.Change{Kind: fsapi.ChangeAll}, timeouts); err != nil {
+	s := &Server{logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
+	if err := s.invalidate(fsapi.Change{Kind: fsapi.ChangeAll}, timeouts); err != nil {
 		t.Fatalf("invalidate ChangeAll: %v", err)
 	}
 	st, out = lookupReply(r, "d")
@@ -286,7 +286,7 @@ func (s *endedSubscription) Next(ctx context.Context) ([]fsapi.Change, error) {
 func TestEndedSubscriptionShortensTimeouts(t *testing.T) {
 	timeouts := &cacheTimeouts{entry: time.Hour, attr: time.Hour}
 	timeouts.notified.Store(true)
-	s := &Server{raw: &rawFS{dirs: newDirModes()}, logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
+	s := &Server{logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
 	s.followChanges(context.Background(), &endedSubscription{batches: [][]fsapi.Change{{{Kind: fsapi.ChangeAll}}}}, timeouts)
 	if s.Notified() {
 		t.Error("Notified after the subscription ended")

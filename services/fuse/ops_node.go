@@ -19,25 +19,20 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 		// name does not exist. It is safe only while the file system
 		// reports the creation of the name by another client, and
 		// otherwise the reply is a plain ENOENT.
-		// The same rule as for names applies: only in a directory that
-		// every user may search.
-		if timeout := r.entryTimeout(ctx, c, fsapi.Ino(h.NodeId), r.timeouts.negative()); timeout > 0 && errors.Is(err, syscall.ENOENT) {
+		if timeout := r.timeouts.negative(); timeout > 0 && errors.Is(err, syscall.ENOENT) {
 			out.NodeId = 0
 			out.SetEntryTimeout(timeout)
 			return fuse.OK
 		}
 		return r.status("lookup", h.NodeId, err)
 	}
-	return r.fillEntry(ctx, c, "lookup", fsapi.Ino(h.NodeId), out, &attr)
+	return r.fillEntry("lookup", out, &attr)
 }
 
-// Forget comes when the kernel evicts an inode. The daemon does not count
-// the kernel's references (see the package documentation); the server
-// drops the inode's cached pages and, for a directory, its mode.
-func (r *rawFS) Forget(nodeid, nlookup uint64) {
-	r.pages.forget(fsapi.Ino(nodeid))
-	r.dirs.forget(fsapi.Ino(nodeid))
-}
+// Forget does nothing: the daemon does not count the kernel's references
+// (see the package documentation).
+// Forget comes when the kernel evicts an inode, and its cached pages with it.
+func (r *rawFS) Forget(nodeid, nlookup uint64) { r.pages.forget(fsapi.Ino(nodeid)) }
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
@@ -123,7 +118,7 @@ func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out
 	if err != nil {
 		return r.status("mknod", in.NodeId, err)
 	}
-	return r.fillEntry(ctx, c, "mknod", fsapi.Ino(in.NodeId), out, &attr)
+	return r.fillEntry("mknod", out, &attr)
 }
 
 func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
@@ -132,7 +127,7 @@ func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out
 	if err != nil {
 		return r.status("mkdir", in.NodeId, err)
 	}
-	return r.fillEntry(ctx, c, "mkdir", fsapi.Ino(in.NodeId), out, &attr)
+	return r.fillEntry("mkdir", out, &attr)
 }
 
 func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target string, name string, out *fuse.EntryOut) fuse.Status {
@@ -141,7 +136,7 @@ func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target string,
 	if err != nil {
 		return r.status("symlink", h.NodeId, err)
 	}
-	return r.fillEntry(ctx, c, "symlink", fsapi.Ino(h.NodeId), out, &attr)
+	return r.fillEntry("symlink", out, &attr)
 }
 
 func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
@@ -150,7 +145,7 @@ func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *
 	if err != nil {
 		return r.status("link", in.Oldnodeid, err)
 	}
-	return r.fillEntry(ctx, c, "link", fsapi.Ino(in.NodeId), out, &attr)
+	return r.fillEntry("link", out, &attr)
 }
 
 func (r *rawFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {

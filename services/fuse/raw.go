@@ -23,9 +23,7 @@ type rawFS struct {
 	groups    *groupCache
 	pages     *pageCache
 	locked    lockedInodes
-	dirs      *dirModes   // modes of the directories the kernel has inodes for
-	closed    *closedDirs // directories whose cached names must be invalidated
-	unmounted func()      // stops following changes
+	unmounted func() // stops following changes
 }
 
 var _ fuse.RawFileSystem = (*rawFS)(nil)
@@ -89,10 +87,9 @@ func (r *rawFS) status(op string, ino uint64, err error) fuse.Status {
 	return fuse.EIO
 }
 
-// fillEntry fills a LOOKUP-style reply for a name in directory parent. An
-// Attr without an inode number would tell the kernel that the name does
-// not exist, so it is an error.
-func (r *rawFS) fillEntry(ctx context.Context, c *fsapi.Caller, op string, parent fsapi.Ino, out *fuse.EntryOut, a *fsapi.Attr) fuse.Status {
+// fillEntry fills a LOOKUP-style reply. An Attr without an inode number
+// would tell the kernel that the name does not exist, so it is an error.
+func (r *rawFS) fillEntry(op string, out *fuse.EntryOut, a *fsapi.Attr) fuse.Status {
 	if a.Ino == 0 {
 		r.logger.Error("file system returned inode number 0", "op", op)
 		return fuse.EIO
@@ -100,10 +97,9 @@ func (r *rawFS) fillEntry(ctx context.Context, c *fsapi.Caller, op string, paren
 	out.NodeId = uint64(a.Ino)
 	out.Generation = 0 // fsapi never reuses inode numbers.
 	entry, attr := r.timeouts.entryOut()
-	out.SetEntryTimeout(r.entryTimeout(ctx, c, parent, entry))
+	out.SetEntryTimeout(entry)
 	out.SetAttrTimeout(attr)
 	fillAttr(&out.Attr, a)
-	r.noteAttr(a)
 	return fuse.OK
 }
 
@@ -111,7 +107,6 @@ func (r *rawFS) fillAttrOut(out *fuse.AttrOut, a *fsapi.Attr) {
 	_, attr := r.timeouts.entryOut()
 	out.SetTimeout(attr)
 	fillAttr(&out.Attr, a)
-	r.noteAttr(a)
 }
 
 func fillAttr(out *fuse.Attr, a *fsapi.Attr) {
