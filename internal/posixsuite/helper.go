@@ -2,6 +2,7 @@ package posixsuite
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -190,6 +191,14 @@ func runOp(op, path string, args []string) (syscall.Errno, error) {
 		err = closeAfter(fd, openErr)
 	case "access-w":
 		err = unix.Faccessat(helperDirFd, path, unix.W_OK, 0)
+	case "exec":
+		// The child resolves the path while it still has the directory's
+		// descriptor, which closes only when execve(2) succeeds.
+		err = exec.Command(fmt.Sprintf("/proc/self/fd/%d/%s", helperDirFd, path)).Run()
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			return errno, nil
+		}
 	default:
 		return 0, fmt.Errorf("unknown operation %q", op)
 	}

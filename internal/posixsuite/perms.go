@@ -2,6 +2,8 @@ package posixsuite
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +49,16 @@ func testNonRootPermissions(t *testing.T, e *env) {
 	e.writeFile(t, "sticky/userfile", nil, 0o666)
 	wantOK(t, "chown sticky/userfile", unix.Chown(e.path("sticky/userfile"), 1000, 1000))
 
+	// A path through a directory that others may not search, below which
+	// every directory is open.
+	e.mkdir(t, "private", 0o700)
+	e.mkdir(t, "private/open", 0o755)
+	e.writeFile(t, "private/open/file", nil, 0o644)
+	// Programs that others may run without reading them, and may not run.
+	program := copyProgram(t)
+	e.writeFile(t, "run-by-all", program, 0o711)
+	e.writeFile(t, "run-by-owner", program, 0o744)
+
 	if wait := e.opts.LookupCacheTime; wait > 0 {
 		t.Logf("known difference (LookupCacheTime): names looked up during setup skip the search permission check for %v; waiting that long", wait)
 		time.Sleep(wait + 100*time.Millisecond)
@@ -60,6 +72,9 @@ func testNonRootPermissions(t *testing.T, e *env) {
 		{"truncate", "public", "", unix.EACCES, "O_TRUNC needs write permission"},
 		{"access-w", "public", "", unix.EACCES, "access(W_OK) on a 0644 file of another user"},
 		{"stat", "nosearch/inner", "", unix.EACCES, "lookup in a directory without search permission"},
+		{"stat", "private/open/file", "", unix.EACCES, "a path through a 0700 directory of another user"},
+		{"exec", "run-by-all", "", 0, "others may run a 0711 program without read permission"},
+		{"exec", "run-by-owner", "", unix.EACCES, "others may not run a 0744 program"},
 		{"create", "closed/new", "", unix.EACCES, "create in a 0755 directory of another user"},
 		{"mkdir", "closed/newdir", "", unix.EACCES, "mkdir in a 0755 directory of another user"},
 		{"unlink", "closed/victim", "", unix.EACCES, "unlink in a 0755 directory of another user"},
@@ -121,4 +136,19 @@ func testNonRootPermissions(t *testing.T, e *env) {
 	if st := lstat(t, e.path("sticky/new")); st.Uid != 1000 || st.Gid != 1000 {
 		t.Errorf("file created by uid 1000 is owned by %d:%d, want 1000:1000", st.Uid, st.Gid)
 	}
+}
+
+// copyProgram returns the contents of true(1), a program that the
+// permission subtest copies into the directory under test to run it there.
+func copyProgram(t *testing.T) []byte {
+	t.Helper()
+	path, err := exec.LookPath("true")
+	if err != nil {
+		t.Fatalf("find true(1): %v", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return data
 }

@@ -156,6 +156,13 @@ const (
 	MaxWrite        = 1 << 20 // largest Write and Read in one request
 )
 
+// OpenForExec is Linux's __FMODE_EXEC in the flags of Open: the kernel
+// sets it on the open that execve(2) sends to a FUSE server, which then
+// needs execute permission and no read permission. A file opened so is
+// still readable through its handle, so the storage protocol's server
+// passes the flag on only from trusted clients such as the FUSE server.
+const OpenForExec = 0x20
+
 // AttrOpener is implemented by an FS that opens a file and returns its
 // attributes in one call. Over the storage protocol that is one round trip
 // instead of two, at every open of the FUSE server, which needs the

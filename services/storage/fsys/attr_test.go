@@ -196,7 +196,7 @@ func TestOpenForExecNeedsExecute(t *testing.T) {
 		{"root may not run what has no x bit", rootCaller, plain, syscall.EACCES},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h, err := e.Open(ctx, tc.c, tc.ino, syscall.O_RDONLY|openForExec)
+			h, err := e.Open(ctx, tc.c, tc.ino, syscall.O_RDONLY|fsapi.OpenForExec)
 			if tc.wanted != 0 {
 				wantErrno(t, err, tc.wanted)
 				return

@@ -99,10 +99,6 @@ func (e *Engine) Create(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, 
 	return n.attr, e.openHandle(n, flags, false), nil
 }
 
-// openForExec is Linux's __FMODE_EXEC, which the kernel leaves in the
-// flags of the OPEN that execve(2) sends to a FUSE server.
-const openForExec = 0x20
-
 // openChecks applies the file-type and permission rules of open(2).
 func (e *Engine) openChecks(c *fsapi.Caller, n *inode, flags uint32) error {
 	accessMode := flags & syscall.O_ACCMODE
@@ -110,7 +106,7 @@ func (e *Engine) openChecks(c *fsapi.Caller, n *inode, flags uint32) error {
 	switch accessMode {
 	case syscall.O_RDONLY:
 		mask = mayRead
-		if flags&openForExec != 0 {
+		if flags&fsapi.OpenForExec != 0 {
 			// execve(2) needs execute permission and no read permission.
 			mask = mayExec
 		}

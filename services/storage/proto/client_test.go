@@ -502,3 +502,52 @@ func TestClientOpenAttr(t *testing.T) {
 		t.Errorf("OpenAttr of a missing inode: %v, expected ENOENT", err)
 	}
 }
+
+// TestOpenForExecOnlyFromTrustedPeer checks that the server passes the
+// execve(2) open flag on from a trusted peer and drops it from another,
+// which could otherwise read a file that it may only run.
+func TestOpenForExecOnlyFromTrustedPeer(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     ServerOptions
+		wantExec bool
+	}{
+		{"trusted", ServerOptions{TrustCallers: trustAll}, true},
+		{"untrusted", ServerOptions{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t, newMemFS(), tc.opts)
+			client := dial(t, srv.path)
+			ctx := context.Background()
+			attr, h, err := client.Create(ctx, &sampleCaller, fsapi.RootIno, "program", 0o711, syscall.O_WRONLY)
+			if err != nil {
+				t.Fatalf("Create: %v", err)
+			}
+			if err := client.Release(ctx, attr.Ino, h); err != nil {
+				t.Fatalf("Release: %v", err)
+			}
+			flags := uint32(syscall.O_RDONLY | fsapi.OpenForExec)
+			if h, err = client.Open(ctx, &sampleCaller, attr.Ino, flags); err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if err := client.Release(ctx, attr.Ino, h); err != nil {
+				t.Fatalf("Release: %v", err)
+			}
+			if _, h, err = client.OpenAttr(ctx, &sampleCaller, attr.Ino, flags); err != nil {
+				t.Fatalf("OpenAttr: %v", err)
+			}
+			if err := client.Release(ctx, attr.Ino, h); err != nil {
+				t.Fatalf("Release: %v", err)
+			}
+			calls := srv.fs.callsOf(OpOpen)
+			if len(calls) != 2 {
+				t.Fatalf("file system saw %d Open calls, expected 2 (Open, and OpenAttr's fallback)", len(calls))
+			}
+			for i, call := range calls {
+				if got := call.Flags&fsapi.OpenForExec != 0; got != tc.wantExec {
+					t.Errorf("Open call %d has flags %#x: OpenForExec set %v, expected %v", i, call.Flags, got, tc.wantExec)
+				}
+			}
+		})
+	}
+}

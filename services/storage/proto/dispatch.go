@@ -55,12 +55,12 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 	case OpReadlink:
 		resp.Target, err = fs.Readlink(ctx, sc.caller(req), req.Ino)
 	case OpOpen:
-		resp.Handle, err = fs.Open(ctx, sc.caller(req), req.Ino, req.Flags)
+		resp.Handle, err = fs.Open(ctx, sc.caller(req), req.Ino, sc.openFlags(req))
 		if err == nil {
 			sc.addHandle(resp.Handle, req.Ino, false)
 		}
 	case OpOpenAttr:
-		resp.Attr, resp.Handle, err = fsapi.OpenAttr(ctx, fs, sc.caller(req), req.Ino, req.Flags)
+		resp.Attr, resp.Handle, err = fsapi.OpenAttr(ctx, fs, sc.caller(req), req.Ino, sc.openFlags(req))
 		if err == nil {
 			sc.addHandle(resp.Handle, req.Ino, false)
 		}
@@ -251,4 +251,14 @@ func (sc *serverConn) read(ctx context.Context, req *Request, resp *Response) bo
 	}
 	sc.logSendError(req.Op.String()+" response", r.Commit())
 	return true
+}
+
+// openFlags returns the flags of an open request. Only a trusted client
+// relays the kernel's open for execve(2), so another client's OpenForExec
+// is dropped: it would let the client read a file that it may only run.
+func (sc *serverConn) openFlags(req *Request) uint32 {
+	if sc.trusted {
+		return req.Flags
+	}
+	return req.Flags &^ fsapi.OpenForExec
 }
