@@ -22,6 +22,7 @@ package fsapi
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
@@ -193,6 +194,91 @@ func OpenAttr(ctx context.Context, fs FS, c *Caller, ino Ino, flags uint32) (Att
 		return Attr{}, 0, err
 	}
 	return attr, h, nil
+}
+
+// RootOnlyXattr reports whether only root may read and write the extended
+// attribute name: those in the trusted. and security. namespaces. Linux
+// lets everyone read security. attributes, but no security module runs
+// here to decide who may. To anyone else such an attribute reads as
+// missing (ENODATA), and a write fails with EPERM.
+func RootOnlyXattr(name string) bool {
+	return strings.HasPrefix(name, "trusted.") || strings.HasPrefix(name, "security.")
+}
+
+// DirReporter is implemented by an FS whose calls that add or remove a
+// directory entry also return the directory's attributes after the change.
+// Linux fetches a FUSE directory's attributes again after each such change,
+// and the FUSE server can then reply with these instead of requesting them
+// from the daemon. Each method returns what its plain counterpart returns, followed
+// by the directory's attributes.
+type DirReporter interface {
+	CreateAttrs(ctx context.Context, c *Caller, parent Ino, name string, mode uint32, flags uint32) (Attr, HandleID, Attr, error)
+	MkdirAttrs(ctx context.Context, c *Caller, parent Ino, name string, mode uint32) (Attr, Attr, error)
+	UnlinkAttrs(ctx context.Context, c *Caller, parent Ino, name string) (Attr, error)
+	RmdirAttrs(ctx context.Context, c *Caller, parent Ino, name string) (Attr, error)
+}
+
+// The functions below serve DirReporter's calls on any FS: with the FS's
+// own method when it is a DirReporter, and otherwise with the plain call
+// and GetAttr of the directory. When only that GetAttr fails, the change
+// has still happened, so they return no error and a directory Attr with
+// Ino 0.
+
+// CreateAttrs creates and opens a file as DirReporter.CreateAttrs does.
+func CreateAttrs(ctx context.Context, fs FS, c *Caller, parent Ino, name string, mode uint32, flags uint32) (Attr, HandleID, Attr, error) {
+	if r, ok := fs.(DirReporter); ok {
+		return r.CreateAttrs(ctx, c, parent, name, mode, flags)
+	}
+	attr, h, err := fs.Create(ctx, c, parent, name, mode, flags)
+	if err != nil {
+		return Attr{}, 0, Attr{}, err
+	}
+	return attr, h, dirAttr(ctx, fs, c, parent), nil
+}
+
+// MkdirAttrs makes a directory as DirReporter.MkdirAttrs does.
+func MkdirAttrs(ctx context.Context, fs FS, c *Caller, parent Ino, name string, mode uint32) (Attr, Attr, error) {
+	if r, ok := fs.(DirReporter); ok {
+		return r.MkdirAttrs(ctx, c, parent, name, mode)
+	}
+	attr, err := fs.Mkdir(ctx, c, parent, name, mode)
+	if err != nil {
+		return Attr{}, Attr{}, err
+	}
+	return attr, dirAttr(ctx, fs, c, parent), nil
+}
+
+// UnlinkAttrs removes a non-directory entry as DirReporter.UnlinkAttrs
+// does.
+func UnlinkAttrs(ctx context.Context, fs FS, c *Caller, parent Ino, name string) (Attr, error) {
+	if r, ok := fs.(DirReporter); ok {
+		return r.UnlinkAttrs(ctx, c, parent, name)
+	}
+	if err := fs.Unlink(ctx, c, parent, name); err != nil {
+		return Attr{}, err
+	}
+	return dirAttr(ctx, fs, c, parent), nil
+}
+
+// RmdirAttrs removes an empty directory as DirReporter.RmdirAttrs does.
+func RmdirAttrs(ctx context.Context, fs FS, c *Caller, parent Ino, name string) (Attr, error) {
+	if r, ok := fs.(DirReporter); ok {
+		return r.RmdirAttrs(ctx, c, parent, name)
+	}
+	if err := fs.Rmdir(ctx, c, parent, name); err != nil {
+		return Attr{}, err
+	}
+	return dirAttr(ctx, fs, c, parent), nil
+}
+
+// dirAttr returns the attributes of directory ino, or an Attr with Ino 0
+// when GetAttr fails.
+func dirAttr(ctx context.Context, fs FS, c *Caller, ino Ino) Attr {
+	attr, err := fs.GetAttr(ctx, c, ino)
+	if err != nil {
+		return Attr{}
+	}
+	return attr
 }
 
 // ViewReader is implemented by an FS that can return read data in place,

@@ -143,8 +143,9 @@ type freedInode struct {
 }
 
 var (
-	_ fsapi.FS         = (*Engine)(nil)
-	_ fsapi.AttrOpener = (*Engine)(nil)
+	_ fsapi.FS          = (*Engine)(nil)
+	_ fsapi.AttrOpener  = (*Engine)(nil)
+	_ fsapi.DirReporter = (*Engine)(nil)
 )
 
 // NewEmpty returns an engine with no inodes, not even the root. It serves

@@ -54,18 +54,35 @@ func (e *Engine) OpenAttr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, f
 // kernel's lookup. The creator may open the new file with any access mode,
 // even one that its permission bits deny, as open(2) with O_CREAT allows.
 func (e *Engine) Create(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string, mode uint32, flags uint32) (fsapi.Attr, fsapi.HandleID, error) {
+	attr, h, _, err := e.CreateAttrs(ctx, c, parent, name, mode, flags)
+	return attr, h, err
+}
+
+// CreateAttrs is Create that also returns the attributes of parent after
+// the change (fsapi.DirReporter).
+func (e *Engine) CreateAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string, mode uint32, flags uint32) (fsapi.Attr, fsapi.HandleID, fsapi.Attr, error) {
 	if err := checkCaller(c); err != nil {
-		return fsapi.Attr{}, 0, err
+		return fsapi.Attr{}, 0, fsapi.Attr{}, err
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	attr, h, err := e.create(ctx, c, parent, name, mode, flags)
+	if err != nil {
+		return fsapi.Attr{}, 0, fsapi.Attr{}, err
+	}
+	// create has just found parent, and e.mu is still held.
+	dir, _ := e.dirAttr(parent)
+	return attr, h, dir, nil
+}
+
+// create serves Create. e.mu is held.
+func (e *Engine) create(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string, mode uint32, flags uint32) (fsapi.Attr, fsapi.HandleID, error) {
 	if fileType := mode & syscall.S_IFMT; fileType != 0 && fileType != syscall.S_IFREG {
 		return fsapi.Attr{}, 0, syscall.EINVAL
 	}
 	if flags&syscall.O_DIRECTORY != 0 || flags&syscall.O_ACCMODE == syscall.O_ACCMODE {
 		return fsapi.Attr{}, 0, syscall.EINVAL
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-
 	dir, err := e.dirNode(parent)
 	if err != nil {
 		return fsapi.Attr{}, 0, err

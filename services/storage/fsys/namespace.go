@@ -74,16 +74,24 @@ func (e *Engine) Mknod(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, n
 // Mkdir creates a directory. Only the permission bits and the sticky bit of
 // mode count; the setgid bit comes from a setgid parent, as on Linux.
 func (e *Engine) Mkdir(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string, mode uint32) (fsapi.Attr, error) {
+	attr, _, err := e.MkdirAttrs(ctx, c, parent, name, mode)
+	return attr, err
+}
+
+// MkdirAttrs is Mkdir that also returns the attributes of parent after
+// the change (fsapi.DirReporter).
+func (e *Engine) MkdirAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string, mode uint32) (fsapi.Attr, fsapi.Attr, error) {
 	if err := checkCaller(c); err != nil {
-		return fsapi.Attr{}, err
+		return fsapi.Attr{}, fsapi.Attr{}, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n, err := e.createNode(ctx, c, OpMkdir, parent, name, syscall.S_IFDIR|mode&0o1777, 0, "")
 	if err != nil {
-		return fsapi.Attr{}, err
+		return fsapi.Attr{}, fsapi.Attr{}, err
 	}
-	return n.attr, nil
+	dir, err := e.dirAttr(parent)
+	return n.attr, dir, err
 }
 
 // Symlink creates a symbolic link to target, which is stored as given.
@@ -215,60 +223,90 @@ func (e *Engine) Link(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, newPa
 // when this was its last link and no handle has it open. Otherwise it lives
 // on until its last Release, which journals a reclaim entry.
 func (e *Engine) Unlink(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string) error {
+	_, err := e.UnlinkAttrs(ctx, c, parent, name)
+	return err
+}
+
+// UnlinkAttrs is Unlink that also returns the attributes of parent after
+// the change (fsapi.DirReporter).
+func (e *Engine) UnlinkAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string) (fsapi.Attr, error) {
 	if err := checkCaller(c); err != nil {
-		return err
+		return fsapi.Attr{}, err
 	}
 	if err := checkName(name); err != nil {
-		return err
+		return fsapi.Attr{}, err
 	}
 	if isDotName(name) {
-		return syscall.EISDIR
+		return fsapi.Attr{}, syscall.EISDIR
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 
 	dir, child, err := e.removableEntry(c, parent, name)
 	if err != nil {
-		return err
+		return fsapi.Attr{}, err
 	}
 	if child.isDir() {
-		return syscall.EISDIR
+		return fsapi.Attr{}, syscall.EISDIR
 	}
-	return e.commitRemove(ctx, c, OpUnlink, dir, name, child, child.attr.Nlink == 1 && child.opens == 0)
+	if err := e.commitRemove(ctx, c, OpUnlink, dir, name, child, child.attr.Nlink == 1 && child.opens == 0); err != nil {
+		return fsapi.Attr{}, err
+	}
+	return e.dirAttr(parent)
 }
 
 // Rmdir removes an empty directory.
 func (e *Engine) Rmdir(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string) error {
+	_, err := e.RmdirAttrs(ctx, c, parent, name)
+	return err
+}
+
+// RmdirAttrs is Rmdir that also returns the attributes of parent after
+// the change (fsapi.DirReporter).
+func (e *Engine) RmdirAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string) (fsapi.Attr, error) {
 	if err := checkCaller(c); err != nil {
-		return err
+		return fsapi.Attr{}, err
 	}
 	if err := checkName(name); err != nil {
-		return err
+		return fsapi.Attr{}, err
 	}
 	switch name {
 	case ".":
-		return syscall.EINVAL
+		return fsapi.Attr{}, syscall.EINVAL
 	case "..":
-		return syscall.ENOTEMPTY
+		return fsapi.Attr{}, syscall.ENOTEMPTY
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 
 	dir, child, err := e.removableEntry(c, parent, name)
 	if err != nil {
-		return err
+		return fsapi.Attr{}, err
 	}
 	if !child.isDir() {
-		return syscall.ENOTDIR
+		return fsapi.Attr{}, syscall.ENOTDIR
 	}
 	if len(child.entries) != 0 {
-		return syscall.ENOTEMPTY
+		return fsapi.Attr{}, syscall.ENOTEMPTY
 	}
 	if child.damaged != "" {
 		// The entries of a damaged directory are not known to be empty.
-		return syscall.EIO
+		return fsapi.Attr{}, syscall.EIO
 	}
-	return e.commitRemove(ctx, c, OpRmdir, dir, name, child, child.opens == 0)
+	if err := e.commitRemove(ctx, c, OpRmdir, dir, name, child, child.opens == 0); err != nil {
+		return fsapi.Attr{}, err
+	}
+	return e.dirAttr(parent)
+}
+
+// dirAttr returns the attributes of directory ino after a change in it.
+// e.mu is held.
+func (e *Engine) dirAttr(ino fsapi.Ino) (fsapi.Attr, error) {
+	dir, err := e.node(ino)
+	if err != nil {
+		return fsapi.Attr{}, err
+	}
+	return dir.attr, nil
 }
 
 // removableEntry resolves parent/name for removal and checks write and

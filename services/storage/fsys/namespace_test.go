@@ -359,3 +359,51 @@ func TestAuthorizeChecksPaths(t *testing.T) {
 	wantErrno(t, err, syscall.ENOENT)
 	wantErrno(t, e.Rename(ctx, userCaller, dir, "h", fsapi.RootIno, "locked", 0), syscall.EACCES)
 }
+
+// TestDirAttrsAfterChange checks that each fsapi.DirReporter call of the
+// engine returns the directory's attributes as GetAttr reads them right
+// after the change.
+func TestDirAttrsAfterChange(t *testing.T) {
+	e, _ := newTestEngine(t)
+	dir := mkdir(t, e, rootCaller, fsapi.RootIno, "dir", 0o755)
+	wantDir := func(call string, got fsapi.Attr) {
+		t.Helper()
+		if want := getattr(t, e, dir); got != want {
+			t.Errorf("%s returned directory attributes %+v, expected %+v", call, got, want)
+		}
+	}
+
+	file, h, dirAfter, err := e.CreateAttrs(ctx, rootCaller, dir, "file", 0o644, syscall.O_RDWR)
+	mustOK(t, err)
+	mustOK(t, e.Release(ctx, file.Ino, h))
+	wantDir("CreateAttrs", dirAfter)
+
+	_, dirAfter, err = e.MkdirAttrs(ctx, rootCaller, dir, "sub", 0o755)
+	mustOK(t, err)
+	wantDir("MkdirAttrs", dirAfter)
+	if dirAfter.Nlink != 3 {
+		t.Errorf("MkdirAttrs returned directory nlink %d, expected 3", dirAfter.Nlink)
+	}
+
+	dirAfter, err = e.UnlinkAttrs(ctx, rootCaller, dir, "file")
+	mustOK(t, err)
+	wantDir("UnlinkAttrs", dirAfter)
+
+	dirAfter, err = e.RmdirAttrs(ctx, rootCaller, dir, "sub")
+	mustOK(t, err)
+	wantDir("RmdirAttrs", dirAfter)
+	if dirAfter.Nlink != 2 {
+		t.Errorf("RmdirAttrs returned directory nlink %d, expected 2", dirAfter.Nlink)
+	}
+
+	// Create of an existing name opens it and leaves the directory as it
+	// was.
+	createFile(t, e, rootCaller, dir, "again", 0o644, nil)
+	before := getattr(t, e, dir)
+	again, h, dirAfter, err := e.CreateAttrs(ctx, rootCaller, dir, "again", 0o644, syscall.O_RDWR)
+	mustOK(t, err)
+	mustOK(t, e.Release(ctx, again.Ino, h))
+	if dirAfter != before {
+		t.Errorf("CreateAttrs of an existing name returned directory attributes %+v, expected unchanged %+v", dirAfter, before)
+	}
+}

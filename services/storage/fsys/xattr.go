@@ -9,13 +9,11 @@ import (
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
 
-// Extended attribute namespaces. Only these three are stored; the others
-// (system. for ACLs, and names without a namespace) return EOPNOTSUPP.
-const (
-	xattrUser     = "user."
-	xattrTrusted  = "trusted."
-	xattrSecurity = "security."
-)
+// xattrUser is the namespace of extended attributes for everyone. With
+// trusted. and security. (fsapi.RootOnlyXattr) it is the only one stored;
+// the others (system. for ACLs, and names without a namespace) return
+// EOPNOTSUPP.
+const xattrUser = "user."
 
 // checkXattr applies Linux's xattr_permission rules to a request on name
 // by c, with write for set and remove. The rules differ from Linux in one
@@ -27,7 +25,7 @@ func checkXattr(c *fsapi.Caller, n *inode, name string, write bool) error {
 		return syscall.ERANGE
 	}
 	switch {
-	case strings.HasPrefix(name, xattrTrusted), strings.HasPrefix(name, xattrSecurity):
+	case fsapi.RootOnlyXattr(name):
 		if c.UID != 0 {
 			if write {
 				return syscall.EPERM
@@ -62,7 +60,7 @@ func visibleXattr(c *fsapi.Caller, name string) bool {
 	if c.UID == 0 {
 		return true
 	}
-	return !strings.HasPrefix(name, xattrTrusted) && !strings.HasPrefix(name, xattrSecurity)
+	return !fsapi.RootOnlyXattr(name)
 }
 
 // GetXattr returns the whole value of name, or ENODATA. Probing the size

@@ -226,7 +226,7 @@ func (c *Client) readResponses() {
 			close(cl.done)
 		case isLate && resp.Op == late.op && resp.Errno == 0:
 			held.release()
-			if late.op == OpCreate {
+			if late.op == OpCreate || late.op == OpCreateAttrs {
 				// The request named the parent directory, and the handle
 				// belongs to the new file.
 				late.ino = resp.Attr.Ino

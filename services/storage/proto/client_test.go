@@ -551,3 +551,66 @@ func TestOpenForExecOnlyFromTrustedPeer(t *testing.T) {
 		})
 	}
 }
+
+// TestClientDirAttrs checks that each fsapi.DirReporter call returns the
+// attributes that the directory has right after the change, over a file
+// system that is not a DirReporter itself, so the server's fallback serves
+// it.
+func TestClientDirAttrs(t *testing.T) {
+	srv := startServer(t, newMemFS(), ServerOptions{})
+	client := dial(t, srv.path)
+	ctx := context.Background()
+	c := &fsapi.Caller{}
+	dir, err := client.Mkdir(ctx, c, fsapi.RootIno, "dir", 0o755)
+	if err != nil {
+		t.Fatalf("Mkdir: %v", err)
+	}
+	// wantDir checks a directory Attr against GetAttr of the directory.
+	wantDir := func(call string, got fsapi.Attr) {
+		t.Helper()
+		want, err := client.GetAttr(ctx, c, dir.Ino)
+		if err != nil {
+			t.Fatalf("GetAttr after %s: %v", call, err)
+		}
+		if got != want {
+			t.Errorf("%s returned directory attributes %+v, expected those of GetAttr %+v", call, got, want)
+		}
+	}
+
+	file, h, dirAfter, err := client.CreateAttrs(ctx, c, dir.Ino, "file", 0o640, syscall.O_RDWR)
+	if err != nil {
+		t.Fatalf("CreateAttrs: %v", err)
+	}
+	if file.Mode != syscall.S_IFREG|0o640 {
+		t.Errorf("CreateAttrs returned file mode %o, expected %o", file.Mode, syscall.S_IFREG|0o640)
+	}
+	wantDir("CreateAttrs", dirAfter)
+	if err := client.Release(ctx, file.Ino, h); err != nil {
+		t.Fatalf("Release of the handle of CreateAttrs: %v", err)
+	}
+
+	sub, dirAfter, err := client.MkdirAttrs(ctx, c, dir.Ino, "sub", 0o750)
+	if err != nil {
+		t.Fatalf("MkdirAttrs: %v", err)
+	}
+	if sub.Mode != syscall.S_IFDIR|0o750 {
+		t.Errorf("MkdirAttrs returned mode %o, expected %o", sub.Mode, syscall.S_IFDIR|0o750)
+	}
+	wantDir("MkdirAttrs", dirAfter)
+
+	dirAfter, err = client.UnlinkAttrs(ctx, c, dir.Ino, "file")
+	if err != nil {
+		t.Fatalf("UnlinkAttrs: %v", err)
+	}
+	wantDir("UnlinkAttrs", dirAfter)
+
+	dirAfter, err = client.RmdirAttrs(ctx, c, dir.Ino, "sub")
+	if err != nil {
+		t.Fatalf("RmdirAttrs: %v", err)
+	}
+	wantDir("RmdirAttrs", dirAfter)
+
+	if _, err := client.UnlinkAttrs(ctx, c, dir.Ino, "file"); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("UnlinkAttrs of a removed name: %v, expected ENOENT", err)
+	}
+}

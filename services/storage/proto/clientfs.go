@@ -97,6 +97,46 @@ func (c *Client) Rmdir(ctx context.Context, caller *fsapi.Caller, parent fsapi.I
 	return c.none(ctx, &Request{Op: OpRmdir, Caller: callerOf(caller), Ino: parent, Name: name})
 }
 
+// CreateAttrs creates and opens a file and returns the attributes of the
+// file and of parent in one OpCreateAttrs request (fsapi.DirReporter).
+func (c *Client) CreateAttrs(ctx context.Context, caller *fsapi.Caller, parent fsapi.Ino, name string, mode uint32, flags uint32) (fsapi.Attr, fsapi.HandleID, fsapi.Attr, error) {
+	cl, err := c.do(ctx, &Request{Op: OpCreateAttrs, Caller: callerOf(caller), Ino: parent, Name: name, Mode: mode, Flags: flags})
+	if err != nil {
+		return fsapi.Attr{}, 0, fsapi.Attr{}, err
+	}
+	return cl.resp.Attr, cl.resp.Handle, cl.resp.DirAttr, nil
+}
+
+// MkdirAttrs makes a directory and returns its attributes and those of
+// parent in one OpMkdirAttrs request (fsapi.DirReporter).
+func (c *Client) MkdirAttrs(ctx context.Context, caller *fsapi.Caller, parent fsapi.Ino, name string, mode uint32) (fsapi.Attr, fsapi.Attr, error) {
+	cl, err := c.do(ctx, &Request{Op: OpMkdirAttrs, Caller: callerOf(caller), Ino: parent, Name: name, Mode: mode})
+	if err != nil {
+		return fsapi.Attr{}, fsapi.Attr{}, err
+	}
+	return cl.resp.Attr, cl.resp.DirAttr, nil
+}
+
+// UnlinkAttrs removes a non-directory entry and returns the attributes of
+// parent in one OpUnlinkAttrs request (fsapi.DirReporter).
+func (c *Client) UnlinkAttrs(ctx context.Context, caller *fsapi.Caller, parent fsapi.Ino, name string) (fsapi.Attr, error) {
+	cl, err := c.do(ctx, &Request{Op: OpUnlinkAttrs, Caller: callerOf(caller), Ino: parent, Name: name})
+	if err != nil {
+		return fsapi.Attr{}, err
+	}
+	return cl.resp.DirAttr, nil
+}
+
+// RmdirAttrs removes an empty directory and returns the attributes of
+// parent in one OpRmdirAttrs request (fsapi.DirReporter).
+func (c *Client) RmdirAttrs(ctx context.Context, caller *fsapi.Caller, parent fsapi.Ino, name string) (fsapi.Attr, error) {
+	cl, err := c.do(ctx, &Request{Op: OpRmdirAttrs, Caller: callerOf(caller), Ino: parent, Name: name})
+	if err != nil {
+		return fsapi.Attr{}, err
+	}
+	return cl.resp.DirAttr, nil
+}
+
 func (c *Client) Rename(ctx context.Context, caller *fsapi.Caller, oldParent fsapi.Ino, oldName string, newParent fsapi.Ino, newName string, flags uint32) error {
 	return c.none(ctx, &Request{Op: OpRename, Caller: callerOf(caller), Ino: oldParent, Name: oldName, NewParent: newParent, NewName: newName, Flags: flags})
 }

@@ -10,8 +10,9 @@ import (
 )
 
 var (
-	_ fsapi.Subscriber = (*Client)(nil)
-	_ fsapi.AttrOpener = (*Client)(nil)
+	_ fsapi.Subscriber  = (*Client)(nil)
+	_ fsapi.AttrOpener  = (*Client)(nil)
+	_ fsapi.DirReporter = (*Client)(nil)
 )
 
 // Subscribe sends the daemon a subscribe message and waits for its reply.

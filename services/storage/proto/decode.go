@@ -194,19 +194,9 @@ func decodeArgument(d *wire.Decoder, a argument, r *Request) {
 func decodeResult(d *wire.Decoder, res result, r *Response) {
 	switch res {
 	case resAttr:
-		r.Attr = fsapi.Attr{
-			Ino:    fsapi.Ino(d.Uint64()),
-			Mode:   d.Uint32(),
-			Nlink:  d.Uint32(),
-			UID:    d.Uint32(),
-			GID:    d.Uint32(),
-			Rdev:   d.Uint64(),
-			Size:   d.Uint64(),
-			Blocks: d.Uint64(),
-			Atime:  d.Int64(),
-			Mtime:  d.Int64(),
-			Ctime:  d.Int64(),
-		}
+		r.Attr = decodeAttr(d)
+	case resDirAttr:
+		r.DirAttr = decodeAttr(d)
 	case resHandle:
 		r.Handle = fsapi.HandleID(d.Uint64())
 	case resTarget:
@@ -285,4 +275,21 @@ func decodeXattrNames(d *wire.Decoder) []string {
 		return nil
 	}
 	return names
+}
+
+// decodeAttr decodes resAttr and resDirAttr.
+func decodeAttr(d *wire.Decoder) fsapi.Attr {
+	return fsapi.Attr{
+		Ino:    fsapi.Ino(d.Uint64()),
+		Mode:   d.Uint32(),
+		Nlink:  d.Uint32(),
+		UID:    d.Uint32(),
+		GID:    d.Uint32(),
+		Rdev:   d.Uint64(),
+		Size:   d.Uint64(),
+		Blocks: d.Uint64(),
+		Atime:  d.Int64(),
+		Mtime:  d.Int64(),
+		Ctime:  d.Int64(),
+	}
 }

@@ -42,6 +42,17 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 		if err == nil {
 			sc.addHandle(resp.Handle, resp.Attr.Ino, false)
 		}
+	case OpCreateAttrs:
+		resp.Attr, resp.Handle, resp.DirAttr, err = fsapi.CreateAttrs(ctx, fs, sc.caller(req), req.Ino, req.Name, req.Mode, req.Flags)
+		if err == nil {
+			sc.addHandle(resp.Handle, resp.Attr.Ino, false)
+		}
+	case OpMkdirAttrs:
+		resp.Attr, resp.DirAttr, err = fsapi.MkdirAttrs(ctx, fs, sc.caller(req), req.Ino, req.Name, req.Mode)
+	case OpUnlinkAttrs:
+		resp.DirAttr, err = fsapi.UnlinkAttrs(ctx, fs, sc.caller(req), req.Ino, req.Name)
+	case OpRmdirAttrs:
+		resp.DirAttr, err = fsapi.RmdirAttrs(ctx, fs, sc.caller(req), req.Ino, req.Name)
 	case OpSymlink:
 		resp.Attr, err = fs.Symlink(ctx, sc.caller(req), req.Ino, req.Name, req.Target)
 	case OpLink:

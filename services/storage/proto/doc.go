@@ -44,11 +44,11 @@
 // big-endian integers, byte strings with a u32 length, and a header of a
 // two-byte kind and a one-byte version. A request (KindRequest) is
 //
-//	kind u16 = 0x0200, version u8 = 1, op u16, id u64, arguments of op
+//	kind u16 = 0x0200, version u8 = 3, op u16, id u64, arguments of op
 //
 // and a response (KindResponse) is
 //
-//	kind u16 = 0x0201, version u8 = 1, op u16, id u64, errno u32, results of op
+//	kind u16 = 0x0201, version u8 = 3, op u16, id u64, errno u32, results of op
 //
 // where the results are present only when errno is 0. The Caller comes
 // first in the arguments of every op except release, releasedir and
@@ -95,6 +95,10 @@
 //	35   flock            ino u64, handle u64, how u32, wait bool
 //	36   interrupt        none; the id is that of the request to cancel        no response
 //	37   open_attr        ino u64, flags u32                                   attr, handle u64
+//	38   create_attrs     parent u64, name, mode u32, flags u32                attr, handle u64, dir attr
+//	39   mkdir_attrs      parent u64, name, mode u32                           attr, dir attr
+//	40   unlink_attrs     parent u64, name                                     dir attr
+//	41   rmdir_attrs      parent u64, name                                     dir attr
 //
 // The composite fields are:
 //
@@ -221,8 +225,11 @@
 //
 // # Versioning
 //
-// Requests and responses are at version 2, which added open_attr (37) to
-// version 1; notifications are at version 1. Any change to a layout, and
+// Requests and responses are at version 3. Version 2 added open_attr (37)
+// to version 1, and version 3 added create_attrs, mkdir_attrs,
+// unlink_attrs and rmdir_attrs (38 to 41), whose dir attr is the
+// attributes of the parent directory after the change. Notifications are
+// at version 1. Any change to a layout, and
 // any new op, makes a new version, and a decoder accepts only the versions
 // it implements. Kinds 0x0200 to 0x0204 are fixed forever.
 //

@@ -251,18 +251,9 @@ func appendResult(b []byte, res result, r *Response) []byte {
 	be := binary.BigEndian
 	switch res {
 	case resAttr:
-		a := &r.Attr
-		b = be.AppendUint64(b, uint64(a.Ino))
-		b = be.AppendUint32(b, a.Mode)
-		b = be.AppendUint32(b, a.Nlink)
-		b = be.AppendUint32(b, a.UID)
-		b = be.AppendUint32(b, a.GID)
-		b = be.AppendUint64(b, a.Rdev)
-		b = be.AppendUint64(b, a.Size)
-		b = be.AppendUint64(b, a.Blocks)
-		b = be.AppendUint64(b, uint64(a.Atime))
-		b = be.AppendUint64(b, uint64(a.Mtime))
-		return be.AppendUint64(b, uint64(a.Ctime))
+		return appendAttr(b, &r.Attr)
+	case resDirAttr:
+		return appendAttr(b, &r.DirAttr)
 	case resHandle:
 		return be.AppendUint64(b, uint64(r.Handle))
 	case resTarget:
@@ -303,4 +294,20 @@ func appendResult(b []byte, res result, r *Response) []byte {
 		return appendLock(b, &r.Lock)
 	}
 	panic(fmt.Sprintf("proto: response result %d has no encoder", res))
+}
+
+// appendAttr appends the encoding of resAttr and resDirAttr.
+func appendAttr(b []byte, a *fsapi.Attr) []byte {
+	be := binary.BigEndian
+	b = be.AppendUint64(b, uint64(a.Ino))
+	b = be.AppendUint32(b, a.Mode)
+	b = be.AppendUint32(b, a.Nlink)
+	b = be.AppendUint32(b, a.UID)
+	b = be.AppendUint32(b, a.GID)
+	b = be.AppendUint64(b, a.Rdev)
+	b = be.AppendUint64(b, a.Size)
+	b = be.AppendUint64(b, a.Blocks)
+	b = be.AppendUint64(b, uint64(a.Atime))
+	b = be.AppendUint64(b, uint64(a.Mtime))
+	return be.AppendUint64(b, uint64(a.Ctime))
 }

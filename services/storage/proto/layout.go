@@ -152,6 +152,10 @@ var requestLayout = [opEnd][]argument{
 	OpFlock:         {argCaller, argIno, argHandle, argHow, argWait},
 	OpInterrupt:     {},
 	OpOpenAttr:      {argCaller, argIno, argFlags},
+	OpCreateAttrs:   {argCaller, argIno, argName, argMode, argFlags},
+	OpMkdirAttrs:    {argCaller, argIno, argName, argMode},
+	OpUnlinkAttrs:   {argCaller, argIno, argName},
+	OpRmdirAttrs:    {argCaller, argIno, argName},
 }
 
 // result is one encoded field of a successful response.
@@ -170,6 +174,7 @@ const (
 	resStatFS                       // blocks, bfree, bavail, files, ffree u64; bsize, namelen, frsize u32
 	resNames                        // u32 count, then each name; all names with a NUL each fit in fsapi.MaxXattrSize
 	resLock                         // start u64, end u64, type u32, pid u32
+	resDirAttr                      // as resAttr, the attributes of the directory that the op changed
 )
 
 var resultNames = [...]string{
@@ -185,6 +190,7 @@ var resultNames = [...]string{
 	resStatFS:     "statfs",
 	resNames:      "names",
 	resLock:       "lock",
+	resDirAttr:    "dir attr",
 }
 
 func (r result) String() string { return resultNames[r] }
@@ -213,4 +219,8 @@ var responseLayout = [opEnd][]result{
 	OpGetXattr:      {resXattrValue},
 	OpListXattr:     {resNames},
 	OpGetLk:         {resLock},
+	OpCreateAttrs:   {resAttr, resHandle, resDirAttr},
+	OpMkdirAttrs:    {resAttr, resDirAttr},
+	OpUnlinkAttrs:   {resDirAttr},
+	OpRmdirAttrs:    {resDirAttr},
 }

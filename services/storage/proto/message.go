@@ -13,7 +13,7 @@ const (
 
 // Version is the only version of both message kinds that this package
 // encodes and decodes.
-const Version = 2
+const Version = 3
 
 // Limits of the encoding beyond those of fsapi.
 const (
@@ -91,8 +91,9 @@ type Response struct {
 	ID    uint64
 	Errno uint32
 
-	Attr    fsapi.Attr       // Lookup, GetAttr, SetAttr, Mknod, Mkdir, Create, Symlink, Link
-	Handle  fsapi.HandleID   // Create, Open, OpenDir
+	Attr    fsapi.Attr       // Lookup, GetAttr, SetAttr, Mknod, Mkdir, Create, Symlink, Link, OpenAttr, CreateAttrs, MkdirAttrs
+	DirAttr fsapi.Attr       // the changed directory of CreateAttrs, MkdirAttrs, UnlinkAttrs, RmdirAttrs
+	Handle  fsapi.HandleID   // Create, Open, OpenDir, OpenAttr, CreateAttrs
 	Target  string           // Readlink
 	Data    []byte           // Read data (at most fsapi.MaxWrite), GetXattr value (at most fsapi.MaxXattrSize)
 	Count   uint64           // bytes written by Write (at most fsapi.MaxWrite) or copied by CopyFileRange

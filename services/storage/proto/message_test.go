@@ -79,6 +79,10 @@ func sampleRequests() []Request {
 		{Op: OpFlock, ID: 35, Caller: c, Ino: 43, Handle: 23, How: syscall.LOCK_EX, Wait: true},
 		{Op: OpInterrupt, ID: 34},
 		{Op: OpOpenAttr, ID: 37, Caller: c, Ino: 44, Flags: syscall.O_RDWR | syscall.O_APPEND},
+		{Op: OpCreateAttrs, ID: 38, Caller: c, Ino: 45, Name: "new", Mode: 0o640, Flags: syscall.O_WRONLY | syscall.O_EXCL},
+		{Op: OpMkdirAttrs, ID: 39, Caller: c, Ino: 46, Name: "newdir", Mode: 0o750},
+		{Op: OpUnlinkAttrs, ID: 40, Caller: c, Ino: 47, Name: "gone"},
+		{Op: OpRmdirAttrs, ID: 41, Caller: c, Ino: 48, Name: "gonedir"},
 	}
 }
 
@@ -88,6 +92,8 @@ func sampleRequests() []Request {
 func sampleResponses() []Response {
 	attr := fsapi.Attr{Ino: 12, Mode: syscall.S_IFREG | 0o644, Nlink: 2, UID: 1000, GID: 1001, Rdev: 3,
 		Size: 1 << 33, Blocks: 1 << 24, Atime: -5, Mtime: 1_700_000_000_000_000_001, Ctime: 1_700_000_000_000_000_002}
+	dirAttr := fsapi.Attr{Ino: 13, Mode: syscall.S_IFDIR | 0o755, Nlink: 3, UID: 1002, GID: 1003,
+		Size: 4096, Blocks: 8, Atime: 7, Mtime: 1_700_000_000_000_000_003, Ctime: 1_700_000_000_000_000_004}
 	return []Response{
 		{Op: OpLookup, ID: 1, Attr: attr},
 		{Op: OpGetAttr, ID: 2, Attr: attr},
@@ -104,6 +110,10 @@ func sampleResponses() []Response {
 		{Op: OpReadlink, ID: 13, Target: "/bt/some/where"},
 		{Op: OpOpen, ID: 14, Handle: 89},
 		{Op: OpOpenAttr, ID: 37, Attr: attr, Handle: 91},
+		{Op: OpCreateAttrs, ID: 38, Attr: attr, Handle: 92, DirAttr: dirAttr},
+		{Op: OpMkdirAttrs, ID: 39, Attr: attr, DirAttr: dirAttr},
+		{Op: OpUnlinkAttrs, ID: 40, DirAttr: dirAttr},
+		{Op: OpRmdirAttrs, ID: 41, DirAttr: dirAttr},
 		{Op: OpRead, ID: 15, Data: []byte("file contents")},
 		{Op: OpWrite, ID: 16, Count: fsapi.MaxWrite},
 		{Op: OpFlush, ID: 17},
@@ -313,10 +323,10 @@ func TestDecodeRequestRejects(t *testing.T) {
 	}{
 		{"empty", nil, "header", wire.ErrTruncated},
 		{"wrong kind", patch(lookup, 0, 0x02, 0x01), "header", wire.ErrWrongKind},
-		{"version 3", patch(lookup, 2, 3), "header", wire.ErrUnknownVersion},
+		{"version 4", patch(lookup, 2, 4), "header", wire.ErrUnknownVersion},
 		{"version 0", patch(lookup, 2, 0), "header", wire.ErrUnknownVersion},
 		{"op 0", patch(lookup, 3, 0, 0), "op 0", ErrUnknownOp},
-		{"op past the end", patch(lookup, 3, 0, byte(opEnd)), "op 38", ErrUnknownOp},
+		{"op past the end", patch(lookup, 3, 0, byte(opEnd)), "op 42", ErrUnknownOp},
 		{"op 0xffff", patch(lookup, 3, 0xff, 0xff), "op 65535", ErrUnknownOp},
 		{"trailing byte", append(bytes.Clone(lookup), 0), "trailing", wire.ErrTrailing},
 		{"name too long", withLongString(OpLookup, "name", fsapi.MaxNameLen+1), "field name", wire.ErrTooLong},
@@ -429,9 +439,9 @@ func TestDecodeResponseRejects(t *testing.T) {
 		is    error
 	}{
 		{"interrupt response", rawResponse(OpInterrupt, 0, nil), "op 36", ErrUnknownOp},
-		{"unknown op", rawResponse(opEnd, 0, nil), "op 38", ErrUnknownOp},
+		{"unknown op", rawResponse(opEnd, 0, nil), "op 42", ErrUnknownOp},
 		{"wrong kind", patch(rawResponse(OpAccess, 0, nil), 1, 0x00), "header", wire.ErrWrongKind},
-		{"version 3", patch(rawResponse(OpAccess, 0, nil), 2, 3), "header", wire.ErrUnknownVersion},
+		{"version 4", patch(rawResponse(OpAccess, 0, nil), 2, 4), "header", wire.ErrUnknownVersion},
 		{"read data too long", rawResponse(OpRead, 0, appendBytes(nil, make([]byte, fsapi.MaxWrite+1))), "field data", wire.ErrTooLong},
 		{"xattr value too long", rawResponse(OpGetXattr, 0, appendBytes(nil, make([]byte, fsapi.MaxXattrSize+1))), "field xattr value", wire.ErrTooLong},
 		{"symlink target too long", rawResponse(OpReadlink, 0, appendString(nil, strings.Repeat("t", fsapi.MaxSymlinkLen+1))), "field target", wire.ErrTooLong},
@@ -471,7 +481,7 @@ func TestAppendRequestRejects(t *testing.T) {
 		field string
 		errno syscall.Errno
 	}{
-		{"unknown op", Request{Op: opEnd}, "op 38", 0},
+		{"unknown op", Request{Op: opEnd}, "op 42", 0},
 		{"name too long", Request{Op: OpLookup, Name: strings.Repeat("n", fsapi.MaxNameLen+1)}, "field name", syscall.ENAMETOOLONG},
 		{"new name too long", Request{Op: OpRename, Name: "a", NewName: strings.Repeat("n", fsapi.MaxNameLen+1)}, "field new name", syscall.ENAMETOOLONG},
 		{"target too long", Request{Op: OpSymlink, Name: "l", Target: strings.Repeat("t", fsapi.MaxSymlinkLen+1)}, "field target", syscall.ENAMETOOLONG},

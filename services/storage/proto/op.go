@@ -53,6 +53,14 @@ const (
 	// request. It was added after OpInterrupt, so its code follows that one.
 	OpOpenAttr
 
+	// The ops of fsapi.DirReporter: create, mkdir, unlink and rmdir, each
+	// also returning the directory's attributes after the change. They were
+	// added in version 3.
+	OpCreateAttrs
+	OpMkdirAttrs
+	OpUnlinkAttrs
+	OpRmdirAttrs
+
 	opEnd // one past the last valid code
 )
 
@@ -94,6 +102,10 @@ var opNames = [opEnd]string{
 	OpFlock:         "flock",
 	OpInterrupt:     "interrupt",
 	OpOpenAttr:      "open_attr",
+	OpCreateAttrs:   "create_attrs",
+	OpMkdirAttrs:    "mkdir_attrs",
+	OpUnlinkAttrs:   "unlink_attrs",
+	OpRmdirAttrs:    "rmdir_attrs",
 }
 
 // Valid reports whether op is a code of this version.
@@ -123,7 +135,7 @@ func (op Op) hasCaller() bool {
 
 // opensHandle reports whether a successful response of op carries a new handle.
 func (op Op) opensHandle() bool {
-	return op == OpOpen || op == OpOpenAttr || op == OpCreate || op == OpOpenDir
+	return op == OpOpen || op == OpOpenAttr || op == OpCreate || op == OpCreateAttrs || op == OpOpenDir
 }
 
 // quick reports whether req finishes without waiting for an fsync, a lock
@@ -146,7 +158,8 @@ func (req *Request) quick() bool {
 	case OpLookup, OpGetAttr, OpSetAttr, OpAccess, OpMknod, OpMkdir, OpCreate,
 		OpSymlink, OpLink, OpUnlink, OpRmdir, OpRename, OpReadlink, OpOpen,
 		OpOpenAttr, OpFlush, OpRelease, OpOpenDir, OpReadDir, OpReleaseDir, OpStatFS,
-		OpGetXattr, OpListXattr, OpGetLk:
+		OpGetXattr, OpListXattr, OpGetLk,
+		OpCreateAttrs, OpMkdirAttrs, OpUnlinkAttrs, OpRmdirAttrs:
 		return true
 	case OpRead:
 		return req.Size <= quickDataSize
