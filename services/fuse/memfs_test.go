@@ -146,6 +146,7 @@ func (m *memFS) add(c *fsapi.Caller, parent fsapi.Ino, name string, mode uint32)
 	dir.children[name] = n.attr.Ino
 	dir.cookies[name] = dir.nextCk
 	dir.nextCk++
+	dir.attr.Mtime, dir.attr.Ctime = now, now
 	return n, nil
 }
 
@@ -170,6 +171,7 @@ func (m *memFS) Lookup(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, n
 func (m *memFS) GetAttr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino) (fsapi.Attr, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.record(memCall{op: "getattr", ino: ino, caller: *c})
 	n, err := m.inode(ino)
 	if err != nil {
 		return fsapi.Attr{}, err
@@ -327,6 +329,8 @@ func (m *memFS) remove(parent fsapi.Ino, name string, wantDir bool) error {
 	} else {
 		n.attr.Nlink--
 	}
+	now := time.Now().UnixNano()
+	dir.attr.Mtime, dir.attr.Ctime = now, now
 	return nil
 }
 
@@ -546,6 +550,7 @@ func (m *memFS) SyncFS(ctx context.Context, c *fsapi.Caller) error {
 func (m *memFS) GetXattr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, name string) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.record(memCall{op: "getxattr", ino: ino, caller: *c, name: name})
 	n, err := m.inode(ino)
 	if err != nil {
 		return nil, err
@@ -594,6 +599,7 @@ func (m *memFS) ListXattr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino) (
 func (m *memFS) RemoveXattr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.record(memCall{op: "removexattr", ino: ino, caller: *c, name: name})
 	n, err := m.inode(ino)
 	if err != nil {
 		return err

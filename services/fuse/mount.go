@@ -63,6 +63,7 @@ type Options struct {
 type Server struct {
 	mountpoint string
 	fuse       *fuse.Server
+	raw        *rawFS
 	logger     *slog.Logger
 	timeouts   *cacheTimeouts
 }
@@ -103,6 +104,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 	}
 	timeouts.notified.Store(sub != nil)
 	ctx, stopFollowing := context.WithCancel(context.Background())
+	reporter, _ := opts.FS.(fsapi.DirReporter)
 	raw := &rawFS{
 		fs:        opts.FS,
 		principal: opts.Principal,
@@ -110,6 +112,9 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		timeouts:  timeouts,
 		groups:    newGroupCache(groupCacheTTL),
 		pages:     newPageCache(),
+		dirAttrs:  newDirAttrs(),
+		noCap:     newNoCapability(),
+		reporter:  reporter,
 		unmounted: stopFollowing,
 	}
 
@@ -145,7 +150,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 	if root {
 		raiseReadAhead(resolved, logger)
 	}
-	s := &Server{mountpoint: abs, fuse: srv, logger: logger, timeouts: timeouts}
+	s := &Server{mountpoint: abs, fuse: srv, raw: raw, logger: logger, timeouts: timeouts}
 	if sub != nil {
 		go s.followChanges(ctx, sub, timeouts)
 	}

@@ -112,8 +112,11 @@ func (s *Server) followChanges(ctx context.Context, sub fsapi.Subscription, time
 func (s *Server) invalidate(c fsapi.Change, timeouts *cacheTimeouts) error {
 	switch c.Kind {
 	case fsapi.ChangeEntry:
+		s.raw.dirAttrs.drop(c.Ino)
 		return s.InvalidateEntry(c.Ino, c.Name)
 	case fsapi.ChangeAttr:
+		s.raw.dirAttrs.drop(c.Ino)
+		s.raw.noCap.changed(c.Ino)
 		// A negative offset keeps the cached data.
 		return notifyError("invalidate attributes", s.fuse.InodeNotify(uint64(c.Ino), -1, 0))
 	case fsapi.ChangeData:
@@ -123,6 +126,8 @@ func (s *Server) invalidate(c fsapi.Change, timeouts *cacheTimeouts) error {
 		// v2.12.1's fuse/types.go) expires every cached name at once,
 		// but go-fuse v2.12.1 has no call that sends it.
 		timeouts.lost()
+		s.raw.dirAttrs.dropAll()
+		s.raw.noCap.changedAll()
 		s.logger.Warn("change notifications were lost; the kernel caches names and attributes for only a short time until what it cached before has expired", "timeout", ShortTimeout, "for", max(timeouts.entry, timeouts.attr))
 		return nil
 	}

@@ -240,7 +240,7 @@ func TestLostChangesShortenTimeouts(t *testing.T) {
 	}
 	timeouts := &cacheTimeouts{entry: time.Hour, attr: time.Hour}
 	timeouts.notified.Store(true)
-	r := &rawFS{fs: fs, logger: slog.New(slog.DiscardHandler), timeouts: timeouts, groups: newGroupCache(groupCacheTTL), pages: newPageCache()}
+	r := &rawFS{fs: fs, logger: slog.New(slog.DiscardHandler), timeouts: timeouts, groups: newGroupCache(groupCacheTTL), pages: newPageCache(), dirAttrs: newDirAttrs(), noCap: newNoCapability()}
 
 	st, out := lookupReply(r, "d")
 	if st != fuse.OK || out.EntryTimeout() != time.Hour || out.AttrTimeout() != time.Hour {
@@ -251,7 +251,7 @@ func TestLostChangesShortenTimeouts(t *testing.T) {
 		t.Errorf("lookup of a missing name while notified: %v, node %d, timeout %v; want a negative entry for an hour", st, out.NodeId, out.EntryTimeout())
 	}
 
-	s := &Server{logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
+	s := &Server{raw: r, logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
 	if err := s.invalidate(fsapi.Change{Kind: fsapi.ChangeAll}, timeouts); err != nil {
 		t.Fatalf("invalidate ChangeAll: %v", err)
 	}
@@ -286,7 +286,7 @@ func (s *endedSubscription) Next(ctx context.Context) ([]fsapi.Change, error) {
 func TestEndedSubscriptionShortensTimeouts(t *testing.T) {
 	timeouts := &cacheTimeouts{entry: time.Hour, attr: time.Hour}
 	timeouts.notified.Store(true)
-	s := &Server{logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
+	s := &Server{raw: &rawFS{dirAttrs: newDirAttrs(), noCap: newNoCapability()}, logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
 	s.followChanges(context.Background(), &endedSubscription{batches: [][]fsapi.Change{{{Kind: fsapi.ChangeAll}}}}, timeouts)
 	if s.Notified() {
 		t.Error("Notified after the subscription ended")

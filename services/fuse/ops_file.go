@@ -17,7 +17,17 @@ import (
 
 func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
-	attr, h, err := r.fs.Create(ctx, c, fsapi.Ino(in.NodeId), name, in.Mode, in.Flags)
+	parent := fsapi.Ino(in.NodeId)
+	end := r.dirAttrs.begin(parent)
+	var attr, dir fsapi.Attr
+	var h fsapi.HandleID
+	var err error
+	if r.reporter != nil {
+		attr, h, dir, err = r.reporter.CreateAttrs(ctx, c, parent, name, in.Mode, in.Flags)
+	} else {
+		attr, h, err = r.fs.Create(ctx, c, parent, name, in.Mode, in.Flags)
+	}
+	end(dir)
 	if err != nil {
 		return r.status("create", in.NodeId, err)
 	}
@@ -25,6 +35,7 @@ func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 		r.releaseAfterFailure(attr.Ino, h)
 		return st
 	}
+	r.noCap.created(attr.Ino)
 	out.OpenOut = fuse.OpenOut{Fh: uint64(h)}
 	return fuse.OK
 }

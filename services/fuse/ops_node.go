@@ -29,12 +29,24 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 	return r.fillEntry("lookup", out, &attr)
 }
 
-// Forget does nothing: the daemon does not count the kernel's references
-// (see the package documentation).
-// Forget comes when the kernel evicts an inode, and its cached pages with it.
-func (r *rawFS) Forget(nodeid, nlookup uint64) { r.pages.forget(fsapi.Ino(nodeid)) }
+// Forget comes when the kernel evicts an inode, and its cached pages with
+// it. The daemon does not count the kernel's references (see the package
+// documentation), so the server only drops what it keeps for the inode.
+func (r *rawFS) Forget(nodeid, nlookup uint64) {
+	r.pages.forget(fsapi.Ino(nodeid))
+	r.dirAttrs.drop(fsapi.Ino(nodeid))
+	r.noCap.forget(fsapi.Ino(nodeid))
+}
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	// After a change in a directory, Linux requests its attributes, which
+	// the change returned.
+	if _, maxAge := r.timeouts.entryOut(); maxAge > 0 {
+		if attr, ok := r.dirAttrs.take(fsapi.Ino(in.NodeId), maxAge); ok {
+			r.fillAttrOut(out, &attr)
+			return fuse.OK
+		}
+	}
 	ctx, c := r.request(cancel, &in.InHeader)
 	attr, err := r.fs.GetAttr(ctx, c, fsapi.Ino(in.NodeId))
 	if err != nil {
@@ -46,6 +58,7 @@ func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.At
 
 func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
+	defer r.dirAttrs.begin(fsapi.Ino(in.NodeId))(fsapi.Attr{})
 	set := setAttrIn(&in.SetAttrInCommon)
 	if set.Valid&fsapi.SetSize != 0 {
 		r.pages.changed(fsapi.Ino(in.NodeId))
@@ -112,6 +125,7 @@ func (r *rawFS) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
 
 func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
+	defer r.dirAttrs.begin(fsapi.Ino(in.NodeId))(fsapi.Attr{})
 	// The kernel has applied the umask to Mode already, because the server
 	// does not ask for CAP_DONT_MASK.
 	attr, err := r.fs.Mknod(ctx, c, fsapi.Ino(in.NodeId), name, in.Mode, statDev(in.Rdev))
@@ -123,7 +137,16 @@ func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out
 
 func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
-	attr, err := r.fs.Mkdir(ctx, c, fsapi.Ino(in.NodeId), name, in.Mode)
+	parent := fsapi.Ino(in.NodeId)
+	end := r.dirAttrs.begin(parent)
+	var attr, dir fsapi.Attr
+	var err error
+	if r.reporter != nil {
+		attr, dir, err = r.reporter.MkdirAttrs(ctx, c, parent, name, in.Mode)
+	} else {
+		attr, err = r.fs.Mkdir(ctx, c, parent, name, in.Mode)
+	}
+	end(dir)
 	if err != nil {
 		return r.status("mkdir", in.NodeId, err)
 	}
@@ -132,6 +155,7 @@ func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out
 
 func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target string, name string, out *fuse.EntryOut) fuse.Status {
 	ctx, c := r.request(cancel, h)
+	defer r.dirAttrs.begin(fsapi.Ino(h.NodeId))(fsapi.Attr{})
 	attr, err := r.fs.Symlink(ctx, c, fsapi.Ino(h.NodeId), name, target)
 	if err != nil {
 		return r.status("symlink", h.NodeId, err)
@@ -141,6 +165,7 @@ func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target string,
 
 func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
+	defer r.dirAttrs.begin(fsapi.Ino(in.NodeId))(fsapi.Attr{})
 	attr, err := r.fs.Link(ctx, c, fsapi.Ino(in.Oldnodeid), fsapi.Ino(in.NodeId), name)
 	if err != nil {
 		return r.status("link", in.Oldnodeid, err)
@@ -150,12 +175,32 @@ func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *
 
 func (r *rawFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
 	ctx, c := r.request(cancel, h)
-	return r.status("unlink", h.NodeId, r.fs.Unlink(ctx, c, fsapi.Ino(h.NodeId), name))
+	parent := fsapi.Ino(h.NodeId)
+	end := r.dirAttrs.begin(parent)
+	var dir fsapi.Attr
+	var err error
+	if r.reporter != nil {
+		dir, err = r.reporter.UnlinkAttrs(ctx, c, parent, name)
+	} else {
+		err = r.fs.Unlink(ctx, c, parent, name)
+	}
+	end(dir)
+	return r.status("unlink", h.NodeId, err)
 }
 
 func (r *rawFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
 	ctx, c := r.request(cancel, h)
-	return r.status("rmdir", h.NodeId, r.fs.Rmdir(ctx, c, fsapi.Ino(h.NodeId), name))
+	parent := fsapi.Ino(h.NodeId)
+	end := r.dirAttrs.begin(parent)
+	var dir fsapi.Attr
+	var err error
+	if r.reporter != nil {
+		dir, err = r.reporter.RmdirAttrs(ctx, c, parent, name)
+	} else {
+		err = r.fs.Rmdir(ctx, c, parent, name)
+	}
+	end(dir)
+	return r.status("rmdir", h.NodeId, err)
 }
 
 // Rename serves both RENAME and RENAME2. For RENAME, which has no flags
@@ -164,7 +209,13 @@ func (r *rawFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fus
 // rejects the others (RENAME_WHITEOUT).
 func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName string, newName string) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
+	endOld := r.dirAttrs.begin(fsapi.Ino(in.NodeId))
+	endNew := r.dirAttrs.begin(fsapi.Ino(in.Newdir))
 	err := r.fs.Rename(ctx, c, fsapi.Ino(in.NodeId), oldName, fsapi.Ino(in.Newdir), newName, in.Flags)
+	endOld(fsapi.Attr{})
+	endNew(fsapi.Attr{})
+	// A directory that moved changed too: its ".." and its ctime.
+	r.dirAttrs.dropAll()
 	return r.status("rename", in.NodeId, err)
 }
 

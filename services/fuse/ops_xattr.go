@@ -2,6 +2,8 @@ package fusefs
 
 import (
 	"bytes"
+	"errors"
+	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -16,12 +18,32 @@ import (
 // the ERANGE goes to the caller.
 
 func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, dest []byte) (uint32, fuse.Status) {
+	ino := fsapi.Ino(h.NodeId)
+	if name == capabilityXattr && r.knownNoCapability(h) {
+		return 0, fuse.ENODATA
+	}
+	generation := r.noCap.current()
 	ctx, c := r.request(cancel, h)
-	value, err := r.fs.GetXattr(ctx, c, fsapi.Ino(h.NodeId), name)
+	value, err := r.fs.GetXattr(ctx, c, ino, name)
 	if err != nil {
+		if name == capabilityXattr && h.Uid == 0 && errors.Is(err, syscall.ENODATA) {
+			r.noCap.add(ino, generation)
+		}
 		return 0, r.status("getxattr", h.NodeId, err)
 	}
 	return copyOrRange(dest, value)
+}
+
+// knownNoCapability reports whether the file system would reply to a read
+// of capabilityXattr by the caller of h with ENODATA: always for a caller
+// other than root, which may not read it (fsapi.RootOnlyXattr), and for
+// root when the inode is known to have none. That knowledge is used only
+// while change notifications keep it current.
+func (r *rawFS) knownNoCapability(h *fuse.InHeader) bool {
+	if h.Uid != 0 {
+		return fsapi.RootOnlyXattr(capabilityXattr)
+	}
+	return !r.timeouts.short() && r.noCap.has(fsapi.Ino(h.NodeId))
 }
 
 func (r *rawFS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
@@ -49,6 +71,8 @@ func copyOrRange(dest, value []byte) (uint32, fuse.Status) {
 
 func (r *rawFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, name string, data []byte) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
+	defer r.dirAttrs.begin(fsapi.Ino(in.NodeId))(fsapi.Attr{})
+	r.noCap.changed(fsapi.Ino(in.NodeId))
 	// data is in go-fuse's request buffer, which is reused after the reply.
 	value := bytes.Clone(data)
 	if value == nil {
@@ -60,5 +84,7 @@ func (r *rawFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, name strin
 
 func (r *rawFS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
 	ctx, c := r.request(cancel, h)
+	defer r.dirAttrs.begin(fsapi.Ino(h.NodeId))(fsapi.Attr{})
+	r.noCap.changed(fsapi.Ino(h.NodeId))
 	return r.status("removexattr", h.NodeId, r.fs.RemoveXattr(ctx, c, fsapi.Ino(h.NodeId), name))
 }

@@ -23,7 +23,10 @@ type rawFS struct {
 	groups    *groupCache
 	pages     *pageCache
 	locked    lockedInodes
-	unmounted func() // stops following changes
+	dirAttrs  *dirAttrs         // directory attributes that changes returned
+	noCap     *noCapability     // inodes known to have no security.capability
+	reporter  fsapi.DirReporter // fs, when it returns them; otherwise nil
+	unmounted func()            // stops following changes
 }
 
 var _ fuse.RawFileSystem = (*rawFS)(nil)

@@ -1,0 +1,90 @@
+package fusefs
+
+import (
+	"sync"
+
+	"github.com/blocktree/blocktree/services/storage/fsapi"
+)
+
+// capabilityXattr is the extended attribute that holds a program's file
+// capabilities. Before every write, truncate and chown of a file on FUSE,
+// Linux reads it to learn whether the change must remove it. File systems
+// with SB_NOSEC skip that read once they know that a file has none, but
+// FUSE sets SB_NOSEC only for a server that removes the attribute itself
+// (FUSE_HANDLE_KILLPRIV_V2), which this one does not. Unpacking a tree of
+// 11,504 files sent 38,519 such reads. The server replies to them itself
+// when the result is certain.
+const capabilityXattr = "security.capability"
+
+// noCapability is the set of inodes known to have no capabilityXattr: files
+// created through this mount, and those for which the file system returned
+// ENODATA. An inode leaves the set when an xattr of it changes through this
+// mount, when a change notification reports a change of its attributes,
+// and when the kernel evicts it (FORGET).
+type noCapability struct {
+	mu sync.Mutex
+	// generation grows with every change that may add the attribute, so
+	// that an ENODATA read before such a change is not remembered after it.
+	generation uint64
+	inodes     map[fsapi.Ino]struct{}
+}
+
+func newNoCapability() *noCapability {
+	return &noCapability{inodes: make(map[fsapi.Ino]struct{})}
+}
+
+// has reports whether ino is known to have no capabilityXattr.
+func (n *noCapability) has(ino fsapi.Ino) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.inodes[ino]
+	return ok
+}
+
+// current returns the generation to pass to add once the file system has
+// replied.
+func (n *noCapability) current() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.generation
+}
+
+// add records that ino has no capabilityXattr, as the file system replied
+// to a read sent at generation.
+func (n *noCapability) add(ino fsapi.Ino, generation uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.generation == generation {
+		n.inodes[ino] = struct{}{}
+	}
+}
+
+// created records a new inode, which has no extended attributes.
+func (n *noCapability) created(ino fsapi.Ino) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.inodes[ino] = struct{}{}
+}
+
+// changed removes ino, whose extended attributes may have changed.
+func (n *noCapability) changed(ino fsapi.Ino) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.generation++
+	delete(n.inodes, ino)
+}
+
+// changedAll removes every inode.
+func (n *noCapability) changedAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.generation++
+	clear(n.inodes)
+}
+
+// forget removes ino, which the kernel evicted, without a change.
+func (n *noCapability) forget(ino fsapi.Ino) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.inodes, ino)
+}
