@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"sync"
+	"time"
 
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
@@ -20,24 +21,31 @@ const capabilityXattr = "security.capability"
 // created through this mount, and those for which the file system returned
 // ENODATA. An inode leaves the set when an xattr of it changes through this
 // mount, when a change notification reports a change of its attributes,
-// and when the kernel evicts it (FORGET).
+// and when the kernel evicts it (FORGET). An entry counts only for the
+// attribute timeout, like an attribute that the kernel caches, for changes
+// that no notification reports.
 type noCapability struct {
 	mu sync.Mutex
 	// generation grows with every change that may add the attribute, so
 	// that an ENODATA read before such a change is not remembered after it.
 	generation uint64
-	inodes     map[fsapi.Ino]struct{}
+	inodes     map[fsapi.Ino]time.Time // when it was last known to have none
 }
 
 func newNoCapability() *noCapability {
-	return &noCapability{inodes: make(map[fsapi.Ino]struct{})}
+	return &noCapability{inodes: make(map[fsapi.Ino]time.Time)}
 }
 
-// has reports whether ino is known to have no capabilityXattr.
-func (n *noCapability) has(ino fsapi.Ino) bool {
+// has reports whether ino was known to have no capabilityXattr less than
+// maxAge ago.
+func (n *noCapability) has(ino fsapi.Ino, maxAge time.Duration) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	_, ok := n.inodes[ino]
+	at, ok := n.inodes[ino]
+	if ok && time.Since(at) >= maxAge {
+		delete(n.inodes, ino)
+		return false
+	}
 	return ok
 }
 
@@ -55,7 +63,7 @@ func (n *noCapability) add(ino fsapi.Ino, generation uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.generation == generation {
-		n.inodes[ino] = struct{}{}
+		n.inodes[ino] = time.Now()
 	}
 }
 
@@ -63,7 +71,7 @@ func (n *noCapability) add(ino fsapi.Ino, generation uint64) {
 func (n *noCapability) created(ino fsapi.Ino) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.inodes[ino] = struct{}{}
+	n.inodes[ino] = time.Now()
 }
 
 // changed removes ino, whose extended attributes may have changed.

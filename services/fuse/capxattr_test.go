@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -19,11 +20,11 @@ func TestNoCapabilityIgnoresStaleAnswer(t *testing.T) {
 	generation := n.current()
 	n.changed(5) // an xattr of some inode changed while the read was out
 	n.add(7, generation)
-	if n.has(7) {
+	if n.has(7, time.Hour) {
 		t.Error("an ENODATA read before a change was remembered")
 	}
 	n.add(7, n.current())
-	if !n.has(7) {
+	if !n.has(7, time.Hour) {
 		t.Error("an ENODATA read after the last change was not remembered")
 	}
 }
@@ -33,20 +34,32 @@ func TestNoCapabilityForgetsChangedInode(t *testing.T) {
 	n.created(5)
 	n.created(6)
 	n.changed(5)
-	if n.has(5) {
+	if n.has(5, time.Hour) {
 		t.Error("inode 5 is still known after its xattrs changed")
 	}
-	if !n.has(6) {
+	if !n.has(6, time.Hour) {
 		t.Error("inode 6 was forgotten when inode 5 changed")
 	}
 	n.forget(6)
-	if n.has(6) {
+	if n.has(6, time.Hour) {
 		t.Error("inode 6 is still known after the kernel forgot it")
 	}
 	n.created(7)
 	n.changedAll()
-	if n.has(7) {
+	if n.has(7, time.Hour) {
 		t.Error("inode 7 is still known after every inode changed")
+	}
+}
+
+func TestNoCapabilityExpires(t *testing.T) {
+	n := newNoCapability()
+	n.created(5)
+	time.Sleep(time.Millisecond)
+	if n.has(5, time.Millisecond) {
+		t.Error("an entry older than maxAge still counts")
+	}
+	if n.has(5, time.Hour) {
+		t.Error("an expired entry counts again with a longer maxAge")
 	}
 }
 
@@ -79,8 +92,9 @@ func capabilityReads(fs *memFS, ino fsapi.Ino) int {
 
 // TestCapabilityReadsStayLocal checks that the reads of
 // security.capability that Linux makes before writes reach the file system
-// only when the server cannot be sure that there is none, and that the
-// next write still removes a capability set on the file, as Linux does.
+// only when the server cannot be sure that there is none. It also checks
+// that the next write still removes a capability set on the file, as
+// Linux does.
 func TestCapabilityReadsStayLocal(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to set security.capability")
@@ -88,7 +102,7 @@ func TestCapabilityReadsStayLocal(t *testing.T) {
 	fs := newMemFS()
 	_, dir, _ := mountForTest(t, quietFS{fs}, Options{})
 	path := filepath.Join(dir, "program")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o755)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,5 +179,33 @@ func TestCapabilityReadsOfOthersStayLocal(t *testing.T) {
 	}
 	if data, err := os.ReadFile(path); err != nil || string(data) != "one\ntwo\n" {
 		t.Errorf("file after the writes: %q, %v; expected %q", data, err, "one\ntwo\n")
+	}
+}
+
+// TestCapabilityReadAfterCreateWithoutExcl checks that a file created
+// without O_EXCL is not taken to have no capability: the daemon may have
+// opened a file that another client had created meanwhile.
+func TestCapabilityReadAfterCreateWithoutExcl(t *testing.T) {
+	fs := newMemFS()
+	_, dir, _ := mountForTest(t, quietFS{fs}, Options{})
+	f, err := os.OpenFile(filepath.Join(dir, "file"), os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := f.Write([]byte("data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if os.Geteuid() != 0 {
+		return // others' reads never reach the file system
+	}
+	if got := capabilityReads(fs, fsapi.Ino(st.Ino)); got != 1 {
+		t.Errorf("writes to a file created without O_EXCL read security.capability from the file system %d times, expected once", got)
 	}
 }

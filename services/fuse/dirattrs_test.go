@@ -221,3 +221,37 @@ func TestOtherClientChangeDropsDirAttrs(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRmdirDropsRemovedDirAttrs checks that the attributes kept for a
+// directory are not served after the directory itself was removed through
+// the mount: fstat of an open descriptor of it reports no links.
+func TestRmdirDropsRemovedDirAttrs(t *testing.T) {
+	fs := reportingFS{newMemFS()}
+	_, mnt, _ := mountForTest(t, fs, Options{})
+	sub := filepath.Join(mnt, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(sub, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	// The unlink leaves the attributes of sub in the server.
+	if err := os.Remove(filepath.Join(sub, "file")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(sub); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Nlink != 0 {
+		t.Errorf("fstat of the removed directory reports %d links, expected 0", st.Nlink)
+	}
+}

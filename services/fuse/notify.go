@@ -88,6 +88,9 @@ func (s *Server) followChanges(ctx context.Context, sub fsapi.Subscription, time
 		if err != nil {
 			if ctx.Err() == nil {
 				timeouts.notified.Store(false)
+				// Changes from now on go unreported.
+				s.raw.dirAttrs.dropAll()
+				s.raw.noCap.changedAll()
 				s.logger.Warn("change notifications ended; the kernel now caches names and attributes for only a short time", "timeout", ShortTimeout, "error", err)
 			}
 			return

@@ -287,7 +287,15 @@ func TestEndedSubscriptionShortensTimeouts(t *testing.T) {
 	timeouts := &cacheTimeouts{entry: time.Hour, attr: time.Hour}
 	timeouts.notified.Store(true)
 	s := &Server{raw: &rawFS{dirAttrs: newDirAttrs(), noCap: newNoCapability()}, logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
+	s.raw.noCap.created(5)
+	s.raw.dirAttrs.begin(6)(fsapi.Attr{Ino: 6})
 	s.followChanges(context.Background(), &endedSubscription{batches: [][]fsapi.Change{{{Kind: fsapi.ChangeAll}}}}, timeouts)
+	if s.raw.noCap.has(5, time.Hour) {
+		t.Error("inode 5 is still known to have no capability after the subscription ended")
+	}
+	if _, ok := s.raw.dirAttrs.take(6, time.Hour); ok {
+		t.Error("the attributes of directory 6 are still kept after the subscription ended")
+	}
 	if s.Notified() {
 		t.Error("Notified after the subscription ended")
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"sync"
+	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -35,7 +36,11 @@ func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 		r.releaseAfterFailure(attr.Ino, h)
 		return st
 	}
-	r.noCap.created(attr.Ino)
+	if in.Flags&syscall.O_EXCL != 0 {
+		// Without O_EXCL the daemon opens a file that another client
+		// created meanwhile, which may have a capability.
+		r.noCap.created(attr.Ino)
+	}
 	out.OpenOut = fuse.OpenOut{Fh: uint64(h)}
 	return fuse.OK
 }

@@ -191,6 +191,9 @@ func (r *rawFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fu
 func (r *rawFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
 	ctx, c := r.request(cancel, h)
 	parent := fsapi.Ino(h.NodeId)
+	// The removed directory changes too (its link count), and its inode
+	// number is not known here.
+	r.dirAttrs.dropAll()
 	end := r.dirAttrs.begin(parent)
 	var dir fsapi.Attr
 	var err error

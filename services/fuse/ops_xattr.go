@@ -34,16 +34,19 @@ func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, 
 	return copyOrRange(dest, value)
 }
 
-// knownNoCapability reports whether the file system would reply to a read
-// of capabilityXattr by the caller of h with ENODATA: always for a caller
-// other than root, which may not read it (fsapi.RootOnlyXattr), and for
-// root when the inode is known to have none. That knowledge is used only
-// while change notifications keep it current.
+// knownNoCapability reports whether the server replies ENODATA itself to a
+// read of capabilityXattr by the caller of h. It does for a caller other
+// than root, to whom the file system shows no such attribute
+// (fsapi.RootOnlyXattr). For a removed or damaged inode the file system
+// would reply with ENOENT or EIO instead. For root it does when the inode
+// is known to have none, and only while change notifications keep that
+// knowledge current.
 func (r *rawFS) knownNoCapability(h *fuse.InHeader) bool {
 	if h.Uid != 0 {
 		return fsapi.RootOnlyXattr(capabilityXattr)
 	}
-	return !r.timeouts.short() && r.noCap.has(fsapi.Ino(h.NodeId))
+	_, maxAge := r.timeouts.entryOut()
+	return !r.timeouts.short() && r.noCap.has(fsapi.Ino(h.NodeId), maxAge)
 }
 
 func (r *rawFS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
@@ -72,7 +75,10 @@ func copyOrRange(dest, value []byte) (uint32, fuse.Status) {
 func (r *rawFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, name string, data []byte) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
 	defer r.dirAttrs.begin(fsapi.Ino(in.NodeId))(fsapi.Attr{})
+	// Before the change, so that no read of the attribute sent earlier is
+	// recorded as current, and after it, for one sent while it ran.
 	r.noCap.changed(fsapi.Ino(in.NodeId))
+	defer r.noCap.changed(fsapi.Ino(in.NodeId))
 	// data is in go-fuse's request buffer, which is reused after the reply.
 	value := bytes.Clone(data)
 	if value == nil {
@@ -86,5 +92,6 @@ func (r *rawFS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, name strin
 	ctx, c := r.request(cancel, h)
 	defer r.dirAttrs.begin(fsapi.Ino(h.NodeId))(fsapi.Attr{})
 	r.noCap.changed(fsapi.Ino(h.NodeId))
+	defer r.noCap.changed(fsapi.Ino(h.NodeId))
 	return r.status("removexattr", h.NodeId, r.fs.RemoveXattr(ctx, c, fsapi.Ino(h.NodeId), name))
 }

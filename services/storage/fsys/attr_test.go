@@ -209,4 +209,8 @@ func TestOpenForExecNeedsExecute(t *testing.T) {
 	// permission.
 	_, err := e.Open(ctx, userCaller, runByAll, syscall.O_RDONLY)
 	wantErrno(t, err, syscall.EACCES)
+	// Create, which opens an existing file, ignores the flag: execve(2)
+	// never creates.
+	_, _, err = e.Create(ctx, userCaller, fsapi.RootIno, "run-by-all", 0o644, syscall.O_RDONLY|fsapi.OpenForExec)
+	wantErrno(t, err, syscall.EACCES)
 }

@@ -70,13 +70,14 @@ func (e *Engine) CreateAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.
 	if err != nil {
 		return fsapi.Attr{}, 0, fsapi.Attr{}, err
 	}
-	// create has just found parent, and e.mu is still held.
-	dir, _ := e.dirAttr(parent)
-	return attr, h, dir, nil
+	return attr, h, e.dirAttr(parent), nil
 }
 
 // create serves Create. e.mu is held.
 func (e *Engine) create(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string, mode uint32, flags uint32) (fsapi.Attr, fsapi.HandleID, error) {
+	// execve(2) never creates, so an existing file that Create opens is
+	// opened for reading, and needs read permission.
+	flags &^= fsapi.OpenForExec
 	if fileType := mode & syscall.S_IFMT; fileType != 0 && fileType != syscall.S_IFREG {
 		return fsapi.Attr{}, 0, syscall.EINVAL
 	}

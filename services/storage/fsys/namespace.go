@@ -90,8 +90,7 @@ func (e *Engine) MkdirAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.I
 	if err != nil {
 		return fsapi.Attr{}, fsapi.Attr{}, err
 	}
-	dir, err := e.dirAttr(parent)
-	return n.attr, dir, err
+	return n.attr, e.dirAttr(parent), nil
 }
 
 // Symlink creates a symbolic link to target, which is stored as given.
@@ -252,7 +251,7 @@ func (e *Engine) UnlinkAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.
 	if err := e.commitRemove(ctx, c, OpUnlink, dir, name, child, child.attr.Nlink == 1 && child.opens == 0); err != nil {
 		return fsapi.Attr{}, err
 	}
-	return e.dirAttr(parent)
+	return e.dirAttr(parent), nil
 }
 
 // Rmdir removes an empty directory.
@@ -296,17 +295,18 @@ func (e *Engine) RmdirAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.I
 	if err := e.commitRemove(ctx, c, OpRmdir, dir, name, child, child.opens == 0); err != nil {
 		return fsapi.Attr{}, err
 	}
-	return e.dirAttr(parent)
+	return e.dirAttr(parent), nil
 }
 
-// dirAttr returns the attributes of directory ino after a change in it.
-// e.mu is held.
-func (e *Engine) dirAttr(ino fsapi.Ino) (fsapi.Attr, error) {
+// dirAttr returns the attributes of directory ino after a change in it, or
+// an Attr with Ino 0 if the directory is gone, as fsapi.DirReporter allows:
+// the change has happened either way. e.mu is held.
+func (e *Engine) dirAttr(ino fsapi.Ino) fsapi.Attr {
 	dir, err := e.node(ino)
 	if err != nil {
-		return fsapi.Attr{}, err
+		return fsapi.Attr{}
 	}
-	return dir.attr, nil
+	return dir.attr
 }
 
 // removableEntry resolves parent/name for removal and checks write and

@@ -539,6 +539,24 @@ func TestOpenForExecOnlyFromTrustedPeer(t *testing.T) {
 			if err := client.Release(ctx, attr.Ino, h); err != nil {
 				t.Fatalf("Release: %v", err)
 			}
+			// Create and CreateAttrs of an existing name reach the file
+			// system, which decides whether it opens the file (this one
+			// refuses with EEXIST).
+			if _, _, err = client.Create(ctx, &sampleCaller, fsapi.RootIno, "program", 0o711, flags); !errors.Is(err, syscall.EEXIST) {
+				t.Fatalf("Create of the existing file: %v, expected EEXIST", err)
+			}
+			if _, _, _, err = client.CreateAttrs(ctx, &sampleCaller, fsapi.RootIno, "program", 0o711, flags); !errors.Is(err, syscall.EEXIST) {
+				t.Fatalf("CreateAttrs of the existing file: %v, expected EEXIST", err)
+			}
+			creates := srv.fs.callsOf(OpCreate)
+			if len(creates) != 3 {
+				t.Fatalf("file system saw %d Create calls, expected 3 (the first, Create, and CreateAttrs's fallback)", len(creates))
+			}
+			for i, call := range creates[1:] {
+				if got := call.Flags&fsapi.OpenForExec != 0; got != tc.wantExec {
+					t.Errorf("Create call %d has flags %#x: OpenForExec set %v, expected %v", i+1, call.Flags, got, tc.wantExec)
+				}
+			}
 			calls := srv.fs.callsOf(OpOpen)
 			if len(calls) != 2 {
 				t.Fatalf("file system saw %d Open calls, expected 2 (Open, and OpenAttr's fallback)", len(calls))

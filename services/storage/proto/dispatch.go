@@ -38,12 +38,12 @@ func (sc *serverConn) dispatch(ctx context.Context, req *Request, resp *Response
 	case OpMkdir:
 		resp.Attr, err = fs.Mkdir(ctx, sc.caller(req), req.Ino, req.Name, req.Mode)
 	case OpCreate:
-		resp.Attr, resp.Handle, err = fs.Create(ctx, sc.caller(req), req.Ino, req.Name, req.Mode, req.Flags)
+		resp.Attr, resp.Handle, err = fs.Create(ctx, sc.caller(req), req.Ino, req.Name, req.Mode, sc.openFlags(req))
 		if err == nil {
 			sc.addHandle(resp.Handle, resp.Attr.Ino, false)
 		}
 	case OpCreateAttrs:
-		resp.Attr, resp.Handle, resp.DirAttr, err = fsapi.CreateAttrs(ctx, fs, sc.caller(req), req.Ino, req.Name, req.Mode, req.Flags)
+		resp.Attr, resp.Handle, resp.DirAttr, err = fsapi.CreateAttrs(ctx, fs, sc.caller(req), req.Ino, req.Name, req.Mode, sc.openFlags(req))
 		if err == nil {
 			sc.addHandle(resp.Handle, resp.Attr.Ino, false)
 		}
@@ -264,9 +264,10 @@ func (sc *serverConn) read(ctx context.Context, req *Request, resp *Response) bo
 	return true
 }
 
-// openFlags returns the flags of an open request. Only a trusted client
-// relays the kernel's open for execve(2), so another client's OpenForExec
-// is dropped: it would let the client read a file that it may only run.
+// openFlags returns the flags of an open or create request. Only a
+// trusted client relays the kernel's open for execve(2), so another
+// client's OpenForExec is dropped: it would let the client read a file
+// that it may only run.
 func (sc *serverConn) openFlags(req *Request) uint32 {
 	if sc.trusted {
 		return req.Flags

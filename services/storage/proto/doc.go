@@ -28,6 +28,10 @@
 // itself: the uid, gid, pid and supplementary groups that the kernel
 // recorded when it connected (SO_PEERCRED, SO_PEERGROUPS). The principal
 // comes from ServerOptions.Principal, unless a trusted peer names one.
+// Only a trusted peer may also mark an open or create as the one that
+// execve(2) makes (fsapi.OpenForExec), which needs execute permission and
+// no read permission. The server clears that flag in the requests of any
+// other peer.
 //
 // Handles belong to the connection that opened them. A request that names
 // a handle which its connection did not open, or opened on another inode
@@ -111,7 +115,8 @@
 //	bool         one byte, 0 or 1
 //	setattr      valid u32, mode u32, uid u32, gid u32, size u64, atime i64,
 //	             mtime i64, ctime i64, handle u64
-//	attr         ino u64, mode u32, nlink u32, uid u32, gid u32, rdev u64,
+//	attr, dir attr
+//	             ino u64, mode u32, nlink u32, uid u32, gid u32, rdev u64,
 //	             size u64, blocks u64, atime i64, mtime i64, ctime i64
 //	lock         start u64, end u64, type u32, pid u32
 //	statfs       blocks, bfree, bavail, files, ffree u64; bsize, namelen, frsize u32
