@@ -13,23 +13,47 @@ import (
 // Sync returns. Seqs follow the order in which concurrent Append calls take
 // the Log's lock, and Append keeps no reference to tags or payload.
 func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
+	seq, finish, err := l.StartAppend(tags, payload)
+	if err != nil {
+		return 0, err
+	}
+	if err := finish(); err != nil {
+		return 0, err
+	}
+	return seq, nil
+}
+
+// StartAppend is Append in two steps. It assigns the next seq and returns
+// it with finish, which encodes, encrypts and hashes the record as Append
+// does. The caller may work with the seq while finish runs, for example in
+// another goroutine, but must call finish exactly once and must not change
+// tags or payload before it has returned. A Sync waits for every record
+// whose seq was assigned before it, so a record is never durable before
+// its finish has run, and a finish that is never called blocks every
+// later Sync.
+func (l *Log) StartAppend(tags []uint64, payload []byte) (seq uint64, finish func() error, err error) {
 	if len(tags) > MaxTags {
-		return 0, fmt.Errorf("append: %d tags, limit %d: %w", len(tags), MaxTags, ErrTooLarge)
+		return 0, nil, fmt.Errorf("append: %d tags, limit %d: %w", len(tags), MaxTags, ErrTooLarge)
 	}
 	if len(payload) > MaxPayloadSize {
-		return 0, fmt.Errorf("append: payload of %d bytes, limit %d: %w", len(payload), MaxPayloadSize, ErrTooLarge)
+		return 0, nil, fmt.Errorf("append: payload of %d bytes, limit %d: %w", len(payload), MaxPayloadSize, ErrTooLarge)
 	}
 
 	l.mu.Lock()
 	if err := l.usableLocked(); err != nil {
 		l.mu.Unlock()
-		return 0, fmt.Errorf("append: %w", err)
+		return 0, nil, fmt.Errorf("append: %w", err)
 	}
-	seq := l.nextSeq
+	seq = l.nextSeq
 	l.nextSeq++
 	l.pending = append(l.pending, encodedRecord{})
 	l.mu.Unlock()
+	return seq, func() error { return l.finishAppend(seq, tags, payload) }, nil
+}
 
+// finishAppend encodes the record of seq and stores it in its pending
+// slot.
+func (l *Log) finishAppend(seq uint64, tags []uint64, payload []byte) error {
 	// Encrypting and hashing run outside the lock, so concurrent Appends
 	// do them in parallel and the leader of a Sync only signs the seal.
 	record, hash, err := l.codec.encode(seq, tags, payload)
@@ -40,7 +64,7 @@ func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
 		// The seq is taken, and no later record may become durable without
 		// it, so the Log cannot go on.
 		l.failLocked(fmt.Errorf("append seq %d: %w", seq, err))
-		return 0, l.failed
+		return l.failed
 	}
 	l.appended.Add(int64(len(record)))
 	l.pendingBytes += int64(len(record))
@@ -56,7 +80,7 @@ func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
 		}
 		l.slotCond.Broadcast()
 	}
-	return seq, nil
+	return nil
 }
 
 // earlySyncBytes is the size of pending records at which Append starts a
