@@ -67,13 +67,6 @@ func (n *noCapability) add(ino fsapi.Ino, generation uint64) {
 	}
 }
 
-// created records a new inode, which has no extended attributes.
-func (n *noCapability) created(ino fsapi.Ino) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.inodes[ino] = time.Now()
-}
-
 // changed removes ino, whose extended attributes may have changed.
 func (n *noCapability) changed(ino fsapi.Ino) {
 	n.mu.Lock()

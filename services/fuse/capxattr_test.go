@@ -31,8 +31,8 @@ func TestNoCapabilityIgnoresStaleAnswer(t *testing.T) {
 
 func TestNoCapabilityForgetsChangedInode(t *testing.T) {
 	n := newNoCapability()
-	n.created(5)
-	n.created(6)
+	n.add(5, n.current())
+	n.add(6, n.current())
 	n.changed(5)
 	if n.has(5, time.Hour) {
 		t.Error("inode 5 is still known after its xattrs changed")
@@ -44,7 +44,7 @@ func TestNoCapabilityForgetsChangedInode(t *testing.T) {
 	if n.has(6, time.Hour) {
 		t.Error("inode 6 is still known after the kernel forgot it")
 	}
-	n.created(7)
+	n.add(7, n.current())
 	n.changedAll()
 	if n.has(7, time.Hour) {
 		t.Error("inode 7 is still known after every inode changed")
@@ -53,7 +53,7 @@ func TestNoCapabilityForgetsChangedInode(t *testing.T) {
 
 func TestNoCapabilityExpires(t *testing.T) {
 	n := newNoCapability()
-	n.created(5)
+	n.add(5, n.current())
 	time.Sleep(time.Millisecond)
 	if n.has(5, time.Millisecond) {
 		t.Error("an entry older than maxAge still counts")

@@ -287,7 +287,7 @@ func TestEndedSubscriptionShortensTimeouts(t *testing.T) {
 	timeouts := &cacheTimeouts{entry: time.Hour, attr: time.Hour}
 	timeouts.notified.Store(true)
 	s := &Server{raw: &rawFS{dirAttrs: newDirAttrs(), noCap: newNoCapability()}, logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
-	s.raw.noCap.created(5)
+	s.raw.noCap.add(5, s.raw.noCap.current())
 	s.raw.dirAttrs.begin(6)(fsapi.Attr{Ino: 6})
 	s.followChanges(context.Background(), &endedSubscription{batches: [][]fsapi.Change{{{Kind: fsapi.ChangeAll}}}}, timeouts)
 	if s.raw.noCap.has(5, time.Hour) {

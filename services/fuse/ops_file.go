@@ -19,6 +19,7 @@ import (
 func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
 	ctx, c := r.request(cancel, &in.InHeader)
 	parent := fsapi.Ino(in.NodeId)
+	generation := r.noCap.current()
 	end := r.dirAttrs.begin(parent)
 	var attr, dir fsapi.Attr
 	var h fsapi.HandleID
@@ -36,10 +37,12 @@ func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 		r.releaseAfterFailure(attr.Ino, h)
 		return st
 	}
-	if in.Flags&syscall.O_EXCL != 0 {
+	if in.Flags&syscall.O_EXCL != 0 && !r.timeouts.short() {
 		// Without O_EXCL the daemon opens a file that another client
-		// created meanwhile, which may have a capability.
-		r.noCap.created(attr.Ino)
+		// created meanwhile, which may have a capability. The generation
+		// check drops the record if a notification of a change to the new
+		// file came in between.
+		r.noCap.add(attr.Ino, generation)
 	}
 	out.OpenOut = fuse.OpenOut{Fh: uint64(h)}
 	return fuse.OK

@@ -26,7 +26,7 @@ func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, 
 	ctx, c := r.request(cancel, h)
 	value, err := r.fs.GetXattr(ctx, c, ino, name)
 	if err != nil {
-		if name == capabilityXattr && h.Uid == 0 && errors.Is(err, syscall.ENODATA) {
+		if name == capabilityXattr && h.Uid == 0 && errors.Is(err, syscall.ENODATA) && !r.timeouts.short() {
 			r.noCap.add(ino, generation)
 		}
 		return 0, r.status("getxattr", h.NodeId, err)

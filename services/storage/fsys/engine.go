@@ -307,7 +307,7 @@ func (e *Engine) commitParallel(ctx context.Context, ent *Entry, starter StartAp
 	}
 	applyErr := e.applyCommitted(seq, ent)
 	if err := <-encoded; err != nil {
-		e.failed = fmt.Errorf("journal append of seq %d failed after the entry was applied: %w", seq, err)
+		e.failed = errors.Join(e.failed, fmt.Errorf("journal append of seq %d failed after the entry was applied: %w", seq, err))
 		e.log.Error("journal append failed after the entry was applied; engine stopped", "seq", seq, "op", ent.Op.String(), "ino", ent.Ino, "error", err)
 		return syscall.EIO
 	}

@@ -91,4 +91,8 @@ func TestFailedParallelAppendStopsEngine(t *testing.T) {
 	wantErrno(t, err, syscall.EIO)
 	_, err = e.Mkdir(ctx, rootCaller, fsapi.RootIno, "later", 0o755)
 	wantErrno(t, err, syscall.EIO)
+	// The daemon checks this before it writes a checkpoint.
+	if err := e.Stopped(); err == nil {
+		t.Error("Stopped returned nil for an engine that refuses requests")
+	}
 }

@@ -125,6 +125,15 @@ type Checkpoint struct {
 	Freed  []FreedInode  // freed inodes whose blocks still exist, by number
 }
 
+// Stopped returns why the engine refuses all requests, or nil while it
+// serves them. A stopped engine may hold an applied entry that the journal
+// lacks, so its state must not be checkpointed.
+func (e *Engine) Stopped() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.failed
+}
+
 // Header returns the engine header of the current state.
 func (e *Engine) Header() Header {
 	e.mu.Lock()

@@ -30,7 +30,7 @@ func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
 // tags or payload before it has returned. A Sync waits for every record
 // whose seq was assigned before it, so a record is never durable before
 // its finish has run, and a finish that is never called blocks every
-// later Sync.
+// later Sync and Close.
 func (l *Log) StartAppend(tags []uint64, payload []byte) (seq uint64, finish func() error, err error) {
 	if len(tags) > MaxTags {
 		return 0, nil, fmt.Errorf("append: %d tags, limit %d: %w", len(tags), MaxTags, ErrTooLarge)
@@ -80,7 +80,9 @@ func (l *Log) finishAppend(seq uint64, tags []uint64, payload []byte) error {
 		}
 		l.slotCond.Broadcast()
 	}
-	return nil
+	// A Log that failed while the record was encoded never makes it
+	// durable.
+	return l.failed
 }
 
 // earlySyncBytes is the size of pending records at which Append starts a

@@ -28,9 +28,9 @@
 // itself: the uid, gid, pid and supplementary groups that the kernel
 // recorded when it connected (SO_PEERCRED, SO_PEERGROUPS). The principal
 // comes from ServerOptions.Principal, unless a trusted peer names one.
-// Only a trusted peer may also mark an open or create as the one that
-// execve(2) makes (fsapi.OpenForExec), which needs execute permission and
-// no read permission. The server clears that flag in the requests of any
+// Only a trusted peer may also mark an open as the one that execve(2)
+// makes (fsapi.OpenForExec), which needs execute permission and no read
+// permission. The server clears that flag in the opens and creates of any
 // other peer.
 //
 // Handles belong to the connection that opened them. A request that names

@@ -34,6 +34,11 @@ func (d *Daemon) Checkpoint() error {
 	start := time.Now()
 	snapshot := d.engine.Checkpoint()
 	defer d.engine.EndCheckpoint()
+	// Checked after the snapshot: an engine that stopped before it may
+	// hold an entry that the journal lacks.
+	if err := d.engine.Stopped(); err != nil {
+		return fmt.Errorf("checkpoint not written because the storage engine stopped; restart the node to replay the journal: %w", err)
+	}
 	// The engine's lock is held while it collects the changed inodes, so
 	// every request waits that long.
 	snapshotTook := time.Since(start)
