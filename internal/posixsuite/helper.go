@@ -191,6 +191,14 @@ func runOp(op, path string, args []string) (syscall.Errno, error) {
 		err = closeAfter(fd, openErr)
 	case "access-w":
 		err = unix.Faccessat(helperDirFd, path, unix.W_OK, 0)
+	case "append":
+		fd, openErr := unix.Openat(helperDirFd, path, unix.O_WRONLY|unix.O_APPEND, 0)
+		if openErr == nil {
+			_, err = unix.Write(fd, []byte{'x'})
+			unix.Close(fd)
+		} else {
+			err = openErr
+		}
 	case "exec":
 		// The child resolves the path while it still has the directory's
 		// descriptor, which closes only when execve(2) succeeds.

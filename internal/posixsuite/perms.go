@@ -56,6 +56,10 @@ func testNonRootPermissions(t *testing.T, e *env) {
 	e.writeFile(t, "private/open/file", nil, 0o644)
 	// Programs that others may run without reading them, and may not run.
 	program := copyProgram(t)
+	// Files that others may write, with set-ID bits that a write by them
+	// clears.
+	e.writeFile(t, "setuid-shared", nil, 0o4777)
+	e.writeFile(t, "setgid-shared", nil, 0o2777)
 	e.writeFile(t, "run-by-all", program, 0o711)
 	e.writeFile(t, "run-by-owner", program, 0o744)
 
@@ -75,6 +79,8 @@ func testNonRootPermissions(t *testing.T, e *env) {
 		{"stat", "private/open/file", "", unix.EACCES, "a path through a 0700 directory of another user"},
 		{"exec", "run-by-all", "", 0, "others may run a 0711 program without read permission"},
 		{"exec", "run-by-owner", "", unix.EACCES, "others may not run a 0744 program"},
+		{"append", "setuid-shared", "", 0, "others may write a 04777 file"},
+		{"truncate", "setgid-shared", "", 0, "others may truncate a 02777 file"},
 		{"create", "closed/new", "", unix.EACCES, "create in a 0755 directory of another user"},
 		{"mkdir", "closed/newdir", "", unix.EACCES, "mkdir in a 0755 directory of another user"},
 		{"unlink", "closed/victim", "", unix.EACCES, "unlink in a 0755 directory of another user"},
@@ -129,6 +135,12 @@ func testNonRootPermissions(t *testing.T, e *env) {
 	wantOK(t, "stat closed/victim", unix.Lstat(e.path("closed/victim"), &st))
 	if got := readFile(t, e.path("public")); got != "public" {
 		t.Errorf("public after the refused truncate %q, want %q", got, "public")
+	}
+	// The write and the truncate by uid 1000 cleared the set-ID bits.
+	for name, want := range map[string]uint32{"setuid-shared": 0o777, "setgid-shared": 0o777} {
+		if got := lstat(t, e.path(name)).Mode & 0o7777; got != want {
+			t.Errorf("mode of %s after uid 1000 changed it %#o, want %#o", name, got, want)
+		}
 	}
 	if st := lstat(t, e.path("mine")); st.Uid != 1000 {
 		t.Errorf("owner of mine %d after the refused chown, want 1000", st.Uid)

@@ -145,10 +145,18 @@ func (e *Engine) planSetAttr(c *fsapi.Caller, n *inode, in *fsapi.SetAttrIn, h *
 		gid = in.GID
 	}
 	if in.Valid&fsapi.SetMode != 0 {
-		if !isOwner(c, n) {
+		requested := in.Mode & 0o7777
+		switch {
+		case isOwner(c, n):
+		case clearsOnlySetID(n.attr.Mode&0o7777, requested) && permitted(c, &n.attr, mayWrite):
+			// Before a write or truncate by someone other than the owner,
+			// Linux clears the set-user-ID and set-group-ID bits. Over
+			// FUSE the kernel sends that as a mode change with the
+			// writer's credentials, so a writer may make it.
+		default:
 			return nil, syscall.EPERM
 		}
-		mode = in.Mode & 0o7777
+		mode = requested
 		if c.UID != 0 && !c.InGroup(gid) {
 			mode &^= syscall.S_ISGID
 		}

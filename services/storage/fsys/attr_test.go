@@ -184,6 +184,7 @@ func TestOpenForExecNeedsExecute(t *testing.T) {
 	runByAll := createFile(t, e, rootCaller, fsapi.RootIno, "run-by-all", 0o711, nil)
 	runByOwner := createFile(t, e, rootCaller, fsapi.RootIno, "run-by-owner", 0o744, nil)
 	plain := createFile(t, e, rootCaller, fsapi.RootIno, "plain", 0o644, nil)
+
 	for _, tc := range []struct {
 		name   string
 		c      *fsapi.Caller
@@ -213,4 +214,25 @@ func TestOpenForExecNeedsExecute(t *testing.T) {
 	// never creates.
 	_, _, err = e.Create(ctx, userCaller, fsapi.RootIno, "run-by-all", 0o644, syscall.O_RDONLY|fsapi.OpenForExec)
 	wantErrno(t, err, syscall.EACCES)
+}
+
+// TestWriterClearsSetID checks the mode change that Linux sends over FUSE
+// before a write by someone other than the owner: a writer may clear the
+// set-user-ID and set-group-ID bits and nothing else.
+func TestWriterClearsSetID(t *testing.T) {
+	e, _ := newTestEngine(t)
+	shared := createFile(t, e, rootCaller, fsapi.RootIno, "shared", 0o6777, nil)
+	readOnly := createFile(t, e, rootCaller, fsapi.RootIno, "read-only", 0o4755, nil)
+	setMode := func(ino fsapi.Ino, mode uint32) error {
+		_, err := e.SetAttr(ctx, userCaller, ino, &fsapi.SetAttrIn{Valid: fsapi.SetMode, Mode: mode})
+		return err
+	}
+	wantErrno(t, setMode(shared, 0o6777), syscall.EPERM) // no change is still a chmod
+	wantErrno(t, setMode(shared, 0o2775), syscall.EPERM) // clears more than set-ID bits
+	wantErrno(t, setMode(readOnly, 0o755), syscall.EPERM) // no write permission
+	// What Linux sends before a write to a 06777 file by another user.
+	mustOK(t, setMode(shared, 0o777))
+	if got := getattr(t, e, shared).Mode & 0o7777; got != 0o777 {
+		t.Errorf("mode after clearing both set-ID bits %#o, expected 0o777", got)
+	}
 }

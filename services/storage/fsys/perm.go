@@ -75,6 +75,15 @@ func isOwner(c *fsapi.Caller, n *inode) bool {
 	return c.UID == 0 || c.UID == n.attr.UID
 }
 
+// clearsOnlySetID reports whether changing the permission bits from old to
+// new clears the set-user-ID bit, the set-group-ID bit or both, and
+// changes nothing else.
+func clearsOnlySetID(old, new uint32) bool {
+	const setID = syscall.S_ISUID | syscall.S_ISGID
+	cleared := old &^ new
+	return new&^old == 0 && cleared != 0 && cleared&^setID == 0
+}
+
 // checkSticky implements the restricted deletion flag: in a directory with
 // the sticky bit only the owner of the entry, the owner of the directory or
 // root may remove or rename the entry.
