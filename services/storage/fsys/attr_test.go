@@ -227,8 +227,8 @@ func TestWriterClearsSetID(t *testing.T) {
 		_, err := e.SetAttr(ctx, userCaller, ino, &fsapi.SetAttrIn{Valid: fsapi.SetMode, Mode: mode})
 		return err
 	}
-	wantErrno(t, setMode(shared, 0o6777), syscall.EPERM) // no change is still a chmod
-	wantErrno(t, setMode(shared, 0o2775), syscall.EPERM) // clears more than set-ID bits
+	wantErrno(t, setMode(shared, 0o6777), syscall.EPERM)  // no change is still a chmod
+	wantErrno(t, setMode(shared, 0o2775), syscall.EPERM)  // clears more than set-ID bits
 	wantErrno(t, setMode(readOnly, 0o755), syscall.EPERM) // no write permission
 	// What Linux sends before a write to a 06777 file by another user.
 	mustOK(t, setMode(shared, 0o777))
