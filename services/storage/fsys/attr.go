@@ -148,11 +148,12 @@ func (e *Engine) planSetAttr(c *fsapi.Caller, n *inode, in *fsapi.SetAttrIn, h *
 		requested := in.Mode & 0o7777
 		switch {
 		case isOwner(c, n):
-		case clearsOnlySetID(n.attr.Mode&0o7777, requested) && permitted(c, &n.attr, mayWrite):
+		case n.isRegular() && clearsOnlySetID(n.attr.Mode&0o7777, requested) && permitted(c, &n.attr, mayWrite):
 			// Before a write or truncate by someone other than the owner,
-			// Linux clears the set-user-ID and set-group-ID bits. Over
-			// FUSE the kernel sends that as a mode change with the
-			// writer's credentials, so a writer may make it.
+			// Linux clears the set-user-ID and set-group-ID bits of a
+			// regular file. Over FUSE the kernel sends that as a mode
+			// change with the writer's credentials, so a writer may make
+			// it. A directory's set-group-ID bit stays the owner's.
 		default:
 			return nil, syscall.EPERM
 		}

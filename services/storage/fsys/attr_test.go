@@ -230,6 +230,10 @@ func TestWriterClearsSetID(t *testing.T) {
 	wantErrno(t, setMode(shared, 0o6777), syscall.EPERM)  // no change is still a chmod
 	wantErrno(t, setMode(shared, 0o2775), syscall.EPERM)  // clears more than set-ID bits
 	wantErrno(t, setMode(readOnly, 0o755), syscall.EPERM) // no write permission
+	sharedDir := mkdir(t, e, rootCaller, fsapi.RootIno, "shared-dir", 0o777)
+	_, err := e.SetAttr(ctx, rootCaller, sharedDir, &fsapi.SetAttrIn{Valid: fsapi.SetMode, Mode: 0o2777})
+	mustOK(t, err)
+	wantErrno(t, setMode(sharedDir, 0o777), syscall.EPERM) // a directory's set-group-ID bit
 	// What Linux sends before a write to a 06777 file by another user.
 	mustOK(t, setMode(shared, 0o777))
 	if got := getattr(t, e, shared).Mode & 0o7777; got != 0o777 {
