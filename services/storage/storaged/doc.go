@@ -18,10 +18,13 @@
 //
 // # Checkpoints
 //
-// A checkpoint seals every inode changed since the last one as a new block
-// version, and every changed chunk of a file too. It writes those blocks
-// next to the old versions (copy-on-write), increments the TPM counter, and
-// then replaces the checkpoint file, which names the new versions and the last journal entry they include. Only then
+// A checkpoint makes the journal durable up to the last entry it includes,
+// so that after a crash the journal never ends before the checkpoint. It
+// seals every inode changed since the last one as a new block version, and
+// every changed chunk of a file too. It writes those blocks next to the old
+// versions (copy-on-write), increments the TPM counter, and then replaces
+// the checkpoint file, which names the new versions and the last journal
+// entry they include. Only then
 // are the old versions and the covered journal segments deleted. A crash at
 // any point leaves either the old checkpoint with its blocks and journal, or
 // the new one: versions newer than the checkpoint file are garbage that the

@@ -39,6 +39,14 @@ func (d *Daemon) Checkpoint() error {
 	if err := d.engine.Stopped(); err != nil {
 		return fmt.Errorf("checkpoint not written because the storage engine stopped; restart the node to replay the journal: %w", err)
 	}
+	// The checkpoint names the snapshot's entries as applied, so they must
+	// be durable in the journal first. Otherwise a crash right after it
+	// would leave a journal that ends before the checkpoint, whose next seq
+	// the engine then rejects as going backwards. The snapshot was taken
+	// with every entry up to its seq appended.
+	if err := d.journal.Sync(); err != nil {
+		return fmt.Errorf("checkpoint at entry %d: sync the journal: %w", snapshot.Header.AppliedSeq, err)
+	}
 	// The engine's lock is held while it collects the changed inodes, so
 	// every request waits that long.
 	snapshotTook := time.Since(start)
