@@ -18,8 +18,8 @@ import (
 const capabilityXattr = "security.capability"
 
 // noCapability is the set of inodes known to have no capabilityXattr: files
-// created through this mount, and those for which the file system returned
-// ENODATA. An inode leaves the set when an xattr of it changes through this
+// created with O_EXCL through this mount, and those for which the file
+// system returned ENODATA. An inode leaves the set when an xattr of it changes through this
 // mount, when a change notification reports a change of its attributes,
 // and when the kernel evicts it (FORGET). An entry counts only for the
 // attribute timeout, like an attribute that the kernel caches, for changes

@@ -102,16 +102,7 @@ func TestCapabilityReadsStayLocal(t *testing.T) {
 	fs := newMemFS()
 	_, dir, _ := mountForTest(t, quietFS{fs}, Options{})
 	path := filepath.Join(dir, "program")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		t.Fatal(err)
-	}
-	ino := fsapi.Ino(st.Ino)
+	f, ino := createForWriting(t, path, os.O_EXCL, 0o755)
 	for range 3 {
 		if _, err := f.Write([]byte("data")); err != nil {
 			t.Fatal(err)
@@ -188,15 +179,7 @@ func TestCapabilityReadsOfOthersStayLocal(t *testing.T) {
 func TestCapabilityReadAfterCreateWithoutExcl(t *testing.T) {
 	fs := newMemFS()
 	_, dir, _ := mountForTest(t, quietFS{fs}, Options{})
-	f, err := os.OpenFile(filepath.Join(dir, "file"), os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		t.Fatal(err)
-	}
+	f, ino := createForWriting(t, filepath.Join(dir, "file"), 0, 0o644)
 	for range 2 {
 		if _, err := f.Write([]byte("data")); err != nil {
 			t.Fatal(err)
@@ -205,7 +188,23 @@ func TestCapabilityReadAfterCreateWithoutExcl(t *testing.T) {
 	if os.Geteuid() != 0 {
 		return // others' reads never reach the file system
 	}
-	if got := capabilityReads(fs, fsapi.Ino(st.Ino)); got != 1 {
+	if got := capabilityReads(fs, ino); got != 1 {
 		t.Errorf("writes to a file created without O_EXCL read security.capability from the file system %d times, expected once", got)
 	}
+}
+
+// createForWriting creates path for writing with the extra open flags, and
+// returns the open file, closed when the test ends, and its inode number.
+func createForWriting(t *testing.T, path string, flags int, mode os.FileMode) (*os.File, fsapi.Ino) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|flags, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	return f, fsapi.Ino(st.Ino)
 }

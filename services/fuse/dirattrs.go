@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -115,4 +116,28 @@ func (d *dirAttrs) dropAll() {
 		}
 		delete(d.dirs, dir)
 	}
+}
+
+// withoutDirAttrs serves fsapi.DirReporter's calls for a file system that
+// does not report directory attributes. Each call makes the plain change
+// and returns no directory attributes (Ino 0), which dirAttrs does not
+// keep, so the kernel's next GETATTR reaches the file system.
+type withoutDirAttrs struct{ fsapi.FS }
+
+func (f withoutDirAttrs) CreateAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string, mode uint32, flags uint32) (fsapi.Attr, fsapi.HandleID, fsapi.Attr, error) {
+	attr, h, err := f.Create(ctx, c, parent, name, mode, flags)
+	return attr, h, fsapi.Attr{}, err
+}
+
+func (f withoutDirAttrs) MkdirAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string, mode uint32) (fsapi.Attr, fsapi.Attr, error) {
+	attr, err := f.Mkdir(ctx, c, parent, name, mode)
+	return attr, fsapi.Attr{}, err
+}
+
+func (f withoutDirAttrs) UnlinkAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string) (fsapi.Attr, error) {
+	return fsapi.Attr{}, f.Unlink(ctx, c, parent, name)
+}
+
+func (f withoutDirAttrs) RmdirAttrs(ctx context.Context, c *fsapi.Caller, parent fsapi.Ino, name string) (fsapi.Attr, error) {
+	return fsapi.Attr{}, f.Rmdir(ctx, c, parent, name)
 }

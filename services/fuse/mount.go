@@ -104,7 +104,10 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 	}
 	timeouts.notified.Store(sub != nil)
 	ctx, stopFollowing := context.WithCancel(context.Background())
-	reporter, _ := opts.FS.(fsapi.DirReporter)
+	reporter, ok := opts.FS.(fsapi.DirReporter)
+	if !ok {
+		reporter = withoutDirAttrs{opts.FS}
+	}
 	raw := &rawFS{
 		fs:        opts.FS,
 		principal: opts.Principal,

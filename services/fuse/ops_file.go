@@ -21,14 +21,7 @@ func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 	parent := fsapi.Ino(in.NodeId)
 	generation := r.noCap.current()
 	end := r.dirAttrs.begin(parent)
-	var attr, dir fsapi.Attr
-	var h fsapi.HandleID
-	var err error
-	if r.reporter != nil {
-		attr, h, dir, err = r.reporter.CreateAttrs(ctx, c, parent, name, in.Mode, in.Flags)
-	} else {
-		attr, h, err = r.fs.Create(ctx, c, parent, name, in.Mode, in.Flags)
-	}
+	attr, h, dir, err := r.reporter.CreateAttrs(ctx, c, parent, name, in.Mode, in.Flags)
 	end(dir)
 	if err != nil {
 		return r.status("create", in.NodeId, err)

@@ -139,13 +139,7 @@ func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out
 	ctx, c := r.request(cancel, &in.InHeader)
 	parent := fsapi.Ino(in.NodeId)
 	end := r.dirAttrs.begin(parent)
-	var attr, dir fsapi.Attr
-	var err error
-	if r.reporter != nil {
-		attr, dir, err = r.reporter.MkdirAttrs(ctx, c, parent, name, in.Mode)
-	} else {
-		attr, err = r.fs.Mkdir(ctx, c, parent, name, in.Mode)
-	}
+	attr, dir, err := r.reporter.MkdirAttrs(ctx, c, parent, name, in.Mode)
 	end(dir)
 	if err != nil {
 		return r.status("mkdir", in.NodeId, err)
@@ -177,13 +171,7 @@ func (r *rawFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fu
 	ctx, c := r.request(cancel, h)
 	parent := fsapi.Ino(h.NodeId)
 	end := r.dirAttrs.begin(parent)
-	var dir fsapi.Attr
-	var err error
-	if r.reporter != nil {
-		dir, err = r.reporter.UnlinkAttrs(ctx, c, parent, name)
-	} else {
-		err = r.fs.Unlink(ctx, c, parent, name)
-	}
+	dir, err := r.reporter.UnlinkAttrs(ctx, c, parent, name)
 	end(dir)
 	return r.status("unlink", h.NodeId, err)
 }
@@ -195,13 +183,7 @@ func (r *rawFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fus
 	// number is not known here.
 	r.dirAttrs.dropAll()
 	end := r.dirAttrs.begin(parent)
-	var dir fsapi.Attr
-	var err error
-	if r.reporter != nil {
-		dir, err = r.reporter.RmdirAttrs(ctx, c, parent, name)
-	} else {
-		err = r.fs.Rmdir(ctx, c, parent, name)
-	}
+	dir, err := r.reporter.RmdirAttrs(ctx, c, parent, name)
 	end(dir)
 	return r.status("rmdir", h.NodeId, err)
 }

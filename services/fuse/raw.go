@@ -25,7 +25,7 @@ type rawFS struct {
 	locked    lockedInodes
 	dirAttrs  *dirAttrs         // directory attributes that changes returned
 	noCap     *noCapability     // inodes known to have no security.capability
-	reporter  fsapi.DirReporter // fs, when it returns them; otherwise nil
+	reporter  fsapi.DirReporter // fs, or withoutDirAttrs when fs returns none
 	unmounted func()            // stops following changes
 }
 

@@ -186,10 +186,10 @@ func TestOpenForExecNeedsExecute(t *testing.T) {
 	plain := createFile(t, e, rootCaller, fsapi.RootIno, "plain", 0o644, nil)
 
 	for _, tc := range []struct {
-		name   string
-		c      *fsapi.Caller
-		ino    fsapi.Ino
-		wanted syscall.Errno
+		name     string
+		c        *fsapi.Caller
+		ino      fsapi.Ino
+		expected syscall.Errno
 	}{
 		{"others run a 0711 program", userCaller, runByAll, 0},
 		{"others may not run a 0744 program", userCaller, runByOwner, syscall.EACCES},
@@ -198,8 +198,8 @@ func TestOpenForExecNeedsExecute(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, err := e.Open(ctx, tc.c, tc.ino, syscall.O_RDONLY|fsapi.OpenForExec)
-			if tc.wanted != 0 {
-				wantErrno(t, err, tc.wanted)
+			if tc.expected != 0 {
+				wantErrno(t, err, tc.expected)
 				return
 			}
 			mustOK(t, err)

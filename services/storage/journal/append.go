@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,11 +27,11 @@ func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
 // StartAppend is Append in two steps. It assigns the next seq and returns
 // it with finish, which encodes, encrypts and hashes the record as Append
 // does. The caller may work with the seq while finish runs, for example in
-// another goroutine, but must call finish exactly once and must not change
-// tags or payload before it has returned. A Sync waits for every record
+// another goroutine. finish reads tags and payload until it returns, so the
+// caller keeps them unchanged until then. A Sync waits for every record
 // whose seq was assigned before it, so a record is never durable before
-// its finish has run, and a finish that is never called blocks every
-// later Sync and Close.
+// its finish has run, and a finish that is never called blocks every later
+// Sync and Close. A second call of finish returns an error.
 func (l *Log) StartAppend(tags []uint64, payload []byte) (seq uint64, finish func() error, err error) {
 	if len(tags) > MaxTags {
 		return 0, nil, fmt.Errorf("append: %d tags, limit %d: %w", len(tags), MaxTags, ErrTooLarge)
@@ -48,7 +49,14 @@ func (l *Log) StartAppend(tags []uint64, payload []byte) (seq uint64, finish fun
 	l.nextSeq++
 	l.pending = append(l.pending, encodedRecord{})
 	l.mu.Unlock()
-	return seq, func() error { return l.finishAppend(seq, tags, payload) }, nil
+	var called atomic.Bool
+	finish = func() error {
+		if called.Swap(true) {
+			return fmt.Errorf("append seq %d: finish called a second time", seq)
+		}
+		return l.finishAppend(seq, tags, payload)
+	}
+	return seq, finish, nil
 }
 
 // finishAppend encodes the record of seq and stores it in its pending

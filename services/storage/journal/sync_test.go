@@ -325,3 +325,50 @@ func TestSyncDropsWrittenPages(t *testing.T) {
 		t.Errorf("%d of the segment's %d pages are in the page cache after Sync, expected at most 3", cached, pages)
 	}
 }
+
+// TestStartAppendFinishedLater checks the two steps of StartAppend on a
+// real Log: a Sync started before finish waits for it, the record is then
+// durable under its seq, and a second finish fails.
+func TestStartAppendFinishedLater(t *testing.T) {
+	e := newEnv(t)
+	l, err := Open(e.options(0))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	seq, finish, err := l.StartAppend(tagsFor(1), payloadFor(1))
+	if err != nil {
+		t.Fatalf("StartAppend: %v", err)
+	}
+	if seq != 1 {
+		t.Fatalf("StartAppend assigned seq %d, expected 1", seq)
+	}
+
+	synced := make(chan error, 1)
+	go func() { synced <- l.Sync() }()
+	select {
+	case err := <-synced:
+		t.Fatalf("Sync returned %v before finish ran", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := finish(); err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	if err := <-synced; err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+
+	if err := finish(); err == nil {
+		t.Error("a second finish returned no error")
+	}
+
+	records, err := replay(l, 1)
+	if err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	if len(records) != 1 || records[0].Seq != 1 {
+		t.Errorf("replayed %+v, expected the one record of seq 1", records)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
