@@ -117,6 +117,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		pages:     newPageCache(),
 		dirAttrs:  newDirAttrs(),
 		noCap:     newNoCapability(),
+		setID:     newSetIDFiles(),
 		reporter:  reporter,
 		unmounted: stopFollowing,
 	}
@@ -134,9 +135,12 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		MaxWrite:     fsapi.MaxWrite,
 		MaxReadAhead: maxReadAhead,
 		EnableLocks:  true,
-		Options:      []string{"default_permissions"},
-		Debug:        opts.Debug,
-		Logger:       slog.NewLogLogger(logger.With("component", "go-fuse").Handler(), goFuseLevel),
+		// The daemon clears set-ID bits and capabilities itself (see
+		// setIDFiles).
+		ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
+		Options:           []string{"default_permissions"},
+		Debug:             opts.Debug,
+		Logger:            slog.NewLogLogger(logger.With("component", "go-fuse").Handler(), goFuseLevel),
 	}
 
 	srv, err := fuse.NewServer(raw, abs, mountOpts)

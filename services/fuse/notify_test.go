@@ -240,7 +240,7 @@ func TestLostChangesShortenTimeouts(t *testing.T) {
 	}
 	timeouts := &cacheTimeouts{entry: time.Hour, attr: time.Hour}
 	timeouts.notified.Store(true)
-	r := &rawFS{fs: fs, logger: slog.New(slog.DiscardHandler), timeouts: timeouts, groups: newGroupCache(groupCacheTTL), pages: newPageCache(), dirAttrs: newDirAttrs(), noCap: newNoCapability()}
+	r := &rawFS{fs: fs, logger: slog.New(slog.DiscardHandler), timeouts: timeouts, groups: newGroupCache(groupCacheTTL), pages: newPageCache(), dirAttrs: newDirAttrs(), noCap: newNoCapability(), setID: newSetIDFiles()}
 
 	st, out := lookupReply(r, "d")
 	if st != fuse.OK || out.EntryTimeout() != time.Hour || out.AttrTimeout() != time.Hour {
@@ -286,7 +286,7 @@ func (s *endedSubscription) Next(ctx context.Context) ([]fsapi.Change, error) {
 func TestEndedSubscriptionShortensTimeouts(t *testing.T) {
 	timeouts := &cacheTimeouts{entry: time.Hour, attr: time.Hour}
 	timeouts.notified.Store(true)
-	s := &Server{raw: &rawFS{dirAttrs: newDirAttrs(), noCap: newNoCapability()}, logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
+	s := &Server{raw: &rawFS{dirAttrs: newDirAttrs(), noCap: newNoCapability(), setID: newSetIDFiles()}, logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
 	s.raw.noCap.add(5, s.raw.noCap.current())
 	s.raw.dirAttrs.begin(6)(fsapi.Attr{Ino: 6})
 	s.followChanges(context.Background(), &endedSubscription{batches: [][]fsapi.Change{{{Kind: fsapi.ChangeAll}}}}, timeouts)

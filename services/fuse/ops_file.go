@@ -63,6 +63,9 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 	if err != nil {
 		return r.status("open", in.NodeId, err)
 	}
+	if in.Flags&syscall.O_TRUNC != 0 {
+		r.dataChanged(c, attr.Ino)
+	}
 	*out = fuse.OpenOut{Fh: uint64(h)}
 	// Without FOPEN_KEEP_CACHE the kernel drops the file's cached data.
 	if r.pages.opened(&attr) {
@@ -119,6 +122,7 @@ func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (ui
 	if err != nil {
 		return 0, r.status("write", in.NodeId, err)
 	}
+	r.dataChanged(c, fsapi.Ino(in.NodeId))
 	return uint32(n), fuse.OK
 }
 
@@ -197,7 +201,11 @@ func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Sta
 	}
 	r.pages.changed(fsapi.Ino(in.NodeId))
 	err := r.fs.Fallocate(ctx, c, fsapi.Ino(in.NodeId), fsapi.HandleID(in.Fh), in.Mode, int64(in.Offset), int64(in.Length))
-	return r.status("fallocate", in.NodeId, err)
+	if err != nil {
+		return r.status("fallocate", in.NodeId, err)
+	}
+	r.dataChanged(c, fsapi.Ino(in.NodeId))
+	return fuse.OK
 }
 
 // Lseek serves SEEK_DATA and SEEK_HOLE; the kernel handles the other
@@ -236,6 +244,7 @@ func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) 
 	if err != nil {
 		return 0, r.status("copy_file_range", in.NodeId, err)
 	}
+	r.dataChanged(c, fsapi.Ino(in.NodeIdOut))
 	return uint32(min(n, length)), fuse.OK
 }
 

@@ -25,6 +25,8 @@ type rawFS struct {
 	locked    lockedInodes
 	dirAttrs  *dirAttrs         // directory attributes that changes returned
 	noCap     *noCapability     // inodes known to have no security.capability
+	setID     *setIDFiles       // files the kernel knows with set-ID bits
+	server    *fuse.Server      // set by Init, before the first request
 	reporter  fsapi.DirReporter // fs, or withoutDirAttrs when fs returns none
 	unmounted func()            // stops following changes
 }
@@ -37,7 +39,7 @@ func (r *rawFS) String() string { return "blocktree" }
 // Options.Debug at mount time.
 func (r *rawFS) SetDebug(bool) {}
 
-func (r *rawFS) Init(*fuse.Server) {}
+func (r *rawFS) Init(server *fuse.Server) { r.server = server }
 
 func (r *rawFS) OnUnmount() {
 	r.unmounted()
@@ -103,6 +105,7 @@ func (r *rawFS) fillEntry(op string, out *fuse.EntryOut, a *fsapi.Attr) fuse.Sta
 	out.SetEntryTimeout(entry)
 	out.SetAttrTimeout(attr)
 	fillAttr(&out.Attr, a)
+	r.setID.saw(a)
 	return fuse.OK
 }
 
@@ -110,6 +113,7 @@ func (r *rawFS) fillAttrOut(out *fuse.AttrOut, a *fsapi.Attr) {
 	_, attr := r.timeouts.entryOut()
 	out.SetTimeout(attr)
 	fillAttr(&out.Attr, a)
+	r.setID.saw(a)
 }
 
 func fillAttr(out *fuse.Attr, a *fsapi.Attr) {

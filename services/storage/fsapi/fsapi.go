@@ -205,6 +205,12 @@ func RootOnlyXattr(name string) bool {
 	return strings.HasPrefix(name, "trusted.") || strings.HasPrefix(name, "security.")
 }
 
+// CapabilityXattr is the extended attribute that holds a program's file
+// capabilities. Like Linux, the storage daemon removes it when a file's
+// data, size or owner changes, so that a changed program does not keep the
+// privileges granted to the one it replaced.
+const CapabilityXattr = "security.capability"
+
 // DirReporter is implemented by an FS whose calls that add or remove a
 // directory entry also return the directory's attributes after the change.
 // Linux fetches a FUSE directory's attributes again after each such change,

@@ -86,6 +86,11 @@ func (e *Engine) SetAttr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, in
 	if err := e.authorizeInode(c, n); err != nil {
 		return fsapi.Attr{}, err
 	}
+	if ent.Flags&AttrSize != 0 || (ent.Flags&(AttrUID|AttrGID) != 0 && !n.isDir()) {
+		if err := e.dropCapability(ctx, c, n); err != nil {
+			return fsapi.Attr{}, err
+		}
+	}
 	if err := e.commit(ctx, ent); err != nil {
 		return fsapi.Attr{}, err
 	}
@@ -149,11 +154,12 @@ func (e *Engine) planSetAttr(c *fsapi.Caller, n *inode, in *fsapi.SetAttrIn, h *
 		switch {
 		case isOwner(c, n):
 		case n.isRegular() && clearsOnlySetID(n.attr.Mode&0o7777, requested) && permitted(c, &n.attr, mayWrite):
-			// Before a write or truncate by someone other than the owner,
+			// Before a write or truncate by someone other than root,
 			// Linux clears the set-user-ID and set-group-ID bits of a
-			// regular file. Over FUSE the kernel sends that as a mode
-			// change with the writer's credentials, so a writer may make
-			// it. A directory's set-group-ID bit stays the owner's.
+			// regular file. Over a FUSE mount that leaves this to the
+			// kernel, it sends a mode change with the writer's
+			// credentials, so a writer may make it. A directory's
+			// set-group-ID bit stays the owner's.
 		default:
 			return nil, syscall.EPERM
 		}

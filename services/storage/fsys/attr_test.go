@@ -1,6 +1,9 @@
 package fsys
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"syscall"
 	"testing"
 
@@ -239,4 +242,80 @@ func TestWriterClearsSetID(t *testing.T) {
 	if got := getattr(t, e, shared).Mode & 0o7777; got != 0o777 {
 		t.Errorf("mode after clearing both set-ID bits %#o, expected 0o777", got)
 	}
+}
+
+// TestChangesDropCapability checks that every change of a file's data,
+// size or owner removes its file capabilities, whoever makes it, as Linux
+// does, and that the removal is journaled so that a replay agrees.
+func TestChangesDropCapability(t *testing.T) {
+	e, j := newTestEngine(t)
+	capability := []byte{1, 2, 3, 4}
+	withCapability := func(name string) fsapi.Ino {
+		t.Helper()
+		ino := createFile(t, e, rootCaller, fsapi.RootIno, name, 0o777, []byte("program"))
+		mustOK(t, e.SetXattr(ctx, rootCaller, ino, fsapi.CapabilityXattr, capability, 0))
+		return ino
+	}
+	open := func(ino fsapi.Ino, c *fsapi.Caller, flags uint32) fsapi.HandleID {
+		t.Helper()
+		h, err := e.Open(ctx, c, ino, flags)
+		mustOK(t, err)
+		t.Cleanup(func() { _ = e.Release(ctx, ino, h) })
+		return h
+	}
+	source := createFile(t, e, rootCaller, fsapi.RootIno, "source", 0o644, []byte("data"))
+	sourceHandle := open(source, rootCaller, syscall.O_RDONLY)
+	changes := []struct {
+		name   string
+		change func(ino fsapi.Ino) error
+	}{
+		{"write by root", func(ino fsapi.Ino) error {
+			_, err := e.Write(ctx, rootCaller, ino, open(ino, rootCaller, syscall.O_WRONLY), 0, []byte("x"))
+			return err
+		}},
+		{"write by another user", func(ino fsapi.Ino) error {
+			_, err := e.Write(ctx, userCaller, ino, open(ino, userCaller, syscall.O_WRONLY), 0, []byte("x"))
+			return err
+		}},
+		{"truncate", func(ino fsapi.Ino) error {
+			_, err := e.SetAttr(ctx, rootCaller, ino, &fsapi.SetAttrIn{Valid: fsapi.SetSize, Size: 1})
+			return err
+		}},
+		{"open with O_TRUNC", func(ino fsapi.Ino) error {
+			open(ino, userCaller, syscall.O_WRONLY|syscall.O_TRUNC)
+			return nil
+		}},
+		{"fallocate", func(ino fsapi.Ino) error {
+			return e.Fallocate(ctx, rootCaller, ino, open(ino, rootCaller, syscall.O_WRONLY), 0, 0, 8192)
+		}},
+		{"copy_file_range", func(ino fsapi.Ino) error {
+			_, err := e.CopyFileRange(ctx, rootCaller, source, sourceHandle, 0, ino, open(ino, rootCaller, syscall.O_WRONLY), 0, 4, 0)
+			return err
+		}},
+		{"chown to the same owner", func(ino fsapi.Ino) error {
+			_, err := e.SetAttr(ctx, rootCaller, ino, &fsapi.SetAttrIn{Valid: fsapi.SetUID, UID: 0})
+			return err
+		}},
+		{"chgrp", func(ino fsapi.Ino) error {
+			_, err := e.SetAttr(ctx, rootCaller, ino, &fsapi.SetAttrIn{Valid: fsapi.SetGID, GID: 100})
+			return err
+		}},
+	}
+	for i, tc := range changes {
+		ino := withCapability(fmt.Sprintf("program%d", i))
+		mustOK(t, tc.change(ino))
+		if _, err := e.GetXattr(ctx, rootCaller, ino, fsapi.CapabilityXattr); !errors.Is(err, syscall.ENODATA) {
+			t.Errorf("%s: capability after the change: %v, expected ENODATA", tc.name, err)
+		}
+	}
+
+	// A change of mode or times keeps it, as on Linux.
+	kept := withCapability("kept")
+	_, err := e.SetAttr(ctx, rootCaller, kept, &fsapi.SetAttrIn{Valid: fsapi.SetMode | fsapi.SetMtimeNow, Mode: 0o755})
+	mustOK(t, err)
+	if got, err := e.GetXattr(ctx, rootCaller, kept, fsapi.CapabilityXattr); err != nil || !bytes.Equal(got, capability) {
+		t.Errorf("capability after chmod and touch: %x, %v; expected %x", got, err, capability)
+	}
+
+	compareEngines(t, "replay after the changes", e, replay(t, j.snapshot()))
 }

@@ -156,6 +156,9 @@ func (e *Engine) truncateOnOpen(ctx context.Context, c *fsapi.Caller, n *inode) 
 	if err := e.authorizeInode(c, n); err != nil {
 		return err
 	}
+	if err := e.dropCapability(ctx, c, n); err != nil {
+		return err
+	}
 	ent := e.newEntry(c, OpSetAttr)
 	ent.Ino = n.attr.Ino
 	ent.Flags = AttrSize | AttrMtime
@@ -279,6 +282,9 @@ func (e *Engine) commitWrite(ctx context.Context, c *fsapi.Caller, n *inode, off
 	if err := e.authorizeInode(c, n); err != nil {
 		return err
 	}
+	if err := e.dropCapability(ctx, c, n); err != nil {
+		return err
+	}
 	ent := e.newEntry(c, OpWrite)
 	ent.Ino = n.attr.Ino
 	ent.Offset = off
@@ -393,6 +399,9 @@ func (e *Engine) Fallocate(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, 
 		}
 	}
 	if err := e.authorizeInode(c, n); err != nil {
+		return err
+	}
+	if err := e.dropCapability(ctx, c, n); err != nil {
 		return err
 	}
 

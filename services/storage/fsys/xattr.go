@@ -173,6 +173,23 @@ func (e *Engine) RemoveXattr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino
 	return e.commit(ctx, ent)
 }
 
+// dropCapability journals the removal of n's fsapi.CapabilityXattr before
+// a write, truncate, fallocate or change of owner, as Linux removes it
+// before those. The caller needs no permission for it: the removal is part
+// of the change it was allowed to make. It is an entry of its own, like
+// the removexattr that the kernel sends first for a local file system, so
+// a crash between the two leaves the capability removed and the change
+// not made, which grants nothing. e.mu is held.
+func (e *Engine) dropCapability(ctx context.Context, c *fsapi.Caller, n *inode) error {
+	if _, ok := n.xattrs[fsapi.CapabilityXattr]; !ok {
+		return nil
+	}
+	ent := e.newEntry(c, OpRemoveXattr)
+	ent.Ino = n.attr.Ino
+	ent.Name = fsapi.CapabilityXattr
+	return e.commit(ctx, ent)
+}
+
 // xattrsToRead returns ino, whose xattrs are always in memory.
 func (e *Engine) xattrsToRead(ino fsapi.Ino) (*inode, error) { return e.node(ino) }
 
