@@ -63,9 +63,6 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 	if err != nil {
 		return r.status("open", in.NodeId, err)
 	}
-	if in.Flags&syscall.O_TRUNC != 0 {
-		r.dataChanged(c, attr.Ino)
-	}
 	*out = fuse.OpenOut{Fh: uint64(h)}
 	// Without FOPEN_KEEP_CACHE the kernel drops the file's cached data.
 	if r.pages.opened(&attr) {

@@ -64,7 +64,13 @@ func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.At
 	if set.Valid&fsapi.SetSize != 0 {
 		r.pages.changed(fsapi.Ino(in.NodeId))
 	}
-	attr, err := r.fs.SetAttr(ctx, c, fsapi.Ino(in.NodeId), &set)
+	var attr fsapi.Attr
+	var err error
+	if set.Valid == 0 {
+		attr, err = r.clearSetID(ctx, c, fsapi.Ino(in.NodeId))
+	} else {
+		attr, err = r.fs.SetAttr(ctx, c, fsapi.Ino(in.NodeId), &set)
+	}
 	if err != nil {
 		return r.status("setattr", in.NodeId, err)
 	}

@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,10 +27,7 @@ import (
 // of the mode would keep the cleared bits until its attribute timeout.
 // After such a change by a user other than root to a file in this set, the
 // server therefore invalidates the kernel's attributes of the file before
-// it replies. The next stat(2) then fetches the mode without the bits. A
-// reply with attributes that races with the change can still leave the old
-// mode in the kernel until the attribute timeout, as for any attribute
-// reply that crosses a change.
+// it replies. The next stat(2) then fetches the mode without the bits.
 type setIDFiles struct {
 	count  atomic.Int64 // len(inodes), so that the common case takes no lock
 	mu     sync.Mutex
@@ -40,19 +38,16 @@ func newSetIDFiles() *setIDFiles {
 	return &setIDFiles{inodes: make(map[fsapi.Ino]struct{})}
 }
 
-// saw records the attributes of a file as sent to the kernel.
+// saw records the attributes of a file as sent to the kernel. Only take
+// removes a file: a reply without the bits may be one that the kernel
+// discards because a write that cleared them crossed it.
 func (s *setIDFiles) saw(a *fsapi.Attr) {
-	setID := a.Mode&syscall.S_IFMT == syscall.S_IFREG && a.Mode&(syscall.S_ISUID|syscall.S_ISGID) != 0
-	if !setID && s.count.Load() == 0 {
+	if a.Mode&syscall.S_IFMT != syscall.S_IFREG || a.Mode&(syscall.S_ISUID|syscall.S_ISGID) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if setID {
-		s.inodes[a.Ino] = struct{}{}
-	} else {
-		delete(s.inodes, a.Ino)
-	}
+	s.inodes[a.Ino] = struct{}{}
 	s.count.Store(int64(len(s.inodes)))
 }
 
@@ -67,6 +62,24 @@ func (s *setIDFiles) take(ino fsapi.Ino) bool {
 	delete(s.inodes, ino)
 	s.count.Store(int64(len(s.inodes)))
 	return ok
+}
+
+// clearSetID serves a SETATTR that changes nothing. With
+// FUSE_HANDLE_KILLPRIV_V2 Linux sends one where it would otherwise clear
+// set-ID bits itself: at a chown that keeps both ids, and before a write
+// or fallocate by a caller without CAP_FSETID. That caller may be root,
+// for whom the daemon keeps the bits at a write. The server clears them as the
+// caller and returns the file's attributes.
+func (r *rawFS) clearSetID(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino) (fsapi.Attr, error) {
+	attr, err := r.fs.GetAttr(ctx, c, ino)
+	if err != nil || attr.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return attr, err
+	}
+	mode := fsapi.ClearSetID(attr.Mode & 0o7777)
+	if mode == attr.Mode&0o7777 {
+		return attr, nil
+	}
+	return r.fs.SetAttr(ctx, c, ino, &fsapi.SetAttrIn{Valid: fsapi.SetMode, Mode: mode})
 }
 
 // dataChanged is called after a change of ino's data or size by c that

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,15 +16,14 @@ import (
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
 
-// TestSetIDClearedByOthersShows checks that when a user other than root
-// writes or fallocates a file with set-ID bits, which the daemon then
-// clears, the kernel's copy of the mode loses them at once. A statx(2)
-// that requests the mode alone would otherwise get the cached mode until
-// the attribute timeout, because the kernel drops only its cached size
-// and times after such a change.
-func TestSetIDClearedByOthersShows(t *testing.T) {
+// TestSetIDClearedOnChange checks that set-ID bits go when Linux clears
+// them, and that the kernel's copy of the mode loses them at once. A
+// statx(2) that requests the mode alone would otherwise get the cached mode
+// until the attribute timeout, because the kernel drops only its cached
+// size and times after a write.
+func TestSetIDClearedOnChange(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to write as uid 1000")
+		t.Skip("needs root to act as other users and without CAP_FSETID")
 	}
 	engine, _ := newEngine(t)
 	_, dir, _ := mountForTest(t, engine, Options{AttrTimeout: time.Hour, EntryTimeout: time.Hour})
@@ -35,14 +35,28 @@ func TestSetIDClearedByOthersShows(t *testing.T) {
 		}
 		return uint32(st.Mode) & 0o7777
 	}
+	asUser := func(ambient ...uintptr) *syscall.SysProcAttr {
+		return &syscall.SysProcAttr{
+			Credential:  &syscall.Credential{Uid: 1000, Gid: 1000, Groups: []uint32{}},
+			AmbientCaps: ambient,
+		}
+	}
+	// For the first three, Linux requests the clearing from the file
+	// system before the change (a SETATTR that changes nothing). A user with
+	// CAP_FSETID keeps them on Linux, but the daemon decides by uid, so the
+	// write clears them without the kernel knowing.
 	for _, tc := range []struct {
-		name, script string
-		mode         uint32
+		name   string
+		attr   *syscall.SysProcAttr
+		change string
+		mode   uint32
 	}{
-		{"setuid-append", `echo more >> "$1"`, 0o4777},
-		{"setgid-fallocate", `fallocate -l 8192 "$1"`, 0o2777},
+		{"append by another user", asUser(), `echo more >> "$1"`, 0o4777},
+		{"fallocate by another user", asUser(), `fallocate -l 8192 "$1"`, 0o2777},
+		{"append by root without CAP_FSETID", nil, `setpriv --bounding-set=-fsetid sh -c 'echo more >> "$1"' sh "$1"`, 0o6777},
+		{"append by another user with CAP_FSETID", asUser(unix.CAP_FSETID), `echo more >> "$1"`, 0o4777},
 	} {
-		path := filepath.Join(dir, tc.name)
+		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
 		if err := os.WriteFile(path, []byte("data\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -52,14 +66,29 @@ func TestSetIDClearedByOthersShows(t *testing.T) {
 		if got := modeOnly(path); got != tc.mode {
 			t.Fatalf("%s: mode %#o before the change, expected %#o", tc.name, got, tc.mode)
 		}
-		cmd := exec.Command("sh", "-c", tc.script, "sh", path)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000, Groups: []uint32{}}}
+		cmd := exec.Command("sh", "-c", tc.change, "sh", path)
+		cmd.SysProcAttr = tc.attr
 		if output, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s as uid 1000: %v: %s", tc.name, err, output)
+			t.Fatalf("%s: %v: %s", tc.name, err, output)
 		}
 		if got := modeOnly(path); got != 0o777 {
-			t.Errorf("%s: mode %#o after the change by uid 1000, expected 0o777", tc.name, got)
+			t.Errorf("%s: mode %#o after the change, expected 0o777", tc.name, got)
 		}
+	}
+
+	// chown(2) that keeps both ids clears the bits too.
+	path := filepath.Join(dir, "chown-keeping-ids")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(path, 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chown(path, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if got := modeOnly(path); got != 0o755 {
+		t.Errorf("mode %#o after chown to the same ids, expected 0o755", got)
 	}
 }
 

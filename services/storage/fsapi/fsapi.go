@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"syscall"
 
 	"github.com/blocktree/blocktree/services/crypto/principal"
 )
@@ -203,6 +204,19 @@ func OpenAttr(ctx context.Context, fs FS, c *Caller, ino Ino, flags uint32) (Att
 // missing (ENODATA), and a write fails with EPERM.
 func RootOnlyXattr(name string) bool {
 	return strings.HasPrefix(name, "trusted.") || strings.HasPrefix(name, "security.")
+}
+
+// ClearSetID returns mode without the set-user-ID bit, and without the
+// set-group-ID bit when group execute is set, as Linux clears them on a
+// write, truncate or chown. Without group execute the set-group-ID bit
+// does not make a program run with the file's group, so it stays. The
+// storage engine replays journal entries with it, so it must never change.
+func ClearSetID(mode uint32) uint32 {
+	mode &^= syscall.S_ISUID
+	if mode&syscall.S_IXGRP != 0 {
+		mode &^= syscall.S_ISGID
+	}
+	return mode
 }
 
 // CapabilityXattr is the extended attribute that holds a program's file

@@ -273,7 +273,7 @@ func (e *Engine) applyWrite(seq uint64, ent *Entry) error {
 	}
 	n.attr.Size = max(n.attr.Size, ent.Offset+uint64(len(ent.Data)))
 	if ent.KillPriv {
-		n.attr.Mode = killPrivMode(n.attr.Mode)
+		n.attr.Mode = fsapi.ClearSetID(n.attr.Mode)
 	}
 	n.attr.Mtime, n.attr.Ctime = ent.Time, ent.Time
 	e.touch(n, seq)
@@ -373,7 +373,7 @@ func (e *Engine) applyFallocate(seq uint64, ent *Entry) error {
 		}
 	}
 	if ent.KillPriv {
-		n.attr.Mode = killPrivMode(n.attr.Mode)
+		n.attr.Mode = fsapi.ClearSetID(n.attr.Mode)
 	}
 	n.attr.Ctime = ent.Time
 	e.touch(n, seq)

@@ -87,7 +87,7 @@ func (e *Engine) SetAttr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, in
 		return fsapi.Attr{}, err
 	}
 	if ent.Flags&AttrSize != 0 || (ent.Flags&(AttrUID|AttrGID) != 0 && !n.isDir()) {
-		if err := e.dropCapability(ctx, c, n); err != nil {
+		if err := e.dropCapability(ctx, c, n, ent); err != nil {
 			return fsapi.Attr{}, err
 		}
 	}
@@ -130,7 +130,7 @@ func (e *Engine) planSetAttr(c *fsapi.Caller, n *inode, in *fsapi.SetAttrIn, h *
 			ent.Mtime = ent.Time
 		}
 		if c.UID != 0 && needsKillPriv(mode) {
-			mode = killPrivMode(mode)
+			mode = fsapi.ClearSetID(mode)
 			ent.Flags |= AttrMode
 		}
 	}
@@ -170,7 +170,7 @@ func (e *Engine) planSetAttr(c *fsapi.Caller, n *inode, in *fsapi.SetAttrIn, h *
 		ent.Flags |= AttrMode
 	}
 	if in.Valid&(fsapi.SetUID|fsapi.SetGID) != 0 && !n.isDir() && needsKillPriv(mode) {
-		mode = killPrivMode(mode)
+		mode = fsapi.ClearSetID(mode)
 		ent.Flags |= AttrMode
 	}
 	if ent.Flags&AttrMode != 0 {

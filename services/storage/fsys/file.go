@@ -156,9 +156,6 @@ func (e *Engine) truncateOnOpen(ctx context.Context, c *fsapi.Caller, n *inode) 
 	if err := e.authorizeInode(c, n); err != nil {
 		return err
 	}
-	if err := e.dropCapability(ctx, c, n); err != nil {
-		return err
-	}
 	ent := e.newEntry(c, OpSetAttr)
 	ent.Ino = n.attr.Ino
 	ent.Flags = AttrSize | AttrMtime
@@ -166,7 +163,10 @@ func (e *Engine) truncateOnOpen(ctx context.Context, c *fsapi.Caller, n *inode) 
 	ent.Ctime = ent.Time
 	if c.UID != 0 && needsKillPriv(n.attr.Mode) {
 		ent.Flags |= AttrMode
-		ent.Mode = killPrivMode(n.attr.Mode & 0o7777)
+		ent.Mode = fsapi.ClearSetID(n.attr.Mode & 0o7777)
+	}
+	if err := e.dropCapability(ctx, c, n, ent); err != nil {
+		return err
 	}
 	return e.commit(ctx, ent)
 }
@@ -282,14 +282,14 @@ func (e *Engine) commitWrite(ctx context.Context, c *fsapi.Caller, n *inode, off
 	if err := e.authorizeInode(c, n); err != nil {
 		return err
 	}
-	if err := e.dropCapability(ctx, c, n); err != nil {
-		return err
-	}
 	ent := e.newEntry(c, OpWrite)
 	ent.Ino = n.attr.Ino
 	ent.Offset = off
 	ent.Data = data
 	ent.KillPriv = c.UID != 0 && needsKillPriv(n.attr.Mode)
+	if err := e.dropCapability(ctx, c, n, ent); err != nil {
+		return err
+	}
 	return e.commit(ctx, ent)
 }
 
@@ -401,16 +401,15 @@ func (e *Engine) Fallocate(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, 
 	if err := e.authorizeInode(c, n); err != nil {
 		return err
 	}
-	if err := e.dropCapability(ctx, c, n); err != nil {
-		return err
-	}
-
 	ent := e.newEntry(c, OpFallocate)
 	ent.Ino = ino
 	ent.Flags = mode
 	ent.Offset = uint64(off)
 	ent.Length = uint64(length)
 	ent.KillPriv = c.UID != 0 && needsKillPriv(n.attr.Mode)
+	if err := e.dropCapability(ctx, c, n, ent); err != nil {
+		return err
+	}
 	return e.commit(ctx, ent)
 }
 

@@ -150,17 +150,5 @@ func (n *inode) small() bool { return n.isRegular() && n.attr.Size <= InlineSize
 // storedSectors returns the number of stored sectors, 0 unless regular.
 func (n *inode) storedSectors() uint64 { return n.attr.Blocks / sectorBlocks }
 
-// killPrivMode returns mode without the setuid bit, and without the setgid
-// bit when group execute is set, as Linux clears them on write, truncate and
-// chown. Without group execute the setgid bit does not make a program run
-// with the file's group, so it stays.
-func killPrivMode(mode uint32) uint32 {
-	mode &^= syscall.S_ISUID
-	if mode&syscall.S_IXGRP != 0 {
-		mode &^= syscall.S_ISGID
-	}
-	return mode
-}
-
-// needsKillPriv reports whether killPrivMode would change mode.
-func needsKillPriv(mode uint32) bool { return killPrivMode(mode) != mode }
+// needsKillPriv reports whether fsapi.ClearSetID would change mode.
+func needsKillPriv(mode uint32) bool { return fsapi.ClearSetID(mode) != mode }

@@ -174,17 +174,18 @@ func (e *Engine) RemoveXattr(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino
 }
 
 // dropCapability journals the removal of n's fsapi.CapabilityXattr before
-// a write, truncate, fallocate or change of owner, as Linux removes it
-// before those. The caller needs no permission for it: the removal is part
-// of the change it was allowed to make. It is an entry of its own, like
-// the removexattr that the kernel sends first for a local file system, so
-// a crash between the two leaves the capability removed and the change
-// not made, which grants nothing. e.mu is held.
-func (e *Engine) dropCapability(ctx context.Context, c *fsapi.Caller, n *inode) error {
+// change, the entry of a write, truncate, fallocate or change of owner, as
+// Linux removes it before those. The caller needs no permission for it:
+// the removal is part of the change it was allowed to make. It is an entry
+// of its own at the change's time, so a crash between the two leaves the
+// capability removed and the change not made, which grants nothing. e.mu
+// is held.
+func (e *Engine) dropCapability(ctx context.Context, c *fsapi.Caller, n *inode, change *Entry) error {
 	if _, ok := n.xattrs[fsapi.CapabilityXattr]; !ok {
 		return nil
 	}
 	ent := e.newEntry(c, OpRemoveXattr)
+	ent.Time = change.Time
 	ent.Ino = n.attr.Ino
 	ent.Name = fsapi.CapabilityXattr
 	return e.commit(ctx, ent)
