@@ -68,8 +68,8 @@ func (s *setIDFiles) take(ino fsapi.Ino) bool {
 // FUSE_HANDLE_KILLPRIV_V2 Linux sends one where it would otherwise clear
 // set-ID bits itself: at a chown that keeps both ids, and before a write
 // or fallocate by a caller without CAP_FSETID. That caller may be root,
-// for whom the daemon keeps the bits at a write. The server clears them as the
-// caller and returns the file's attributes.
+// for whom the daemon keeps the bits at a write. The server clears them as
+// the caller and returns the file's attributes.
 func (r *rawFS) clearSetID(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino) (fsapi.Attr, error) {
 	attr, err := r.fs.GetAttr(ctx, c, ino)
 	if err != nil || attr.Mode&syscall.S_IFMT != syscall.S_IFREG {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -132,6 +133,43 @@ func TestJournalReplayWithoutCheckpoint(t *testing.T) {
 	}
 	if string(got) != "made durable by fsync" {
 		t.Errorf("after replay: %q", got)
+	}
+}
+
+// TestCrashRightAfterCheckpoint opens a copy of the state directory taken
+// right after a checkpoint, which is what a crash at that moment leaves:
+// the journal records that no sync has written are only in the daemon's
+// memory. The copy must open, keep what the checkpoint covered, and take
+// new changes.
+func TestCrashRightAfterCheckpoint(t *testing.T) {
+	dir, n, d, c := startDaemon(t)
+	defer n.Close()
+	defer d.Close()
+	writeFile(t, d.FS(), c, "covered", []byte("named by the checkpoint"))
+	if err := d.Checkpoint(); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	crashed := t.TempDir()
+	if out, err := exec.Command("cp", "-a", dir+"/.", crashed).CombinedOutput(); err != nil {
+		t.Fatalf("copy the state directory: %v: %s", err, out)
+	}
+
+	copied := testNode(t, crashed)
+	defer copied.Close()
+	after := openDaemon(t, copied)
+	got, err := readFile(after.FS(), c, "covered")
+	if err != nil || string(got) != "named by the checkpoint" {
+		t.Fatalf("file after the crash: %q, %v", got, err)
+	}
+	writeFile(t, after.FS(), c, "after", []byte("written after the crash"))
+	if err := after.FS().SyncFS(context.Background(), c); err != nil {
+		t.Errorf("sync after the crash: %v", err)
+	}
+	if err := after.Close(); err != nil {
+		t.Errorf("close after the crash: %v", err)
+	}
+	if problems := fsck(t, copied); len(problems) != 0 {
+		t.Errorf("fsck after the crash: %v", problems)
 	}
 }
 
