@@ -73,9 +73,11 @@
 // A change therefore shows in stat(2), path lookup and open on this mount
 // as soon as its notification has passed through the daemon, the client
 // and the kernel. That is shortly after the other client's request
-// returned, not at that moment. The kernel then
-// caches for DefaultTimeout (a minute), and also remembers failed lookups
-// that long, because the creation of a name is notified too.
+// returned, not at that moment. The kernel then caches names for
+// NamedEntryTimeout (an hour) and attributes for DefaultTimeout (a
+// minute), and remembers failed lookups for DefaultTimeout too, because
+// the creation of a name is notified. The server records every name that
+// it gives with the long timeout (knownNames).
 //
 // The invalidations never run inside a request handler: the kernel takes
 // the directory's lock for NOTIFY_INVAL_ENTRY, and a request in the same
@@ -85,13 +87,13 @@
 //
 // When notifications were lost, because this server did not take them in
 // time and the daemon's or the client's queue overflowed, the server gets
-// one change of everything (fsapi.ChangeAll). It cannot name what the
-// kernel cached, so for one DefaultTimeout it replies with ShortTimeout
-// and caches no failed lookups. Within that time a name or attribute that
-// the kernel cached before the loss can still be stale, for at most its
-// remaining timeout, and after it every long-lived cache entry was made
-// after the loss. When the subscription ends (the daemon's connection went
-// down), the server uses ShortTimeout from then on.
+// one change of everything (fsapi.ChangeAll). It then invalidates every
+// recorded name and the attributes of the inodes they lead to. What it did
+// not record (attributes, failed lookups, names beyond maxKnownNames)
+// lasts at most DefaultTimeout, so for that long it replies with
+// ShortTimeout and caches no failed lookups. When the subscription ends
+// (the daemon's connection went down), the server invalidates the recorded
+// names too and uses ShortTimeout from then on.
 //
 // A file system that does not report changes gets ShortTimeout (one
 // second, libfuse's default) and no cached failed lookups, so a change made

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -18,9 +19,10 @@ const subscribeTimeout = 5 * time.Second
 
 // cacheTimeouts decides how long the kernel may cache names, attributes and
 // failed lookups. With change notifications the kernel caches for the
-// configured timeouts and caches failed lookups as long as names. Without
-// them, and for one long timeout after notifications were lost, it caches
-// for at most ShortTimeout and does not cache failed lookups.
+// configured timeouts and caches failed lookups as long as names, but for
+// at most DefaultTimeout. Without them, and for a while after
+// notifications were lost, it caches for at most ShortTimeout and does not
+// cache failed lookups.
 type cacheTimeouts struct {
 	entry, attr time.Duration // as configured
 	notified    atomic.Bool   // the file system reports changes to this mount
@@ -43,7 +45,7 @@ func (t *cacheTimeouts) negative() time.Duration {
 	if t.short() {
 		return 0
 	}
-	return t.entry
+	return min(t.entry, DefaultTimeout)
 }
 
 func (t *cacheTimeouts) short() bool {
@@ -54,10 +56,11 @@ func (t *cacheTimeouts) short() bool {
 	return until != 0 && time.Now().UnixNano() < until
 }
 
-// lost makes replies use ShortTimeout until every reply that used the
-// long timeouts before now has expired in the kernel.
+// lost makes replies use ShortTimeout until every reply that used a
+// timeout the server does not undo (knownNames) has expired in the kernel:
+// attributes, failed lookups and names beyond maxKnownNames.
 func (t *cacheTimeouts) lost() {
-	t.shortUntil.Store(time.Now().Add(max(t.entry, t.attr)).UnixNano())
+	t.shortUntil.Store(time.Now().Add(max(t.attr, min(t.entry, DefaultTimeout))).UnixNano())
 }
 
 // subscribe requests change notifications from fs and returns nil when it
@@ -87,11 +90,12 @@ func (s *Server) followChanges(ctx context.Context, sub fsapi.Subscription, time
 		changes, err := sub.Next(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				timeouts.notified.Store(false)
 				// Changes from now on go unreported.
-				s.raw.dirAttrs.dropAll()
-				s.raw.noCap.changedAll()
+				timeouts.notified.Store(false)
 				s.logger.Warn("change notifications ended; the kernel now caches names and attributes for only a short time", "timeout", ShortTimeout, "error", err)
+				if err := s.forgetAll(timeouts); err != nil {
+					s.logger.Warn("invalidating the kernel's cache failed", "error", err)
+				}
 			}
 			return
 		}
@@ -125,14 +129,31 @@ func (s *Server) invalidate(c fsapi.Change, timeouts *cacheTimeouts) error {
 	case fsapi.ChangeData:
 		return s.InvalidateInode(c.Ino)
 	case fsapi.ChangeAll:
-		// TODO: the FUSE protocol's NOTIFY_INC_EPOCH (in go-fuse
-		// v2.12.1's fuse/types.go) expires every cached name at once,
-		// but go-fuse v2.12.1 has no call that sends it.
-		timeouts.lost()
-		s.raw.dirAttrs.dropAll()
-		s.raw.noCap.changedAll()
-		s.logger.Warn("change notifications were lost; the kernel caches names and attributes for only a short time until what it cached before has expired", "timeout", ShortTimeout, "for", max(timeouts.entry, timeouts.attr))
-		return nil
+		s.logger.Warn("change notifications were lost; invalidating every name the kernel caches for long, and caching for only a short time until the rest has expired", "timeout", ShortTimeout)
+		return s.forgetAll(timeouts)
 	}
 	return fmt.Errorf("unknown change kind %d from the file system", uint8(c.Kind))
+}
+
+// forgetAll invalidates every name that the kernel may cache for long, and
+// the attributes of the inodes they lead to, after notifications were lost
+// (fsapi.ChangeAll) or ended. Replies from then on use ShortTimeout for a
+// while (cacheTimeouts.lost). It runs outside request handlers, like every
+// invalidation of a name.
+func (s *Server) forgetAll(timeouts *cacheTimeouts) error {
+	s.raw.dirAttrs.dropAll()
+	s.raw.noCap.changedAll()
+	keys, inos := s.raw.names.takeAll(timeouts.lost)
+	var errs []error
+	for _, key := range keys {
+		if err := s.InvalidateEntry(key.parent, key.name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, ino := range inos {
+		if err := notifyError("invalidate attributes", s.fuse.InodeNotify(uint64(ino), -1, 0)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

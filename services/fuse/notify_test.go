@@ -217,8 +217,8 @@ func TestMountOfPlainFSUsesShortTimeouts(t *testing.T) {
 func TestMountOverProtocolDefaultsToLongTimeouts(t *testing.T) {
 	srv, _, _ := notifiedMount(t, Options{})
 	entry, attr := srv.timeouts.entryOut()
-	if entry != DefaultTimeout || attr != DefaultTimeout {
-		t.Errorf("timeouts %v and %v, want %v", entry, attr, DefaultTimeout)
+	if entry != NamedEntryTimeout || attr != DefaultTimeout {
+		t.Errorf("timeouts %v and %v, want %v and %v", entry, attr, NamedEntryTimeout, DefaultTimeout)
 	}
 	if got := srv.timeouts.negative(); got != DefaultTimeout {
 		t.Errorf("negative entry timeout %v, want %v", got, DefaultTimeout)
@@ -240,20 +240,21 @@ func TestLostChangesShortenTimeouts(t *testing.T) {
 	}
 	timeouts := &cacheTimeouts{entry: time.Hour, attr: time.Hour}
 	timeouts.notified.Store(true)
-	r := &rawFS{fs: fs, logger: slog.New(slog.DiscardHandler), timeouts: timeouts, groups: newGroupCache(groupCacheTTL), pages: newPageCache(), dirAttrs: newDirAttrs(), noCap: newNoCapability(), setID: newSetIDFiles()}
+	r := &rawFS{fs: fs, logger: slog.New(slog.DiscardHandler), timeouts: timeouts, groups: newGroupCache(groupCacheTTL), pages: newPageCache(), dirAttrs: newDirAttrs(), noCap: newNoCapability(), setID: newSetIDFiles(), names: newKnownNames(maxKnownNames)}
 
 	st, out := lookupReply(r, "d")
 	if st != fuse.OK || out.EntryTimeout() != time.Hour || out.AttrTimeout() != time.Hour {
 		t.Errorf("lookup while notified: %v, timeouts %v and %v, want OK and an hour", st, out.EntryTimeout(), out.AttrTimeout())
 	}
 	st, out = lookupReply(r, "missing")
-	if st != fuse.OK || out.NodeId != 0 || out.EntryTimeout() != time.Hour {
-		t.Errorf("lookup of a missing name while notified: %v, node %d, timeout %v; want a negative entry for an hour", st, out.NodeId, out.EntryTimeout())
+	if st != fuse.OK || out.NodeId != 0 || out.EntryTimeout() != DefaultTimeout {
+		t.Errorf("lookup of a missing name while notified: %v, node %d, timeout %v; want a negative entry for %v", st, out.NodeId, out.EntryTimeout(), DefaultTimeout)
 	}
 
-	s := &Server{raw: r, logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
-	if err := s.invalidate(fsapi.Change{Kind: fsapi.ChangeAll}, timeouts); err != nil {
-		t.Fatalf("invalidate ChangeAll: %v", err)
+	// What Server.forgetAll does at a loss, before it invalidates the names.
+	keys, inos := r.names.takeAll(timeouts.lost)
+	if len(keys) != 1 || keys[0] != (nameKey{fsapi.RootIno, "d"}) || len(inos) != 1 {
+		t.Errorf("names known before the loss: %v and inodes %v, want d in the root", keys, inos)
 	}
 	st, out = lookupReply(r, "d")
 	if st != fuse.OK || out.EntryTimeout() != ShortTimeout || out.AttrTimeout() != ShortTimeout {
@@ -286,7 +287,7 @@ func (s *endedSubscription) Next(ctx context.Context) ([]fsapi.Change, error) {
 func TestEndedSubscriptionShortensTimeouts(t *testing.T) {
 	timeouts := &cacheTimeouts{entry: time.Hour, attr: time.Hour}
 	timeouts.notified.Store(true)
-	s := &Server{raw: &rawFS{dirAttrs: newDirAttrs(), noCap: newNoCapability(), setID: newSetIDFiles()}, logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
+	s := &Server{raw: &rawFS{dirAttrs: newDirAttrs(), noCap: newNoCapability(), setID: newSetIDFiles(), names: newKnownNames(maxKnownNames)}, logger: slog.New(slog.DiscardHandler), timeouts: timeouts}
 	s.raw.noCap.add(5, s.raw.noCap.current())
 	s.raw.dirAttrs.begin(6)(fsapi.Attr{Ino: 6})
 	s.followChanges(context.Background(), &endedSubscription{batches: [][]fsapi.Change{{{Kind: fsapi.ChangeAll}}}}, timeouts)
@@ -301,5 +302,72 @@ func TestEndedSubscriptionShortensTimeouts(t *testing.T) {
 	}
 	if entry, _ := timeouts.entryOut(); entry != ShortTimeout {
 		t.Errorf("entry timeout %v after the subscription ended, want %v", entry, ShortTimeout)
+	}
+}
+
+// manualSubscription reports the batches that the test sends on its
+// channel.
+type manualSubscription struct{ batches chan []fsapi.Change }
+
+func (s *manualSubscription) Next(ctx context.Context) ([]fsapi.Change, error) {
+	select {
+	case b := <-s.batches:
+		return b, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// manuallyNotifiedFS is a memFS whose subscription reports only what the
+// test sends, so that the test can change the tree without a report.
+type manuallyNotifiedFS struct {
+	*memFS
+	sub *manualSubscription
+}
+
+func (f manuallyNotifiedFS) Subscribe(context.Context) (fsapi.Subscription, error) {
+	return f.sub, nil
+}
+
+// TestLostChangesInvalidateNames checks that after lost notifications the
+// kernel drops every name it cached with the long entry timeout, at once
+// and not an hour later.
+func TestLostChangesInvalidateNames(t *testing.T) {
+	fs := manuallyNotifiedFS{memFS: newMemFS(), sub: &manualSubscription{batches: make(chan []fsapi.Change)}}
+	srv, dir, _ := mountForTest(t, fs, Options{})
+	if !srv.Notified() {
+		t.Fatal("the mount does not follow the file system's changes")
+	}
+	root := &fsapi.Caller{}
+	d, err := fs.Mkdir(context.Background(), root, fsapi.RootIno, "d", 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gone", "moved"} {
+		if _, _, err := fs.Create(context.Background(), root, d.Ino, name, 0o644, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := statIs(filepath.Join(dir, "d", name), 0o644, 0)(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Changes that no notification reports: the kernel keeps the names.
+	if err := fs.Unlink(context.Background(), root, d.Ino, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Rename(context.Background(), root, d.Ino, "moved", fsapi.RootIno, "moved", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := statIs(filepath.Join(dir, "d", "gone"), 0o644, 0)(); err != nil {
+		t.Fatalf("the kernel did not cache the removed name: %v", err)
+	}
+
+	fs.sub.batches <- []fsapi.Change{{Kind: fsapi.ChangeAll}}
+	for _, name := range []string{"gone", "moved"} {
+		waitFor(t, "d/"+name+" is gone after lost notifications", statMissing(filepath.Join(dir, "d", name)))
+	}
+	if err := statIs(filepath.Join(dir, "moved"), 0o644, 0)(); err != nil {
+		t.Errorf("moved after lost notifications: %v", err)
 	}
 }

@@ -79,7 +79,7 @@ func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.D
 		if err != nil || attr.Ino == 0 {
 			continue
 		}
-		r.fillEntry("readdirplus", entryOut, &attr)
+		r.fillEntry("readdirplus", entryOut, parent, e.Name, &attr)
 		if attr.Mode&syscall.S_IFMT != e.Mode&syscall.S_IFMT {
 			// The name was replaced by another file type between ReadDir and
 			// Lookup; the entry must describe the inode it now names.

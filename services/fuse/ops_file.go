@@ -26,7 +26,7 @@ func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 	if err != nil {
 		return r.status("create", in.NodeId, err)
 	}
-	if st := r.fillEntry("create", &out.EntryOut, &attr); st != fuse.OK {
+	if st := r.fillEntry("create", &out.EntryOut, parent, name, &attr); st != fuse.OK {
 		r.releaseAfterFailure(attr.Ino, h)
 		return st
 	}

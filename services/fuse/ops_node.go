@@ -5,6 +5,7 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
@@ -26,7 +27,7 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 		}
 		return r.status("lookup", h.NodeId, err)
 	}
-	return r.fillEntry("lookup", out, &attr)
+	return r.fillEntry("lookup", out, fsapi.Ino(h.NodeId), name, &attr)
 }
 
 // Forget comes when the kernel evicts an inode, and its cached pages with
@@ -37,6 +38,7 @@ func (r *rawFS) Forget(nodeid, nlookup uint64) {
 	r.dirAttrs.drop(fsapi.Ino(nodeid))
 	r.noCap.forget(fsapi.Ino(nodeid))
 	r.setID.take(fsapi.Ino(nodeid))
+	r.names.forget(fsapi.Ino(nodeid))
 }
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
@@ -139,7 +141,7 @@ func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out
 	if err != nil {
 		return r.status("mknod", in.NodeId, err)
 	}
-	return r.fillEntry("mknod", out, &attr)
+	return r.fillEntry("mknod", out, fsapi.Ino(in.NodeId), name, &attr)
 }
 
 func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
@@ -151,7 +153,7 @@ func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out
 	if err != nil {
 		return r.status("mkdir", in.NodeId, err)
 	}
-	return r.fillEntry("mkdir", out, &attr)
+	return r.fillEntry("mkdir", out, parent, name, &attr)
 }
 
 func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target string, name string, out *fuse.EntryOut) fuse.Status {
@@ -161,7 +163,7 @@ func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target string,
 	if err != nil {
 		return r.status("symlink", h.NodeId, err)
 	}
-	return r.fillEntry("symlink", out, &attr)
+	return r.fillEntry("symlink", out, fsapi.Ino(h.NodeId), name, &attr)
 }
 
 func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
@@ -171,7 +173,7 @@ func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *
 	if err != nil {
 		return r.status("link", in.Oldnodeid, err)
 	}
-	return r.fillEntry("link", out, &attr)
+	return r.fillEntry("link", out, fsapi.Ino(in.NodeId), name, &attr)
 }
 
 func (r *rawFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
@@ -206,6 +208,9 @@ func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName string
 	err := r.fs.Rename(ctx, c, fsapi.Ino(in.NodeId), oldName, fsapi.Ino(in.Newdir), newName, in.Flags)
 	endOld(fsapi.Attr{})
 	endNew(fsapi.Attr{})
+	if err == nil {
+		r.names.renamed(nameKey{fsapi.Ino(in.NodeId), oldName}, nameKey{fsapi.Ino(in.Newdir), newName}, in.Flags&unix.RENAME_EXCHANGE != 0)
+	}
 	// A directory that moved changed too: its ".." and its ctime.
 	r.dirAttrs.dropAll()
 	return r.status("rename", in.NodeId, err)

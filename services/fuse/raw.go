@@ -26,6 +26,7 @@ type rawFS struct {
 	dirAttrs  *dirAttrs         // directory attributes that changes returned
 	noCap     *noCapability     // inodes known to have no security.capability
 	setID     *setIDFiles       // files the kernel knows with set-ID bits
+	names     *knownNames       // names the kernel may cache for long
 	server    *fuse.Server      // set by Init, before the first request
 	reporter  fsapi.DirReporter // fs, or withoutDirAttrs when fs returns none
 	unmounted func()            // stops following changes
@@ -92,16 +93,17 @@ func (r *rawFS) status(op string, ino uint64, err error) fuse.Status {
 	return fuse.EIO
 }
 
-// fillEntry fills a LOOKUP-style reply. An Attr without an inode number
-// would tell the kernel that the name does not exist, so it is an error.
-func (r *rawFS) fillEntry(op string, out *fuse.EntryOut, a *fsapi.Attr) fuse.Status {
+// fillEntry fills a LOOKUP-style reply for name in parent. An Attr without
+// an inode number would tell the kernel that the name does not exist, so
+// it is an error.
+func (r *rawFS) fillEntry(op string, out *fuse.EntryOut, parent fsapi.Ino, name string, a *fsapi.Attr) fuse.Status {
 	if a.Ino == 0 {
 		r.logger.Error("file system returned inode number 0", "op", op)
 		return fuse.EIO
 	}
 	out.NodeId = uint64(a.Ino)
 	out.Generation = 0 // fsapi never reuses inode numbers.
-	entry, attr := r.timeouts.entryOut()
+	entry, attr := r.names.entryTimeouts(r.timeouts, parent, name, a.Ino)
 	out.SetEntryTimeout(entry)
 	out.SetAttrTimeout(attr)
 	fillAttr(&out.Attr, a)

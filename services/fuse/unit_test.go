@@ -174,13 +174,13 @@ func TestUnescapeMountinfo(t *testing.T) {
 }
 
 func TestCacheTimeout(t *testing.T) {
-	for in, want := range map[time.Duration]time.Duration{0: DefaultTimeout, -1: 0, 5 * time.Second: 5 * time.Second} {
-		if got := cacheTimeout(in, true); got != want {
+	for in, want := range map[time.Duration]time.Duration{0: NamedEntryTimeout, -1: 0, 5 * time.Second: 5 * time.Second} {
+		if got := cacheTimeout(in, true, NamedEntryTimeout); got != want {
 			t.Errorf("cacheTimeout(%v, notified) = %v, want %v", in, got, want)
 		}
 	}
 	for in, want := range map[time.Duration]time.Duration{0: ShortTimeout, -1: 0, 5 * time.Second: 5 * time.Second} {
-		if got := cacheTimeout(in, false); got != want {
+		if got := cacheTimeout(in, false, NamedEntryTimeout); got != want {
 			t.Errorf("cacheTimeout(%v, not notified) = %v, want %v", in, got, want)
 		}
 	}
