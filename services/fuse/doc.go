@@ -7,15 +7,17 @@
 // already inode-based: every kernel request becomes exactly one fsapi call,
 // except READDIRPLUS, which adds one Lookup per entry, and a RELEASE that
 // carries FUSE_RELEASE_FLOCK_UNLOCK, which adds one Flock(LOCK_UN). The server
-// keeps no file system state of its own:
+// keeps no file system state of its own, only a record of the kernel's
+// caches (knownNames and the sets beside it):
 //
 //   - Kernel node ids are fsapi inode numbers, and the root is 1 on both
 //     sides. fsapi never reuses an inode number within a tree, so every
 //     entry carries generation 0.
-//   - FORGET is a no-op. The daemon keeps an inode alive while it has a
-//     name or an open handle, not while the kernel remembers it. A node id
-//     that the kernel still holds for a deleted inode gets the daemon's
-//     error, usually ENOENT.
+//   - FORGET reaches only the server's knowledge of the kernel's caches.
+//     The daemon keeps an inode alive while it has a name or an open
+//     handle, not while the kernel remembers it. A node id that the kernel
+//     still holds for a deleted inode gets the daemon's error, usually
+//     ENOENT.
 //   - File handles (fh) are fsapi.HandleID values, passed through unchanged.
 //   - Directory offsets are fsapi.DirEntry cookies. The kernel passes back
 //     the cookie of the last entry it used, so a reader sees every entry
@@ -73,11 +75,12 @@
 // A change therefore shows in stat(2), path lookup and open on this mount
 // as soon as its notification has passed through the daemon, the client
 // and the kernel. That is shortly after the other client's request
-// returned, not at that moment. The kernel then caches names for
-// NamedEntryTimeout (an hour) and attributes for DefaultTimeout (a
-// minute), and remembers failed lookups for DefaultTimeout too, because
-// the creation of a name is notified. The server records every name that
-// it gives with the long timeout (knownNames).
+// returned, not at that moment. The kernel then caches the names of files
+// other than directories for NamedEntryTimeout (an hour), and directory
+// names and attributes for DefaultTimeout (a minute). It remembers failed
+// lookups for DefaultTimeout too, because the creation of a name is
+// notified. The server records every name that it gives with the long
+// timeout (knownNames).
 //
 // The invalidations never run inside a request handler: the kernel takes
 // the directory's lock for NOTIFY_INVAL_ENTRY, and a request in the same

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/blocktree/blocktree/services/storage/fsapi"
@@ -9,7 +10,8 @@ import (
 
 // maxKnownNames bounds knownNames. A name beyond it gets DefaultTimeout
 // instead of the long entry timeout. A name of 18 bytes took 208 bytes of
-// heap in the set, so the bound keeps the set near 27 MiB.
+// heap in the set, so the bound keeps the set near 27 MiB for such names
+// and twice that for names of 255 bytes.
 const maxKnownNames = 1 << 17
 
 // nameKey is one directory entry as the kernel caches it.
@@ -19,11 +21,14 @@ type nameKey struct {
 }
 
 // knownNames is the set of names that the kernel may cache with the long
-// entry timeout: every name that a reply gave it with that timeout, until
-// the kernel evicts the inode that the name leads to (FORGET). The set may
-// hold names that the kernel has already dropped, never fewer than it
-// caches, so that after lost notifications the server can invalidate every
-// long-lived name (takeAll).
+// entry timeout. A name of a file other than a directory that a reply gave
+// the kernel with that timeout stays in it until the kernel has given back
+// every lookup of the inode that the name leads to (FORGET). The set may hold names that
+// the kernel has already dropped, so that after lost notifications the
+// server can invalidate every long-lived name (takeAll). Directories get
+// at most DefaultTimeout and are not recorded: invalidating a directory's
+// name would also detach the mounts below it and leave the processes
+// working in it without a path.
 //
 // The mutex also orders the choice of timeout against takeAll: a reply
 // either chose the long timeout and was recorded before takeAll, or it
@@ -32,21 +37,34 @@ type knownNames struct {
 	mu    sync.Mutex
 	byKey map[nameKey]fsapi.Ino
 	byIno map[fsapi.Ino][]nameKey // the names of each inode, usually one
-	limit int
+	// lookups counts the replies that gave the kernel each inode, minus
+	// those that FORGET returned. The kernel still caches an inode, and
+	// maybe names of it, until the count is back to zero.
+	lookups map[fsapi.Ino]uint64
+	limit   int
 }
 
 func newKnownNames(limit int) *knownNames {
-	return &knownNames{byKey: make(map[nameKey]fsapi.Ino), byIno: make(map[fsapi.Ino][]nameKey), limit: limit}
+	return &knownNames{
+		byKey:   make(map[nameKey]fsapi.Ino),
+		byIno:   make(map[fsapi.Ino][]nameKey),
+		lookups: make(map[fsapi.Ino]uint64),
+		limit:   limit,
+	}
 }
 
 // entryTimeouts returns the timeouts for a reply that gives the kernel
-// name in parent, leading to child, and records the name when the entry
-// timeout is longer than DefaultTimeout.
-func (k *knownNames) entryTimeouts(t *cacheTimeouts, parent fsapi.Ino, name string, child fsapi.Ino) (entry, attr time.Duration) {
+// name in parent, leading to the inode a, counts the lookup, and records
+// the name when it gets the long entry timeout.
+func (k *knownNames) entryTimeouts(t *cacheTimeouts, parent fsapi.Ino, name string, a *fsapi.Attr) (entry, attr time.Duration) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.lookups[a.Ino]++
 	entry, attr = t.entryOut()
-	if entry > DefaultTimeout && !k.addLocked(nameKey{parent, name}, child) {
+	if entry <= DefaultTimeout {
+		return entry, attr
+	}
+	if a.Mode&syscall.S_IFMT == syscall.S_IFDIR || !k.addLocked(nameKey{parent, name}, a.Ino) {
 		entry = DefaultTimeout
 	}
 	return entry, attr
@@ -84,11 +102,16 @@ func (k *knownNames) dropKeyLocked(key nameKey, ino fsapi.Ino) {
 	}
 }
 
-// forget removes the names of ino, which the kernel evicted: it caches no
-// name that leads to it.
-func (k *knownNames) forget(ino fsapi.Ino) {
+// forget takes back n lookups of ino (FORGET). Once none is left, the
+// kernel caches no name that leads to ino, and its names are removed.
+func (k *knownNames) forget(ino fsapi.Ino, n uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if left := k.lookups[ino]; left > n {
+		k.lookups[ino] = left - n
+		return
+	}
+	delete(k.lookups, ino)
 	for _, key := range k.byIno[ino] {
 		if k.byKey[key] == ino {
 			delete(k.byKey, key)
@@ -100,21 +123,39 @@ func (k *knownNames) forget(ino fsapi.Ino) {
 // renamed follows a rename through this mount, after which the kernel
 // caches the moved entry under its new name with the timeout it had. With
 // exchange, the entry under the new name moved to the old one as well.
-func (k *knownNames) renamed(oldKey, newKey nameKey, exchange bool) {
+//
+// It returns the names to invalidate once the kernel has moved its
+// entries: those whose entry was not recorded while t is short after a
+// loss. The kernel may then hold an entry with the long timeout that
+// takeAll took before the rename moved it away from the name that
+// forgetAll invalidates.
+func (k *knownNames) renamed(t *cacheTimeouts, oldKey, newKey nameKey, exchange bool) []nameKey {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	moved, movedKnown := k.byKey[oldKey]
 	other, otherKnown := k.byKey[newKey]
+	var unknown []nameKey
 	if movedKnown {
+		k.dropKeyLocked(oldKey, moved)
+		delete(k.byKey, oldKey)
 		k.addLocked(newKey, moved)
+	} else if t.short() {
+		unknown = append(unknown, newKey)
 	}
-	if exchange && otherKnown {
+	if !exchange {
+		return unknown
+	}
+	if otherKnown {
 		k.addLocked(oldKey, other)
+	} else if t.short() {
+		unknown = append(unknown, oldKey)
 	}
+	return unknown
 }
 
-// takeAll empties the set and returns its names and inodes. lost runs
-// under the same lock, so every reply after it uses the short timeouts.
+// takeAll empties the set of names and returns them with their inodes.
+// lost runs under the same lock, so every reply after it uses the short
+// timeouts. The lookup counts stay: the kernel still holds the inodes.
 func (k *knownNames) takeAll(lost func()) ([]nameKey, []fsapi.Ino) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -130,4 +171,15 @@ func (k *knownNames) takeAll(lost func()) ([]nameKey, []fsapi.Ino) {
 	clear(k.byKey)
 	clear(k.byIno)
 	return keys, inos
+}
+
+// invalidateNames drops keys from the kernel's cache. Each invalidation
+// waits for the directory's lock, so it never runs inside a request
+// handler.
+func (r *rawFS) invalidateNames(keys []nameKey) {
+	for _, key := range keys {
+		if err := notifyError("invalidate entry", r.server.EntryNotify(uint64(key.parent), key.name)); err != nil {
+			r.logger.Warn("invalidating a renamed name failed", "ino", uint64(key.parent), "error", err)
+		}
+	}
 }

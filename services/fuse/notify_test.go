@@ -235,14 +235,14 @@ func lookupReply(r *rawFS, name string) (fuse.Status, fuse.EntryOut) {
 
 func TestLostChangesShortenTimeouts(t *testing.T) {
 	fs := newMemFS()
-	if _, err := fs.Mkdir(context.Background(), &fsapi.Caller{}, fsapi.RootIno, "d", 0o755); err != nil {
+	if _, _, err := fs.Create(context.Background(), &fsapi.Caller{}, fsapi.RootIno, "f", 0o644, 0); err != nil {
 		t.Fatal(err)
 	}
 	timeouts := &cacheTimeouts{entry: time.Hour, attr: time.Hour}
 	timeouts.notified.Store(true)
 	r := &rawFS{fs: fs, logger: slog.New(slog.DiscardHandler), timeouts: timeouts, groups: newGroupCache(groupCacheTTL), pages: newPageCache(), dirAttrs: newDirAttrs(), noCap: newNoCapability(), setID: newSetIDFiles(), names: newKnownNames(maxKnownNames)}
 
-	st, out := lookupReply(r, "d")
+	st, out := lookupReply(r, "f")
 	if st != fuse.OK || out.EntryTimeout() != time.Hour || out.AttrTimeout() != time.Hour {
 		t.Errorf("lookup while notified: %v, timeouts %v and %v, want OK and an hour", st, out.EntryTimeout(), out.AttrTimeout())
 	}
@@ -253,10 +253,10 @@ func TestLostChangesShortenTimeouts(t *testing.T) {
 
 	// What Server.forgetAll does at a loss, before it invalidates the names.
 	keys, inos := r.names.takeAll(timeouts.lost)
-	if len(keys) != 1 || keys[0] != (nameKey{fsapi.RootIno, "d"}) || len(inos) != 1 {
-		t.Errorf("names known before the loss: %v and inodes %v, want d in the root", keys, inos)
+	if len(keys) != 1 || keys[0] != (nameKey{fsapi.RootIno, "f"}) || len(inos) != 1 {
+		t.Errorf("names known before the loss: %v and inodes %v, want f in the root", keys, inos)
 	}
-	st, out = lookupReply(r, "d")
+	st, out = lookupReply(r, "f")
 	if st != fuse.OK || out.EntryTimeout() != ShortTimeout || out.AttrTimeout() != ShortTimeout {
 		t.Errorf("lookup after lost changes: %v, timeouts %v and %v, want OK and %v", st, out.EntryTimeout(), out.AttrTimeout(), ShortTimeout)
 	}
@@ -267,7 +267,7 @@ func TestLostChangesShortenTimeouts(t *testing.T) {
 	// Once every long timeout given out before the loss has expired, the
 	// long timeouts return.
 	timeouts.shortUntil.Store(time.Now().Add(-time.Second).UnixNano())
-	if st, out := lookupReply(r, "d"); st != fuse.OK || out.EntryTimeout() != time.Hour {
+	if st, out := lookupReply(r, "f"); st != fuse.OK || out.EntryTimeout() != time.Hour {
 		t.Errorf("lookup after the short period: %v, timeout %v, want an hour", st, out.EntryTimeout())
 	}
 }

@@ -31,14 +31,16 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 }
 
 // Forget comes when the kernel evicts an inode, and its cached pages with
-// it. The daemon does not count the kernel's references (see the package
-// documentation), so the server only drops what it keeps for the inode.
+// it, or drops a reply that gave it the inode. The daemon does not count
+// the kernel's references (see the package documentation), so the server
+// only drops what it keeps for the inode, and the names of it once no
+// lookup is left.
 func (r *rawFS) Forget(nodeid, nlookup uint64) {
 	r.pages.forget(fsapi.Ino(nodeid))
 	r.dirAttrs.drop(fsapi.Ino(nodeid))
 	r.noCap.forget(fsapi.Ino(nodeid))
 	r.setID.take(fsapi.Ino(nodeid))
-	r.names.forget(fsapi.Ino(nodeid))
+	r.names.forget(fsapi.Ino(nodeid), nlookup)
 }
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
@@ -209,7 +211,12 @@ func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName string
 	endOld(fsapi.Attr{})
 	endNew(fsapi.Attr{})
 	if err == nil {
-		r.names.renamed(nameKey{fsapi.Ino(in.NodeId), oldName}, nameKey{fsapi.Ino(in.Newdir), newName}, in.Flags&unix.RENAME_EXCHANGE != 0)
+		unknown := r.names.renamed(r.timeouts, nameKey{fsapi.Ino(in.NodeId), oldName}, nameKey{fsapi.Ino(in.Newdir), newName}, in.Flags&unix.RENAME_EXCHANGE != 0)
+		if len(unknown) > 0 {
+			// The kernel moves its entries after this reply, under the
+			// directories' locks, which the invalidations wait for.
+			go r.invalidateNames(unknown)
+		}
 	}
 	// A directory that moved changed too: its ".." and its ctime.
 	r.dirAttrs.dropAll()

@@ -103,7 +103,7 @@ func (r *rawFS) fillEntry(op string, out *fuse.EntryOut, parent fsapi.Ino, name 
 	}
 	out.NodeId = uint64(a.Ino)
 	out.Generation = 0 // fsapi never reuses inode numbers.
-	entry, attr := r.names.entryTimeouts(r.timeouts, parent, name, a.Ino)
+	entry, attr := r.names.entryTimeouts(r.timeouts, parent, name, a)
 	out.SetEntryTimeout(entry)
 	out.SetAttrTimeout(attr)
 	fillAttr(&out.Attr, a)
