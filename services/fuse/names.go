@@ -23,12 +23,12 @@ type nameKey struct {
 // knownNames is the set of names that the kernel may cache with the long
 // entry timeout. A name of a file other than a directory that a reply gave
 // the kernel with that timeout stays in it until the kernel has given back
-// every lookup of the inode that the name leads to (FORGET). The set may hold names that
-// the kernel has already dropped, so that after lost notifications the
-// server can invalidate every long-lived name (takeAll). Directories get
-// at most DefaultTimeout and are not recorded: invalidating a directory's
-// name would also detach the mounts below it and leave the processes
-// working in it without a path.
+// every lookup of the inode that the name leads to (FORGET). The set may
+// hold names that the kernel has already dropped, so that after lost
+// notifications the server can invalidate every long-lived name
+// (takeAll). Directories get at most DefaultTimeout and are not recorded:
+// invalidating a directory's name would also detach the mounts below it
+// and leave the processes working in it without a path.
 //
 // The mutex also orders the choice of timeout against takeAll: a reply
 // either chose the long timeout and was recorded before takeAll, or it
