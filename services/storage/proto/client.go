@@ -179,6 +179,16 @@ func (c *Client) readResponses() {
 		if !ok {
 			return
 		}
+		if msg.Kind == busKindVersions {
+			versions, err := decodeVersions(msg.Data)
+			held.release()
+			if err != nil {
+				c.fail(fmt.Errorf("invalid response: %w", err))
+			} else {
+				c.fail(versions)
+			}
+			return
+		}
 		if msg.Kind == busKindSubscribed || msg.Kind == busKindNotification {
 			err := c.receiveNotify(msg.Kind, msg.Data)
 			held.release()

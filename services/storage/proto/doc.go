@@ -234,11 +234,17 @@
 // to version 1, and version 3 added create_attrs, mkdir_attrs,
 // unlink_attrs and rmdir_attrs (38 to 41), whose dir attr is the
 // attributes of the parent directory after the change. Notifications are
-// at version 1. Any change to a layout, and
-// any new op, makes a new version, and a decoder accepts only the versions
-// it implements. Kinds 0x0200 to 0x0204 are fixed forever.
+// at version 1. Any change to a layout, and any new op, makes a new
+// version, and a decoder accepts only the versions it implements. Kinds
+// 0x0200 to 0x0205 are fixed forever, and so is version 1 of versions
+// (0x0205).
 //
-// TODO: a connection needs a handshake that picks a version both sides
-// know. Today the server drops a request of another version as malformed
-// and counts it, and the peer gets no response to it.
+// The server replies to a request or subscribe of a version that it does
+// not implement with versions, the list of the versions that it does
+// (KindVersions), and serves the connection on. The client then fails the
+// connection with a VersionError that names both sides' versions, so
+// every waiting call returns at once. A client of a newer release whose
+// own version the server lacks learns it at its first request; there is no
+// negotiation of a common version, because the FUSE server and the storage
+// daemon of one node come from the same release.
 package proto

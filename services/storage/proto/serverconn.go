@@ -13,6 +13,7 @@ import (
 
 	"github.com/blocktree/blocktree/services/bus"
 	"github.com/blocktree/blocktree/services/crypto/principal"
+	"github.com/blocktree/blocktree/services/crypto/wire"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
 )
 
@@ -82,6 +83,10 @@ func (sc *serverConn) serve() {
 		if msg.Kind == busKindSubscribe {
 			err := decodeSubscribe(msg.Data)
 			held.release()
+			if errors.Is(err, wire.ErrUnknownVersion) {
+				sc.sendVersions(err)
+				continue
+			}
 			if err != nil {
 				sc.srv.dropMalformed(sc.log, "decode", err)
 				continue
@@ -101,6 +106,10 @@ func (sc *serverConn) serve() {
 		req := new(Request)
 		if err := DecodeRequest(msg.Data, req); err != nil {
 			held.release()
+			if errors.Is(err, wire.ErrUnknownVersion) {
+				sc.sendVersions(err)
+				continue
+			}
 			sc.srv.dropMalformed(sc.log, "decode", err)
 			continue
 		}
@@ -133,6 +142,15 @@ func (sc *serverConn) serve() {
 			}
 		}
 	}
+}
+
+// sendVersions replies to a message of a version that the server does not
+// implement with the versions that it does, after which the client fails
+// its connection with a VersionError.
+func (sc *serverConn) sendVersions(cause error) {
+	sc.log.Warn("client speaks another protocol version; replying with this server's versions", "error", cause)
+	err := sc.conn.Send(sc.ctx, busKindVersions, appendVersions(nil, requestVersions, notifyVersions))
+	sc.logSendError("versions", err)
 }
 
 func (sc *serverConn) logReadError(err error) {
