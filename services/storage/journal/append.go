@@ -9,8 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Append assigns the next seq to a record, and encodes, encrypts and hashes
-// it in memory. The record stays in memory, and is not durable, until a later
+// Append assigns the next seq to a record, and encodes, encrypts and,
+// unless it is large, hashes it in memory. The record stays in memory, and is not durable, until a later
 // Sync returns. Seqs follow the order in which concurrent Append calls take
 // the Log's lock, and Append keeps no reference to tags or payload.
 func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
@@ -63,8 +63,13 @@ func (l *Log) StartAppend(tags []uint64, payload []byte) (seq uint64, finish fun
 // slot.
 func (l *Log) finishAppend(seq uint64, tags []uint64, payload []byte) error {
 	// Encrypting and hashing run outside the lock, so concurrent Appends
-	// do them in parallel and the leader of a Sync only signs the seal.
-	record, hash, err := l.codec.encode(seq, tags, payload)
+	// do them in parallel and the leader of a Sync only signs the seal,
+	// except for the hash of a large record (deferHashSize).
+	record, err := l.codec.encode(seq, tags, payload)
+	encoded := encodedRecord{data: record}
+	if err == nil && len(record) < deferHashSize {
+		encoded.sum()
+	}
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -81,7 +86,7 @@ func (l *Log) finishAppend(seq uint64, tags []uint64, payload []byte) error {
 		go l.syncEarly()
 	}
 	index := int(seq - l.pendingBase)
-	l.pending[index] = encodedRecord{data: record, hash: hash}
+	l.pending[index] = encoded
 	if index == l.filled {
 		for l.filled < len(l.pending) && l.pending[l.filled].data != nil {
 			l.filled++
@@ -206,7 +211,7 @@ func (l *Log) writeBatch(first uint64, batch []encodedRecord) error {
 	sealGroup := func(end int) error {
 		hashes := make([][hashSize]byte, end-start)
 		for i := range hashes {
-			hashes[i] = batch[start+i].hash
+			hashes[i] = batch[start+i].sum()
 		}
 		seal, err := l.codec.seal(first+uint64(start), hashes)
 		if err != nil {

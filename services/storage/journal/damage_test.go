@@ -365,7 +365,7 @@ func TestForgedRecordDetected(t *testing.T) {
 		t.Fatalf("newCodec: %v", err)
 	}
 	forged := func(seq uint64) []byte {
-		record, _, err := forger.encode(seq, tagsFor(seq), payloadFor(seq))
+		record, err := forger.encode(seq, tagsFor(seq), payloadFor(seq))
 		if err != nil {
 			t.Fatalf("encode: %v", err)
 		}

@@ -7,7 +7,8 @@
 //
 // A journal is a directory of segment files. Records carry sequence numbers
 // (seqs) that start at 1 and grow by one per record, in the order of the
-// Append calls. Append encodes, encrypts and hashes a record in memory. Sync
+// Append calls. Append encodes and encrypts a record in memory, and hashes
+// it unless it is 64 KiB or larger. Sync hashes the large records and
 // writes every record appended before the call, ends each group of them
 // with a seal signed by the node, and calls fdatasync(2) once for all
 // concurrent callers (group commit). Only then does Sync return, and only
@@ -39,7 +40,9 @@
 // group, who could otherwise write records that decrypt cleanly. Signing
 // once per group instead of once per record takes the signature off the path
 // of every mutation: the leader of a group commit signs once for all the
-// records it writes.
+// records it writes. It also hashes the large records, so that a stream of
+// large writes, whose Syncs Append starts in the background, does not wait
+// for their hashes.
 //
 // A seal lists the hash of every record it covers, not only a hash over all
 // of them, so one changed record does not make its neighbours unverifiable.

@@ -287,9 +287,9 @@ func newCodec(key []byte, id journalID, signer *principal.Credential, verifier p
 	return &codec{id: id, aead: aead, signer: signer, verifier: verifier}, nil
 }
 
-// encode returns the complete record (prefix, header, body CRC and body) and
-// the SHA-256 hash of those bytes, which its seal lists.
-func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, [hashSize]byte, error) {
+// encode returns the complete record (prefix, header, body CRC and body).
+// Its seal lists the SHA-256 hash of those bytes (encodedRecord.sum).
+func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, error) {
 	header := encodeRecordHeader(seq, tags, len(payload))
 	associated := make([]byte, 0, IDSize+len(header))
 	associated = append(associated, c.id[:]...)
@@ -302,7 +302,7 @@ func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, [hash
 	record = append(record, make([]byte, crcSize)...)
 	nonce := record[len(record) : len(record)+nonceSize]
 	if _, err := rand.Read(nonce); err != nil {
-		return nil, [hashSize]byte{}, fmt.Errorf("nonce for record seq %d: %w", seq, err)
+		return nil, fmt.Errorf("nonce for record seq %d: %w", seq, err)
 	}
 	record = record[:len(record)+nonceSize]
 
@@ -319,7 +319,7 @@ func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, [hash
 	headerCRC := crc32.Update(crc32.Checksum(record[0:4], castagnoli), castagnoli, header)
 	binary.BigEndian.PutUint32(record[4:8], headerCRC)
 	binary.BigEndian.PutUint32(record[bodyStart-crcSize:], crc32.Checksum(record[bodyStart:], castagnoli))
-	return record, sha256.Sum256(record), nil
+	return record, nil
 }
 
 // checkBodyCRC checks the body CRC. body is the body CRC field followed by
