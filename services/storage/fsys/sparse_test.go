@@ -3,7 +3,9 @@ package fsys
 import (
 	"bytes"
 	"math/rand/v2"
+	"slices"
 	"testing"
+	"unsafe"
 )
 
 // TestSlabWriteMatchesSectorWrites checks that a large write, whose new
@@ -38,10 +40,8 @@ func TestSlabWriteMatchesSectorWrites(t *testing.T) {
 	if len(whole.sectors) != len(pieces.sectors) {
 		t.Errorf("one write left %d stored sectors, writes of 1000 bytes %d", len(whole.sectors), len(pieces.sectors))
 	}
-	for index := range pieces.sectors {
-		if _, ok := whole.sectors[index]; !ok {
-			t.Errorf("sector %d is a hole after one write but stored after writes of 1000 bytes", index)
-		}
+	if got, want := whole.layout(), pieces.layout(); !slices.Equal(got, want) {
+		t.Errorf("layout after one write %v, after writes of 1000 bytes %v", got, want)
 	}
 	span := off + size + SectorSize
 	got, want := make([]byte, span), make([]byte, span)
@@ -49,5 +49,44 @@ func TestSlabWriteMatchesSectorWrites(t *testing.T) {
 	pieces.readAt(want, 0)
 	if !bytes.Equal(got, want) {
 		t.Error("one write and writes of 1000 bytes read back different data")
+	}
+}
+
+// TestTruncateLeavesNoSlab checks that a file truncated to InlineSize or
+// less, which the storage daemon never evicts, keeps none of its sectors
+// in the slab of an earlier large write, which would hold the whole slab
+// in memory.
+func TestTruncateLeavesNoSlab(t *testing.T) {
+	s := newSparseData()
+	data := bytes.Repeat([]byte{7}, ChunkSize)
+	s.writeAt(data, 0, 1)
+	slabStart := uintptr(unsafe.Pointer(s.sectors[0]))
+	slabEnd := slabStart + ChunkSize
+	inSlab := func() int {
+		n := 0
+		for _, sec := range s.sectors {
+			if p := uintptr(unsafe.Pointer(sec)); p >= slabStart && p < slabEnd {
+				n++
+			}
+		}
+		return n
+	}
+	if got := inSlab(); got != ChunkSectors {
+		t.Fatalf("%d of %d sectors of a 1 MiB write are in one slab", got, ChunkSectors)
+	}
+
+	s.truncate(InlineSize+SectorSize, 2)
+	if got := inSlab(); got != InlineSize/SectorSize+1 {
+		t.Errorf("%d sectors in the slab after truncating to InlineSize and a sector, want %d", got, InlineSize/SectorSize+1)
+	}
+	s.truncate(InlineSize-100, 3)
+	if got := inSlab(); got != 0 {
+		t.Errorf("%d sectors in the slab after truncating below InlineSize, want 0", got)
+	}
+
+	got := make([]byte, InlineSize-100)
+	s.readAt(got, 0)
+	if !bytes.Equal(got, data[:len(got)]) {
+		t.Error("data changed by the truncation")
 	}
 }

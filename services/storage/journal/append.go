@@ -4,15 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
 
 // Append assigns the next seq to a record, and encodes, encrypts and,
-// unless it is large, hashes it in memory. The record stays in memory, and is not durable, until a later
-// Sync returns. Seqs follow the order in which concurrent Append calls take
-// the Log's lock, and Append keeps no reference to tags or payload.
+// unless it is large, hashes it in memory. The record stays in memory, and
+// is not durable, until a later Sync returns. Seqs follow the order in
+// which concurrent Append calls take the Log's lock, and Append keeps no
+// reference to tags or payload.
 func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
 	seq, finish, err := l.StartAppend(tags, payload)
 	if err != nil {
@@ -26,12 +29,13 @@ func (l *Log) Append(tags []uint64, payload []byte) (uint64, error) {
 
 // StartAppend is Append in two steps. It assigns the next seq and returns
 // it with finish, which encodes, encrypts and hashes the record as Append
-// does. The caller may work with the seq while finish runs, for example in
-// another goroutine. finish reads tags and payload until it returns, so the
-// caller keeps them unchanged until then. A Sync waits for every record
-// whose seq was assigned before it, so a record is never durable before
-// its finish has run, and a finish that is never called blocks every later
-// Sync and Close. A second call of finish returns an error.
+// does (a large record is hashed by the Sync that writes it). The caller
+// may work with the seq while finish runs, for example in another
+// goroutine. finish reads tags and payload until it returns, so the caller
+// keeps them unchanged until then. A Sync waits for every record whose seq
+// was assigned before it, so a record is never durable before its finish
+// has run, and a finish that is never called blocks every later Sync and
+// Close. A second call of finish returns an error.
 func (l *Log) StartAppend(tags []uint64, payload []byte) (seq uint64, finish func() error, err error) {
 	if len(tags) > MaxTags {
 		return 0, nil, fmt.Errorf("append: %d tags, limit %d: %w", len(tags), MaxTags, ErrTooLarge)
@@ -204,6 +208,7 @@ func (l *Log) writeBatch(first uint64, batch []encodedRecord) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	hashDeferred(batch)
 	var out [][]byte // records and seals for the last segment
 	size := l.activeSize
 	start := 0 // index in batch of the first record of the open group
@@ -254,6 +259,39 @@ func (l *Log) writeBatch(first uint64, batch []encodedRecord) error {
 		return err
 	}
 	return l.flush(out)
+}
+
+// hashDeferred computes the hashes that Append left to the leader
+// (deferHashSize), on as many goroutines as there are processors. One
+// goroutine would cap a stream of large writes at one core's SHA-256 speed.
+func hashDeferred(batch []encodedRecord) {
+	var todo []int
+	for i := range batch {
+		if !batch[i].hashed {
+			todo = append(todo, i)
+		}
+	}
+	workers := min(len(todo), runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for _, i := range todo {
+			batch[i].sum()
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(todo) {
+					return
+				}
+				batch[todo[k]].sum()
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // maxIovecs is the most buffers one pwritev(2) takes (IOV_MAX on Linux).
