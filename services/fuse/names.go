@@ -102,14 +102,15 @@ func (k *knownNames) dropKeyLocked(key nameKey, ino fsapi.Ino) {
 	}
 }
 
-// forget takes back n lookups of ino (FORGET). Once none is left, the
-// kernel caches no name that leads to ino, and its names are removed.
-func (k *knownNames) forget(ino fsapi.Ino, n uint64) {
+// forget takes back n lookups of ino (FORGET) and reports whether none is
+// left. The kernel then no longer holds ino, nor any name that leads to
+// it, and its names are removed.
+func (k *knownNames) forget(ino fsapi.Ino, n uint64) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if left := k.lookups[ino]; left > n {
 		k.lookups[ino] = left - n
-		return
+		return false
 	}
 	delete(k.lookups, ino)
 	for _, key := range k.byIno[ino] {
@@ -118,6 +119,7 @@ func (k *knownNames) forget(ino fsapi.Ino, n uint64) {
 		}
 	}
 	delete(k.byIno, ino)
+	return true
 }
 
 // renamed follows a rename through this mount, after which the kernel

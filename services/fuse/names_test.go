@@ -67,11 +67,15 @@ func TestKnownNamesFollowRenameAndForget(t *testing.T) {
 
 	// Inode 10 was looked up twice: one FORGET of one lookup keeps its
 	// names, the second drops them, and only them.
-	k.forget(10, 1)
+	if k.forget(10, 1) {
+		t.Error("inode 10 counts as forgotten after one of its two lookups")
+	}
 	if got := knownKeys(k); !slices.Equal(got, want) {
 		t.Errorf("names after one of two lookups of inode 10 was forgotten %v, want %v", got, want)
 	}
-	k.forget(10, 1)
+	if !k.forget(10, 1) {
+		t.Error("inode 10 does not count as forgotten after both its lookups")
+	}
 	if got, want := knownKeys(k), []nameKey{{1, "a"}}; !slices.Equal(got, want) {
 		t.Errorf("names after inode 10 was forgotten %v, want %v", got, want)
 	}

@@ -39,8 +39,10 @@ func (r *rawFS) Forget(nodeid, nlookup uint64) {
 	r.pages.forget(fsapi.Ino(nodeid))
 	r.dirAttrs.drop(fsapi.Ino(nodeid))
 	r.noCap.forget(fsapi.Ino(nodeid))
-	r.setID.take(fsapi.Ino(nodeid))
-	r.names.forget(fsapi.Ino(nodeid), nlookup)
+	if r.names.forget(fsapi.Ino(nodeid), nlookup) {
+		// Before that, the kernel may still show the inode's set-ID bits.
+		r.setID.take(fsapi.Ino(nodeid))
+	}
 }
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
