@@ -151,18 +151,32 @@ func serveAndMount(ctx context.Context, env *environment, node *state.Node, daem
 	logger.Info("node ready", "node", node.Credential.Principal(), "tree", "/"+root.String(), "mount", mountpoint)
 	fmt.Fprintf(env.stdout, "ready: node %s serves tree /%s at %s\n", node.Credential.Principal(), root, mountpoint)
 
-	select {
-	case <-ctx.Done():
-		logger.Info("stopping on signal", "node", node.Credential.Principal())
-		if err := server.Unmount(); err != nil {
-			// fusermount3's output spans lines; the error is printed as one.
-			return fmt.Errorf("%s: close the programs that use %s, then run umount %s", strings.Join(strings.Fields(err.Error()), " "), mountpoint, mountpoint)
-		}
-		<-unmounted
-	case <-unmounted:
-		logger.Warn("the tree was unmounted from outside; stopping", "mount", mountpoint)
+	// Every signal, not only the first (ctx), tries to unmount again.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	if ctx.Err() != nil {
+		signals <- syscall.SIGTERM
 	}
-	return nil
+	for {
+		select {
+		case <-signals:
+			logger.Info("stopping on signal", "node", node.Credential.Principal())
+			err := server.Unmount()
+			if err == nil {
+				<-unmounted
+				return nil
+			}
+			// A local file system refuses to unmount while programs use it,
+			// and keeps working for them; so does the node. fusermount3's
+			// output spans lines; the error is printed as one.
+			fmt.Fprintf(env.stderr, "bt node: %s: still serving; close the programs that use %s (fuser -vm %s lists them), then stop the node again\n",
+				strings.Join(strings.Fields(err.Error()), " "), mountpoint, mountpoint)
+		case <-unmounted:
+			logger.Warn("the tree was unmounted from outside; stopping", "mount", mountpoint)
+			return nil
+		}
+	}
 }
 
 // checkStateDir requires an existing directory.
@@ -206,7 +220,11 @@ func checkMountpoint(path, stateDir string) error {
 		return fmt.Errorf("mount point %s: %w", path, err)
 	}
 	if len(entries) > 0 {
-		return fmt.Errorf("mount point %s is not empty: the mount would hide its %d entries; choose an empty directory", path, len(entries))
+		noun := "entries"
+		if len(entries) == 1 {
+			noun = "entry"
+		}
+		return fmt.Errorf("mount point %s is not empty: the mount would hide its %d %s; choose an empty directory", path, len(entries), noun)
 	}
 
 	mount, err := filepath.Abs(path)

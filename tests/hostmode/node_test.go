@@ -341,3 +341,44 @@ func logLines(log string, words ...string) []string {
 	}
 	return found
 }
+
+// TestStopWaitsWhileMountBusy stops a node whose mount a program still
+// works in. Like a local file system that refuses to unmount, the node
+// keeps serving, prints what to do, and stops cleanly at the next signal
+// once the program has ended.
+func TestStopWaitsWhileMountBusy(t *testing.T) {
+	requireHost(t)
+	state, mount := newNodeDirs(t)
+	n := startNode(t, state, mount)
+	if err := os.Mkdir(n.path("busy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	user := exec.Command("sleep", "600")
+	user.Dir = n.path("busy")
+	if err := user.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer user.Process.Kill()
+
+	if err := n.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Poll(t, 30*time.Second, "the node says it still serves", func() error {
+		if !strings.Contains(n.log(), "still serving") {
+			return errors.New("no such line in its stderr")
+		}
+		return nil
+	})
+	select {
+	case <-n.exited:
+		t.Fatalf("bt node exited while its mount was busy\nstderr:\n%s", n.log())
+	default:
+	}
+	if err := os.WriteFile(n.path("busy/after-signal"), []byte("still served"), 0o644); err != nil {
+		t.Fatalf("write to the mount after the signal: %v", err)
+	}
+
+	user.Process.Kill()
+	user.Wait()
+	n.stop()
+}
