@@ -2,7 +2,8 @@
 // capabilities today, and runs nodes and opens shells as those parts land.
 //
 // Every subcommand takes --help. Errors are one line on standard error that
-// names the bad value and what to do; usage errors exit with 2, failures with 1.
+// names the bad value and what to do. Usage errors exit with 2, failures
+// with 1, and bt fsck with 3 when it cannot check the node at all.
 package main
 
 import (
@@ -36,6 +37,15 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
+// exitError is an error that ends bt with its own exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
 var topCommands = []command{
 	{"keys", "create and show credentials, issue and verify writecaps", runKeys},
 	{"node", "run a node in the foreground: storage daemon and FUSE mount", runNode},
@@ -57,6 +67,7 @@ func main() {
 func run(env *environment, args []string) int {
 	slog.SetDefault(slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	err := dispatch(env, "bt", topCommands, args)
+	var exit exitError
 	switch {
 	case err == nil:
 		return 0
@@ -65,6 +76,9 @@ func run(env *environment, args []string) int {
 	case errors.As(err, new(usageError)):
 		fmt.Fprintln(env.stderr, err)
 		return 2
+	case errors.As(err, &exit):
+		fmt.Fprintln(env.stderr, err)
+		return exit.code
 	default:
 		fmt.Fprintln(env.stderr, err)
 		return 1

@@ -247,6 +247,10 @@ func within(path, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
+// fsckFailed is bt fsck's exit status when it could not check the node at
+// all, as opposed to 1 for damage that it found.
+const fsckFailed = 3
+
 func runFsck(env *environment, args []string) error {
 	fs := newFlags(env, "bt fsck", "bt fsck --state DIR")
 	stateDir := fs.String("state", "", "state directory of a stopped node (required)")
@@ -259,26 +263,26 @@ func runFsck(env *environment, args []string) error {
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	slog.SetDefault(logger)
 	if _, err := os.Stat(filepath.Join(*stateDir, "node")); err != nil {
-		return fmt.Errorf("bt fsck: %s contains no node state (%s not found): check the path", *stateDir, filepath.Join(*stateDir, "node"))
+		return exitError{fsckFailed, fmt.Errorf("bt fsck: %s contains no node state (%s not found): check the path", *stateDir, filepath.Join(*stateDir, "node"))}
 	}
 
 	ctx := context.Background()
 	node, err := state.Open(ctx, state.Options{Dir: *stateDir, Logger: logger})
 	if err != nil {
-		return fmt.Errorf("bt fsck: %w", err)
+		return exitError{fsckFailed, fmt.Errorf("bt fsck: %w", err)}
 	}
 	defer node.Close()
 	daemon, err := storaged.Open(storaged.Options{Node: node, Logger: logger, Check: true})
 	if err != nil {
-		return fmt.Errorf("bt fsck: %w", err)
+		return exitError{fsckFailed, fmt.Errorf("bt fsck: %w", err)}
 	}
 	problems, stats, err := daemon.Fsck()
 	closeErr := daemon.Close()
 	if err != nil {
-		return fmt.Errorf("bt fsck: %w", err)
+		return exitError{fsckFailed, fmt.Errorf("bt fsck: %w", err)}
 	}
 	if closeErr != nil {
-		return fmt.Errorf("bt fsck: %w", closeErr)
+		return exitError{fsckFailed, fmt.Errorf("bt fsck: %w", closeErr)}
 	}
 	for _, p := range problems {
 		fmt.Fprintln(env.stdout, p)

@@ -205,3 +205,21 @@ func copyTree(t *testing.T, from, to string) {
 		t.Fatalf("cp -a %s %s: %v: %s", from, to, err, output)
 	}
 }
+
+// TestFsckCannotCheckExits3 checks that bt fsck separates a check that could
+// not run (exit 3) from damage it found (exit 1).
+func TestFsckCannotCheckExits3(t *testing.T) {
+	requireHost(t)
+	state, mount := newNodeDirs(t)
+	if res := runBT(t, "fsck", "--state", state); res.code != 3 {
+		t.Errorf("bt fsck of a directory without node state exited with %d, expected 3\nstderr:\n%s", res.code, res.stderr)
+	}
+	n := startNode(t, state, mount)
+	if res := runBT(t, "fsck", "--state", state); res.code != 3 || !strings.Contains(res.stderr, "stop that node first") {
+		t.Errorf("bt fsck of a running node exited with %d, expected 3 and a request to stop the node\nstderr:\n%s", res.code, res.stderr)
+	}
+	n.stop()
+	if res := runBT(t, "fsck", "--state", state); res.code != 0 {
+		t.Errorf("bt fsck of the stopped node exited with %d, expected 0\nstderr:\n%s", res.code, res.stderr)
+	}
+}
