@@ -1,8 +1,12 @@
 package netns
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/blocktree/blocktree/internal/testenv"
 )
 
 func TestRemoteShell(t *testing.T) {
@@ -29,10 +33,15 @@ func TestRemoteShell(t *testing.T) {
 	if r.stderr != "err\n" {
 		t.Errorf("stderr of the remote command = %q, expected %q", r.stderr, "err\n")
 	}
+	// a logs the end of the session after it has sent the exit status, so
+	// the line may come after bt shell has returned.
 	for _, event := range []string{"shell session started", "shell session ended"} {
-		if lines := grepLines(a.stderr.String(), event, "principal="+b.principal); len(lines) != 1 {
-			t.Errorf("a logged %d lines %q with b's principal, expected 1:\n%s", len(lines), event, a.stderr)
-		}
+		testenv.Poll(t, 10*time.Second, "a logs "+event, func() error {
+			if lines := grepLines(a.stderr.String(), event, "principal="+b.principal); len(lines) != 1 {
+				return fmt.Errorf("%d lines %q with b's principal, expected 1:\n%s", len(lines), event, a.stderr)
+			}
+			return nil
+		})
 	}
 
 	// The full address works as well.
