@@ -42,6 +42,17 @@ func roundTrip(t *testing.T, conn *bus.Conn, req *Request) Response {
 // receiveResponse returns the next response on conn.
 func receiveResponse(t *testing.T, conn *bus.Conn) Response {
 	t.Helper()
+	resp, ok := receiveResponseOrVersions(t, conn)
+	if !ok {
+		t.Fatal("received the server's versions, expected a response")
+	}
+	return resp
+}
+
+// receiveResponseOrVersions returns the next response on conn, or false
+// when the next message is the server's versions instead.
+func receiveResponseOrVersions(t *testing.T, conn *bus.Conn) (Response, bool) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	msg, err := conn.Recv(ctx)
@@ -49,12 +60,18 @@ func receiveResponse(t *testing.T, conn *bus.Conn) Response {
 		t.Fatalf("receive response: %v", err)
 	}
 	defer msg.Release()
+	if msg.Kind == busKindVersions {
+		if _, err := decodeVersions(msg.Data); err != nil {
+			t.Fatalf("decode versions: %v", err)
+		}
+		return Response{}, false
+	}
 	var resp Response
 	if err := DecodeResponse(msg.Data, &resp); err != nil {
 		t.Fatalf("decode response: %v", err)
 	}
 	resp.Data = bytes.Clone(resp.Data)
-	return resp
+	return resp, true
 }
 
 func TestMalformedRequestsAreDropped(t *testing.T) {
@@ -196,7 +213,12 @@ func TestHostileWriteMemory(t *testing.T) {
 		}
 		var served, written *Response
 		for served == nil || (dataOnly && written == nil) {
-			resp := receiveResponse(t, conn)
+			resp, ok := receiveResponseOrVersions(t, conn)
+			if !ok {
+				// The scribbling hit the version byte, and the server
+				// replied with its versions.
+				continue
+			}
 			switch resp.ID {
 			case id:
 				served = &resp
