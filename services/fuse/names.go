@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"errors"
 	"sync"
 	"syscall"
 	"time"
@@ -175,13 +176,15 @@ func (k *knownNames) takeAll(lost func()) ([]nameKey, []fsapi.Ino) {
 	return keys, inos
 }
 
-// invalidateNames drops keys from the kernel's cache. Each invalidation
-// waits for the directory's lock, so it never runs inside a request
-// handler.
-func (r *rawFS) invalidateNames(keys []nameKey) {
+// invalidateNames drops keys from the kernel's cache and returns the
+// failures. Each invalidation waits for the directory's lock, so it must not
+// run inside a request handler.
+func (r *rawFS) invalidateNames(keys []nameKey) error {
+	var errs []error
 	for _, key := range keys {
 		if err := notifyError("invalidate entry", r.server.EntryNotify(uint64(key.parent), key.name)); err != nil {
-			r.logger.Warn("invalidating a renamed name failed", "ino", uint64(key.parent), "error", err)
+			errs = append(errs, err)
 		}
 	}
+	return errors.Join(errs...)
 }

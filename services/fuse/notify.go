@@ -144,12 +144,7 @@ func (s *Server) forgetAll(timeouts *cacheTimeouts) error {
 	s.raw.dirAttrs.dropAll()
 	s.raw.noCap.changedAll()
 	keys, inos := s.raw.names.takeAll(timeouts.lost)
-	var errs []error
-	for _, key := range keys {
-		if err := s.InvalidateEntry(key.parent, key.name); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs := []error{s.raw.invalidateNames(keys)}
 	for _, ino := range inos {
 		if err := notifyError("invalidate attributes", s.fuse.InodeNotify(uint64(ino), -1, 0)); err != nil {
 			errs = append(errs, err)

@@ -217,7 +217,11 @@ func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName string
 		if len(unknown) > 0 {
 			// The kernel moves its entries after this reply, under the
 			// directories' locks, which the invalidations wait for.
-			go r.invalidateNames(unknown)
+			go func() {
+				if err := r.invalidateNames(unknown); err != nil {
+					r.logger.Warn("invalidating renamed names failed", "ino", in.NodeId, "error", err)
+				}
+			}()
 		}
 	}
 	// A directory that moved changed too: its ".." and its ctime.
