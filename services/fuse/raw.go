@@ -25,7 +25,7 @@ type rawFS struct {
 	locked    lockedInodes
 	dirAttrs  *dirAttrs         // directory attributes that changes returned
 	noCap     *noCapability     // inodes known to have no security.capability
-	setID     *setIDFiles       // files the kernel knows with set-ID bits
+	setID     *setIDFiles       // files sent to the kernel with set-ID bits
 	names     *knownNames       // names the kernel may cache for long
 	server    *fuse.Server      // set by Init, before the first request
 	reporter  fsapi.DirReporter // fs, or withoutDirAttrs when fs returns none

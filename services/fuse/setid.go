@@ -67,8 +67,8 @@ func (s *setIDFiles) take(ino fsapi.Ino) bool {
 // clearSetID serves a SETATTR that changes nothing. With
 // FUSE_HANDLE_KILLPRIV_V2 Linux sends one where it would otherwise clear
 // set-ID bits itself: at a chown that keeps both ids, and before a write
-// or fallocate by a caller without CAP_FSETID. That caller may be root,
-// for whom the daemon keeps the bits at a write. The server clears them as
+// or fallocate by a caller without CAP_FSETID. That caller may be root, and
+// the daemon keeps the bits at a write by root. The server clears them as
 // the caller and returns the file's attributes.
 func (r *rawFS) clearSetID(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino) (fsapi.Attr, error) {
 	attr, err := r.fs.GetAttr(ctx, c, ino)

@@ -75,8 +75,8 @@ type encodedRecord struct {
 // large writes, the leader is the Sync that Append starts in the
 // background (earlySyncBytes), so the writer's requests no longer wait
 // for the hash. In a profile of a 1 GiB write through a host-mode mount,
-// hashing was 18% of the node's CPU time, all of it on the requests' path;
-// with the hash deferred, the median of six such writes on a node whose
+// hashing was 18% of the node's CPU time, all of it on the requests' path.
+// With the hash deferred, the median of six such writes on a node whose
 // state was in tmpfs rose from 374–412 MB/s to 424–495 MB/s.
 const deferHashSize = 64 << 10
 

@@ -394,8 +394,11 @@ func TestDeferredHashesAcrossSyncs(t *testing.T) {
 		t.Fatalf("replayed %d records, expected %d", len(records), len(payloads))
 	}
 	for i, r := range records {
-		if r.Damaged || !bytes.Equal(r.Payload, payloads[i]) {
-			t.Errorf("record seq %d: damaged %v (%v), payload of %d bytes equal to the appended one: %v", r.Seq, r.Damaged, r.Err, len(r.Payload), bytes.Equal(r.Payload, payloads[i]))
+		if r.Damaged {
+			t.Errorf("record seq %d is damaged: %v", r.Seq, r.Err)
+		}
+		if !bytes.Equal(r.Payload, payloads[i]) {
+			t.Errorf("record seq %d: payload of %d bytes differs from the appended one", r.Seq, len(r.Payload))
 		}
 	}
 }

@@ -244,7 +244,7 @@
 // (KindVersions), and serves the connection on. The client then fails the
 // connection with a VersionError that names both sides' versions, so
 // every waiting call returns at once. A client of a newer release whose
-// own version the server lacks learns it at its first request; there is no
+// own version the server lacks learns it at its first request. There is no
 // negotiation of a common version, because the FUSE server and the storage
 // daemon of one node come from the same release.
 package proto

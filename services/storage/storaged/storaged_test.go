@@ -158,8 +158,11 @@ func TestCrashRightAfterCheckpoint(t *testing.T) {
 	defer copied.Close()
 	after := openDaemon(t, copied)
 	got, err := readFile(after.FS(), c, "covered")
-	if err != nil || string(got) != "named by the checkpoint" {
-		t.Fatalf("file after the crash: %q, %v", got, err)
+	if err != nil {
+		t.Fatalf("read the file after the crash: %v", err)
+	}
+	if string(got) != "named by the checkpoint" {
+		t.Errorf("file after the crash: %q, expected %q", got, "named by the checkpoint")
 	}
 	writeFile(t, after.FS(), c, "after", []byte("written after the crash"))
 	if err := after.FS().SyncFS(context.Background(), c); err != nil {
