@@ -12,7 +12,9 @@ import (
 
 var (
 	principalLine = regexp.MustCompile(`\b(bt[a-z2-7]{52})\b`)
-	chainText     = regexp.MustCompile(`blocktree-chain:[A-Za-z0-9+/=]+`)
+	// The line end is part of the match, so that a line that the console
+	// has delivered only in part does not match.
+	chainText = regexp.MustCompile(`(blocktree-chain:[A-Za-z0-9+/=]+)\r?\n`)
 )
 
 // TestShellBetweenDevices boots two devices whose network cards QEMU joins
@@ -58,7 +60,7 @@ func TestShellBetweenDevices(t *testing.T) {
 	a.run("bt shell "+nodeB+" -- cat /run/bt/bus/node", "refused")
 
 	issue := fmt.Sprintf("bt keys issue --run /run/bt/bus --subject %s --prefix %s --out -", nodeA, shell)
-	chain := b.output(issue, chainText)[0]
+	chain := b.output(issue, chainText)[1]
 	chainFile := fmt.Sprintf("/bt/dev/%s/net/chains/%s.chain", nodeA, nodeB)
 	// The chain goes in short lines, which the base64 decoder joins, so
 	// that no typed line is longer than the console's width.
