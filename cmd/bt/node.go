@@ -38,11 +38,12 @@ func startNodeServices(network *netdService, node *state.Node, runDir string, lo
 }
 
 func runNode(env *environment, args []string) error {
-	fs := newFlags(env, "bt node", "bt node --state DIR --mount DIR [--tpm auto|software|PATH] [--listen HOST:PORT] [--run DIR] [--peers FILE] [--chains DIR] [--verbose]")
+	fs := newFlags(env, "bt node", "bt node --state DIR --mount DIR [--tpm auto|software|PATH] [--checkpoint-interval DURATION] [--listen HOST:PORT] [--run DIR] [--peers FILE] [--chains DIR] [--verbose]")
 	stateDir := fs.String("state", "", "state directory of the node (required; it must exist, and the node creates its files in DIR/node on first start)")
 	mountpoint := fs.String("mount", "", "empty directory to mount the tree on (required)")
 	tpmChoice := fs.String("tpm", state.TPMAuto, "TPM that seals the node's keys on first start: auto (/dev/tpmrm0 when usable, else a software TPM under the state directory), software, or a TPM device or swtpm socket path")
 	verbose := fs.Bool("verbose", false, "log at debug level")
+	checkpointInterval := fs.Duration("checkpoint-interval", storaged.DefaultCheckpointInterval, "age that changes reach before the storage daemon checkpoints them once the tree has been quiet for two seconds; changes ten intervals old are checkpointed anyway (docs/fs.md)")
 	netd := registerNetdFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -57,6 +58,9 @@ func runNode(env *environment, args []string) error {
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger)
 
+	if *checkpointInterval <= 0 {
+		return usagef("bt node: invalid --checkpoint-interval %s: use a positive duration, such as %s", *checkpointInterval, storaged.DefaultCheckpointInterval)
+	}
 	if *tpmChoice == "none" {
 		return usagef("bt node: --tpm none: a node always seals its keys with a TPM: use auto, software or a TPM device path")
 	}
@@ -86,7 +90,7 @@ func runNode(env *environment, args []string) error {
 	// node/tpm, and the storage daemon may already have cut a torn journal
 	// tail. The TPM state is not put back, because closing the daemon may
 	// write a checkpoint, which increments the TPM's rollback counter.
-	daemon, err := storaged.Open(storaged.Options{Node: node, Logger: logger})
+	daemon, err := storaged.Open(storaged.Options{Node: node, Logger: logger, CheckpointInterval: *checkpointInterval})
 	if err != nil {
 		return fmt.Errorf("bt node: %w", err)
 	}

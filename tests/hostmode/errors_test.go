@@ -95,6 +95,18 @@ func TestNodeStartErrors(t *testing.T) {
 		compareSnapshots(t, "state directory", before, takeSnapshot(t, existing))
 	})
 
+	t.Run("checkpoint interval not positive", func(t *testing.T) {
+		mount := filepath.Join(t.TempDir(), "mnt")
+		if err := os.Mkdir(mount, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		before := takeSnapshot(t, existing)
+		res := runBT(t, "node", "--state", existing, "--mount", mount, "--checkpoint-interval", "-5s")
+		requireOneLineError(t, res, "--checkpoint-interval -5s", "positive duration")
+		requireUnmountedEmpty(t, mount)
+		compareSnapshots(t, "state directory", before, takeSnapshot(t, existing))
+	})
+
 	t.Run("busy mount point", func(t *testing.T) {
 		mount := filepath.Join(t.TempDir(), "mnt")
 		if err := os.Mkdir(mount, 0o755); err != nil {

@@ -382,3 +382,24 @@ func TestStopWaitsWhileMountBusy(t *testing.T) {
 	user.Wait()
 	n.stop()
 }
+
+// TestCheckpointInterval starts a node with --checkpoint-interval 1s.
+// Once the tree is quiet, the node checkpoints a change within seconds,
+// where the default interval would wait 30 seconds after the start.
+func TestCheckpointInterval(t *testing.T) {
+	requireHost(t)
+	state, mount := newNodeDirs(t)
+	n := startNode(t, state, mount, "--checkpoint-interval", "1s")
+	const written = `msg="checkpoint written"`
+	before := len(logLines(n.log(), written))
+	writeFileSync(t, n.path("changed.txt"), []byte("checkpoint me\n"))
+	// The default interval would hold the change until 30 seconds after
+	// the start.
+	testenv.Poll(t, 20*time.Second, "a checkpoint after the change", func() error {
+		if len(logLines(n.log(), written)) > before {
+			return nil
+		}
+		return errors.New("no new checkpoint in the node's log")
+	})
+	n.stop()
+}

@@ -30,6 +30,10 @@ import (
 // TPM's counter allows: the state directory was restored from an old copy.
 var ErrRollback = errors.New("the checkpoint is older than the TPM counter allows: the disk was rolled back to an earlier copy")
 
+// DefaultCheckpointInterval is the checkpoint interval of a daemon whose
+// Options leave it zero.
+const DefaultCheckpointInterval = 30 * time.Second
+
 // Options configures a Daemon.
 type Options struct {
 	Node   *state.Node
@@ -153,7 +157,7 @@ func Open(opts Options) (*Daemon, error) {
 
 	interval := opts.CheckpointInterval
 	if interval == 0 {
-		interval = 30 * time.Second
+		interval = DefaultCheckpointInterval
 	}
 	go d.checkpointLoop(interval)
 	d.log.Info("storage daemon started", "inodes", len(d.versions), "damaged", len(d.damaged))
