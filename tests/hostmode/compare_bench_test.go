@@ -64,7 +64,8 @@ func BenchmarkCompareFileSystems(b *testing.B) {
 					if row.setup != nil {
 						row.setup(b, dir)
 					}
-					settleDisk()
+					settle(targets)
+					warmMemory(b)
 					name := target.name
 					if len(passes) > 1 {
 						name = fmt.Sprintf("%s/pass%d", target.name, pass+1)
@@ -96,6 +97,7 @@ func BenchmarkCompareFileSystems(b *testing.B) {
 type compareTarget struct {
 	name string
 	dir  string
+	pid  int // the FUSE server's process, 0 for the plain directory
 }
 
 // compareTargets mounts the three FUSE file systems and returns them with
@@ -121,16 +123,19 @@ func compareTargets(b *testing.B) []compareTarget {
 	cipher := mkdir("gocryptfs-cipher")
 	run(b, "", nil, "gocryptfs", "-init", "-q", "-scryptn", "10", "-passfile", passfile, cipher)
 	gocryptfsMount := mkdir("gocryptfs")
-	startFUSEProcess(b, gocryptfsMount, "gocryptfs", "-fg", "-q", "-nosyslog", "-passfile", passfile, cipher, gocryptfsMount)
+	gocryptfsPID := startFUSEProcess(b, gocryptfsMount, "gocryptfs", "-fg", "-q", "-nosyslog", "-passfile", passfile, cipher, gocryptfsMount)
 
 	loopback := filepath.Join(base, "loopback")
 	run(b, "", nil, "go", "build", "-o", loopback, "github.com/hanwen/go-fuse/v2/example/loopback")
 	loopbackOrig := mkdir("passthrough-orig")
 	loopbackMount := mkdir("passthrough")
-	startFUSEProcess(b, loopbackMount, loopback, "-q", loopbackMount, loopbackOrig)
+	loopbackPID := startFUSEProcess(b, loopbackMount, loopback, "-q", loopbackMount, loopbackOrig)
 
+	// With an interval of a second, the node checkpoints what a row
+	// changed once its tree has been quiet for two seconds, so in the pause
+	// before the next measurement (settle) instead of in it.
 	state, mount := newNodeDirs(b)
-	n := startNode(b, state, mount)
+	n := startNode(b, state, mount, "--checkpoint-interval", "1s")
 	if path := os.Getenv("BT_BENCH_NODE_LOG"); path != "" {
 		// Runs after n.stop: cleanups run last first.
 		b.Cleanup(func() {
@@ -142,17 +147,17 @@ func compareTargets(b *testing.B) []compareTarget {
 	b.Cleanup(n.stop)
 
 	return []compareTarget{
-		{"gocryptfs", gocryptfsMount},
-		{"passthrough", loopbackMount},
-		{"plain", mkdir("plain")},
-		{"blocktree", mount},
+		{"gocryptfs", gocryptfsMount, gocryptfsPID},
+		{"passthrough", loopbackMount, loopbackPID},
+		{"plain", mkdir("plain"), 0},
+		{"blocktree", mount, n.cmd.Process.Pid},
 	}
 }
 
-// startFUSEProcess starts a FUSE server that stays in the foreground and
-// waits until it has mounted mount. The cleanup unmounts it and ends the
-// process and its process group.
-func startFUSEProcess(b *testing.B, mount, name string, args ...string) {
+// startFUSEProcess starts a FUSE server that stays in the foreground,
+// waits until it has mounted mount and returns its process id. The cleanup
+// unmounts it and ends the process and its process group.
+func startFUSEProcess(b *testing.B, mount, name string, args ...string) int {
 	b.Helper()
 	cmd := exec.Command(name, args...)
 	var output syncBuffer
@@ -199,6 +204,7 @@ func startFUSEProcess(b *testing.B, mount, name string, args ...string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return cmd.Process.Pid
 }
 
 // Sizes of the workloads. Each row's name states its size.
@@ -579,28 +585,97 @@ func createFiles(b *testing.B, dir string) {
 	}
 }
 
-// settleDisk writes dirty pages back and waits until the disks have been
-// idle for settleIdle, for at most 30 seconds. The disk of the machine
-// these figures come from writes at 200 to 800 MB/s, and it may still be
-// busy after an fsync returns. A 1 GiB write right after another target's
-// 1 GiB write measured 142 MB/s, and 214 MB/s five seconds later. So each
-// target starts on a quiet disk, whatever the target before it left.
-func settleDisk() {
+// settle writes dirty pages back and waits until the disks and the FUSE
+// servers of targets have been idle for settleIdle, for at most a minute.
+// The disk of the machine these figures come from writes at 200 to 800
+// MB/s, and it may still be busy after an fsync returns. A 1 GiB write
+// right after another target's 1 GiB write measured 142 MB/s, and 214 MB/s
+// five seconds later. A server is busy when it used more than 20 ms of CPU
+// time in a quarter of a second: a Blocktree node that checkpoints what
+// the last row changed, for example. So each target starts on a quiet
+// machine, whatever the target before it left.
+func settle(targets []compareTarget) {
 	syscall.Sync()
-	deadline := time.Now().Add(30 * time.Second)
-	last, idleSince := diskWrites(), time.Now()
+	deadline := time.Now().Add(time.Minute)
+	lastDisk, lastCPU, idleSince := diskWrites(), serverCPU(targets), time.Now()
 	for time.Now().Before(deadline) && time.Since(idleSince) < settleIdle {
 		time.Sleep(250 * time.Millisecond)
-		if now := diskWrites(); now != last {
-			last, idleSince = now, time.Now()
+		disk, cpu := diskWrites(), serverCPU(targets)
+		if disk != lastDisk || cpu-lastCPU > 20*time.Millisecond {
+			idleSince = time.Now()
 		}
+		lastDisk, lastCPU = disk, cpu
 	}
 }
 
+// serverCPU returns the CPU time that the FUSE servers of targets have
+// used, from /proc/PID/stat. A process it cannot read counts as none.
+func serverCPU(targets []compareTarget) time.Duration {
+	var ticks uint64
+	for _, target := range targets {
+		if target.pid == 0 {
+			continue
+		}
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", target.pid))
+		if err != nil {
+			continue
+		}
+		// The command name ends with the last ')'. The state (field 3)
+		// follows it, and utime and stime are fields 14 and 15.
+		text := string(data)
+		end := strings.LastIndex(text, ") ")
+		if end < 0 {
+			continue
+		}
+		fields := strings.Fields(text[end+2:])
+		if len(fields) < 13 {
+			continue
+		}
+		for _, field := range fields[11:13] {
+			if n, err := strconv.ParseUint(field, 10, 64); err == nil {
+				ticks += n
+			}
+		}
+	}
+	// Linux reports these in clock ticks (USER_HZ), which are 1/100 s on
+	// x86-64 and arm64.
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// warmMemory writes to every page of warmBytes of new anonymous memory
+// and unmaps it again, so that the target measured next finds that much
+// memory that the machine has used before. On the virtual machine of
+// docs/benchmarks.md the host backs guest memory when the guest first
+// touches it. Writing 1 GiB of memory that nothing had used since boot
+// took 1.6 to 2.6 s, and 0.4 s once it had been used and freed. The kernel
+// hands out the pages freed last first, so the page cache and process
+// memory of the next target's work come from what this freed. Without it,
+// the first pass of the sequential write row depended on the order of the
+// targets: those measured early used memory that the setup had freed, and
+// the last one mostly new memory.
+func warmMemory(b *testing.B) {
+	mem, err := syscall.Mmap(-1, 0, warmBytes, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	if err != nil {
+		b.Fatalf("map %d bytes to warm memory: %v", warmBytes, err)
+	}
+	page := os.Getpagesize()
+	for i := 0; i < len(mem); i += page {
+		mem[i] = 1
+	}
+	if err := syscall.Munmap(mem); err != nil {
+		b.Fatalf("unmap the memory warmed: %v", err)
+	}
+}
+
+// warmBytes covers the largest row: a 1 GiB write through FUSE, which
+// takes 1 GiB of page cache for the mounted file and up to 1 GiB more in
+// the file system below or in the Blocktree node.
+const warmBytes = 3 << 30
+
 // settleIdle is longer than a Blocktree node waits after the last change
 // before it starts a checkpoint (two seconds, checked every second). So a
-// checkpoint that a row leaves to do runs before the next target's
-// timing starts, not during it, and is counted nowhere.
+// checkpoint that a row leaves to do starts within the pause, settle
+// waits until it has ended, and it is counted nowhere.
 const settleIdle = 3500 * time.Millisecond
 
 // diskWrites returns the sectors written to every block device so far, from
