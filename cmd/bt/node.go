@@ -43,7 +43,7 @@ func runNode(env *environment, args []string) error {
 	mountpoint := fs.String("mount", "", "empty directory to mount the tree on (required)")
 	tpmChoice := fs.String("tpm", state.TPMAuto, "TPM that seals the node's keys on first start: auto (/dev/tpmrm0 when usable, else a software TPM under the state directory), software, or a TPM device or swtpm socket path")
 	verbose := fs.Bool("verbose", false, "log at debug level")
-	checkpointInterval := fs.Duration("checkpoint-interval", storaged.DefaultCheckpointInterval, "age that changes reach before the storage daemon checkpoints them once the tree has been quiet for two seconds; changes ten intervals old are checkpointed anyway (docs/fs.md)")
+	checkpointInterval := fs.Duration("checkpoint-interval", storaged.DefaultCheckpointInterval, "time after the last checkpoint from which the storage daemon writes the next one, once the tree has been quiet for two seconds; after ten intervals it writes one anyway (docs/fs.md)")
 	netd := registerNetdFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err

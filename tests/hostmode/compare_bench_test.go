@@ -43,10 +43,22 @@ func BenchmarkCompareFileSystems(b *testing.B) {
 	tarball, fileCount := goSourceTarball(b)
 	targets := compareTargets(b)
 	results := map[string]map[string]float64{}
+	// background holds the CPU time each server used in the pauses,
+	// charged to the row it last worked for: Blocktree's checkpoints.
+	background := map[string]map[string]time.Duration{}
+	lastRow := map[string]string{}
+	pause := func(b *testing.B) {
+		for i, used := range settle(b, targets) {
+			if last := lastRow[targets[i].name]; last != "" {
+				background[last][targets[i].name] += used
+			}
+		}
+	}
 	var rows []compareRow
 	for _, row := range compareRows(tarball, fileCount) {
 		rows = append(rows, row)
 		results[row.name] = map[string]float64{}
+		background[row.name] = map[string]time.Duration{}
 		b.Run(row.name, func(b *testing.B) {
 			passes := [][]compareTarget{targets}
 			if row.twice {
@@ -61,10 +73,11 @@ func BenchmarkCompareFileSystems(b *testing.B) {
 					if err := os.MkdirAll(dir, 0o755); err != nil {
 						b.Fatal(err)
 					}
+					lastRow[target.name] = row.name
 					if row.setup != nil {
 						row.setup(b, dir)
 					}
-					settle(targets)
+					pause(b)
 					warmMemory(b)
 					name := target.name
 					if len(passes) > 1 {
@@ -90,7 +103,9 @@ func BenchmarkCompareFileSystems(b *testing.B) {
 			}
 		})
 	}
+	pause(b)
 	printCompareTable(rows, targets, results)
+	printBackgroundTable(rows, targets, background)
 }
 
 // compareTarget is one directory the workloads run in.
@@ -586,33 +601,54 @@ func createFiles(b *testing.B, dir string) {
 }
 
 // settle writes dirty pages back and waits until the disks and the FUSE
-// servers of targets have been idle for settleIdle, for at most a minute.
-// The disk of the machine these figures come from writes at 200 to 800
-// MB/s, and it may still be busy after an fsync returns. A 1 GiB write
-// right after another target's 1 GiB write measured 142 MB/s, and 214 MB/s
-// five seconds later. A server is busy when it used more than 20 ms of CPU
-// time in a quarter of a second: a Blocktree node that checkpoints what
-// the last row changed, for example. So each target starts on a quiet
-// machine, whatever the target before it left.
-func settle(targets []compareTarget) {
+// servers of targets have been idle for settleIdle, for at most a minute,
+// and returns the CPU time each server used meanwhile. The disk of the
+// machine these figures come from writes at 200 to 800 MB/s, and it may
+// still be busy after an fsync returns. A 1 GiB write right after another
+// target's 1 GiB write measured 142 MB/s, and 214 MB/s five seconds later.
+// A server is busy while it uses more than 20 ms of CPU time in a quarter
+// of a second: a Blocktree node that checkpoints what the last row
+// changed, for example. So each target starts on a quiet machine,
+// whatever the target before it left.
+func settle(b *testing.B, targets []compareTarget) []time.Duration {
 	syscall.Sync()
-	deadline := time.Now().Add(time.Minute)
-	lastDisk, lastCPU, idleSince := diskWrites(), serverCPU(targets), time.Now()
-	for time.Now().Before(deadline) && time.Since(idleSince) < settleIdle {
+	start := time.Now()
+	deadline := start.Add(time.Minute)
+	first := serverCPU(targets)
+	lastDisk, lastCPU, idleSince := diskWrites(), first, start
+	for time.Since(idleSince) < settleIdle {
+		if time.Now().After(deadline) {
+			b.Logf("the disks or FUSE servers were still busy after %s of waiting, measuring anyway", time.Since(start).Round(time.Second))
+			break
+		}
 		time.Sleep(250 * time.Millisecond)
 		disk, cpu := diskWrites(), serverCPU(targets)
-		if disk != lastDisk || cpu-lastCPU > 20*time.Millisecond {
+		if disk != lastDisk || sum(cpu)-sum(lastCPU) > 20*time.Millisecond {
 			idleSince = time.Now()
 		}
 		lastDisk, lastCPU = disk, cpu
 	}
+	used := make([]time.Duration, len(targets))
+	for i := range used {
+		used[i] = lastCPU[i] - first[i]
+	}
+	return used
 }
 
-// serverCPU returns the CPU time that the FUSE servers of targets have
-// used, from /proc/PID/stat. A process it cannot read counts as none.
-func serverCPU(targets []compareTarget) time.Duration {
-	var ticks uint64
-	for _, target := range targets {
+func sum(durations []time.Duration) time.Duration {
+	var total time.Duration
+	for _, d := range durations {
+		total += d
+	}
+	return total
+}
+
+// serverCPU returns the CPU time that the FUSE server of each target has
+// used, from /proc/PID/stat. The plain directory and a process it cannot
+// read count as none.
+func serverCPU(targets []compareTarget) []time.Duration {
+	used := make([]time.Duration, len(targets))
+	for i, target := range targets {
 		if target.pid == 0 {
 			continue
 		}
@@ -631,15 +667,15 @@ func serverCPU(targets []compareTarget) time.Duration {
 		if len(fields) < 13 {
 			continue
 		}
+		// Linux reports these in clock ticks (USER_HZ), which are 1/100 s
+		// on x86-64 and arm64.
 		for _, field := range fields[11:13] {
-			if n, err := strconv.ParseUint(field, 10, 64); err == nil {
-				ticks += n
+			if ticks, err := strconv.ParseUint(field, 10, 64); err == nil {
+				used[i] += time.Duration(ticks) * 10 * time.Millisecond
 			}
 		}
 	}
-	// Linux reports these in clock ticks (USER_HZ), which are 1/100 s on
-	// x86-64 and arm64.
-	return time.Duration(ticks) * 10 * time.Millisecond
+	return used
 }
 
 // warmMemory writes to every page of warmBytes of new anonymous memory
@@ -647,13 +683,21 @@ func serverCPU(targets []compareTarget) time.Duration {
 // memory that the machine has used before. On the virtual machine of
 // docs/benchmarks.md the host backs guest memory when the guest first
 // touches it. Writing 1 GiB of memory that nothing had used since boot
-// took 1.6 to 2.6 s, and 0.4 s once it had been used and freed. The kernel
-// hands out the pages freed last first, so the page cache and process
-// memory of the next target's work come from what this freed. Without it,
+// took 1.6 to 2.6 s, and 0.4 s once it had been used and freed. There a
+// second 1 GiB mapping right after the first was unmapped ran at the fast
+// speed, so the kernel gave the freed pages out again first. Without this,
 // the first pass of the sequential write row depended on the order of the
 // targets: those measured early used memory that the setup had freed, and
-// the last one mostly new memory.
+// the last one mostly new memory. It does nothing where less than twice
+// warmBytes is available, so that it never pushes other targets' caches
+// out of memory.
 func warmMemory(b *testing.B) {
+	if available := memAvailable(); available < 2*warmBytes {
+		warmSkipped.Do(func() {
+			b.Logf("memory not warmed before each target: %d bytes available, fewer than %d", available, 2*warmBytes)
+		})
+		return
+	}
 	mem, err := syscall.Mmap(-1, 0, warmBytes, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
 	if err != nil {
 		b.Fatalf("map %d bytes to warm memory: %v", warmBytes, err)
@@ -667,16 +711,37 @@ func warmMemory(b *testing.B) {
 	}
 }
 
+var warmSkipped sync.Once
+
+// memAvailable returns MemAvailable from /proc/meminfo in bytes, or 0 when
+// it cannot be read.
+func memAvailable() uint64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 3 && fields[0] == "MemAvailable:" && fields[2] == "kB" {
+			if kib, err := strconv.ParseUint(fields[1], 10, 64); err == nil {
+				return kib << 10
+			}
+		}
+	}
+	return 0
+}
+
 // warmBytes covers the largest row: a 1 GiB write through FUSE, which
 // takes 1 GiB of page cache for the mounted file and up to 1 GiB more in
 // the file system below or in the Blocktree node.
 const warmBytes = 3 << 30
 
 // settleIdle is longer than a Blocktree node waits after the last change
-// before it starts a checkpoint (two seconds, checked every second). So a
-// checkpoint that a row leaves to do starts within the pause, settle
-// waits until it has ended, and it is counted nowhere.
-const settleIdle = 3500 * time.Millisecond
+// before it starts a checkpoint: two seconds, checked every second, after
+// a journal sync that may wait for the disk. So a checkpoint that a row
+// leaves to do starts within the pause, and settle waits until it has
+// ended. Its CPU time is reported apart (printBackgroundTable).
+const settleIdle = 5 * time.Second
 
 // diskWrites returns the sectors written to every block device so far, from
 // /proc/diskstats, or 0 when it cannot be read.
@@ -793,6 +858,35 @@ func printCompareTable(rows []compareRow, targets []compareTarget, results map[s
 			fmt.Fprintf(&table, " %.4g (%.2f, %.2f) |", figure,
 				row.speedRatio(figure, results[row.name]["gocryptfs"]),
 				row.speedRatio(figure, results[row.name]["passthrough"]))
+		}
+		table.WriteString("\n")
+	}
+	os.Stdout.Write(table.Bytes())
+}
+
+// printBackgroundTable prints the CPU time that each FUSE server used in
+// the pauses after each row: work that no row's timing contains.
+func printBackgroundTable(rows []compareRow, targets []compareTarget, background map[string]map[string]time.Duration) {
+	var table bytes.Buffer
+	table.WriteString("\nCPU seconds each server used in the pauses after the row (its setup included), counted in no row:\n\n| row |")
+	for _, target := range targets {
+		if target.pid != 0 {
+			fmt.Fprintf(&table, " %s |", target.name)
+		}
+	}
+	table.WriteString("\n| --- |")
+	for _, target := range targets {
+		if target.pid != 0 {
+			table.WriteString(" --- |")
+		}
+	}
+	table.WriteString("\n")
+	for _, row := range rows {
+		fmt.Fprintf(&table, "| %s |", row.name)
+		for _, target := range targets {
+			if target.pid != 0 {
+				fmt.Fprintf(&table, " %.2f |", background[row.name][target.name].Seconds())
+			}
 		}
 		table.WriteString("\n")
 	}

@@ -395,7 +395,7 @@ func TestCheckpointInterval(t *testing.T) {
 	writeFileSync(t, n.path("changed.txt"), []byte("checkpoint me\n"))
 	// The default interval would hold the change until 30 seconds after
 	// the start.
-	testenv.Poll(t, 20*time.Second, "a checkpoint after the change", func() error {
+	testenv.Poll(t, 12*time.Second, "a checkpoint after the change", func() error {
 		if len(logLines(n.log(), written)) > before {
 			return nil
 		}

@@ -39,12 +39,14 @@ type Options struct {
 	Node   *state.Node
 	Logger *slog.Logger
 
-	// CheckpointInterval is the age after which changes are checkpointed
-	// once the tree has been quiet for two seconds. Changes ten intervals
-	// old, or a journal grown by a quarter of the machine's memory (at
-	// most 2 GiB), are checkpointed even while requests go on. Half of
-	// that growth is checkpointed once the tree is quiet. Zero means 30 seconds; negative disables the background
-	// checkpoints (Close still writes one).
+	// CheckpointInterval is the time after the last checkpoint (or the
+	// start) from which changes are checkpointed once the tree has been
+	// quiet for two seconds. Ten intervals after the last checkpoint, or
+	// when the journal has grown by a quarter of the machine's memory (at
+	// most 2 GiB), changes are checkpointed even while requests go on.
+	// Half of that growth is checkpointed once the tree is quiet. Zero
+	// means DefaultCheckpointInterval. A negative interval disables the
+	// background checkpoints (Close still writes one).
 	CheckpointInterval time.Duration
 
 	// Capacity is the number of bytes the tree may hold. Zero means the
