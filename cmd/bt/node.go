@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/blocktree/blocktree/services/bus/endpoint"
 	"github.com/blocktree/blocktree/services/fuse"
@@ -19,6 +20,7 @@ import (
 	"github.com/blocktree/blocktree/services/shell"
 	"github.com/blocktree/blocktree/services/storage/proto"
 	"github.com/blocktree/blocktree/services/storage/storaged"
+	"golang.org/x/sys/unix"
 )
 
 // startNodeServices publishes the node's principals in its run directory
@@ -58,8 +60,8 @@ func runNode(env *environment, args []string) error {
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger)
 
-	if *checkpointInterval <= 0 {
-		return usagef("bt node: invalid --checkpoint-interval %s: use a positive duration, such as %s", *checkpointInterval, storaged.DefaultCheckpointInterval)
+	if *checkpointInterval < time.Second {
+		return usagef("bt node: invalid --checkpoint-interval %s: use a duration of at least 1s, such as %s", *checkpointInterval, storaged.DefaultCheckpointInterval)
 	}
 	if *tpmChoice == "none" {
 		return usagef("bt node: --tpm none: a node always seals its keys with a TPM: use auto, software or a TPM device path")
@@ -200,9 +202,14 @@ func checkStateDir(path string) error {
 // checkMountpoint requires an existing, empty directory on which nothing is
 // mounted and that does not overlap the state directory.
 func checkMountpoint(path, stateDir string) error {
+	// Every statfs call sends a request to a FUSE server, while the kernel
+	// may serve a stat from attributes it cached for a minute. So statfs
+	// finds a mount whose server died at once.
+	var fsInfo unix.Statfs_t
+	statfsErr := unix.Statfs(path, &fsInfo)
 	info, err := os.Stat(path)
 	switch {
-	case errors.Is(err, syscall.ENOTCONN):
+	case errors.Is(statfsErr, syscall.ENOTCONN) || errors.Is(err, syscall.ENOTCONN):
 		return fmt.Errorf("mount point %s is a FUSE mount whose server is gone (a node that crashed?): unmount it with fusermount3 -u -z %s", path, path)
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("mount point %s does not exist: create it with mkdir -p %s", path, path)
@@ -217,6 +224,9 @@ func checkMountpoint(path, stateDir string) error {
 		return fmt.Errorf("mount point %s: %w", path, err)
 	}
 	if info.Sys().(*syscall.Stat_t).Dev != parent.Sys().(*syscall.Stat_t).Dev {
+		if statfsErr == nil && fsInfo.Type == unix.FUSE_SUPER_MAGIC {
+			return fmt.Errorf("mount point %s is busy: a FUSE server, perhaps another bt node, serves it (stop that server or choose another directory)", path)
+		}
 		return fmt.Errorf("mount point %s is busy: something is mounted there already (umount it or choose another directory)", path)
 	}
 	entries, err := os.ReadDir(path)

@@ -95,16 +95,18 @@ func TestNodeStartErrors(t *testing.T) {
 		compareSnapshots(t, "state directory", before, takeSnapshot(t, existing))
 	})
 
-	t.Run("checkpoint interval not positive", func(t *testing.T) {
-		mount := filepath.Join(t.TempDir(), "mnt")
-		if err := os.Mkdir(mount, 0o755); err != nil {
-			t.Fatal(err)
+	t.Run("checkpoint interval too short", func(t *testing.T) {
+		for _, interval := range []string{"-5s", "500ms"} {
+			mount := filepath.Join(t.TempDir(), "mnt")
+			if err := os.Mkdir(mount, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			before := takeSnapshot(t, existing)
+			res := runBT(t, "node", "--state", existing, "--mount", mount, "--checkpoint-interval", interval)
+			requireOneLineError(t, res, "--checkpoint-interval "+interval, "at least 1s")
+			requireUnmountedEmpty(t, mount)
+			compareSnapshots(t, "state directory", before, takeSnapshot(t, existing))
 		}
-		before := takeSnapshot(t, existing)
-		res := runBT(t, "node", "--state", existing, "--mount", mount, "--checkpoint-interval", "-5s")
-		requireOneLineError(t, res, "--checkpoint-interval -5s", "positive duration")
-		requireUnmountedEmpty(t, mount)
-		compareSnapshots(t, "state directory", before, takeSnapshot(t, existing))
 	})
 
 	t.Run("busy mount point", func(t *testing.T) {
@@ -154,10 +156,28 @@ func TestNodeStartErrors(t *testing.T) {
 		n.stop()
 	})
 
+	t.Run("mount point of a running node", func(t *testing.T) {
+		state, mount := newNodeDirs(t)
+		n := startNode(t, state, mount)
+		other, _ := newNodeDirs(t)
+		before := takeSnapshot(t, other)
+		res := runBT(t, "node", "--state", other, "--mount", mount)
+		requireOneLineError(t, res, mount, "FUSE server", "another bt node")
+		compareSnapshots(t, "state directory of the second node", before, takeSnapshot(t, other))
+		writeFileSync(t, n.path("still-served.txt"), []byte("served\n"))
+		requireContents(t, n.path("still-served.txt"), []byte("served\n"))
+		n.stop()
+	})
+
 	t.Run("dead FUSE mount", func(t *testing.T) {
 		state, mount := newNodeDirs(t)
 		n := startNode(t, state, mount)
 		writeFileSync(t, n.path("hello.txt"), []byte("hello\n"))
+		// The kernel now keeps the root's attributes for a minute, so a
+		// stat of the mount point after the crash gets no error.
+		if _, err := os.Stat(mount); err != nil {
+			t.Fatal(err)
+		}
 		n.crash()
 		before := takeSnapshot(t, state)
 		res := runBT(t, "node", "--state", state, "--mount", mount)
