@@ -51,7 +51,7 @@ func runNode(env *environment, args []string) error {
 		return err
 	}
 	if *stateDir == "" || *mountpoint == "" {
-		return usagef("bt node: --state and --mount are required")
+		return usagef("bt node: --state and --mount are required: run 'bt node --help' for the options")
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -272,7 +272,7 @@ func runFsck(env *environment, args []string) error {
 		return err
 	}
 	if *stateDir == "" {
-		return usagef("bt fsck: --state is required")
+		return usagef("bt fsck: --state is required: run 'bt fsck --help' for the options")
 	}
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	slog.SetDefault(logger)
@@ -324,7 +324,7 @@ func runRecover(env *environment, args []string) error {
 		return err
 	}
 	if *stateDir == "" {
-		return usagef("bt recover: --state is required")
+		return usagef("bt recover: --state is required: run 'bt recover --help' for the options")
 	}
 	if err := checkStateDir(*stateDir); err != nil {
 		return fmt.Errorf("bt recover: %w", err)
