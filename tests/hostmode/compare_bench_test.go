@@ -44,7 +44,8 @@ func BenchmarkCompareFileSystems(b *testing.B) {
 	targets := compareTargets(b)
 	results := map[string]map[string]float64{}
 	// background holds the CPU time each server used in the pauses,
-	// charged to the row it last worked for: Blocktree's checkpoints.
+	// charged to the row that server last worked for. For Blocktree that
+	// time is its checkpoints.
 	background := map[string]map[string]time.Duration{}
 	lastRow := map[string]string{}
 	pause := func(b *testing.B) {
@@ -638,6 +639,7 @@ func settle(b *testing.B, targets []compareTarget) []time.Duration {
 	return used
 }
 
+// sum returns the total of durations.
 func sum(durations []time.Duration) time.Duration {
 	var total time.Duration
 	for _, d := range durations {
