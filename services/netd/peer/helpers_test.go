@@ -196,6 +196,24 @@ func waitRejected(t testing.TB, l *Listener, n uint64) {
 	}
 }
 
+// rejectionLines waits until logs hold n "peer rejected" lines and returns
+// them. The listener counts a rejection before it logs it, so a test that
+// has seen the count go up must still wait for the line.
+func rejectionLines(t testing.TB, logs *logBuffer, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lines := logs.Lines("peer rejected")
+		if len(lines) >= n {
+			return lines
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rejections logged after 10s, expected %d:\n%s", len(lines), n, logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // selfSignedCertificate returns a TLS certificate with a new P-256 key,
 // made as a peer makes its own.
 func selfSignedCertificate(t testing.TB) (*tls.Certificate, principal.Principal) {

@@ -252,7 +252,7 @@ func TestListenerRejectsBadChain(t *testing.T) {
 			waitRejected(t, ln, 1)
 			assertNothingAccepted(t, accepted)
 
-			lines := logs.Lines("peer rejected")
+			lines := rejectionLines(t, logs, 1)
 			if len(lines) != 1 {
 				t.Fatalf("logged %d rejections, expected 1:\n%s", len(lines), logs)
 			}
