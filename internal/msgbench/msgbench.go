@@ -7,6 +7,7 @@ package msgbench
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -84,18 +85,35 @@ func NsPerOp(b *testing.B) float64 {
 // p99.9-ns, and returns the 50th percentile in nanoseconds. With fewer
 // than 1000 calls the 99.9th percentile is the slowest call.
 func RoundTrips(b *testing.B, interval time.Duration, roundTrip func() error) float64 {
-	times := make([]time.Duration, 0, b.N)
-	var tick <-chan time.Time
-	if interval > 0 {
-		ticker := time.NewTicker(interval)
-		defer ticker.Stop()
-		tick = ticker.C
+	if interval == 0 {
+		return timeRoundTrips(b, func() {}, roundTrip)
 	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	return timeRoundTrips(b, func() { <-ticker.C }, roundTrip)
+}
+
+// IrregularRoundTrips is RoundTrips with a random gap between shortest and
+// longest from the start of one call to the start of the next, so that a
+// receiver cannot foresee when the next request comes. The gaps come from
+// time.Sleep. Go's poller on Linux waits in whole milliseconds
+// (runtime/netpoll_epoll.go), so in an idle process they end near whole
+// milliseconds.
+func IrregularRoundTrips(b *testing.B, shortest, longest time.Duration, roundTrip func() error) float64 {
+	next := time.Now()
+	return timeRoundTrips(b, func() {
+		time.Sleep(time.Until(next))
+		next = time.Now().Add(shortest + rand.N(longest-shortest))
+	}, roundTrip)
+}
+
+// timeRoundTrips calls wait and then roundTrip b.N times, timing each call
+// of roundTrip, and reports as RoundTrips does.
+func timeRoundTrips(b *testing.B, wait func(), roundTrip func() error) float64 {
+	times := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for range b.N {
-		if tick != nil {
-			<-tick
-		}
+		wait()
 		start := time.Now()
 		if err := roundTrip(); err != nil {
 			b.Fatal(err)

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,7 +194,7 @@ func runBenchPeer(spec string) error {
 // returns this process's end of the connection to it. The bus connection
 // is also returned for its counters; it is nil for the other transports.
 // The peer is stopped when b ends.
-func startPeer(b *testing.B, transport, mode string, size, ringSize int) (msgStream, *Conn) {
+func startPeer(b *testing.B, transport, mode string, size, ringSize int) (msgStream, *Conn, int) {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), transport+".sock")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchPeer$", "-test.count=1")
@@ -270,7 +273,27 @@ func startPeer(b *testing.B, transport, mode string, size, ringSize int) (msgStr
 		}
 	})
 	accept()
-	return s, conn
+	return s, conn, cmd.Process.Pid
+}
+
+// processCPU returns the CPU time that process pid has used so far, in
+// the kernel's clock ticks of 10 ms.
+func processCPU(b *testing.B, pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The fields after the command name, which ends at the last ')'.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	var ticks int64
+	for _, f := range fields[11:13] { // utime and stime
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/%d/stat: %v", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // reportSignals reports the bus end's eventfd writes per operation.
@@ -284,25 +307,47 @@ var transports = []string{transportUnix, transportPipe, transportBus}
 
 // BenchmarkRoundTrip sends a 64-byte message and waits for the peer to
 // send it back, back to back.
-func BenchmarkRoundTrip(b *testing.B) { benchmarkRoundTrip(b, 0) }
+func BenchmarkRoundTrip(b *testing.B) {
+	benchmarkRoundTrip(b, true, func(b *testing.B, roundTrip func() error) float64 {
+		return msgbench.RoundTrips(b, 0, roundTrip)
+	})
+}
 
 // BenchmarkPacedRoundTrip is BenchmarkRoundTrip with one request every
 // millisecond, so that each side goes to sleep between requests and the
 // figures include waking it.
-func BenchmarkPacedRoundTrip(b *testing.B) { benchmarkRoundTrip(b, time.Millisecond) }
+func BenchmarkPacedRoundTrip(b *testing.B) {
+	benchmarkRoundTrip(b, false, func(b *testing.B, roundTrip func() error) float64 {
+		return msgbench.RoundTrips(b, time.Millisecond, roundTrip)
+	})
+}
 
-func benchmarkRoundTrip(b *testing.B, interval time.Duration) {
+// BenchmarkIrregularRoundTrip is BenchmarkPacedRoundTrip with a random gap
+// of 0.5 to 1.5 ms between requests, so that the peer cannot foresee the
+// next request and sleep with a timer until it comes.
+func BenchmarkIrregularRoundTrip(b *testing.B) {
+	benchmarkRoundTrip(b, false, func(b *testing.B, roundTrip func() error) float64 {
+		return msgbench.IrregularRoundTrips(b, 500*time.Microsecond, 1500*time.Microsecond, roundTrip)
+	})
+}
+
+// benchmarkRoundTrip times round trips of 64 bytes with timeRoundTrips,
+// which returns their median. backToBack is true when the round trips
+// follow each other at once, so that the time per operation compares too.
+func benchmarkRoundTrip(b *testing.B, backToBack bool, timeRoundTrips func(b *testing.B, roundTrip func() error) float64) {
 	const size = 64
 	for _, transport := range transports {
 		b.Run(transport, func(b *testing.B) {
-			s, conn := startPeer(b, transport, modeEcho, size, DefaultRingSize)
+			s, conn, pid := startPeer(b, transport, modeEcho, size, DefaultRingSize)
 			buf := pattern(size, 1)
-			p50 := msgbench.RoundTrips(b, interval, func() error {
+			cpuBefore := processCPU(b, pid)
+			p50 := timeRoundTrips(b, func() error {
 				if err := s.send(buf); err != nil {
 					return err
 				}
 				return s.recv(size, ignore)
 			})
+			b.ReportMetric(float64((processCPU(b, pid)-cpuBefore).Nanoseconds())/float64(b.N), "peer-cpu-ns/op")
 			reportSignals(b, conn)
 			baseline := filepath.Dir(b.Name()) + "/" + transportUnix
 			if transport == transportUnix {
@@ -310,9 +355,9 @@ func benchmarkRoundTrip(b *testing.B, interval time.Duration) {
 				baselines.Record(b, baseline+"/p50", p50)
 				return
 			}
-			// At a fixed request rate the time per operation is the
-			// interval, so only the percentiles compare.
-			if interval == 0 {
+			// With pauses between requests the time per operation is
+			// mostly the pause, so only the percentiles compare.
+			if backToBack {
 				baselines.ReportRatio(b, baseline, msgbench.NsPerOp(b), "speedup-vs-unix")
 			}
 			baselines.ReportRatio(b, baseline+"/p50", p50, "p50-speedup-vs-unix")
@@ -334,7 +379,7 @@ func BenchmarkThroughput(b *testing.B) {
 	} {
 		for _, transport := range transports {
 			b.Run(tc.name+"/"+transport, func(b *testing.B) {
-				s, conn := startPeer(b, transport, modeSink, tc.size, tc.ringSize)
+				s, conn, _ := startPeer(b, transport, modeSink, tc.size, tc.ringSize)
 				payload := pattern(tc.size, 1)
 				b.SetBytes(int64(tc.size))
 				b.ResetTimer()

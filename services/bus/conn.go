@@ -66,7 +66,11 @@ type Conn struct {
 	recvSlot chan struct{}
 	// recvSpin decides whether a Recv polls before it sleeps. Only the
 	// holder of recvSlot uses it.
-	recvSpin   spinPolicy
+	recvSpin spinPolicy
+	// recvClock learns the rate of incoming messages, so that a Recv can
+	// sleep with a timer and poll when the next one is due. Only the
+	// holder of recvSlot uses it.
+	recvClock  arrivalClock
 	recvWaiter *waiter       // the peer committed records to the receive ring
 	roomFd     int           // eventfd that wakes the peer's Send
 	roomWake   chan struct{} // replaces roomFd on a local link
@@ -87,7 +91,8 @@ type Conn struct {
 	closedCh   chan struct{} // closed by Close
 	readerDone chan struct{} // closed when watchPeer returns
 
-	signals atomic.Uint64 // eventfd writes, for tests
+	signals     atomic.Uint64 // eventfd writes, for tests
+	timedSleeps atomic.Uint64 // Recvs that slept with a timer, for tests
 }
 
 // role is the end of the connection that a Conn is. It decides the ring
@@ -121,6 +126,7 @@ func newConn(r role, p connParts) (*Conn, error) {
 		copyThreshold: p.copyThreshold,
 		sendSlot:      make(chan struct{}, 1),
 		recvSlot:      make(chan struct{}, 1),
+		recvClock:     newArrivalClock(),
 		dataFd:        -1,
 		roomFd:        -1,
 		closedCh:      make(chan struct{}),

@@ -82,6 +82,19 @@
 // again once a message is waiting when Recv starts, and as a probe every
 // 16 Recvs.
 //
+// Messages that come at a steady rate, such as one request every
+// millisecond, would each cost the receiver a full wake-up, tens of
+// microseconds on a virtual machine. Recv therefore keeps the last 16
+// times between messages. From the shortest and longest of them, leaving
+// out the two extremes at each end, it computes a window for the next
+// message that opens one wake-up early. When that window is at most a
+// quarter of the median interval, and the median is at most 10 ms, Recv
+// sleeps with a kernel timer in ppoll(2) until the window opens and then
+// polls the ring until it closes. The eventfd stays armed during the
+// timed sleep, so a message that comes early still wakes it. A timed
+// sleep holds an OS thread, so at most four Recvs of a process sleep that
+// way at once.
+//
 // When both ends are in one process, as the storage daemon and the FUSE
 // server are in a host-mode node, they wake each other through Go channels
 // instead (a local link, found at setup through the memfd's identity and

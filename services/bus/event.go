@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -117,6 +118,52 @@ func (w *waiter) wait(ctx context.Context, stopped func() bool) error {
 	default:
 		return fmt.Errorf("read eventfd %s: %w", w.f.Name(), err)
 	}
+}
+
+// sleepUntil blocks the calling thread in ppoll(2) until deadline or until
+// the eventfd is signalled, and reports whether it was (resetting its
+// counter then). Unlike wait, it has the precision of a kernel timer
+// rather than the millisecond of Go's poller, but interrupt does not cut
+// it short.
+func (w *waiter) sleepUntil(deadline time.Time) (bool, error) {
+	signalled := false
+	var pollErr error
+	err := w.raw.Control(func(fd uintptr) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		// Linux lets a poll's timer expire up to the thread's timer slack
+		// late, 50 µs by default.
+		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(time.Microsecond), 0, 0, 0)
+		for {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return
+			}
+			timeout := unix.NsecToTimespec(left.Nanoseconds())
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Ppoll(fds, &timeout, nil)
+			switch {
+			case errors.Is(err, unix.EINTR):
+				continue
+			case err != nil:
+				pollErr = err
+				return
+			case n > 0:
+				signalled = true
+				if err := readNoWait(int(fd)); err != nil && !errors.Is(err, unix.EAGAIN) {
+					pollErr = err
+				}
+				return
+			}
+		}
+	})
+	if err == nil {
+		err = pollErr
+	}
+	if err != nil {
+		return false, fmt.Errorf("sleep on eventfd %s: %w", w.f.Name(), err)
+	}
+	return signalled, nil
 }
 
 // waitLocal is wait on the channel of a local link. An interrupt from

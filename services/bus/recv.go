@@ -89,10 +89,13 @@ func (c *Conn) Recv(ctx context.Context) (Message, error) {
 	// side, unless polling has stopped paying off on this connection.
 	spin := c.recvSpin.shouldSpin()
 	var spinUntil time.Time
-	slept := false
+	slept, timed := false, false
 	for {
 		spinning := spin && (spinUntil.IsZero() || time.Now().Before(spinUntil))
 		msg, err := c.tryRecv(!spinning)
+		if err == nil {
+			c.recvClock.record(time.Now(), slept)
+		}
 		if err == nil || !errors.Is(err, ring.ErrEmpty) {
 			c.recvSpin.record(slept)
 			return msg, err
@@ -104,12 +107,88 @@ func (c *Conn) Recv(ctx context.Context) (Message, error) {
 			runtime.Gosched()
 			continue
 		}
+		// At a steady rate, sleep until the next message is due and poll
+		// from then on (see arrivalClock). tryRecv armed the wake-up, so
+		// a message that comes earlier still ends the sleep.
+		if !timed && c.recvWaiter.local == nil {
+			if from, until, ok := c.recvClock.window(); ok && time.Now().Before(until) && acquireTimedSleep() {
+				timed = true
+				c.timedSleeps.Add(1)
+				woken, err := c.sleepUntil(ctx, from)
+				releaseTimedSleep()
+				if err != nil {
+					return Message{}, err
+				}
+				slept = woken
+				spin, spinUntil = true, until
+				continue
+			}
+		}
 		if err := c.recvWaiter.wait(ctx, c.stopped); err != nil {
 			return Message{}, err
 		}
 		slept = true
 	}
 }
+
+// sleepUntil sleeps until from, or less when ctx ends sooner, unless the
+// peer commits a message before. It then disarms the wake-up that the
+// caller armed, so that the peer does not signal while Recv polls, and
+// reports whether the peer's signal ended the sleep. Because interrupt
+// cannot end the waiter's timed sleep, it sleeps in pieces of at most
+// maxTimedSleep and checks for Close and ctx between them.
+func (c *Conn) sleepUntil(ctx context.Context, from time.Time) (bool, error) {
+	deadline := from
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	woken := false
+	for !woken && !c.stopped() && ctx.Err() == nil {
+		now := time.Now()
+		if !now.Before(deadline) {
+			break
+		}
+		piece := now.Add(maxTimedSleep)
+		if deadline.Before(piece) {
+			piece = deadline
+		}
+		var err error
+		if woken, err = c.recvWaiter.sleepUntil(piece); err != nil {
+			return false, err
+		}
+		if !woken && piece.Equal(deadline) {
+			c.recvClock.recordWake(deadline, time.Now())
+		}
+	}
+	c.consumerMu.Lock()
+	c.consumer.DisarmWakeup()
+	c.consumerMu.Unlock()
+	return woken, ctx.Err()
+}
+
+// timedSleepSlots limits the Recvs of this process that sleep with a
+// timer at once. Such a sleep blocks an OS thread, where a sleep on the
+// eventfd parks only a goroutine, so a process with many steady
+// connections must not spend a thread on each.
+var timedSleepSlots = make(chan struct{}, maxTimedSleepers)
+
+const maxTimedSleepers = 4
+
+// acquireTimedSleep takes a slot for a timed sleep if one is free.
+func acquireTimedSleep() bool {
+	select {
+	case timedSleepSlots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func releaseTimedSleep() { <-timedSleepSlots }
+
+// maxTimedSleep is the longest piece of a timed sleep, and so how long a
+// Close or a context's end may wait for a Recv in one.
+const maxTimedSleep = time.Millisecond
 
 // tryRecv returns the next message, or an error wrapping ring.ErrEmpty.
 // With arm set, it requests a wake-up from the peer before it returns
