@@ -65,7 +65,7 @@ test: deps vet
 # Benchmarks; results and the machine they ran on go into docs/benchmarks.md.
 # The host-mode benchmarks mount a node and need root and /dev/fuse; the
 # benchmark between nodes (tests/netns) also creates two network
-# namespaces, and takes about 20 s; the bus benchmark about 20 s; the
+# namespaces, and takes about 20 s; the bus benchmark about 30 s; the
 # appliance boot benchmark builds the image and boots it in QEMU.
 bench:
 	BT_IMAGE_TEST=1 $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
