@@ -323,8 +323,9 @@ func BenchmarkPacedRoundTrip(b *testing.B) {
 }
 
 // BenchmarkIrregularRoundTrip is BenchmarkPacedRoundTrip with a random gap
-// of 0.5 to 1.5 ms between requests, so that the peer cannot foresee the
-// next request and sleep with a timer until it comes.
+// between requests, so that the peer cannot foresee the next request and
+// sleep with a timer until it comes. The gap requested is 0.5 to 1.5 ms,
+// which Go's timers turn into about 1 or 2 ms at random.
 func BenchmarkIrregularRoundTrip(b *testing.B) {
 	benchmarkRoundTrip(b, false, func(b *testing.B, roundTrip func() error) float64 {
 		return msgbench.IrregularRoundTrips(b, 500*time.Microsecond, 1500*time.Microsecond, roundTrip)

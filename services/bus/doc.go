@@ -91,9 +91,12 @@
 // quarter of the median interval, and the median is at most 10 ms, Recv
 // sleeps with a kernel timer in ppoll(2) until the window opens and then
 // polls the ring until it closes. The eventfd stays armed during the
-// timed sleep, so a message that comes early still wakes it. A timed
-// sleep holds an OS thread, so at most four Recvs of a process sleep that
-// way at once.
+// timed sleep, so a message that comes early still wakes it. The poll
+// takes at most a quarter of a core per connection. A timed sleep holds an
+// OS thread, so at most four Recvs of a process sleep that way at once.
+// It cannot be interrupted, so it sleeps in pieces of at most 1 ms and a
+// Recv in it notices Close, a dead peer or the end of its context within
+// 1 ms. Connections within one process (below) never sleep with a timer.
 //
 // When both ends are in one process, as the storage daemon and the FUSE
 // server are in a host-mode node, they wake each other through Go channels

@@ -129,11 +129,15 @@ func (w *waiter) sleepUntil(deadline time.Time) (bool, error) {
 	signalled := false
 	var pollErr error
 	err := w.raw.Control(func(fd uintptr) {
+		// Linux lets a poll's timer expire up to the thread's timer slack
+		// late, 50 µs by default. The thread gets a slack of 1 µs for
+		// this sleep and its own slack back afterwards.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		// Linux lets a poll's timer expire up to the thread's timer slack
-		// late, 50 µs by default.
-		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(time.Microsecond), 0, 0, 0)
+		if slack, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0); err == nil {
+			_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(time.Microsecond), 0, 0, 0)
+			defer unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(slack), 0, 0, 0)
+		}
 		for {
 			left := time.Until(deadline)
 			if left <= 0 {

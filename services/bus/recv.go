@@ -89,7 +89,7 @@ func (c *Conn) Recv(ctx context.Context) (Message, error) {
 	// side, unless polling has stopped paying off on this connection.
 	spin := c.recvSpin.shouldSpin()
 	var spinUntil time.Time
-	slept, timed := false, false
+	slept, inWindow := false, false
 	for {
 		spinning := spin && (spinUntil.IsZero() || time.Now().Before(spinUntil))
 		msg, err := c.tryRecv(!spinning)
@@ -101,6 +101,9 @@ func (c *Conn) Recv(ctx context.Context) (Message, error) {
 			return msg, err
 		}
 		if spinning {
+			if err := ctx.Err(); err != nil {
+				return Message{}, err
+			}
 			if spinUntil.IsZero() {
 				spinUntil = time.Now().Add(spinTime)
 			}
@@ -109,17 +112,23 @@ func (c *Conn) Recv(ctx context.Context) (Message, error) {
 		}
 		// At a steady rate, sleep until the next message is due and poll
 		// from then on (see arrivalClock). tryRecv armed the wake-up, so
-		// a message that comes earlier still ends the sleep.
-		if !timed && c.recvWaiter.local == nil {
+		// a message that comes earlier still ends the sleep. A signal
+		// before the window with no message behind it (one left over from
+		// an earlier wake-up, or a peer's stray write) leads to another
+		// timed sleep, not to polling.
+		if !inWindow && c.recvWaiter.local == nil {
 			if from, until, ok := c.recvClock.window(); ok && time.Now().Before(until) && acquireTimedSleep() {
-				timed = true
 				c.timedSleeps.Add(1)
 				woken, err := c.sleepUntil(ctx, from)
 				releaseTimedSleep()
 				if err != nil {
 					return Message{}, err
 				}
-				slept = woken
+				if woken {
+					slept = true
+					continue
+				}
+				inWindow, slept = true, false
 				spin, spinUntil = true, until
 				continue
 			}
@@ -131,16 +140,19 @@ func (c *Conn) Recv(ctx context.Context) (Message, error) {
 	}
 }
 
-// sleepUntil sleeps until from, or less when ctx ends sooner, unless the
-// peer commits a message before. It then disarms the wake-up that the
-// caller armed, so that the peer does not signal while Recv polls, and
-// reports whether the peer's signal ended the sleep. Because interrupt
-// cannot end the waiter's timed sleep, it sleeps in pieces of at most
-// maxTimedSleep and checks for Close and ctx between them.
+// sleepUntil sleeps until from unless the peer commits a message before,
+// Close or a dead peer stops the connection, or ctx ends. It then disarms
+// the wake-up that the caller armed, so that the peer does not signal
+// while Recv polls, and reports whether the peer's signal ended the sleep.
+// It returns ctx's error when ctx ended first, also when ctx's deadline
+// has passed and its timer has not fired yet. Because interrupt cannot end
+// the waiter's timed sleep, it sleeps in pieces of at most maxTimedSleep
+// and checks the connection and ctx between them.
 func (c *Conn) sleepUntil(ctx context.Context, from time.Time) (bool, error) {
 	deadline := from
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	ctxDeadline, hasDeadline := ctx.Deadline()
+	if hasDeadline && ctxDeadline.Before(deadline) {
+		deadline = ctxDeadline
 	}
 	woken := false
 	for !woken && !c.stopped() && ctx.Err() == nil {
@@ -156,20 +168,27 @@ func (c *Conn) sleepUntil(ctx context.Context, from time.Time) (bool, error) {
 		if woken, err = c.recvWaiter.sleepUntil(piece); err != nil {
 			return false, err
 		}
-		if !woken && piece.Equal(deadline) {
-			c.recvClock.recordWake(deadline, time.Now())
+		if !woken && piece.Equal(from) {
+			c.recvClock.recordWake(from, time.Now())
 		}
 	}
 	c.consumerMu.Lock()
 	c.consumer.DisarmWakeup()
 	c.consumerMu.Unlock()
-	return woken, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return woken, err
+	}
+	if !woken && hasDeadline && !time.Now().Before(ctxDeadline) {
+		return false, context.DeadlineExceeded
+	}
+	return woken, nil
 }
 
 // timedSleepSlots limits the Recvs of this process that sleep with a
 // timer at once. Such a sleep blocks an OS thread, where a sleep on the
 // eventfd parks only a goroutine, so a process with many steady
-// connections must not spend a thread on each.
+// connections must not spend a thread on each. The slot is not held while
+// Recv polls: the limit on polling is per connection (see window).
 var timedSleepSlots = make(chan struct{}, maxTimedSleepers)
 
 const maxTimedSleepers = 4

@@ -15,9 +15,9 @@ import (
 //
 // arrivalClock learns the rate from the times at which Recv takes
 // messages. It offers a polling window from the spread of the latest
-// intervals, ignoring the shortest and the longest few so that a late
-// message and the one that follows it at once do not widen it, and only
-// while that window is a small share of the interval. A connection with
+// intervals. The shortest and the longest few are left out, so that a late
+// message and the one that follows it at once do not widen the window.
+// The clock offers it only while it is a small share of the interval. A connection with
 // irregular or fast traffic keeps the plain sleep on the eventfd.
 type arrivalClock struct {
 	last      time.Time                     // when the latest message arrived, as estimated
@@ -37,9 +37,10 @@ const (
 	// window for. Beyond it, a wake-up is a small part of the time between
 	// messages.
 	maxSteadyInterval = 10 * time.Millisecond
-	// maxPollShare limits the window to this fraction of the interval,
-	// which is the share of a core that polling may take.
-	maxPollShare = 4
+	// windowDivisor limits the window to the median interval divided by
+	// it, so that polling takes at most a quarter of a core per
+	// connection.
+	windowDivisor = 4
 	// initialWake is the wake-up time assumed before any timer sleep
 	// measured it. It is an estimate for a virtual machine.
 	initialWake = 50 * time.Microsecond
@@ -51,7 +52,8 @@ func newArrivalClock() arrivalClock { return arrivalClock{wake: initialWake} }
 
 // record notes a message taken from the ring at now. woken is true when
 // Recv slept on the eventfd for it, and the message then arrived about one
-// wake-up earlier.
+// wake-up earlier. The clock takes a timer's wake-up time for that of the
+// eventfd, which it cannot measure: an estimate.
 func (a *arrivalClock) record(now time.Time, woken bool) {
 	if woken {
 		now = now.Add(-a.wake)
@@ -87,7 +89,7 @@ func (a *arrivalClock) window() (from, until time.Time, ok bool) {
 	}
 	from = a.last.Add(shortest - a.wake - pollMargin)
 	until = a.last.Add(longest + pollMargin)
-	if until.Sub(from) > median/maxPollShare {
+	if until.Sub(from) > median/windowDivisor {
 		return time.Time{}, time.Time{}, false
 	}
 	return from, until, true

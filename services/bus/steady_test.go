@@ -91,9 +91,9 @@ func TestArrivalClockNoWindow(t *testing.T) {
 		irregular[i] = time.Duration(200+i*150) * time.Microsecond
 	}
 	cases := map[string][]time.Duration{
-		"irregular":         irregular,
-		"faster than 200µs": repeat(100*time.Microsecond, arrivalHistory),
-		"slower than 10ms":  repeat(20*time.Millisecond, arrivalHistory),
+		"irregular":   irregular,
+		"every 100µs": repeat(100*time.Microsecond, arrivalHistory),
+		"every 20ms":  repeat(20*time.Millisecond, arrivalHistory),
 	}
 	for name, intervals := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -140,8 +140,108 @@ func steadyServer(t *testing.T, interval time.Duration) (client, server *Conn) {
 	return client, server
 }
 
-func TestTimedSleepEndsOnEarlyMessage(t *testing.T) {
-	client, server := steadyServer(t, 8*time.Millisecond)
+// startTimedSleep runs server.sleepUntil until an hour from now in a new
+// goroutine, with the wake-up armed as Recv arms it, and returns the
+// channel of its result. The sleep ends only through the path under test.
+func startTimedSleep(t *testing.T, ctx context.Context, server *Conn) <-chan sleepResult {
+	server.consumerMu.Lock()
+	server.consumer.ArmWakeup()
+	server.consumerMu.Unlock()
+	done := make(chan sleepResult, 1)
+	go func() {
+		woken, err := server.sleepUntil(ctx, time.Now().Add(time.Hour))
+		done <- sleepResult{woken, err}
+	}()
+	return done
+}
+
+type sleepResult struct {
+	woken bool
+	err   error
+}
+
+// sleepEnded returns the result of a timed sleep, failing the test if it
+// has not ended within 10 s.
+func sleepEnded(t *testing.T, done <-chan sleepResult, cause string) sleepResult {
+	t.Helper()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed sleep of an hour still running 10 s after %s", cause)
+		return sleepResult{}
+	}
+}
+
+func TestTimedSleepEndsOnMessage(t *testing.T) {
+	useEventfds(t)
+	client, server := connPair(t, Dialer{}, ListenConfig{})
+	done := startTimedSleep(t, testContext(t), server)
+	mustSend(t, client, 7, []byte("early"))
+
+	r := sleepEnded(t, done, "a message")
+	if r.err != nil || !r.woken {
+		t.Errorf("sleepUntil = %v, %v; expected woken, nil", r.woken, r.err)
+	}
+	if consumerArmed(server) {
+		t.Error("wake-up still armed after the timed sleep")
+	}
+	if msg := mustRecv(t, server); msg.Kind != 7 || string(msg.Data) != "early" {
+		t.Errorf("Recv = kind %d %q, expected kind 7 \"early\"", msg.Kind, msg.Data)
+	}
+}
+
+func TestTimedSleepEndsOnClose(t *testing.T) {
+	useEventfds(t)
+	_, server := connPair(t, Dialer{}, ListenConfig{})
+	done := startTimedSleep(t, context.Background(), server)
+	time.Sleep(5 * time.Millisecond) // into the sleep
+	server.fail(ErrPeerGone)
+
+	if r := sleepEnded(t, done, "the connection stopped"); r.err != nil || r.woken {
+		t.Errorf("sleepUntil = %v, %v; expected not woken, nil", r.woken, r.err)
+	}
+}
+
+func TestTimedSleepEndsWithContext(t *testing.T) {
+	useEventfds(t)
+	_, server := connPair(t, Dialer{}, ListenConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := startTimedSleep(t, ctx, server)
+	time.Sleep(5 * time.Millisecond) // into the sleep
+	cancel()
+
+	if r := sleepEnded(t, done, "cancel"); !errors.Is(r.err, context.Canceled) {
+		t.Errorf("sleepUntil error = %v, expected context.Canceled", r.err)
+	}
+}
+
+// deadlineOnly is a context with a deadline whose timer never fires, as a
+// context's timer may fire late.
+type deadlineOnly struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c deadlineOnly) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func TestTimedSleepStopsAtContextDeadline(t *testing.T) {
+	useEventfds(t)
+	_, server := connPair(t, Dialer{}, ListenConfig{})
+	ctx := deadlineOnly{context.Background(), time.Now().Add(5 * time.Millisecond)}
+	done := startTimedSleep(t, ctx, server)
+
+	if r := sleepEnded(t, done, "the context's deadline"); !errors.Is(r.err, context.DeadlineExceeded) {
+		t.Errorf("sleepUntil error = %v, expected context.DeadlineExceeded", r.err)
+	}
+	if consumerArmed(server) {
+		t.Error("wake-up still armed after a timed sleep that no message ended")
+	}
+}
+
+// recvInBackground runs server.Recv in a new goroutine and returns the
+// channel of the message it returns.
+func recvInBackground(t *testing.T, server *Conn) <-chan Message {
 	got := make(chan Message, 1)
 	go func() {
 		msg, err := server.Recv(testContext(t))
@@ -150,58 +250,46 @@ func TestTimedSleepEndsOnEarlyMessage(t *testing.T) {
 		}
 		got <- msg
 	}()
-	waitUntil(t, func() bool { return server.timedSleeps.Load() == 1 }, "Recv to start a timed sleep")
-	mustSend(t, client, 7, []byte("early"))
+	return got
+}
 
-	msg := <-got
-	if msg.Kind != 7 || string(msg.Data) != "early" {
-		t.Errorf("Recv = kind %d %q, expected kind 7 \"early\"", msg.Kind, msg.Data)
+func TestRecvSleepsAgainAfterStraySignal(t *testing.T) {
+	client, server := steadyServer(t, 8*time.Millisecond)
+	// A signal that no message follows, such as one left from an earlier
+	// wake-up.
+	if err := signalEventfd(client.dataFd); err != nil {
+		t.Fatal(err)
 	}
-	if n := client.SignalsSent(); n != 1 {
-		t.Errorf("sender signalled %d times, expected 1: the timed sleep must keep the wake-up armed", n)
-	}
-	if consumerArmed(server) {
-		t.Error("wake-up still armed after the timed sleep")
+	got := recvInBackground(t, server)
+	waitUntil(t, func() bool { return server.timedSleeps.Load() >= 2 }, "Recv to sleep with a timer again")
+	mustSend(t, client, 7, []byte("due"))
+
+	if msg := <-got; msg.Kind != 7 || string(msg.Data) != "due" {
+		t.Errorf("Recv = kind %d %q, expected kind 7 \"due\"", msg.Kind, msg.Data)
 	}
 }
 
-func TestTimedSleepEndsOnClose(t *testing.T) {
-	_, server := steadyServer(t, 8*time.Millisecond)
-	done := make(chan error, 1)
-	go func() {
-		_, err := server.Recv(context.Background())
-		done <- err
-	}()
-	waitUntil(t, func() bool { return server.timedSleeps.Load() == 1 }, "Recv to start a timed sleep")
-	if err := server.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrClosed) {
-			t.Errorf("Recv during Close: err = %v, expected ErrClosed", err)
+func TestRecvWithoutFreeSlotSleepsOnEventfd(t *testing.T) {
+	client, server := steadyServer(t, 8*time.Millisecond)
+	for range maxTimedSleepers {
+		if !acquireTimedSleep() {
+			t.Fatal("a timed-sleep slot was taken before the test")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Recv still in its timed sleep 5 s after Close")
 	}
-}
+	defer func() {
+		for range maxTimedSleepers {
+			releaseTimedSleep()
+		}
+	}()
+	got := recvInBackground(t, server)
+	waitUntil(t, func() bool { return consumerArmed(server) }, "Recv to arm its wake-up")
+	time.Sleep(20 * time.Millisecond) // past the window
+	mustSend(t, client, 7, []byte("late"))
 
-func TestTimedSleepEndsWithContext(t *testing.T) {
-	_, server := steadyServer(t, 8*time.Millisecond)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := server.Recv(ctx)
-		done <- err
-	}()
-	waitUntil(t, func() bool { return server.timedSleeps.Load() == 1 }, "Recv to start a timed sleep")
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Recv after cancel: err = %v, expected context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Recv still in its timed sleep 5 s after its context ended")
+	if msg := <-got; msg.Kind != 7 || string(msg.Data) != "late" {
+		t.Errorf("Recv = kind %d %q, expected kind 7 \"late\"", msg.Kind, msg.Data)
+	}
+	if n := server.timedSleeps.Load(); n != 0 {
+		t.Errorf("%d timed sleeps with every slot taken, expected 0", n)
 	}
 }
