@@ -13,6 +13,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
+	"time"
 )
 
 // command is one subcommand: its name, a one-line summary and its entry point.
@@ -136,6 +138,38 @@ func printOptions(w io.Writer, fs *flag.FlagSet) {
 	})
 }
 
+// optionError turns an error of fs.Parse into one line that spells options
+// as the usage lines do (--name, where the flag package writes -name) and
+// ends with what to do.
+func optionError(fs *flag.FlagSet, err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return usagef("%s: unknown option --%s: run '%s --help' for the options", fs.Name(), strings.TrimPrefix(name, "-"), fs.Name())
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return usagef("%s: option --%s needs a value: run '%s --help' for the options", fs.Name(), strings.TrimPrefix(name, "-"), fs.Name())
+	}
+	// The flag package writes: invalid value "V" for flag -NAME: CAUSE.
+	if quoted, rest, ok := strings.Cut(strings.TrimPrefix(msg, "invalid value "), " for flag -"); ok {
+		name, _, _ := strings.Cut(rest, ":")
+		if f := fs.Lookup(name); f != nil && isDuration(f) {
+			return usagef("%s: invalid duration %s for --%s: give a number with a unit, such as 30s, 5m or 1h", fs.Name(), quoted, name)
+		}
+		msg = strings.Replace(msg, " for flag -"+name, " for --"+name, 1)
+	}
+	return usagef("%s: %s: run '%s --help' for the options", fs.Name(), msg, fs.Name())
+}
+
+// isDuration reports whether f takes a time.Duration.
+func isDuration(f *flag.Flag) bool {
+	getter, ok := f.Value.(flag.Getter)
+	if !ok {
+		return false
+	}
+	_, ok = getter.Get().(time.Duration)
+	return ok
+}
+
 // parseFlags parses args and rejects positional arguments. It prints the
 // usage only for --help, not after a parse error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
@@ -155,7 +189,7 @@ func parseFlagsWithArgs(fs *flag.FlagSet, args []string, positional int) error {
 		return err
 	}
 	if err != nil {
-		return usagef("%s: %v: run '%s --help' for the options", fs.Name(), err, fs.Name())
+		return optionError(fs, err)
 	}
 	if positional >= 0 && fs.NArg() > positional {
 		return usagef("%s: unexpected argument %q: options start with --", fs.Name(), fs.Arg(positional))

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestOptionErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown option", []string{"node", "--bogus"}, "bt node: unknown option --bogus: run 'bt node --help' for the options"},
+		{"missing value", []string{"node", "--state"}, "bt node: option --state needs a value: run 'bt node --help' for the options"},
+		{"duration without unit", []string{"node", "--checkpoint-interval", "30"}, `bt node: invalid duration "30" for --checkpoint-interval: give a number with a unit, such as 30s, 5m or 1h`},
+		{"duration not a number", []string{"ping", "--timeout=soon", "btx"}, `bt ping: invalid duration "soon" for --timeout: give a number with a unit, such as 30s, 5m or 1h`},
+		{"integer not a number", []string{"ping", "--count", "x", "btx"}, `bt ping: invalid value "x" for --count: parse error: run 'bt ping --help' for the options`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := runBT(t, c.args...)
+			if r.code != 2 {
+				t.Errorf("exit code %d, expected 2", r.code)
+			}
+			if got := strings.TrimSuffix(r.stderr, "\n"); got != c.want {
+				t.Errorf("stderr %q\nexpected  %q", got, c.want)
+			}
+		})
+	}
+}
