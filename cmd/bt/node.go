@@ -174,10 +174,12 @@ func serveAndMount(ctx context.Context, env *environment, node *state.Node, daem
 				return nil
 			}
 			// A local file system refuses to unmount while programs use it,
-			// and keeps working for them; so does the node. fusermount3's
-			// output spans lines; the error is printed as one.
-			fmt.Fprintf(env.stderr, "bt node: %s: still serving; close the programs that use %s (fuser -vm %s lists them), then stop the node again\n",
-				strings.Join(strings.Fields(err.Error()), " "), mountpoint, mountpoint)
+			// and keeps working for them, and so does the node.
+			if errors.Is(err, fusefs.ErrBusy) {
+				fmt.Fprintf(env.stderr, "bt node: %s is busy, so the node goes on serving it: close the programs that use it (fuser -vm %s lists them), then stop the node again\n", mountpoint, mountpoint)
+			} else {
+				fmt.Fprintf(env.stderr, "bt node: %v: the node goes on serving %s; stop it again, or run fusermount3 -u %s\n", err, mountpoint, mountpoint)
+			}
 		case <-unmounted:
 			logger.Warn("the tree was unmounted from outside; stopping", "mount", mountpoint)
 			return nil

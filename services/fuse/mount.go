@@ -185,16 +185,25 @@ func (s *Server) Notified() bool { return s.timeouts.notified.Load() }
 // Mountpoint returns the absolute path of the mount point.
 func (s *Server) Mountpoint() string { return s.mountpoint }
 
+// ErrBusy is wrapped by the error of Unmount while a process has a file or
+// its working directory on the mount. The server then goes on serving.
+var ErrBusy = errors.New("mount point is busy")
+
 // Unmount unmounts the file system and waits until the server has stopped.
-// It fails with EBUSY while a process has a file or its working directory
-// on the mount.
 func (s *Server) Unmount() error {
-	if err := s.fuse.Unmount(); err != nil {
-		s.logger.Error("unmount failed", "error", err)
-		return fmt.Errorf("unmount %s: %w", s.mountpoint, err)
+	err := s.fuse.Unmount()
+	if err == nil {
+		s.logger.Info("file system unmounted")
+		return nil
 	}
-	s.logger.Info("file system unmounted")
-	return nil
+	// Without privileges go-fuse runs fusermount3, whose error carries its
+	// output, over several lines.
+	text := strings.Join(strings.Fields(err.Error()), " ")
+	s.logger.Error("unmount failed", "error", text)
+	if errors.Is(err, syscall.EBUSY) || strings.Contains(strings.ToLower(text), syscall.EBUSY.Error()) {
+		return fmt.Errorf("unmount %s: %w", s.mountpoint, ErrBusy)
+	}
+	return fmt.Errorf("unmount %s: %s", s.mountpoint, text)
 }
 
 // Wait blocks until the file system is unmounted, by Unmount or from

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -363,12 +364,19 @@ func TestStopWaitsWhileMountBusy(t *testing.T) {
 	if err := n.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
+	busy := fmt.Sprintf("bt node: %s is busy, so the node goes on serving it", mount)
 	testenv.Poll(t, 30*time.Second, "the node says it still serves", func() error {
-		if !strings.Contains(n.log(), "still serving") {
+		if !strings.Contains(n.log(), busy) {
 			return errors.New("no such line in its stderr")
 		}
 		return nil
 	})
+	// fusermount3's output, which spans lines, is logged as one line of
+	// text without escaped line breaks.
+	lines := logLines(n.log(), `msg="unmount failed"`)
+	if len(lines) != 1 || !strings.Contains(lines[0], "busy") || strings.Contains(lines[0], `\n`) {
+		t.Errorf("expected one log line about the busy mount without escaped line breaks; got %q", lines)
+	}
 	select {
 	case <-n.exited:
 		t.Fatalf("bt node exited while its mount was busy\nstderr:\n%s", n.log())
