@@ -53,7 +53,10 @@ func mismatch(errno syscall.Errno, format string, args ...any) error {
 }
 
 // touch records that seq changed n.
-func (e *Engine) touch(n *inode, seq uint64) { n.dirtySeq = seq }
+func (e *Engine) touch(n *inode, seq uint64) {
+	n.dirtySeq = seq
+	e.changedInodes[n.attr.Ino] = n
+}
 
 // applyNode returns the live inode for an entry, which must not be damaged
 // when the entry changes its data or xattrs.
@@ -426,6 +429,7 @@ func (e *Engine) free(n *inode, seq uint64) {
 	ino := n.attr.Ino
 	e.usedBytes -= n.storedSectors() * SectorSize
 	delete(e.inodes, ino)
+	delete(e.changedInodes, ino)
 	e.freed[ino] = freedInode{blockID: n.blockID, seq: seq}
 	e.locks.forget(ino)
 }

@@ -112,6 +112,12 @@ type Engine struct {
 	freed      map[fsapi.Ino]freedInode
 	failed     error // set when an appended entry could not be applied
 
+	// changedInodes holds every live inode that an entry changed after
+	// MarkClean last covered it (dirtySeq > cleanSeq), so that a checkpoint
+	// and DirtyBytes visit those instead of the whole tree. touch adds to
+	// it, and MarkClean and free remove from it.
+	changedInodes map[fsapi.Ino]*inode
+
 	// lost holds the inode numbers that damaged journal records or skipped
 	// entries touched but that do not exist here, with the reason. See
 	// damage.go.
@@ -153,23 +159,24 @@ var (
 // LoadFrom installs a checkpoint.
 func NewEmpty(opts Options) *Engine {
 	e := &Engine{
-		log:          opts.Logger,
-		journal:      opts.Journal,
-		authorize:    opts.Authorize,
-		loader:       opts.Loader,
-		now:          opts.Now,
-		rand:         opts.Rand,
-		capacity:     opts.Capacity,
-		changed:      opts.Changed,
-		cache:        newChunkCache(opts.CachedChunks),
-		loading:      make(map[chunkKey]chan struct{}),
-		failedChunks: make(map[chunkKey]struct{}),
-		inodes:       make(map[fsapi.Ino]*inode),
-		nextIno:      fsapi.RootIno + 1,
-		freed:        make(map[fsapi.Ino]freedInode),
-		lost:         make(map[fsapi.Ino]string),
-		handles:      make(map[fsapi.HandleID]*handle),
-		nextHandle:   1,
+		log:           opts.Logger,
+		journal:       opts.Journal,
+		authorize:     opts.Authorize,
+		loader:        opts.Loader,
+		now:           opts.Now,
+		rand:          opts.Rand,
+		capacity:      opts.Capacity,
+		changed:       opts.Changed,
+		cache:         newChunkCache(opts.CachedChunks),
+		loading:       make(map[chunkKey]chan struct{}),
+		failedChunks:  make(map[chunkKey]struct{}),
+		inodes:        make(map[fsapi.Ino]*inode),
+		nextIno:       fsapi.RootIno + 1,
+		freed:         make(map[fsapi.Ino]freedInode),
+		changedInodes: make(map[fsapi.Ino]*inode),
+		lost:          make(map[fsapi.Ino]string),
+		handles:       make(map[fsapi.HandleID]*handle),
+		nextHandle:    1,
 	}
 	if e.log == nil {
 		e.log = slog.Default()

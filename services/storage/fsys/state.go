@@ -152,7 +152,7 @@ func (e *Engine) DirtyInodes() []fsapi.Ino {
 
 func (e *Engine) dirtyInodes() []fsapi.Ino {
 	var dirty []fsapi.Ino
-	for ino, n := range e.inodes {
+	for ino, n := range e.changedInodes {
 		// A damaged inode's block keeps what it holds (see damage.go).
 		if n.dirtySeq > n.cleanSeq && n.damaged == "" {
 			dirty = append(dirty, ino)
@@ -170,7 +170,9 @@ func (e *Engine) DirtyBytes() uint64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var total uint64
-	for _, n := range e.inodes {
+	// A changed chunk is part of a change to its inode (touch), so only
+	// the changed inodes can have one.
+	for _, n := range e.changedInodes {
 		if n.data != nil && len(n.data.dirty) > 0 {
 			total += min(uint64(len(n.data.dirty))*ChunkSize, n.attr.Size)
 		}
@@ -261,6 +263,9 @@ func (e *Engine) MarkClean(ino fsapi.Ino, upToSeq uint64) {
 		n.cleanSeq = max(n.cleanSeq, upToSeq)
 		if n.data != nil {
 			maps.DeleteFunc(n.data.dirty, func(_ uint64, seq uint64) bool { return seq <= upToSeq })
+		}
+		if n.dirtySeq <= n.cleanSeq {
+			delete(e.changedInodes, ino)
 		}
 		return
 	}

@@ -491,3 +491,33 @@ func TestSmallFilesStayInMemory(t *testing.T) {
 		t.Errorf("chunk 0 of the small file starts %q, expected %q", got[:len(content)], content)
 	}
 }
+
+func TestChangedInodesFollowChanges(t *testing.T) {
+	e, _ := sampleTree(t)
+	cp := e.Checkpoint()
+	for _, st := range cp.Inodes {
+		e.MarkClean(st.Ino, cp.Header.AppliedSeq)
+	}
+	if n := len(e.changedInodes); n != 0 {
+		t.Errorf("%d changed inodes after MarkClean, expected 0", n)
+	}
+	if b := e.DirtyBytes(); b != 0 {
+		t.Errorf("DirtyBytes after MarkClean = %d, expected 0", b)
+	}
+
+	file := createFile(t, e, userCaller, fsapi.RootIno, "new", 0o644, []byte("ten bytes!"))
+	if b := e.DirtyBytes(); b != 10 {
+		t.Errorf("DirtyBytes after writing 10 bytes = %d, expected 10", b)
+	}
+	if _, ok := e.changedInodes[file]; !ok {
+		t.Errorf("new file %d missing from the changed inodes", file)
+	}
+
+	mustOK(t, e.Unlink(ctx, userCaller, fsapi.RootIno, "new"))
+	if _, ok := e.changedInodes[file]; ok {
+		t.Errorf("freed file %d still among the changed inodes", file)
+	}
+	if b := e.DirtyBytes(); b != 0 {
+		t.Errorf("DirtyBytes after the file was freed = %d, expected 0", b)
+	}
+}
