@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -140,24 +141,74 @@ func printOptions(w io.Writer, fs *flag.FlagSet) {
 
 // optionError turns an error of fs.Parse into one line that spells options
 // as the usage lines do (--name, where the flag package writes -name) and
-// ends with what to do.
+// ends with what to do. It reads the messages of Go's flag package.
 func optionError(fs *flag.FlagSet, err error) error {
 	msg := err.Error()
+	help := fmt.Sprintf("run '%s --help' for the options", fs.Name())
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
-		return usagef("%s: unknown option --%s: run '%s --help' for the options", fs.Name(), strings.TrimPrefix(name, "-"), fs.Name())
+		return usagef("%s: unknown option %s: %s", fs.Name(), optionName(name), help)
 	}
 	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
-		return usagef("%s: option --%s needs a value: run '%s --help' for the options", fs.Name(), strings.TrimPrefix(name, "-"), fs.Name())
+		return usagef("%s: option %s needs a value: %s", fs.Name(), optionName(name), help)
 	}
-	// The flag package writes: invalid value "V" for flag -NAME: CAUSE.
-	if quoted, rest, ok := strings.Cut(strings.TrimPrefix(msg, "invalid value "), " for flag -"); ok {
-		name, _, _ := strings.Cut(rest, ":")
+	// invalid value "V" for flag -NAME: CAUSE
+	if value, name, ok := badValue(msg, "invalid value ", " for flag -"); ok {
 		if f := fs.Lookup(name); f != nil && isDuration(f) {
-			return usagef("%s: invalid duration %s for --%s: give a number with a unit, such as 30s, 5m or 1h", fs.Name(), quoted, name)
+			return usagef("%s: invalid duration %q for %s: %s", fs.Name(), value, optionName(name), durationHint(value))
 		}
-		msg = strings.Replace(msg, " for flag -"+name, " for --"+name, 1)
+		return usagef("%s: invalid value %q for %s: %s", fs.Name(), value, optionName(name), help)
 	}
-	return usagef("%s: %s: run '%s --help' for the options", fs.Name(), msg, fs.Name())
+	// invalid boolean value "V" for -NAME: CAUSE
+	if value, name, ok := badValue(msg, "invalid boolean value ", " for -"); ok {
+		return usagef("%s: invalid value %q for %s: give true or false, or leave the value out for true", fs.Name(), value, optionName(name))
+	}
+	return usagef("%s: %s: %s", fs.Name(), msg, help)
+}
+
+// badValue returns the value and the option's name from a message of the
+// flag package that consists of prefix, the quoted value, before, the name
+// and the cause.
+func badValue(msg, prefix, before string) (value, name string, ok bool) {
+	rest, ok := strings.CutPrefix(msg, prefix)
+	if !ok {
+		return "", "", false
+	}
+	quoted, err := strconv.QuotedPrefix(rest)
+	if err != nil {
+		return "", "", false
+	}
+	rest, ok = strings.CutPrefix(rest[len(quoted):], before)
+	if !ok {
+		return "", "", false
+	}
+	value, err = strconv.Unquote(quoted)
+	if err != nil {
+		return "", "", false
+	}
+	name, _, _ = strings.Cut(rest, ":")
+	return value, name, true
+}
+
+// optionName spells the option name as the usage lines do, quoted when it
+// holds anything but letters, digits, '-' and '_', such as a space or a
+// carriage return from a script.
+func optionName(name string) string {
+	name = "--" + strings.TrimPrefix(name, "-")
+	for _, r := range name {
+		if !(r == '-' || r == '_' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
+			return strconv.Quote(name)
+		}
+	}
+	return name
+}
+
+// durationHint returns what to do about an invalid duration: give a unit,
+// and for a value that is no plain number, stay within the largest one.
+func durationHint(value string) string {
+	if _, err := strconv.ParseFloat(value, 64); err == nil {
+		return "give a number with a unit, such as 30s, 5m or 1h"
+	}
+	return "give a number with a unit, such as 30s, 5m or 1h, of at most 2562047h"
 }
 
 // isDuration reports whether f takes a time.Duration.

@@ -14,8 +14,12 @@ func TestOptionErrors(t *testing.T) {
 		{"unknown option", []string{"node", "--bogus"}, "bt node: unknown option --bogus: run 'bt node --help' for the options"},
 		{"missing value", []string{"node", "--state"}, "bt node: option --state needs a value: run 'bt node --help' for the options"},
 		{"duration without unit", []string{"node", "--checkpoint-interval", "30"}, `bt node: invalid duration "30" for --checkpoint-interval: give a number with a unit, such as 30s, 5m or 1h`},
-		{"duration not a number", []string{"ping", "--timeout=soon", "btx"}, `bt ping: invalid duration "soon" for --timeout: give a number with a unit, such as 30s, 5m or 1h`},
-		{"integer not a number", []string{"ping", "--count", "x", "btx"}, `bt ping: invalid value "x" for --count: parse error: run 'bt ping --help' for the options`},
+		{"duration not a number", []string{"ping", "--timeout=soon", "btx"}, `bt ping: invalid duration "soon" for --timeout: give a number with a unit, such as 30s, 5m or 1h, of at most 2562047h`},
+		{"duration too long", []string{"node", "--checkpoint-interval=10000000h"}, `bt node: invalid duration "10000000h" for --checkpoint-interval: give a number with a unit, such as 30s, 5m or 1h, of at most 2562047h`},
+		{"integer not a number", []string{"ping", "--count", "x", "btx"}, `bt ping: invalid value "x" for --count: run 'bt ping --help' for the options`},
+		{"value that looks like a message", []string{"ping", "--timeout", "1 for flag -count", "btx"}, `bt ping: invalid duration "1 for flag -count" for --timeout: give a number with a unit, such as 30s, 5m or 1h, of at most 2562047h`},
+		{"boolean not true or false", []string{"node", "--verbose=maybe"}, `bt node: invalid value "maybe" for --verbose: give true or false, or leave the value out for true`},
+		{"option with a carriage return", []string{"node", "--verbose\r"}, `bt node: unknown option "--verbose\r": run 'bt node --help' for the options`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -196,15 +196,35 @@ func (s *Server) Unmount() error {
 		s.logger.Info("file system unmounted")
 		return nil
 	}
-	// Without privileges go-fuse runs fusermount3, whose error carries its
-	// output, over several lines.
 	text := strings.Join(strings.Fields(err.Error()), " ")
 	s.logger.Error("unmount failed", "error", text)
-	if errors.Is(err, syscall.EBUSY) || strings.Contains(strings.ToLower(text), syscall.EBUSY.Error()) {
+	if errors.Is(err, syscall.EBUSY) || fusermountCause(text) == syscall.EBUSY.Error() {
 		return fmt.Errorf("unmount %s: %w", s.mountpoint, ErrBusy)
 	}
-	return fmt.Errorf("unmount %s: %s", s.mountpoint, text)
+	return fmt.Errorf("unmount %s: %w", s.mountpoint, oneLineError{text: text, err: err})
 }
+
+// fusermountCause returns the reason, in lower case, from the error that
+// go-fuse v2.12.1 makes of fusermount3's output: "fusermount3: failed to
+// unmount PATH: REASON (code exit status 1)" with line breaks. go-fuse runs
+// fusermount3 unless it mounted the file system itself, and its error then
+// wraps no errno.
+func fusermountCause(text string) string {
+	text, _, _ = strings.Cut(text, " (code ")
+	if i := strings.LastIndex(text, ": "); i >= 0 {
+		text = text[i+2:]
+	}
+	return strings.ToLower(text)
+}
+
+// oneLineError is an error whose text was joined into one line.
+type oneLineError struct {
+	text string
+	err  error
+}
+
+func (e oneLineError) Error() string { return e.text }
+func (e oneLineError) Unwrap() error { return e.err }
 
 // Wait blocks until the file system is unmounted, by Unmount or from
 // outside.

@@ -185,3 +185,16 @@ func TestCacheTimeout(t *testing.T) {
 		}
 	}
 }
+
+func TestFusermountCause(t *testing.T) {
+	cases := map[string]string{
+		"/usr/bin/fusermount3: failed to unmount /tmp/busy: device: Device or resource busy (code exit status 1)": "device or resource busy",
+		"/usr/bin/fusermount3: failed to unmount /tmp/x: Invalid argument (code exit status 1)":                   "invalid argument",
+		"exec: \"fusermount3\": executable file not found in $PATH":                                               "executable file not found in $path",
+	}
+	for text, want := range cases {
+		if got := fusermountCause(text); got != want {
+			t.Errorf("fusermountCause(%q) = %q, expected %q", text, got, want)
+		}
+	}
+}

@@ -115,7 +115,8 @@ type Engine struct {
 	// changedInodes holds every live inode that an entry changed after
 	// MarkClean last covered it (dirtySeq > cleanSeq), so that a checkpoint
 	// and DirtyBytes visit those instead of the whole tree. touch adds to
-	// it, and MarkClean and free remove from it.
+	// it, and MarkClean and free remove from it. A damaged inode stays
+	// until it is freed, and dirtyInodes leaves it out.
 	changedInodes map[fsapi.Ino]*inode
 
 	// lost holds the inode numbers that damaged journal records or skipped

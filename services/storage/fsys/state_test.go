@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"syscall"
@@ -519,5 +520,75 @@ func TestChangedInodesFollowChanges(t *testing.T) {
 	}
 	if b := e.DirtyBytes(); b != 0 {
 		t.Errorf("DirtyBytes after the file was freed = %d, expected 0", b)
+	}
+}
+
+// TestChangedInodesMatchScan runs a random workload with checkpoints whose
+// MarkClean comes some steps later, after newer changes, and with damaged
+// inodes. After every step the set of changed inodes must give what a scan
+// of every inode gives.
+func TestChangedInodesMatchScan(t *testing.T) {
+	for seed := uint64(1); seed <= 10; seed++ {
+		e, _ := newTestEngineWith(t, func(o *Options) { o.Logger = discardLogger() })
+		rng := rand.New(rand.NewPCG(seed, seed*7))
+		w := &workload{t: t, rng: rng, e: e}
+		var pending *Checkpoint
+		for step := range 1000 {
+			w.step()
+			switch rng.IntN(40) {
+			case 0:
+				if pending == nil {
+					pending = e.Checkpoint()
+					e.EndCheckpoint()
+				}
+			case 1:
+				if pending != nil {
+					for _, st := range pending.Inodes {
+						e.MarkClean(st.Ino, pending.Header.AppliedSeq)
+					}
+					for _, f := range pending.Freed {
+						e.MarkClean(f.Ino, pending.Header.AppliedSeq)
+					}
+					pending = nil
+				}
+			case 2:
+				if ino := w.any(); ino != 0 && ino != fsapi.RootIno && rng.IntN(5) == 0 {
+					e.MarkDamaged(ino, "test")
+				}
+			}
+			checkChangedInodes(t, e, seed, step)
+		}
+	}
+}
+
+// checkChangedInodes compares dirtyInodes and DirtyBytes with a scan of
+// every inode.
+func checkChangedInodes(t *testing.T, e *Engine, seed uint64, step int) {
+	t.Helper()
+	e.mu.Lock()
+	var scanned []fsapi.Ino
+	var scannedBytes uint64
+	for ino, n := range e.inodes {
+		if n.dirtySeq > n.cleanSeq && n.damaged == "" {
+			scanned = append(scanned, ino)
+		}
+		if n.data != nil && len(n.data.dirty) > 0 {
+			scannedBytes += min(uint64(len(n.data.dirty))*ChunkSize, n.attr.Size)
+		}
+	}
+	slices.Sort(scanned)
+	for ino, n := range e.changedInodes {
+		if e.inodes[ino] != n {
+			t.Fatalf("seed %d step %d: changed inode %d is not the live one", seed, step, ino)
+		}
+	}
+	dirty := e.dirtyInodes()
+	e.mu.Unlock()
+
+	if !slices.Equal(dirty, scanned) {
+		t.Fatalf("seed %d step %d: dirty inodes %v, a scan finds %v", seed, step, dirty, scanned)
+	}
+	if got := e.DirtyBytes(); got != scannedBytes {
+		t.Fatalf("seed %d step %d: DirtyBytes %d, a scan finds %d", seed, step, got, scannedBytes)
 	}
 }
