@@ -240,6 +240,11 @@ func describeShellError(target string, timeout time.Duration, err error) error {
 		return fmt.Errorf("bt shell: the shell service at %s timed out after %v: check that it runs, or raise --timeout", target, timeout)
 	case errors.Is(err, shell.ErrUnauthorized):
 		return fmt.Errorf("bt shell: the shell service at %s rejected this principal: %w", target, err)
+	case errors.As(err, &remote) && remote.Code == shell.CodeNotFound:
+		// As a shell reports a command that it cannot find or run.
+		return exitError{code: 127, err: fmt.Errorf("bt shell: %s: %w", target, err)}
+	case errors.As(err, &remote) && remote.Code == shell.CodeNotExecutable:
+		return exitError{code: 126, err: fmt.Errorf("bt shell: %s: %w", target, err)}
 	case errors.As(err, &remote):
 		return fmt.Errorf("bt shell: %s: %w", target, err)
 	case errors.Is(err, endpoint.ErrNoEndpoint):

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -144,12 +147,31 @@ func Serve(ctx context.Context, conn *bus.Conn, opts ServerOptions) error {
 	c, err := startChild(argv, env, opts.Dir, open.TTY, open.Size)
 	if err != nil {
 		s.logger.Warn("shell command failed to start", "command", s.command, "error", err)
-		s.reject(ctx, CodeStart, fmt.Sprintf("start %s: %v", argv[0], err))
+		s.reject(ctx, startErrorCode(argv[0], err), fmt.Sprintf("start %s: %v", argv[0], err))
 		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	s.child = c
 	s.logger.Info("shell session started", "command", s.command, "pid", c.cmd.Process.Pid, "tty", open.TTY)
 	return s.run(ctx)
+}
+
+// startErrorCode classifies an error of starting command as a shell
+// would: not found, found but not executable, or another failure. An
+// ENOENT from starting a path that exists comes from something else, such
+// as a missing working directory.
+func startErrorCode(command string, err error) ErrorCode {
+	if errors.Is(err, exec.ErrNotFound) {
+		return CodeNotFound
+	}
+	if strings.Contains(command, "/") {
+		if _, statErr := os.Stat(command); errors.Is(statErr, fs.ErrNotExist) {
+			return CodeNotFound
+		}
+	}
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOEXEC) {
+		return CodeNotExecutable
+	}
+	return CodeStart
 }
 
 // session is the state of one Serve call.

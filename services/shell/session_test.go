@@ -343,14 +343,33 @@ func TestNoAuthorizePolicyRejects(t *testing.T) {
 	}
 }
 
-func TestCommandNotFound(t *testing.T) {
-	_, _, _, err := runSession(t, ServerOptions{}, Request{Argv: []string{"no-such-command-here"}}, "")
-	var remote *RemoteError
-	if !errors.As(err, &remote) || remote.Code != CodeStart {
-		t.Fatalf("Run error = %v, want a RemoteError with CodeStart", err)
+func TestCommandStartFailures(t *testing.T) {
+	dir := t.TempDir()
+	notExecutable := filepath.Join(dir, "data.txt")
+	if err := os.WriteFile(notExecutable, []byte("not a program\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(remote.Text, "no-such-command-here") {
-		t.Errorf("error text = %q, want the command name", remote.Text)
+	cases := []struct {
+		name    string
+		command string
+		want    ErrorCode
+	}{
+		{"name not on PATH", "no-such-command-here", CodeNotFound},
+		{"missing path", filepath.Join(dir, "missing"), CodeNotFound},
+		{"file without execute permission", notExecutable, CodeNotExecutable},
+		{"directory", dir, CodeNotExecutable},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, _, err := runSession(t, ServerOptions{}, Request{Argv: []string{c.command}}, "")
+			var remote *RemoteError
+			if !errors.As(err, &remote) || remote.Code != c.want {
+				t.Fatalf("Run error = %v, expected a RemoteError with %v", err, c.want)
+			}
+			if !strings.Contains(remote.Text, c.command) {
+				t.Errorf("error text = %q, expected the command %s", remote.Text, c.command)
+			}
+		})
 	}
 }
 

@@ -85,6 +85,10 @@ const (
 	CodeUnauthorized ErrorCode = 3 // the caller may not open a shell here
 	CodeStart        ErrorCode = 4 // the command could not be started, such as not found
 	CodeBusy         ErrorCode = 5 // the server runs its maximum number of sessions
+	// CodeNotFound and CodeNotExecutable are start failures that a shell
+	// reports with exit status 127 and 126.
+	CodeNotFound      ErrorCode = 6 // the command was not found
+	CodeNotExecutable ErrorCode = 7 // the command was found but could not be executed
 )
 
 func (c ErrorCode) String() string {
@@ -99,6 +103,10 @@ func (c ErrorCode) String() string {
 		return "start failed"
 	case CodeBusy:
 		return "busy"
+	case CodeNotFound:
+		return "command not found"
+	case CodeNotExecutable:
+		return "command not executable"
 	}
 	return fmt.Sprintf("error code %d", uint8(c))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +94,9 @@ func TestOpenErrors(t *testing.T) {
 	b.addPeer(stranger)
 	_, err = b.dial(ctx, stranger.address(endpoint.EchoName))
 	assertIs(t, "no chain for the tree", err, endpoint.ErrUnauthorized)
+	if want := "put it there as " + stranger.principal().String() + ChainSuffix; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v does not name the chain file: expected %q", err, want)
+	}
 
 	// A chain from stranger's tree that stranger's router does not accept
 	// for b: issued for another principal.

@@ -409,7 +409,7 @@ func (r *Router) dial(ctx context.Context, a endpoint.Address) (*link, error) {
 			return nil, fmt.Errorf("%w: %w", endpoint.ErrUnauthorized, err)
 		}
 		if chain, ok = chains[a.Root]; !ok {
-			return nil, fmt.Errorf("%w: no chain for tree %s in the chains directory %q: ask its owner for a writecap (bt keys issue) and put it there as ROOT.chain", endpoint.ErrUnauthorized, a.Root, r.opts.ChainsDir)
+			return nil, fmt.Errorf("%w: no chain for tree %s in the chains directory %q: ask its owner for a writecap (bt keys issue) and put it there as %s%s", endpoint.ErrUnauthorized, a.Root, r.opts.ChainsDir, a.Root, ChainSuffix)
 		}
 	}
 
