@@ -18,11 +18,12 @@ import (
 // InitPackage is Blocktree's PID 1, linked to /init.
 const InitPackage = "github.com/blocktree/blocktree/init"
 
-// ShellCommands are the busybox-mode commands in the initramfs: bt and
-// u-root's core tools for the console. tools.go must import each u-root
+// ShellCommands are the busybox-mode commands in the initramfs: bt, sh
+// (which runs gosh) and u-root's core tools for the console. tools.go must import each u-root
 // command so that go.mod requires them.
 var ShellCommands = []string{
 	"github.com/blocktree/blocktree/cmd/bt",
+	"github.com/blocktree/blocktree/image/cmds/sh",
 	"github.com/u-root/u-root/cmds/core/cat",
 	"github.com/u-root/u-root/cmds/core/cp",
 	"github.com/u-root/u-root/cmds/core/dd",

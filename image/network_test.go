@@ -77,6 +77,9 @@ func TestShellBetweenDevices(t *testing.T) {
 	if out[1] != nodeB {
 		t.Errorf("the shell on device B printed node %s, expected %s", out[1], nodeB)
 	}
+	// A command that starts sh by name, with its exit status passed back.
+	a.output("bt shell "+nodeB+" -- sh -c 'echo sh-ran; exit 5'; echo status=$?", regexp.MustCompile(`(?m)^status=5\r?$`))
+	a.output("bt shell "+nodeB+" -- no-such-command; echo status=$?", regexp.MustCompile(`(?m)^status=127\r?$`))
 	if strings.Contains(b.console.text(0), "panic") {
 		t.Errorf("device B's console shows a panic")
 	}
