@@ -41,7 +41,7 @@ if [ ! -f "$out/data.img" ]; then
 fi
 
 choose_accel "$out/vmlinuz" "$out/accel"
-echo "image-run: accelerator $accel, TPM state in $out/tpm, data disk $out/data.img" >&2
+echo "image-run: accelerator $accel ($accel_reason), TPM state in $out/tpm, data disk $out/data.img" >&2
 
 start_swtpm "$out/tpm"
 

@@ -49,7 +49,7 @@ fi
 # The KVM probe boots OUT/vmlinuz, which btimage writes next to disk.img.
 # Without it the probe is skipped and QEMU uses TCG.
 choose_accel "$out/vmlinuz" "$out/accel"
-echo "run-efi: accelerator $accel" >&2
+echo "run-efi: accelerator $accel ($accel_reason)" >&2
 
 # The firmware writes its boot entries into its own copy of the variables.
 if [ ! -f "$out/efi-vars.fd" ]; then

@@ -2,7 +2,8 @@
 # Functions shared by scripts/image-run.sh and scripts/run-efi.sh, which
 # source this file after setting `name`, the prefix of their messages.
 
-# choose_accel KERNEL CACHE sets accel to kvm or tcg. Opening /dev/kvm is
+# choose_accel KERNEL CACHE sets accel to kvm or tcg, and accel_reason to
+# why, for the scripts' first message. Opening /dev/kvm is
 # not enough: on hosts without working nested KVM, QEMU starts and the
 # guest hangs before the kernel prints anything. So KERNEL boots under KVM
 # for up to 5 s, and KVM is used only if its first console line appears.
@@ -10,14 +11,22 @@
 # it to probe again. BT_QEMU_ACCEL=kvm or =tcg skips the probe too.
 choose_accel() {
 	accel=${BT_QEMU_ACCEL:-}
+	accel_reason="set by BT_QEMU_ACCEL"
 	[ -n "$accel" ] && return 0
 	if [ -f "$2" ]; then
 		accel=$(cat "$2")
+		accel_reason="from $2, an earlier probe; delete it to probe again"
 		case $accel in kvm | tcg) return 0 ;; esac
 	fi
 	accel=tcg
+	accel_reason="/dev/kvm is missing or not writable"
 	[ -w /dev/kvm ] && [ -f "$1" ] || return 0
 	probe_kvm "$1"
+	if [ "$accel" = kvm ]; then
+		accel_reason="a test boot under KVM worked"
+	else
+		accel_reason="a test boot under KVM printed nothing within 5 s"
+	fi
 	echo "$accel" >"$2"
 }
 
