@@ -1,8 +1,8 @@
 // Command sh is the appliance's sh: it runs gosh, u-root's shell, with its
-// own arguments. /bin/sh already links to gosh, but a program that starts
-// "sh" by name passes that name as argv[0], and the busybox binary finds
-// its command by argv[0] only when it is a path to one of its links. So
-// "sh -c CMD" needs a busybox command of that name.
+// own arguments. /bin/sh links to gosh too, but the busybox binary finds a
+// command by argv[0] only when argv[0] is the path of one of its links. A
+// program that starts "sh" by name passes just "sh", so the busybox binary
+// needs a command of that name.
 package main
 
 import (
