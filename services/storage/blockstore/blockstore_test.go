@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"unsafe"
 
@@ -146,5 +147,129 @@ func TestPutLeavesNoCachedPages(t *testing.T) {
 	}
 	if cached := testenv.CachedPages(t, s.Path(id)); cached != 0 {
 		t.Errorf("%d pages of the block's file are in the page cache after Put, expected 0", cached)
+	}
+}
+
+// inodeOf returns the inode number of path.
+func inodeOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Sys().(*syscall.Stat_t).Ino
+}
+
+func TestDeleteKeepsInodeForNextPut(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := Ref{ID: [IDSize]byte{0x10}, Version: 1}
+	if err := s.Put(old, bytes.Repeat([]byte("old "), 1000)); err != nil {
+		t.Fatal(err)
+	}
+	inode := inodeOf(t, s.Path(old))
+	if err := s.Delete(old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(old); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after Delete: %v, expected ErrNotFound", err)
+	}
+	spares, err := filepath.Glob(filepath.Join(dir, "*", sparePrefix+"*"))
+	if err != nil || len(spares) != 1 {
+		t.Fatalf("spare files after Delete: %v, %v; expected one", spares, err)
+	}
+	info, err := os.Stat(spares[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size() != 0 {
+		t.Errorf("spare file %s has %d bytes, expected none", spares[0], info.Size())
+	}
+
+	// The next version, of another block in another fan-out directory,
+	// reuses the inode.
+	next := Ref{ID: [IDSize]byte{0x20}, Version: 1}
+	data := []byte("next version")
+	if err := s.Put(next, data); err != nil {
+		t.Fatal(err)
+	}
+	if got := inodeOf(t, s.Path(next)); got != inode {
+		t.Errorf("new version has inode %d, expected the deleted version's %d", got, inode)
+	}
+	if got, err := s.Get(next); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("Get = %q, %v; expected %q", got, err, data)
+	}
+	if spares, _ := filepath.Glob(filepath.Join(dir, "*", sparePrefix+"*")); len(spares) != 0 {
+		t.Errorf("spare files left after Put: %v", spares)
+	}
+}
+
+func TestListTakesBackSpares(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{ID: [IDSize]byte{0x30}, Version: 1}
+	if err := s.Put(ref, []byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	// A spare that a crashed run left, with data in it.
+	leftover := filepath.Join(dir, "30", sparePrefix+"0123456789abcdef")
+	if err := os.WriteFile(leftover, []byte("torn"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inode := inodeOf(t, leftover)
+
+	reopened, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed, err := reopened.List()
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if len(listed) != 1 || listed[0] != ref {
+		t.Errorf("List = %v, expected only %v", listed, ref)
+	}
+	next := Ref{ID: [IDSize]byte{0x40}, Version: 1}
+	if err := reopened.Put(next, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if got := inodeOf(t, reopened.Path(next)); got != inode {
+		t.Errorf("Put after List used inode %d, expected the leftover spare's %d", got, inode)
+	}
+	if got, err := reopened.Get(next); err != nil || string(got) != "new" {
+		t.Errorf("Get = %q, %v; expected \"new\" without the spare's old bytes", got, err)
+	}
+}
+
+func TestDeleteRemovesBeyondSpareLimit(t *testing.T) {
+	saved := spareLimit
+	spareLimit = 1
+	t.Cleanup(func() { spareLimit = saved })
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		ref := Ref{ID: [IDSize]byte{0x50, byte(i)}, Version: 1}
+		if err := s.Put(ref, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "50"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("%d files left after three Deletes with room for one spare, expected 1", len(entries))
 	}
 }
