@@ -14,16 +14,6 @@
 // become durable with Sync, which fsyncs every fan-out directory that changed
 // since the last Sync; a checkpoint calls it once after writing all its
 // blocks instead of once per block.
-//
-// Delete does not remove a version's file: it renames it to a spare name
-// (.spare-N) and truncates it, and a later Put writes its temporary file
-// into a spare instead of creating one. A checkpoint deletes about as many
-// versions as it writes, so the files keep their inodes. ext4 does not
-// reuse an inode freed less than a minute before, and searches past every
-// such one for the next new file. In a profile of a checkpoint of 10,000
-// small files after as many deletes, that search took about a quarter of
-// the node's CPU time. Spares left by a crash are empty or garbage, and
-// List takes them back.
 package blockstore
 
 import (
@@ -31,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -51,17 +40,9 @@ var ErrNotFound = errors.New("block not found")
 type Store struct {
 	dir string
 
-	mu     sync.Mutex
-	dirty  map[string]bool // fan-out directories with unsynced renames
-	spares map[string]bool // paths of spare files, for Put to reuse
+	mu    sync.Mutex
+	dirty map[string]bool // fan-out directories with unsynced renames
 }
-
-// spareLimit bounds the spare files that a store keeps. Beyond it, Delete
-// removes files. A spare is an empty file: an inode and a name.
-var spareLimit = 1 << 16
-
-// sparePrefix starts the names of spare files.
-const sparePrefix = ".spare-"
 
 // Open returns the store in dir, which must exist.
 func Open(dir string) (*Store, error) {
@@ -72,7 +53,7 @@ func Open(dir string) (*Store, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("open block store: %s is not a directory", dir)
 	}
-	return &Store{dir: dir, dirty: map[string]bool{}, spares: map[string]bool{}}, nil
+	return &Store{dir: dir, dirty: map[string]bool{}}, nil
 }
 
 // Ref names one version of one block.
@@ -109,10 +90,7 @@ func (s *Store) Put(id Ref, data []byte) error {
 	if err := os.MkdirAll(fanout, 0o700); err != nil {
 		return fmt.Errorf("write block %s: %w", id, err)
 	}
-	f, err := s.openSpare()
-	if f == nil {
-		f, err = os.CreateTemp(fanout, ".tmp-")
-	}
+	f, err := os.CreateTemp(fanout, ".tmp-")
 	if err != nil {
 		return fmt.Errorf("write block %s: %w", id, err)
 	}
@@ -140,63 +118,19 @@ func (s *Store) Put(id Ref, data []byte) error {
 
 	s.mu.Lock()
 	s.dirty[fanout] = true
-	s.dirty[filepath.Dir(tmp)] = true
 	s.mu.Unlock()
 	return nil
-}
-
-// openSpare opens a spare file for writing, emptied, or returns nil when
-// there is none. A spare that cannot be opened is dropped.
-func (s *Store) openSpare() (*os.File, error) {
-	for {
-		s.mu.Lock()
-		path := ""
-		for p := range s.spares {
-			path = p
-			break
-		}
-		delete(s.spares, path)
-		s.mu.Unlock()
-		if path == "" {
-			return nil, nil
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-		if err == nil {
-			return f, nil
-		}
-		os.Remove(path)
-	}
 }
 
 // Delete removes a block version. Removing a missing one is not an error.
 // The removal is durable after the next Sync.
 func (s *Store) Delete(id Ref) error {
 	path := s.Path(id)
-	fanout := filepath.Dir(path)
-	s.mu.Lock()
-	keep := len(s.spares) < spareLimit
-	s.mu.Unlock()
-
-	var err error
-	if keep {
-		spare := filepath.Join(fanout, fmt.Sprintf("%s%016x", sparePrefix, rand.Uint64()))
-		if err = os.Rename(path, spare); err == nil {
-			if err = os.Truncate(spare, 0); err == nil {
-				s.mu.Lock()
-				s.spares[spare] = true
-				s.mu.Unlock()
-			} else {
-				err = os.Remove(spare)
-			}
-		}
-	} else {
-		err = os.Remove(path)
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete block %s: %w", id, err)
 	}
 	s.mu.Lock()
-	s.dirty[fanout] = true
+	s.dirty[filepath.Dir(path)] = true
 	s.mu.Unlock()
 	return nil
 }
@@ -231,9 +165,6 @@ func (s *Store) List() ([]Ref, error) {
 		if strings.HasPrefix(name, ".tmp-") {
 			return os.Remove(path)
 		}
-		if strings.HasPrefix(name, sparePrefix) {
-			return s.adoptSpare(path)
-		}
 		idText, versionText, ok := strings.Cut(name, "-")
 		raw, err := hex.DecodeString(idText)
 		version, versionErr := strconv.ParseUint(versionText, 16, 64)
@@ -249,18 +180,6 @@ func (s *Store) List() ([]Ref, error) {
 		return nil, fmt.Errorf("list blocks: %w", err)
 	}
 	return refs, nil
-}
-
-// adoptSpare takes a spare file that an earlier run left into the store's
-// spares, or removes it when the store has enough.
-func (s *Store) adoptSpare(path string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.spares[path] && len(s.spares) >= spareLimit {
-		return os.Remove(path)
-	}
-	s.spares[path] = true
-	return nil
 }
 
 func syncDir(dir string) error {
