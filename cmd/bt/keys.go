@@ -275,7 +275,7 @@ func runKeysIssue(env *environment, args []string) error {
 		return err
 	}
 	if *subject == "" || *out == "" {
-		return usagef("bt keys issue: --subject and --out are required: run 'bt keys issue --help' for the options")
+		return missingOptions(fs, "--subject and --out are required")
 	}
 	if *runDir != "" && (*stateDir != "" || *chainFile != "") {
 		return usagef("bt keys issue: --run issues with the running node's own key and chain: leave out --state and --chain")
@@ -487,7 +487,7 @@ func runKeysVerify(env *environment, args []string) error {
 		return err
 	}
 	if *chainFile == "" || *writer == "" || *path == "" {
-		return usagef("bt keys verify: --chain, --writer and --path are required: run 'bt keys verify --help' for the options")
+		return missingOptions(fs, "--chain, --writer and --path are required")
 	}
 	writerPrincipal, err := principal.Parse(*writer)
 	if err != nil {

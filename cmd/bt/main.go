@@ -144,7 +144,7 @@ func printOptions(w io.Writer, fs *flag.FlagSet) {
 // ends with what to do. It reads the messages of Go's flag package.
 func optionError(fs *flag.FlagSet, err error) error {
 	msg := err.Error()
-	help := fmt.Sprintf("run '%s --help' for the options", fs.Name())
+	help := helpHint(fs)
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 		return usagef("%s: unknown option %s: %s", fs.Name(), optionName(name), help)
 	}
@@ -163,6 +163,17 @@ func optionError(fs *flag.FlagSet, err error) error {
 		return usagef("%s: invalid value %q for %s: give true or false, or leave the value out for true", fs.Name(), value, optionName(name))
 	}
 	return usagef("%s: %s: %s", fs.Name(), msg, help)
+}
+
+// missingOptions returns the usage error of a command run without options
+// that it requires, described by what.
+func missingOptions(fs *flag.FlagSet, what string) error {
+	return usagef("%s: %s: %s", fs.Name(), what, helpHint(fs))
+}
+
+// helpHint returns what to run for the options of the command of fs.
+func helpHint(fs *flag.FlagSet) string {
+	return fmt.Sprintf("run '%s --help' for the options", fs.Name())
 }
 
 // badValue returns the value and the option's name from a message of the

@@ -51,7 +51,7 @@ func runNode(env *environment, args []string) error {
 		return err
 	}
 	if *stateDir == "" || *mountpoint == "" {
-		return usagef("bt node: --state and --mount are required: run 'bt node --help' for the options")
+		return missingOptions(fs, "--state and --mount are required")
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -274,7 +274,7 @@ func runFsck(env *environment, args []string) error {
 		return err
 	}
 	if *stateDir == "" {
-		return usagef("bt fsck: --state is required: run 'bt fsck --help' for the options")
+		return missingOptions(fs, "--state is required")
 	}
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	slog.SetDefault(logger)
@@ -326,7 +326,7 @@ func runRecover(env *environment, args []string) error {
 		return err
 	}
 	if *stateDir == "" {
-		return usagef("bt recover: --state is required: run 'bt recover --help' for the options")
+		return missingOptions(fs, "--state is required")
 	}
 	if err := checkStateDir(*stateDir); err != nil {
 		return fmt.Errorf("bt recover: %w", err)

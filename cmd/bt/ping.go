@@ -46,7 +46,7 @@ func runPing(env *environment, args []string) error {
 		target = fs.Arg(0)
 	}
 	if target == "" || *stateDir == "" {
-		return usagef("bt ping: an ADDRESS (or a node principal) and --state are required: run 'bt ping --help' for the options")
+		return missingOptions(fs, "an ADDRESS (or a node principal) and --state are required")
 	}
 	if *count < 1 {
 		return usagef("bt ping: --count %d: give at least 1", *count)

@@ -39,7 +39,7 @@ func runStoraged(env *environment, args []string) error {
 		return err
 	}
 	if *stateDir == "" || *socket == "" {
-		return usagef("bt storaged: --state and --socket are required: run 'bt storaged --help' for the options")
+		return missingOptions(fs, "--state and --socket are required")
 	}
 	cred, err := inheritedCredential(*credentialFD)
 	if err != nil {
@@ -178,7 +178,7 @@ func runMount(env *environment, args []string) error {
 		return err
 	}
 	if *socket == "" || *mountpoint == "" || *principalText == "" {
-		return usagef("bt mount: --socket, --mount and --principal are required: run 'bt mount --help' for the options")
+		return missingOptions(fs, "--socket, --mount and --principal are required")
 	}
 	actor, err := principal.Parse(*principalText)
 	if err != nil {

@@ -92,7 +92,7 @@ type Conn struct {
 	readerDone chan struct{} // closed when watchPeer returns
 
 	signals     atomic.Uint64 // eventfd writes, for tests
-	timedSleeps atomic.Uint64 // Recvs that slept with a timer, for tests
+	timedSleeps atomic.Uint64 // timed sleeps of Recv, for tests
 }
 
 // role is the end of the connection that a Conn is. It decides the ring

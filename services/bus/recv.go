@@ -93,7 +93,7 @@ func (c *Conn) Recv(ctx context.Context) (Message, error) {
 	for {
 		spinning := spin && (spinUntil.IsZero() || time.Now().Before(spinUntil))
 		msg, err := c.tryRecv(!spinning)
-		if err == nil {
+		if err == nil && c.recvWaiter.local == nil {
 			c.recvClock.record(time.Now(), slept)
 		}
 		if err == nil || !errors.Is(err, ring.ErrEmpty) {

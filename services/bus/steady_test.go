@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -10,13 +11,12 @@ import (
 var clockStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // feed records one message at each of the given intervals after the
-// previous one, starting at clockStart, and returns the time of the last.
+// previous one, or after a first message at clockStart when the clock has
+// none, and returns the time of the last.
 func feed(a *arrivalClock, intervals ...time.Duration) time.Time {
-	at := clockStart
-	if !a.last.IsZero() {
-		at = a.last
-	}
-	if a.last.IsZero() {
+	at := a.last
+	if at.IsZero() {
+		at = clockStart
 		a.record(at, false)
 	}
 	for _, d := range intervals {
@@ -26,12 +26,9 @@ func feed(a *arrivalClock, intervals ...time.Duration) time.Time {
 	return at
 }
 
+// repeat returns n copies of d.
 func repeat(d time.Duration, n int) []time.Duration {
-	out := make([]time.Duration, n)
-	for i := range out {
-		out[i] = d
-	}
-	return out
+	return slices.Repeat([]time.Duration{d}, n)
 }
 
 func TestArrivalClockSteadyRate(t *testing.T) {
