@@ -91,6 +91,11 @@ type Conn struct {
 	closedCh   chan struct{} // closed by Close
 	readerDone chan struct{} // closed when watchPeer returns
 
+	local *localLink // shared with the peer's Conn when both ends are this process
+	// quietCommits is set by SendQuiet and CommitQuiet, and cleared when
+	// a send that waits for space wakes the peer for them.
+	quietCommits atomic.Bool
+
 	signals     atomic.Uint64 // eventfd writes, for tests
 	timedSleeps atomic.Uint64 // timed sleeps of Recv, for tests
 }
@@ -163,6 +168,7 @@ func newConn(r role, p connParts) (*Conn, error) {
 		return abort(err)
 	}
 	if p.local != nil {
+		c.local = p.local
 		c.sendWaiter.useLocal(p.local.wake[sendWaitIdx-1])
 		c.recvWaiter.useLocal(p.local.wake[recvWaitIdx-1])
 		c.dataWake, c.roomWake = p.local.wake[dataIdx-1], p.local.wake[roomIdx-1]

@@ -107,6 +107,16 @@
 // mount this made creating files about 1.6 times and deleting them about
 // 1.7 times as fast as with eventfd wake-ups.
 //
+// Even a channel wake-up costs more than a small request, because the Go
+// runtime may wake an idle thread on another CPU to run the sleeper. So
+// on a local link a sender may skip it. It commits with SendQuiet or
+// Reservation.CommitQuiet and receives the message itself through the
+// other end's TryRecv, under a lock that the receiving side defines. The
+// receiver's own goroutine then waits with WaitMessage, which does not
+// take the message, and receives under the same lock. A sender that must
+// wait for space in the ring first wakes a receiver that it left asleep
+// that way, since only the receiver frees space.
+//
 // The peer shares each eventfd's open file description and could clear its
 // O_NONBLOCK flag. Reads therefore use preadv2(2) with RWF_NOWAIT, which
 // never blocks, and a wake-up sets O_NONBLOCK again before it writes.

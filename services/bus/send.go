@@ -13,6 +13,11 @@ import (
 // waits for the peer to release messages, until ctx is done. Kind
 // ring.PaddingKind is reserved.
 func (c *Conn) Send(ctx context.Context, kind uint32, payload []byte) error {
+	return c.send(ctx, kind, payload, c.commit)
+}
+
+// send is Send with commit publishing the message.
+func (c *Conn) send(ctx context.Context, kind uint32, payload []byte, commit func() error) error {
 	if err := c.begin(); err != nil {
 		return err
 	}
@@ -27,7 +32,7 @@ func (c *Conn) Send(ctx context.Context, kind uint32, payload []byte) error {
 		return err
 	}
 	ring.Copy(buf, payload)
-	return c.commit()
+	return commit()
 }
 
 // Reservation is space for one message in the send ring, which the caller
@@ -82,6 +87,11 @@ func (r *Reservation) Truncate(n int) error {
 // connection was closed meanwhile, and an error if the reservation ended
 // already.
 func (r *Reservation) Commit() error {
+	return r.commit(r.c.commit)
+}
+
+// commit is Commit with commit publishing the message.
+func (r *Reservation) commit(commit func() error) error {
 	if r.done {
 		return errors.New("bus reservation: Commit after Commit or Cancel")
 	}
@@ -92,7 +102,7 @@ func (r *Reservation) Commit() error {
 		return err
 	}
 	defer r.c.end()
-	return r.c.commit()
+	return commit()
 }
 
 // Cancel drops the message, which the peer never receives. It does
@@ -131,6 +141,11 @@ func (c *Conn) reserve(ctx context.Context, kind uint32, n int) ([]byte, error) 
 		}
 		if !errors.Is(err, ring.ErrFull) {
 			return nil, c.sendError(err)
+		}
+		// The receiver frees space only once it receives, and it may sleep
+		// through messages that were committed without waking it.
+		if c.quietCommits.Swap(false) {
+			c.signal(c.dataFd, c.dataWake)
 		}
 		if err := c.sendWaiter.wait(ctx, c.stopped); err != nil {
 			return nil, err

@@ -114,6 +114,21 @@ func (c *Consumer) Next() (Record, error) {
 	return Record{}, corrupt(&c.err, "two padding records in a row at position %d", c.read)
 }
 
+// Pending reports whether a committed record waits for Next, without
+// taking it. It returns an error wrapping ErrCorrupt, as Next does, when
+// the producer's head breaks the ring's invariants.
+func (c *Consumer) Pending() (bool, error) {
+	if c.err != nil {
+		return false, c.err
+	}
+	if c.read == c.head {
+		if err := c.loadHead(); err != nil {
+			return false, err
+		}
+	}
+	return c.read != c.head, nil
+}
+
 // loadHead reads the producer's head once and checks it: it must not move
 // backwards, must not be more than the capacity ahead of the released tail,
 // and must sit on a record boundary.

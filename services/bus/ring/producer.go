@@ -137,6 +137,21 @@ func (p *Producer) Commit() error {
 	return nil
 }
 
+// CommitQuiet publishes the open reservation like Commit, but does not
+// wake the consumer even if it asked for that. The caller must make sure
+// that the record is received anyway, for example by running the
+// consumer's receive loop itself. The consumer's request for a wake-up
+// stays, so the next Commit wakes it.
+func (p *Producer) CommitQuiet() error {
+	if !p.reserved {
+		return errors.New("ring commit: no reservation is open")
+	}
+	p.reserved = false
+	p.head = p.next
+	atomic.StoreUint64(p.s.head, p.head)
+	return nil
+}
+
 // Truncate shortens the open reservation's payload to its first n bytes,
 // for a producer that learns the payload's size only while it fills the
 // payload in place. The space after the new end returns to the ring at

@@ -388,6 +388,45 @@ func TestWakeOnlyWhenArmed(t *testing.T) {
 	}
 }
 
+func TestCommitQuietDoesNotWake(t *testing.T) {
+	r := newTestRing(t, 1024)
+
+	pending, err := r.c.Pending()
+	if err != nil || pending {
+		t.Fatalf("Pending on an empty ring = %v, %v, want false, nil", pending, err)
+	}
+	r.c.ArmWakeup()
+	if _, err := r.p.Reserve(0, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.p.CommitQuiet(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.consumerWakes.Load(); n != 0 {
+		t.Errorf("%d consumer wake-ups after CommitQuiet, want 0", n)
+	}
+	pending, err = r.c.Pending()
+	if err != nil || !pending {
+		t.Errorf("Pending after CommitQuiet = %v, %v, want true, nil", pending, err)
+	}
+	if rec := mustNext(t, r.c); len(rec.Data) != 3 {
+		t.Errorf("record of %d bytes, want 3", len(rec.Data))
+	}
+	pending, err = r.c.Pending()
+	if err != nil || pending {
+		t.Errorf("Pending after Next took the only record = %v, %v, want false, nil", pending, err)
+	}
+
+	// The consumer's request for a wake-up survives CommitQuiet.
+	mustWrite(t, r.p, 0, nil)
+	if n := r.consumerWakes.Load(); n != 1 {
+		t.Errorf("%d consumer wake-ups after a Commit that followed CommitQuiet, want 1", n)
+	}
+	if err := r.p.CommitQuiet(); err == nil {
+		t.Error("CommitQuiet without a reservation succeeded")
+	}
+}
+
 // TestConsumerRejectsCorruption plays a hostile producer that writes bad
 // values into the shared header and records.
 func TestConsumerRejectsCorruption(t *testing.T) {

@@ -56,6 +56,14 @@ type Client struct {
 
 	readerDone chan struct{}
 	downCh     chan struct{} // closed when down is set
+
+	// receiving is held by the goroutine that receives and delivers
+	// responses on a connection to a daemon in this process: the reader,
+	// or a caller in receiveResponses.
+	receiving sync.Mutex
+	// server is the daemon's side of the connection when the daemon is in
+	// this process and has accepted the connection, nil until then.
+	server atomic.Pointer[serverConn]
 }
 
 // call is one request waiting for its response.
@@ -169,84 +177,185 @@ func (c *Client) connError(op Op) error {
 // request's, fails the connection, because the daemon cannot be trusted.
 func (c *Client) readResponses() {
 	defer close(c.readerDone)
+	if c.conn.LocalLink() != nil {
+		c.readLocalResponses()
+		return
+	}
 	for {
 		msg, err := c.conn.Recv(c.ctx)
 		if err != nil {
 			c.fail(fmt.Errorf("receive response: %w", err))
 			return
 		}
-		held, ok := receive(c.mem, msg)
-		if !ok {
+		if !c.handleResponse(msg) {
 			return
-		}
-		if msg.Kind == busKindVersions {
-			versions, err := decodeVersions(msg.Data)
-			held.release()
-			if err != nil {
-				c.fail(fmt.Errorf("invalid response: %w", err))
-			} else {
-				c.fail(versions)
-			}
-			return
-		}
-		if msg.Kind == busKindSubscribed || msg.Kind == busKindNotification {
-			err := c.receiveNotify(msg.Kind, msg.Data)
-			held.release()
-			if err != nil {
-				c.fail(err)
-				return
-			}
-			continue
-		}
-		if msg.Kind != busKindResponse {
-			held.release()
-			c.fail(fmt.Errorf("invalid response: bus message kind %#x, expected %#x", msg.Kind, busKindResponse))
-			return
-		}
-		// DecodeResponse reads each value once, so a daemon that changes
-		// the shared memory meanwhile garbles only this response's data.
-		var resp Response
-		if err := DecodeResponse(msg.Data, &resp); err != nil {
-			held.release()
-			c.fail(fmt.Errorf("invalid response: %w", err))
-			return
-		}
-
-		c.mu.Lock()
-		cl := c.pending[resp.ID]
-		if cl != nil && cl.op != resp.Op {
-			c.mu.Unlock()
-			held.release()
-			c.fail(fmt.Errorf("invalid response: %s response to %s request %d", resp.Op, cl.op, resp.ID))
-			return
-		}
-		delete(c.pending, resp.ID)
-		late, isLate := c.lateOpens[resp.ID]
-		delete(c.lateOpens, resp.ID)
-		c.mu.Unlock()
-
-		switch {
-		case cl != nil:
-			cl.resp = resp
-			if resp.Data != nil {
-				cl.msg = held
-			} else {
-				held.release()
-			}
-			close(cl.done)
-		case isLate && resp.Op == late.op && resp.Errno == 0:
-			held.release()
-			if late.op == OpCreate || late.op == OpCreateAttrs {
-				// The request named the parent directory, and the handle
-				// belongs to the new file.
-				late.ino = resp.Attr.Ino
-			}
-			go c.releaseLate(late, resp.Handle)
-		default:
-			// The response to a request whose caller gave up.
-			held.release()
 		}
 	}
+}
+
+// readLocalResponses is readResponses for a daemon in this process. The
+// callers receive the responses that the daemon sends quietly (see do),
+// so this loop delivers only what it finds waiting when it wakes up.
+func (c *Client) readLocalResponses() {
+	for {
+		if err := c.conn.WaitMessage(c.ctx); err != nil {
+			c.fail(fmt.Errorf("receive response: %w", err))
+			return
+		}
+		c.receiving.Lock()
+		err := c.receiveWaiting()
+		c.receiving.Unlock()
+		if errors.Is(err, errStopServing) {
+			return
+		}
+		if err != nil {
+			c.fail(fmt.Errorf("receive response: %w", err))
+			return
+		}
+	}
+}
+
+// receiveWaiting delivers the responses that wait in the connection's
+// ring. The caller holds c.receiving.
+func (c *Client) receiveWaiting() error {
+	for {
+		// A response delivered on a caller's goroutine may have failed the
+		// connection, and WaitMessage still returns while messages wait.
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		msg, err := c.conn.TryRecv()
+		if errors.Is(err, ring.ErrEmpty) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !c.handleResponse(msg) {
+			return errStopServing
+		}
+	}
+}
+
+// receiveResponses delivers, on the calling goroutine, the responses that
+// wait, unless another goroutine is receiving them already. Errors are left
+// to readLocalResponses, which gets them too.
+func (c *Client) receiveResponses() {
+	for c.receiving.TryLock() {
+		err := c.receiveWaiting()
+		c.receiving.Unlock()
+		// A goroutine whose TryLock failed while this one held the lock
+		// relies on it to deliver a response that came meanwhile. The
+		// Unlock in do orders that response's commit before the failed
+		// TryLock.
+		if err != nil || !c.conn.Waiting() {
+			return
+		}
+	}
+}
+
+// receiveInline lets a Client whose daemon is in this process handle its
+// requests on the calling goroutine (see do). Tests turn it off to check
+// the behaviour of a client in another process.
+var receiveInline = true
+
+// localServer returns the daemon's side of the connection if the daemon
+// is in this process and has accepted the connection, and nil otherwise.
+func (c *Client) localServer() *serverConn {
+	if !receiveInline {
+		return nil
+	}
+	if sc := c.server.Load(); sc != nil {
+		return sc
+	}
+	link := c.conn.LocalLink()
+	if link == nil {
+		return nil
+	}
+	v, ok := localServers.Load(link)
+	if !ok {
+		return nil
+	}
+	sc := v.(*serverConn)
+	c.server.Store(sc)
+	return sc
+}
+
+// handleResponse delivers one message from the daemon and reports whether
+// the connection goes on.
+func (c *Client) handleResponse(msg bus.Message) bool {
+	held, ok := receive(c.mem, msg)
+	if !ok {
+		return false
+	}
+	if msg.Kind == busKindVersions {
+		versions, err := decodeVersions(msg.Data)
+		held.release()
+		if err != nil {
+			c.fail(fmt.Errorf("invalid response: %w", err))
+		} else {
+			c.fail(versions)
+		}
+		return false
+	}
+	if msg.Kind == busKindSubscribed || msg.Kind == busKindNotification {
+		err := c.receiveNotify(msg.Kind, msg.Data)
+		held.release()
+		if err != nil {
+			c.fail(err)
+			return false
+		}
+		return true
+	}
+	if msg.Kind != busKindResponse {
+		held.release()
+		c.fail(fmt.Errorf("invalid response: bus message kind %#x, expected %#x", msg.Kind, busKindResponse))
+		return false
+	}
+	// DecodeResponse reads each value once, so a daemon that changes
+	// the shared memory meanwhile garbles only this response's data.
+	var resp Response
+	if err := DecodeResponse(msg.Data, &resp); err != nil {
+		held.release()
+		c.fail(fmt.Errorf("invalid response: %w", err))
+		return false
+	}
+
+	c.mu.Lock()
+	cl := c.pending[resp.ID]
+	if cl != nil && cl.op != resp.Op {
+		c.mu.Unlock()
+		held.release()
+		c.fail(fmt.Errorf("invalid response: %s response to %s request %d", resp.Op, cl.op, resp.ID))
+		return false
+	}
+	delete(c.pending, resp.ID)
+	late, isLate := c.lateOpens[resp.ID]
+	delete(c.lateOpens, resp.ID)
+	c.mu.Unlock()
+
+	switch {
+	case cl != nil:
+		cl.resp = resp
+		if resp.Data != nil {
+			cl.msg = held
+		} else {
+			held.release()
+		}
+		close(cl.done)
+	case isLate && resp.Op == late.op && resp.Errno == 0:
+		held.release()
+		if late.op == OpCreate || late.op == OpCreateAttrs {
+			// The request named the parent directory, and the handle
+			// belongs to the new file.
+			late.ino = resp.Attr.Ino
+		}
+		go c.releaseLate(late, resp.Handle)
+	default:
+		// The response to a request whose caller gave up.
+		held.release()
+	}
+	return true
 }
 
 // releaseLate releases a handle whose Open, Create or OpenDir the caller
@@ -272,6 +381,11 @@ func (c *Client) releaseLate(late lateOpen, h fsapi.HandleID) {
 // returns EINTR at once and sends OpInterrupt, so that the daemon cancels
 // the request's context too. A request that has already taken effect in
 // the daemon stays in effect.
+//
+// With the daemon in this process, the calling goroutine usually handles
+// the request itself, and a quick one runs to its end there (see
+// Request.quick). ctx then cannot end the wait early, and a failure of the
+// connection ends it only when the file system returns.
 func (c *Client) do(ctx context.Context, req *Request) (*call, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: req.Op, Errno: syscall.EINTR, Err: err}
@@ -279,7 +393,7 @@ func (c *Client) do(ctx context.Context, req *Request) (*call, error) {
 	req.ID = c.nextID.Add(1)
 
 	// The data of a Write is not encoded here but copied once, straight
-	// into the ring, by sendWrite.
+	// into the ring, by sendReserved.
 	var writeData []byte
 	if req.Op == OpWrite {
 		writeData, req.Data = req.Data, nil
@@ -311,10 +425,29 @@ func (c *Client) do(ctx context.Context, req *Request) (*call, error) {
 	c.pending[req.ID] = cl
 	c.mu.Unlock()
 
-	if req.Op == OpWrite {
-		err = c.sendWrite(ctx, msg, writeData)
+	// With the daemon in this process, the request and its response go
+	// through the rings as always. But if no other goroutine is receiving
+	// requests, this goroutine handles its request and receives the
+	// responses itself instead of waking the goroutines that wait for them.
+	server := c.localServer()
+	quiet := false
+	if req.Op == OpWrite || server != nil {
+		quiet, err = c.sendReserved(ctx, msg, writeData, req.Op == OpWrite, server)
 	} else {
 		err = c.conn.Send(ctx, busKindRequest, msg)
+	}
+	if quiet {
+		release := true
+		if err == nil {
+			release = server.handleThrough(req.ID)
+		}
+		// This Unlock is also what orders the quiet commits above before
+		// the TryLock in receiveResponses, which reads the lock's state
+		// without synchronizing when it fails.
+		if release {
+			server.receiving.Unlock()
+		}
+		c.receiveResponses()
 	}
 	*buf = msg
 	putBuffer(buf)
@@ -350,12 +483,16 @@ func (c *Client) do(ctx context.Context, req *Request) (*call, error) {
 	return cl, nil
 }
 
-// sendWrite sends a Write request with data written once, straight into
-// the send ring. head is the request encoded with empty data, so it ends
-// with the data's u32 length, which the Write layout puts last.
-func (c *Client) sendWrite(ctx context.Context, head, data []byte) error {
+// sendReserved sends the encoded request head through a reservation in the
+// send ring. For a Write, head is the request encoded with empty data, so
+// it ends with the data's u32 length, which the Write layout puts last,
+// and the data is written once, straight into the ring. With server set,
+// sendReserved commits without waking the daemon if it can take
+// server.receiving, and reports that it did. The caller then calls
+// server.handleThrough and releases the lock.
+func (c *Client) sendReserved(ctx context.Context, head, data []byte, write bool, server *serverConn) (bool, error) {
 	if !c.mem.hold() {
-		return bus.ErrClosed
+		return false, bus.ErrClosed
 	}
 	defer c.mem.done()
 	// A reservation that waits for ring space holds the memory, so the
@@ -367,10 +504,17 @@ func (c *Client) sendWrite(ctx context.Context, head, data []byte) error {
 
 	r, err := c.conn.Reserve(ctx, busKindRequest, len(head)+len(data))
 	if err != nil {
-		return err
+		return false, err
 	}
-	putWriteRequest(r.Bytes(), head, data)
-	return r.Commit()
+	if write {
+		putWriteRequest(r.Bytes(), head, data)
+	} else {
+		ring.Copy(r.Bytes(), head)
+	}
+	if server != nil && server.receiving.TryLock() {
+		return true, r.CommitQuiet()
+	}
+	return false, r.Commit()
 }
 
 // putWriteRequest writes the encoding of a Write request into dst, which

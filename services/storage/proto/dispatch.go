@@ -260,7 +260,11 @@ func (sc *serverConn) read(ctx context.Context, req *Request, resp *Response) bo
 		r.Cancel()
 		panic(fmt.Sprintf("proto: truncate read response: %v", err))
 	}
-	sc.logSendError(req.Op.String()+" response", r.Commit())
+	commit := r.Commit
+	if quiet, _ := ctx.Value(quietKey{}).(bool); quiet {
+		commit = r.CommitQuiet
+	}
+	sc.logSendError(req.Op.String()+" response", commit())
 	return true
 }
 

@@ -16,11 +16,15 @@
 // goroutine that reads requests when no other request of the connection is
 // running. Every other request runs in
 // its own goroutine, so a SetLk that waits for a lock holds up nothing else.
+// When the client is in the daemon's process, the goroutine that reads
+// requests is often the client's own caller, which commits its request
+// without waking the daemon and then handles it (Client.do,
+// serverConn.handleThrough).
 // A client cancels a request by sending OpInterrupt with the request's id.
 // The server then cancels that request's context and still sends a
 // response, typically EINTR. The client does not wait for that response.
-// An interrupt for a request that ran in the reading goroutine arrives
-// after that request finished, and is ignored.
+// An interrupt for a request that ran in the goroutine that reads requests
+// arrives after that request finished, and is ignored.
 //
 // The server decides who each request comes from. A peer that
 // ServerOptions.TrustCallers accepts names the Caller in every request, as

@@ -124,3 +124,11 @@ func within(t *testing.T, d time.Duration, what string, f func()) {
 		t.Fatalf("%s took longer than %v", what, d)
 	}
 }
+
+// handleRequestsInDaemon makes clients in this test leave their requests
+// to the daemon's goroutines, as a client in another process does.
+func handleRequestsInDaemon(t *testing.T) {
+	saved := receiveInline
+	receiveInline = false
+	t.Cleanup(func() { receiveInline = saved })
+}

@@ -227,6 +227,10 @@ func (s *server) newConn(ctx context.Context, conn *bus.Conn) *serverConn {
 	// Requests' contexts derive from sc.ctx, so the Notifier can tell
 	// which connection made a change.
 	sc.ctx, sc.cancel = context.WithCancel(context.WithValue(ctx, originKey{}, sc))
+	sc.quietCtx = context.WithValue(sc.ctx, quietKey{}, true)
+	if link := conn.LocalLink(); link != nil {
+		localServers.Store(link, sc)
+	}
 
 	s.mu.Lock()
 	s.conns[sc] = struct{}{}

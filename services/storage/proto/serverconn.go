@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/blocktree/blocktree/services/bus"
+	"github.com/blocktree/blocktree/services/bus/ring"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/crypto/wire"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
@@ -36,6 +37,14 @@ type serverConn struct {
 	cancel context.CancelFunc
 
 	closeOnce sync.Once
+
+	// receiving is held by the goroutine that receives and handles the
+	// requests of a client in this process: serveLocal, or a client
+	// goroutine that sends a request and then calls handleThrough. cleanup
+	// takes it for good.
+	receiving sync.Mutex
+	// quietCtx is ctx for the requests that run inline with quiet set.
+	quietCtx context.Context
 
 	requests sync.WaitGroup // running requests and the notification sender
 	slots    chan struct{}  // one token per running request
@@ -70,78 +79,180 @@ func (sc *serverConn) close() {
 // serve reads requests until the connection ends, then cleans up.
 func (sc *serverConn) serve() {
 	defer sc.cleanup()
+	if sc.conn.LocalLink() != nil {
+		sc.serveLocal()
+		return
+	}
 	for {
 		msg, err := sc.conn.Recv(sc.ctx)
 		if err != nil {
 			sc.logReadError(err)
 			return
 		}
-		held, ok := receive(sc.mem, msg)
-		if !ok {
+		if _, ok := sc.handle(msg, 0); !ok {
 			return
 		}
-		if msg.Kind == busKindSubscribe {
-			err := decodeSubscribe(msg.Data)
-			held.release()
-			if errors.Is(err, wire.ErrUnknownVersion) {
-				sc.sendVersions(err)
-				continue
-			}
-			if err != nil {
-				sc.srv.dropMalformed(sc.log, "decode", err)
-				continue
-			}
-			sc.subscribe()
-			continue
-		}
-		if msg.Kind != busKindRequest {
-			held.release()
-			sc.srv.dropMalformed(sc.log, "bus message kind", fmt.Errorf("kind %#x, expected %#x", msg.Kind, busKindRequest))
-			continue
-		}
+	}
+}
 
-		// DecodeRequest reads each value from the payload once, so the
-		// checks below hold whatever the peer writes to the shared memory
-		// meanwhile.
-		req := new(Request)
-		if err := DecodeRequest(msg.Data, req); err != nil {
-			held.release()
-			if errors.Is(err, wire.ErrUnknownVersion) {
-				sc.sendVersions(err)
-				continue
-			}
-			sc.srv.dropMalformed(sc.log, "decode", err)
-			continue
+// serveLocal serves a client in this process. The client handles its own
+// requests when no other goroutine does (handleThrough), so this loop
+// handles only the requests that it finds waiting when it wakes up.
+func (sc *serverConn) serveLocal() {
+	for {
+		if err := sc.conn.WaitMessage(sc.ctx); err != nil {
+			sc.logReadError(err)
+			return
 		}
-		if req.Op != OpWrite {
-			// Only Write passes its data to the file system in place. A
-			// SetXattr value is checked and then stored, so it must not
-			// change after the check.
-			req.Data = bytes.Clone(req.Data)
-			held.release()
-		} else if msg.InPlace() {
-			sc.srv.inPlaceWrites.Add(1)
+		sc.receiving.Lock()
+		err := sc.receiveWaiting()
+		sc.receiving.Unlock()
+		if errors.Is(err, errStopServing) {
+			return
 		}
-		if req.Op == OpInterrupt {
-			sc.interrupt(req.ID)
-			continue
-		}
-		if sc.srv.opts.Activity != nil {
-			sc.srv.opts.Activity()
-		}
-		if req.quick() && len(sc.slots) == 0 {
-			// Nothing else runs on the connection, so the request runs
-			// here without a goroutine of its own (see Request.quick).
-			sc.runInline(req, held)
-			continue
-		}
-		if !sc.start(req, held) {
-			held.release()
-			if sc.ctx.Err() != nil {
-				return
-			}
+		if err != nil {
+			sc.logReadError(err)
+			return
 		}
 	}
+}
+
+// errStopServing is returned by receiveWaiting when a message ended the
+// connection.
+var errStopServing = errors.New("connection ended")
+
+// receiveWaiting handles the messages that wait in the connection's ring.
+// The caller holds sc.receiving.
+func (sc *serverConn) receiveWaiting() error {
+	for {
+		// A request handled on a client goroutine may have ended the
+		// connection, and WaitMessage still returns while messages wait.
+		if err := sc.ctx.Err(); err != nil {
+			return err
+		}
+		msg, err := sc.conn.TryRecv()
+		if errors.Is(err, ring.ErrEmpty) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, ok := sc.handle(msg, 0); !ok {
+			return errStopServing
+		}
+	}
+}
+
+// handleThrough handles, on the calling goroutine, the waiting requests up
+// to the one with id, which a client in this process sent with
+// bus.Reservation.CommitQuiet after it took sc.receiving. The response to
+// that request goes out without waking the client's reader, because the
+// caller receives it next. It stops after id even if more requests wait,
+// because the goroutine that handles requests must not hold a response of
+// its own in the ring while it may wait for space there. A later request
+// was committed with Commit by a goroutine that found sc.receiving taken,
+// so serveLocal receives it. Errors are left to serveLocal, which gets
+// them too.
+//
+// When every slot for running requests is taken, the next request may
+// have to wait for one, and then so would the caller, whatever its
+// context. handleThrough then hands sc.receiving and the waiting requests
+// to a new goroutine and returns false. It returns true when the caller
+// releases sc.receiving itself. NOTE: a slot taken between that check and
+// the request's start still makes the caller wait until a request ends.
+func (sc *serverConn) handleThrough(id uint64) bool {
+	for {
+		if len(sc.slots) == cap(sc.slots) {
+			go func() {
+				defer sc.receiving.Unlock()
+				// Errors reach serveLocal too.
+				_ = sc.receiveWaiting()
+			}()
+			return false
+		}
+		msg, err := sc.conn.TryRecv()
+		if err != nil {
+			return true
+		}
+		handled, ok := sc.handle(msg, id)
+		if !ok || handled == id {
+			return true
+		}
+	}
+}
+
+// handle handles one message from the client. It returns the id of the
+// request that the message carried, if any, and whether the connection
+// goes on. The response to request own, if it runs inline, goes out
+// without waking the client's reader. No request has id 0.
+func (sc *serverConn) handle(msg bus.Message, own uint64) (uint64, bool) {
+	held, ok := receive(sc.mem, msg)
+	if !ok {
+		return 0, false
+	}
+	if msg.Kind == busKindSubscribe {
+		err := decodeSubscribe(msg.Data)
+		held.release()
+		if errors.Is(err, wire.ErrUnknownVersion) {
+			sc.sendVersions(err)
+			return 0, true
+		}
+		if err != nil {
+			sc.srv.dropMalformed(sc.log, "decode", err)
+			return 0, true
+		}
+		sc.subscribe()
+		return 0, true
+	}
+	if msg.Kind != busKindRequest {
+		held.release()
+		sc.srv.dropMalformed(sc.log, "bus message kind", fmt.Errorf("kind %#x, expected %#x", msg.Kind, busKindRequest))
+		return 0, true
+	}
+
+	// DecodeRequest reads each value from the payload once, so the
+	// checks below hold whatever the peer writes to the shared memory
+	// meanwhile.
+	req := new(Request)
+	if err := DecodeRequest(msg.Data, req); err != nil {
+		held.release()
+		if errors.Is(err, wire.ErrUnknownVersion) {
+			sc.sendVersions(err)
+			return 0, true
+		}
+		sc.srv.dropMalformed(sc.log, "decode", err)
+		return 0, true
+	}
+	if req.Op != OpWrite {
+		// Only Write passes its data to the file system in place. A
+		// SetXattr value is checked and then stored, so it must not
+		// change after the check.
+		req.Data = bytes.Clone(req.Data)
+		held.release()
+	} else if msg.InPlace() {
+		sc.srv.inPlaceWrites.Add(1)
+	}
+	if req.Op == OpInterrupt {
+		// req.ID names the request to interrupt, not this message.
+		sc.interrupt(req.ID)
+		return 0, true
+	}
+	if sc.srv.opts.Activity != nil {
+		sc.srv.opts.Activity()
+	}
+	if req.quick() && len(sc.slots) == 0 {
+		// Nothing else runs on the connection, so the request runs
+		// here without a goroutine of its own (see Request.quick).
+		sc.runInline(req, held, own != 0 && req.ID == own)
+		return req.ID, true
+	}
+	if !sc.start(req, held) {
+		held.release()
+		if sc.ctx.Err() != nil {
+			return req.ID, false
+		}
+	}
+	return req.ID, true
 }
 
 // sendVersions replies to a message of a version that the server does not
@@ -195,16 +306,21 @@ func (sc *serverConn) start(req *Request, held heldMessage) bool {
 	return true
 }
 
-// runInline executes req in the reading goroutine. Unlike start, it does
-// not register req for OpInterrupt: the reader cannot see an interrupt
-// until req has finished anyway.
-func (sc *serverConn) runInline(req *Request, held heldMessage) {
+// runInline executes req in the goroutine that receives requests, which
+// is serveLocal, serve or a client goroutine in handleThrough. Unlike
+// start, it does not register req for OpInterrupt: the receiver cannot
+// see an interrupt until req has finished anyway.
+func (sc *serverConn) runInline(req *Request, held heldMessage, quiet bool) {
 	sc.srv.inline.Add(1)
+	ctx := sc.ctx
+	if quiet {
+		ctx = sc.quietCtx
+	}
 	resp := Response{Op: req.Op, ID: req.ID}
-	sent := sc.dispatch(sc.ctx, req, &resp)
+	sent := sc.dispatch(ctx, req, &resp)
 	held.release()
 	if !sent {
-		sc.send(&resp)
+		sc.send(&resp, quiet)
 	}
 }
 
@@ -237,15 +353,16 @@ func (sc *serverConn) run(ctx context.Context, req *Request, held heldMessage) {
 	cancel()
 
 	if !sent {
-		sc.send(&resp)
+		sc.send(&resp, false)
 	}
 	<-sc.slots
 }
 
-// send encodes resp and sends it. A response that the file system made too
+// send encodes resp and sends it, with quiet set without waking the
+// client (see handleThrough). A response that the file system made too
 // large to encode goes out as EIO. A failed send ends the connection, and
 // the reader then cleans up.
-func (sc *serverConn) send(resp *Response) {
+func (sc *serverConn) send(resp *Response, quiet bool) {
 	buf := getBuffer(256 + len(resp.Data))
 	msg, err := AppendResponse(*buf, resp)
 	if err != nil {
@@ -253,7 +370,11 @@ func (sc *serverConn) send(resp *Response) {
 		failed := Response{Op: resp.Op, ID: resp.ID, Errno: uint32(syscall.EIO)}
 		msg, _ = AppendResponse(*buf, &failed)
 	}
-	err = sc.conn.Send(sc.ctx, busKindResponse, msg)
+	send := sc.conn.Send
+	if quiet {
+		send = sc.conn.SendQuiet
+	}
+	err = send(sc.ctx, busKindResponse, msg)
 	*buf = msg
 	putBuffer(buf)
 	sc.logSendError(resp.Op.String()+" response", err)
@@ -352,6 +473,10 @@ func (sc *serverConn) addLockOwner(h fsapi.HandleID, ino fsapi.Ino, owner uint64
 // and releases the handles that the peer left open.
 func (sc *serverConn) cleanup() {
 	sc.close()
+	// Held for good, so that no client goroutine handles a request of the
+	// ended connection (handleThrough) from here on.
+	sc.receiving.Lock()
+	localServers.Delete(sc.conn.LocalLink())
 	if sc.srv.opts.Notifier != nil {
 		sc.srv.opts.Notifier.unsubscribe(sc)
 	}
@@ -462,3 +587,12 @@ func (sc *serverConn) sendNotifications(q *changeQueue, perMessage int) {
 		}
 	}
 }
+
+// localServers maps the bus.Conn.LocalLink of each served connection whose
+// client is in this process to its *serverConn, so that the client can
+// handle its requests itself (handleThrough).
+var localServers sync.Map
+
+// quietKey is the context key that marks a request running inline for a
+// client in this process, whose response goes out without a wake-up.
+type quietKey struct{}

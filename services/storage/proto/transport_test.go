@@ -172,6 +172,8 @@ func TestWaitingSetLkIsGranted(t *testing.T) {
 }
 
 func TestServerStopFailsClientCalls(t *testing.T) {
+	// A call that its own goroutine runs in the daemon cannot fail early.
+	handleRequestsInDaemon(t)
 	srv := startServer(t, newMemFS(), ServerOptions{})
 	client := dial(t, srv.path)
 	ctx := context.Background()
@@ -380,6 +382,8 @@ func TestForeignHandleIsEBADF(t *testing.T) {
 }
 
 func TestAbandonedOpenIsReleased(t *testing.T) {
+	// A call that its own goroutine runs in the daemon cannot be abandoned.
+	handleRequestsInDaemon(t)
 	srv := startServer(t, newMemFS(), ServerOptions{})
 	client := dial(t, srv.path)
 	ctx := context.Background()
