@@ -92,7 +92,13 @@ func runNode(env *environment, args []string) error {
 	// node/tpm, and the storage daemon may already have cut a torn journal
 	// tail. The TPM state is not put back, because closing the daemon may
 	// write a checkpoint, which increments the TPM's rollback counter.
-	daemon, err := storaged.Open(storaged.Options{Node: node, Logger: logger, CheckpointInterval: *checkpointInterval})
+	// The user who starts the node owns the root directory of a new tree,
+	// so that the mount, which only that user can reach unless it is
+	// root, is writable.
+	daemon, err := storaged.Open(storaged.Options{
+		Node: node, Logger: logger, CheckpointInterval: *checkpointInterval,
+		RootOwner: uint32(os.Getuid()), RootGroup: uint32(os.Getgid()),
+	})
 	if err != nil {
 		return fmt.Errorf("bt node: %w", err)
 	}

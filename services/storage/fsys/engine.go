@@ -89,6 +89,10 @@ type Options struct {
 	// it must report their changes (Entry.Changes) to its own clients
 	// once replication exists.
 	Changed func(ctx context.Context, changes []fsapi.Change)
+
+	// RootOwner and RootGroup own the root directory that New creates.
+	// The owner of a host-mode node's tree is the user who runs the node.
+	RootOwner, RootGroup uint32
 }
 
 // Engine is the in-memory tree of one storage daemon. It implements
@@ -193,7 +197,7 @@ func NewEmpty(opts Options) *Engine {
 }
 
 // New returns an engine with a fresh tree: an empty root directory with mode
-// 0755 owned by uid and gid 0. Creating the root is itself the first journal
+// 0755, owned by opts.RootOwner and opts.RootGroup. Creating the root is itself the first journal
 // entry, so replaying the journal into NewEmpty reproduces the tree.
 func New(opts Options) (*Engine, error) {
 	e := NewEmpty(opts)
@@ -210,6 +214,8 @@ func New(opts Options) (*Engine, error) {
 		Ino:     fsapi.RootIno,
 		BlockID: blockID,
 		Mode:    syscall.S_IFDIR | 0o755,
+		Owner:   opts.RootOwner,
+		Group:   opts.RootGroup,
 	}
 	if err := e.commit(context.Background(), ent); err != nil {
 		return nil, fmt.Errorf("create the root directory: %w", err)

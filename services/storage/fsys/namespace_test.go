@@ -23,6 +23,23 @@ func TestNewRootDirectory(t *testing.T) {
 	compareEngines(t, "replay of the root", e, replay(t, j.snapshot()))
 }
 
+func TestNewRootOwner(t *testing.T) {
+	j := &memJournal{}
+	opts := testOptions(t, j)
+	opts.RootOwner, opts.RootGroup = 1000, 1000
+	e, err := New(opts)
+	mustOK(t, err)
+
+	if attr := getattr(t, e, fsapi.RootIno); attr.UID != 1000 || attr.GID != 1000 {
+		t.Errorf("root owned by %d:%d, expected 1000:1000", attr.UID, attr.GID)
+	}
+	// The owner may write in the root; another user may not.
+	mkdir(t, e, userCaller, fsapi.RootIno, "mine", 0o755)
+	_, err = e.Mkdir(ctx, otherCaller, fsapi.RootIno, "theirs", 0o755)
+	wantErrno(t, err, syscall.EACCES)
+	compareEngines(t, "replay of a root with an owner", e, replay(t, j.snapshot()))
+}
+
 func TestLookupDotAndDotDot(t *testing.T) {
 	e, _ := newTestEngine(t)
 	dir := mkdir(t, e, rootCaller, fsapi.RootIno, "d", 0o755)

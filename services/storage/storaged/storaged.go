@@ -58,6 +58,10 @@ type Options struct {
 	// reclaim entries for orphaned inodes. Cutting a torn journal tail is
 	// still done, since that is how a crash is recovered.
 	Check bool
+
+	// RootOwner and RootGroup own the root directory of a tree that Open
+	// creates. An existing tree keeps its owner.
+	RootOwner, RootGroup uint32
 }
 
 // Damage is an inode that failed its checks when the daemon loaded it.
@@ -77,6 +81,8 @@ type Daemon struct {
 	store   *blockstore.Store
 	counter *tpm.Counter
 	root    string // tree path of the root directory: "/" + root principal
+
+	rootOwner, rootGroup uint32 // of a tree that Open creates
 
 	// notifier sends the engine's changes to the clients that subscribed.
 	notifier *proto.Notifier
@@ -120,16 +126,18 @@ func Open(opts Options) (*Daemon, error) {
 	}
 	n := opts.Node
 	d := &Daemon{
-		node:     n,
-		log:      logger.With("node", n.Credential.Principal()),
-		root:     capability.RootPath(n.Tree.Root),
-		versions: map[fsapi.Ino]blockstore.Ref{},
-		kept:     map[fsapi.Ino]blockstore.Ref{},
-		chunks:   map[fsapi.Ino]chunkTable{},
-		check:    opts.Check,
-		notifier: proto.NewNotifier(0),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		node:      n,
+		log:       logger.With("node", n.Credential.Principal()),
+		root:      capability.RootPath(n.Tree.Root),
+		versions:  map[fsapi.Ino]blockstore.Ref{},
+		kept:      map[fsapi.Ino]blockstore.Ref{},
+		chunks:    map[fsapi.Ino]chunkTable{},
+		check:     opts.Check,
+		rootOwner: opts.RootOwner,
+		rootGroup: opts.RootGroup,
+		notifier:  proto.NewNotifier(0),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	var err error
 	if d.store, err = blockstore.Open(n.BlocksDir()); err != nil {
@@ -275,6 +283,8 @@ func (d *Daemon) load(cp *Checkpoint, capacity uint64) error {
 		Logger:    d.log,
 		Capacity:  capacity,
 		Changed:   d.notifier.Publish,
+		RootOwner: d.rootOwner,
+		RootGroup: d.rootGroup,
 	}
 
 	if cp == nil && d.journal.NextSeq() == 1 {
