@@ -119,12 +119,9 @@ func (p *Producer) loadTail() error {
 // Commit publishes the open reservation to the consumer and wakes the
 // consumer if it asked for that.
 func (p *Producer) Commit() error {
-	if !p.reserved {
-		return errors.New("ring commit: no reservation is open")
+	if err := p.CommitQuiet(); err != nil {
+		return err
 	}
-	p.reserved = false
-	p.head = p.next
-	atomic.StoreUint64(p.s.head, p.head)
 
 	// The store of head above comes before this load of consumerWaiting in
 	// the single order of all atomic operations, which makes a lost wake-up

@@ -197,43 +197,8 @@ func (c *Client) readResponses() {
 // callers receive the responses that the daemon sends quietly (see do),
 // so this loop delivers only what it finds waiting when it wakes up.
 func (c *Client) readLocalResponses() {
-	for {
-		if err := c.conn.WaitMessage(c.ctx); err != nil {
-			c.fail(fmt.Errorf("receive response: %w", err))
-			return
-		}
-		c.receiving.Lock()
-		err := c.receiveWaiting()
-		c.receiving.Unlock()
-		if errors.Is(err, errStopServing) {
-			return
-		}
-		if err != nil {
-			c.fail(fmt.Errorf("receive response: %w", err))
-			return
-		}
-	}
-}
-
-// receiveWaiting delivers the responses that wait in the connection's
-// ring. The caller holds c.receiving.
-func (c *Client) receiveWaiting() error {
-	for {
-		// A response delivered on a caller's goroutine may have failed the
-		// connection, and WaitMessage still returns while messages wait.
-		if err := c.ctx.Err(); err != nil {
-			return err
-		}
-		msg, err := c.conn.TryRecv()
-		if errors.Is(err, ring.ErrEmpty) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if !c.handleResponse(msg) {
-			return errStopServing
-		}
+	if err := receiveLocal(c.ctx, c.conn, &c.receiving, c.handleResponse); err != nil {
+		c.fail(fmt.Errorf("receive response: %w", err))
 	}
 }
 
@@ -242,7 +207,7 @@ func (c *Client) receiveWaiting() error {
 // to readLocalResponses, which gets them too.
 func (c *Client) receiveResponses() {
 	for c.receiving.TryLock() {
-		err := c.receiveWaiting()
+		err := receiveWaiting(c.ctx, c.conn, c.handleResponse)
 		c.receiving.Unlock()
 		// A goroutine whose TryLock failed while this one held the lock
 		// relies on it to deliver a response that came meanwhile. The

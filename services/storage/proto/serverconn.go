@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"github.com/blocktree/blocktree/services/bus"
-	"github.com/blocktree/blocktree/services/bus/ring"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/crypto/wire"
 	"github.com/blocktree/blocktree/services/storage/fsapi"
@@ -99,48 +98,15 @@ func (sc *serverConn) serve() {
 // requests when no other goroutine does (handleThrough), so this loop
 // handles only the requests that it finds waiting when it wakes up.
 func (sc *serverConn) serveLocal() {
-	for {
-		if err := sc.conn.WaitMessage(sc.ctx); err != nil {
-			sc.logReadError(err)
-			return
-		}
-		sc.receiving.Lock()
-		err := sc.receiveWaiting()
-		sc.receiving.Unlock()
-		if errors.Is(err, errStopServing) {
-			return
-		}
-		if err != nil {
-			sc.logReadError(err)
-			return
-		}
+	if err := receiveLocal(sc.ctx, sc.conn, &sc.receiving, sc.handleAny); err != nil {
+		sc.logReadError(err)
 	}
 }
 
-// errStopServing is returned by receiveWaiting when a message ended the
-// connection.
-var errStopServing = errors.New("connection ended")
-
-// receiveWaiting handles the messages that wait in the connection's ring.
-// The caller holds sc.receiving.
-func (sc *serverConn) receiveWaiting() error {
-	for {
-		// A request handled on a client goroutine may have ended the
-		// connection, and WaitMessage still returns while messages wait.
-		if err := sc.ctx.Err(); err != nil {
-			return err
-		}
-		msg, err := sc.conn.TryRecv()
-		if errors.Is(err, ring.ErrEmpty) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if _, ok := sc.handle(msg, 0); !ok {
-			return errStopServing
-		}
-	}
+// handleAny is handle for a message that no goroutine is waiting for.
+func (sc *serverConn) handleAny(msg bus.Message) bool {
+	_, ok := sc.handle(msg, 0)
+	return ok
 }
 
 // handleThrough handles, on the calling goroutine, the waiting requests up
@@ -166,7 +132,7 @@ func (sc *serverConn) handleThrough(id uint64) bool {
 			go func() {
 				defer sc.receiving.Unlock()
 				// Errors reach serveLocal too.
-				_ = sc.receiveWaiting()
+				_ = receiveWaiting(sc.ctx, sc.conn, sc.handleAny)
 			}()
 			return false
 		}
