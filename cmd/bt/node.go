@@ -153,6 +153,9 @@ func serveAndMount(ctx context.Context, env *environment, node *state.Node, daem
 	if err != nil {
 		return err
 	}
+	// The process serves this mount until it exits, so its readers may
+	// keep Ps of their own (docs/benchmarks.md, "GOMAXPROCS").
+	server.ReserveReaderProcs()
 	unmounted := make(chan struct{})
 	go func() {
 		server.Wait()

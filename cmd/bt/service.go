@@ -207,6 +207,9 @@ func runMount(env *environment, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bt mount: %w", err)
 	}
+	// The process serves this mount until it exits, so its readers may
+	// keep Ps of their own (docs/benchmarks.md, "GOMAXPROCS").
+	server.ReserveReaderProcs()
 	unmounted := make(chan struct{})
 	go func() {
 		server.Wait()

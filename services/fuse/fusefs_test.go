@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -251,5 +253,59 @@ func TestMountRaisesReadAhead(t *testing.T) {
 	}
 	if got, want := strings.TrimSpace(string(data)), strconv.Itoa(maxReadAhead/1024); got != want {
 		t.Errorf("read_ahead_kb of the mount is %s, want %s", got, want)
+	}
+}
+
+// TestReserveReaderProcs checks the count of go-fuse readers that
+// ReserveReaderProcs reserves Ps for against the goroutines waiting in
+// read(2) after a burst of concurrent requests, and how it sets GOMAXPROCS.
+func TestReserveReaderProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	t.Setenv("GOMAXPROCS", "")
+	srv, dir, _ := mountForTest(t, newMemFS(), Options{})
+	if got := srv.BlockingReaders(); got != 3 {
+		t.Errorf("BlockingReaders with GOMAXPROCS 2 at the mount = %d, want 3", got)
+	}
+
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for i := range 16 {
+		wg.Go(func() {
+			name := filepath.Join(dir, fmt.Sprintf("missing-%d", i))
+			for time.Now().Before(deadline) {
+				var st unix.Stat_t
+				_ = unix.Stat(name, &st)
+			}
+		})
+	}
+	wg.Wait()
+	buf := make([]byte, 1<<20)
+	var waiting int
+	for range 50 {
+		waiting = 0
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "syscall.Read(") && strings.Contains(g, "fuse.(*Server).loop(") {
+				waiting++
+			}
+		}
+		if waiting > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if waiting < 1 || waiting > srv.BlockingReaders() {
+		t.Errorf("%d go-fuse goroutines wait for requests after a burst, want 1 to BlockingReaders (%d)", waiting, srv.BlockingReaders())
+	}
+
+	if got := srv.ReserveReaderProcs(); got != 5 || runtime.GOMAXPROCS(0) != 5 {
+		t.Errorf("ReserveReaderProcs = %d with GOMAXPROCS %d, want 5 for 2 Ps at the mount and 3 readers", got, runtime.GOMAXPROCS(0))
+	}
+	if got := srv.ReserveReaderProcs(); got != 5 {
+		t.Errorf("second ReserveReaderProcs = %d, want 5 again", got)
+	}
+	runtime.GOMAXPROCS(2)
+	t.Setenv("GOMAXPROCS", "2")
+	if got := srv.ReserveReaderProcs(); got != 2 {
+		t.Errorf("ReserveReaderProcs with GOMAXPROCS set in the environment = %d, want 2 (unchanged)", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,6 +78,8 @@ type Server struct {
 	raw        *rawFS
 	logger     *slog.Logger
 	timeouts   *cacheTimeouts
+	procs      int // GOMAXPROCS when the server was made
+	readers    int // goroutines that may block in read(2) on /dev/fuse at once
 }
 
 // Mount mounts opts.FS on mountpoint and serves it until Unmount or until
@@ -155,6 +158,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		Logger:            slog.NewLogLogger(logger.With("component", "go-fuse").Handler(), goFuseLevel),
 	}
 
+	procs := runtime.GOMAXPROCS(0)
 	srv, err := fuse.NewServer(raw, abs, mountOpts)
 	if err != nil {
 		stopFollowing()
@@ -169,7 +173,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 	if root {
 		raiseReadAhead(resolved, logger)
 	}
-	s := &Server{mountpoint: abs, fuse: srv, raw: raw, logger: logger, timeouts: timeouts}
+	s := &Server{mountpoint: abs, fuse: srv, raw: raw, logger: logger, timeouts: timeouts, procs: procs, readers: blockingReaders(procs)}
 	if sub != nil {
 		go s.followChanges(ctx, sub, timeouts)
 	}
@@ -181,6 +185,41 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 // changes made elsewhere, because the file system reports them, and so lets
 // the kernel cache names and attributes for long.
 func (s *Server) Notified() bool { return s.timeouts.notified.Load() }
+
+// blockingReaders returns how many goroutines of a go-fuse server read
+// requests when GOMAXPROCS was procs at its creation. go-fuse v2.12.1
+// allows GOMAXPROCS readers, at least 2 and at most 16, and one more
+// because it checks the limit after a reader starts. Each of them waits in
+// read(2) on /dev/fuse while the kernel has no request for it.
+func blockingReaders(procs int) int { return min(max(procs, 2), 16) + 1 }
+
+// BlockingReaders returns how many goroutines of the server may wait in
+// read(2) on /dev/fuse at the same time. A goroutine blocked in a system
+// call keeps its P (one of GOMAXPROCS) until the runtime's sysmon thread
+// takes it back. So in a process whose GOMAXPROCS equals its CPUs these
+// waits cost CPU time, which ReserveReaderProcs gives back.
+func (s *Server) BlockingReaders() int { return s.readers }
+
+// ReserveReaderProcs raises GOMAXPROCS to its value at the mount plus
+// BlockingReaders, so that the readers waiting in read(2) leave as many Ps
+// for work as there were before the mount. It never lowers GOMAXPROCS and
+// leaves it alone when the environment sets it. It returns the value in
+// force afterwards. GOMAXPROCS applies to the whole process, so the
+// program that mounts decides whether to call this.
+//
+// On a 2-core machine with GOMAXPROCS 2, a sequential read of 1 GiB
+// through a host-mode mount left the CPUs idle a quarter of the time while
+// goroutines were runnable (docs/benchmarks.md, "GOMAXPROCS"). The three
+// readers and the block store's reads held the Ps.
+func (s *Server) ReserveReaderProcs() int {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return runtime.GOMAXPROCS(0)
+	}
+	procs := max(runtime.GOMAXPROCS(0), s.procs+s.readers)
+	runtime.GOMAXPROCS(procs)
+	s.logger.Info("raised GOMAXPROCS for the FUSE readers", "gomaxprocs", procs, "readers", s.readers)
+	return procs
+}
 
 // Mountpoint returns the absolute path of the mount point.
 func (s *Server) Mountpoint() string { return s.mountpoint }
