@@ -179,19 +179,21 @@ func TestSealTwiceDiffers(t *testing.T) {
 		t.Fatal("sealing the same data twice with the same key gave identical blocks")
 	}
 
+	h1, h2 := f.open(first, f.alice, 1).Header(), f.open(second, f.alice, 1).Header()
+	if h1.Cipher == AES256GCM && h1.SectorSalt == h2.SectorSalt {
+		t.Error("both seals used the same sector salt, so the same AES-GCM key and nonces")
+	}
 	for i := range 3 {
 		start, end := sealedSector(t, first, i)
 		a, b := first[start:end], second[start:end]
-		if bytes.Equal(a[:NonceSize], b[:NonceSize]) {
+		if h1.Cipher == XChaCha20Poly1305 && bytes.Equal(a[:NonceSize], b[:NonceSize]) {
 			t.Errorf("sector %d: both seals used the same nonce", i)
 		}
-		if bytes.Equal(a[NonceSize:], b[NonceSize:]) {
-			t.Errorf("sector %d: both seals gave the same ciphertext", i)
+		if bytes.Equal(a, b) {
+			t.Errorf("sector %d: both seals gave the same sealed sector", i)
 		}
 	}
 
-	h1 := f.open(first, f.alice, 1).Header()
-	h2 := f.open(second, f.alice, 1).Header()
 	if bytes.Equal(h1.SealedPath, h2.SealedPath) {
 		t.Error("both seals gave the same sealed path")
 	}
@@ -238,6 +240,7 @@ func TestSealRejectsInvalidParams(t *testing.T) {
 		{"shortKey", func(w *Writer, p *Params) { p.Key = make([]byte, KeySize-1) }, nil},
 		{"emptyKey", func(w *Writer, p *Params) { p.Key = []byte{} }, nil},
 		{"noReaders", func(w *Writer, p *Params) { p.Readers = nil }, nil},
+		{"unknownCipher", func(w *Writer, p *Params) { p.Cipher = 3 }, nil},
 		{"tooManyReaders", func(w *Writer, p *Params) {
 			p.Readers = make([]principal.Identity, MaxReaders+1)
 			for i := range p.Readers {
@@ -332,6 +335,12 @@ func TestParseHeaderRejectsNonCanonical(t *testing.T) {
 		"sizeAboveMax":    func(h *Header) { h.Size = MaxSize + 1 },
 		"shortSealedPath": func(h *Header) { h.SealedPath = h.SealedPath[:SealOverhead-1] },
 		"shortMetadata":   func(h *Header) { h.SealedMetadata = nil },
+		"noCipher":        func(h *Header) { h.Cipher = CipherAuto },
+		"unknownCipher":   func(h *Header) { h.Cipher = 3 },
+		"saltForXChaCha": func(h *Header) {
+			h.Cipher = XChaCha20Poly1305
+			h.SectorSalt[0] = 1
+		},
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -386,5 +395,97 @@ func TestLeafHash(t *testing.T) {
 	want := sha256.Sum256(append([]byte{0x00, 0, 0, 1, 2}, sealed...))
 	if got := leafHash(0x0102, sealed); got != want {
 		t.Errorf("leafHash = %x, expected SHA-256(0x00 || index || sealed) = %x", got, want)
+	}
+}
+
+// TestSectorCiphersDiffer checks that each cipher opens its own blocks, that
+// AES-256-GCM stores no nonces, and that a sector sealed under one cipher's
+// key does not open under the other's, from the same block key.
+func TestSectorCiphersDiffer(t *testing.T) {
+	f := newFixture(t)
+	data := testData(3 * SectorSize)
+	sizes := map[Cipher]int{}
+	for _, c := range []Cipher{XChaCha20Poly1305, AES256GCM} {
+		p := f.params(1)
+		p.Cipher = c
+		encoded := f.seal(p, data)
+		sizes[c] = len(encoded)
+		r := f.open(encoded, f.alice, 1)
+		if r.Header().Cipher != c {
+			t.Errorf("block sealed with %s has cipher %s in its header", c, r.Header().Cipher)
+		}
+		got, err := r.Bytes()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("block sealed with %s: Bytes = %d bytes, %v; expected the data", c, len(got), err)
+		}
+	}
+	if a, x := sizes[AES256GCM], sizes[XChaCha20Poly1305]; x-a != 3*NonceSize {
+		t.Errorf("AES-256-GCM block is %d bytes and XChaCha20-Poly1305 block %d, expected %d fewer (no stored nonces)", a, x, 3*NonceSize)
+	}
+
+	key := bytes.Repeat([]byte{7}, KeySize)
+	salt := [SaltSize]byte{1}
+	aesKeys, err := deriveKeys(f.id, key, AES256GCM, salt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chachaKeys, err := deriveKeys(f.id, key, XChaCha20Poly1305, [SaltSize]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSalt, err := deriveKeys(f.id, key, AES256GCM, [SaltSize]byte{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := testData(SectorSize)
+	ad := sectorAD(f.id, 0, 1)
+	sealed := make([]byte, SectorSize+SealOverhead)
+	aesSealed := sealed[:SectorSize+TagSize]
+	aesKeys.sealSector(aesSealed, 0, plain, ad)
+	if _, err := aesKeys.openSector(nil, aesSealed, 0, ad); err != nil {
+		t.Errorf("AES-256-GCM sector does not open under its own key: %v", err)
+	}
+	if _, err := otherSalt.openSector(nil, aesSealed, 0, ad); err == nil {
+		t.Error("AES-256-GCM sector opened under the key of another salt")
+	}
+	if _, err := aesKeys.openSector(nil, aesSealed, 1, sectorAD(f.id, 1, 1)); err == nil {
+		t.Error("AES-256-GCM sector opened as another index")
+	}
+	chachaKeys.sealSector(sealed, 0, plain, ad)
+	if _, err := aesKeys.openSector(nil, sealed, 0, ad); err == nil {
+		t.Error("XChaCha20-Poly1305 sector opened under the AES-256-GCM key")
+	}
+}
+
+// TestRewriteKeepsCipher checks that AddReader and RemoveReader seal with the
+// block's own cipher, and that AddReader, which keeps the block key, draws a
+// new AES-256-GCM salt so that no key and nonce are used twice.
+func TestRewriteKeepsCipher(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []Cipher{XChaCha20Poly1305, AES256GCM} {
+		p := f.params(1)
+		p.Cipher = c
+		encoded := f.seal(p, testData(2*SectorSize))
+		added, err := AddReader(encoded, f.sealer(), f.carol.Identity())
+		if err != nil {
+			t.Fatalf("%s: AddReader: %v", c, err)
+		}
+		removed, err := RemoveReader(added, f.sealer(), f.bob.Principal())
+		if err != nil {
+			t.Fatalf("%s: RemoveReader: %v", c, err)
+		}
+		before, after := f.open(encoded, f.alice, 1).Header(), f.open(added, f.carol, 2).Header()
+		if after.Cipher != c {
+			t.Errorf("AddReader changed the cipher from %s to %s", c, after.Cipher)
+		}
+		if got := f.open(removed, f.carol, 3).Header().Cipher; got != c {
+			t.Errorf("RemoveReader changed the cipher from %s to %s", c, got)
+		}
+		if before.KeyCommitment != after.KeyCommitment {
+			t.Errorf("%s: AddReader changed the block key", c)
+		}
+		if c == AES256GCM && before.SectorSalt == after.SectorSalt {
+			t.Error("AddReader kept the block key and the sector salt, so the same AES-GCM key and nonces")
+		}
 	}
 }

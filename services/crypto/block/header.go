@@ -36,11 +36,12 @@ const (
 )
 
 const (
-	// headerVersion is the version of the header encoding. Version 2 kept
-	// the fields of version 1 but changed the meaning of the Merkle root,
-	// which now covers holes. Version 1 was never stored, so it is not
-	// decoded.
-	headerVersion = 2
+	// headerVersion is the version of the header encoding. Version 3 added
+	// the sector cipher and salt. Version 2 kept the fields of version 1
+	// but changed the meaning of the Merkle root, which covers holes since.
+	// Versions 1 and 2 are not decoded: stored blocks of version 2 came
+	// only from test builds, before any release.
+	headerVersion = 3
 
 	// An identity encodes in 133 bytes. The limit leaves room for a later
 	// version without letting a corrupt length claim megabytes.
@@ -55,7 +56,7 @@ const (
 	maxSealedPathSize     = MaxPathSize + SealOverhead
 	maxSealedMetadataSize = MaxMetadataSize + SealOverhead
 
-	maxHeaderSize = wire.HeaderSize + 32 + 8 + 8 + 4 + 2*HashSize +
+	maxHeaderSize = wire.HeaderSize + 32 + 8 + 8 + 4 + 1 + SaltSize + 2*HashSize +
 		4 + maxSealedPathSize + 4 + maxSealedMetadataSize +
 		4 + MaxReaders*(4+maxIdentitySize+4+maxReadcapSize) +
 		principal.PublicKeySize + 4 + maxChainSize + principal.SignatureSize
@@ -75,6 +76,8 @@ type Header struct {
 	Version        uint64
 	Size           uint64 // plaintext bytes
 	SectorSize     uint32
+	Cipher         Cipher         // the sectors' AEAD
+	SectorSalt     [SaltSize]byte // random for AES256GCM, zero for XChaCha20Poly1305
 	Root           [HashSize]byte // Merkle root over the sealed present sectors and the holes
 	KeyCommitment  [HashSize]byte // derived from the block key, checked by every reader
 	SealedPath     []byte
@@ -126,6 +129,8 @@ func (h *Header) encodeUnsigned() (*wire.Encoder, error) {
 	e.Uint64(h.Version)
 	e.Uint64(h.Size)
 	e.Uint32(h.SectorSize)
+	e.Uint8(uint8(h.Cipher))
+	e.Fixed(h.SectorSalt[:])
 	e.Fixed(h.Root[:])
 	e.Fixed(h.KeyCommitment[:])
 	e.Bytes(h.SealedPath)
@@ -175,6 +180,8 @@ func parseHeader(data []byte) (*Header, []byte, error) {
 	h.Version = d.Uint64()
 	h.Size = d.Uint64()
 	h.SectorSize = d.Uint32()
+	h.Cipher = Cipher(d.Uint8())
+	copy(h.SectorSalt[:], d.Fixed(SaltSize))
 	copy(h.Root[:], d.Fixed(HashSize))
 	copy(h.KeyCommitment[:], d.Fixed(HashSize))
 	h.SealedPath = d.BytesCopy(maxSealedPathSize)
@@ -204,6 +211,13 @@ func parseHeader(data []byte) (*Header, []byte, error) {
 	}
 	if h.Size > MaxSize {
 		return fail("size %d is above the maximum %d: %w", h.Size, MaxSize, wire.ErrInvalid)
+	}
+	if !h.Cipher.valid() {
+		return fail("unknown sector cipher %d, expected %d (%s) or %d (%s): %w", uint8(h.Cipher),
+			uint8(XChaCha20Poly1305), XChaCha20Poly1305, uint8(AES256GCM), AES256GCM, wire.ErrInvalid)
+	}
+	if h.Cipher == XChaCha20Poly1305 && h.SectorSalt != ([SaltSize]byte{}) {
+		return fail("sector salt is set, but %s does not use one: %w", XChaCha20Poly1305, wire.ErrInvalid)
 	}
 	if len(h.SealedPath) < SealOverhead {
 		return fail("sealed path is %d bytes, below the minimum %d: %w", len(h.SealedPath), SealOverhead, wire.ErrInvalid)

@@ -2,8 +2,10 @@ package block
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -11,6 +13,36 @@ import (
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/crypto/wire"
 )
+
+// fixtureCipher seals the sectors of the fixture's blocks. TestMain runs the
+// package's tests once with each cipher.
+var fixtureCipher Cipher
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	ciphers := []Cipher{XChaCha20Poly1305, AES256GCM}
+	if flagSet("test.fuzz") || flagSet("test.list") {
+		// The fuzzing engine and go test -list expect one run, which uses
+		// the cipher that Seal picks on this CPU.
+		ciphers = []Cipher{sectorCipher(CipherAuto)}
+	}
+	code := 0
+	for _, c := range ciphers {
+		fixtureCipher = c
+		fmt.Printf("sector cipher: %s\n", c)
+		if m.Run() != 0 {
+			fmt.Fprintf(os.Stderr, "tests failed with sectors sealed by %s\n", c)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// flagSet reports whether the test flag name has a value.
+func flagSet(name string) bool {
+	f := flag.Lookup(name)
+	return f != nil && f.Value.String() != ""
+}
 
 // grantValidity is how long the fixture's writecap is valid, starting an
 // hour before the test runs. Seal checks the chain at the real current time,
@@ -78,6 +110,7 @@ func (f *fixture) params(version uint64) Params {
 		Path:     f.path("/home/notes.txt"),
 		Metadata: []byte("mode=0644 uid=1000"),
 		Readers:  []principal.Identity{f.writer.Identity(), f.alice.Identity(), f.bob.Identity()},
+		Cipher:   fixtureCipher,
 	}
 }
 
@@ -115,6 +148,7 @@ func testData(n int) []byte {
 // parts are the offsets of the sections of an encoded block and its sector
 // ranges, computed from the documented layout.
 type parts struct {
+	overhead     int // bytes that sealing adds to a sector
 	rangesStart  int // end of the header
 	leavesStart  int
 	sectorsStart int
@@ -130,10 +164,11 @@ func blockParts(t testing.TB, encoded []byte) parts {
 	if err := d.Err(); err != nil {
 		t.Fatalf("decode block: %v", err)
 	}
-	if _, err := ParseHeader(header); err != nil {
+	h, err := ParseHeader(header)
+	if err != nil {
 		t.Fatalf("ParseHeader: %v", err)
 	}
-	p := parts{rangesStart: wire.HeaderSize + 4 + len(header)}
+	p := parts{overhead: h.Cipher.sectorOverhead(), rangesStart: wire.HeaderSize + 4 + len(header)}
 
 	count := d.Uint32()
 	stored := 0
@@ -169,7 +204,7 @@ func (p parts) slot(index int) int {
 // sectorAt returns the index of the sector whose sealed bytes contain
 // offset, which is at or after sectorsStart.
 func (p parts) sectorAt(offset int) int {
-	slot := (offset - p.sectorsStart) / (SectorSize + SealOverhead)
+	slot := (offset - p.sectorsStart) / (SectorSize + p.overhead)
 	for _, r := range p.ranges {
 		if slot < int(r.Count) {
 			return int(r.First) + slot
@@ -187,8 +222,8 @@ func sealedSector(t testing.TB, encoded []byte, index int) (start, end int) {
 	if slot < 0 {
 		t.Fatalf("sector %d is a hole", index)
 	}
-	start = p.sectorsStart + slot*(SectorSize+SealOverhead)
-	return start, min(start+SectorSize+SealOverhead, len(encoded))
+	start = p.sectorsStart + slot*(SectorSize+p.overhead)
+	return start, min(start+SectorSize+p.overhead, len(encoded))
 }
 
 // leafAt returns the bounds of the leaf hash of present sector index in

@@ -73,7 +73,8 @@ func decodeBlock(encoded []byte, id [32]byte) (*layout, error) {
 	// The stored bytes are at most MaxSize and the present sectors at most
 	// MaxSectors, so this sum cannot overflow a uint64.
 	storedBytes := present.storedBytes(h.Size)
-	want := present.stored*HashSize + storedBytes + present.stored*SealOverhead
+	sealedBytes := storedBytes + present.stored*uint64(h.Cipher.sectorOverhead())
+	want := present.stored*HashSize + sealedBytes
 	if have := uint64(d.Remaining()); have != want {
 		cause := wire.ErrTruncated
 		if have > want {
@@ -90,7 +91,7 @@ func decodeBlock(encoded []byte, id [32]byte) (*layout, error) {
 		signed:  signed,
 		present: present,
 		leaves:  make([][HashSize]byte, present.stored),
-		sectors: d.Fixed(int(storedBytes + present.stored*SealOverhead)),
+		sectors: d.Fixed(int(sealedBytes)),
 	}
 	if err := d.Finish(); err != nil {
 		return nil, headerError(id, "decode block", err)
@@ -182,7 +183,7 @@ func open(encoded []byte, reader *principal.Credential, expect Expect, rewrite b
 	if err != nil {
 		return nil, err
 	}
-	keys, err := deriveKeys(h.ID, key)
+	keys, err := deriveKeys(h.ID, key, h.Cipher, h.SectorSalt)
 	if err != nil {
 		return nil, fmt.Errorf("open block %s version %d: %w", formatID(id), h.Version, err)
 	}
@@ -299,7 +300,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		want = p[:size-off]
 	}
 
-	sealed := make([]byte, SectorSize+SealOverhead)
+	sealed := make([]byte, SectorSize+r.keys.cipher.sectorOverhead())
 	var plain []byte
 	n := 0
 	for n < len(want) {
@@ -356,15 +357,16 @@ func (r *Reader) sectorLength(index uint64) int {
 func (r *Reader) openSector(index, slot uint64, scratch, dst []byte) ([]byte, error) {
 	length := r.sectorLength(index)
 	// Only the last sector of the block can be short, and it is stored last,
-	// so every stored sector before it takes a full SectorSize+SealOverhead.
-	offset := slot * (SectorSize + SealOverhead)
-	sealed := scratch[:length+SealOverhead]
+	// so every stored sector before it takes a full SectorSize+overhead.
+	overhead := r.keys.cipher.sectorOverhead()
+	offset := slot * uint64(SectorSize+overhead)
+	sealed := scratch[:length+overhead]
 	copy(sealed, r.sectors[offset:])
 
 	if leafHash(uint32(index), sealed) != r.leaves[slot] {
 		return nil, sectorError(r.header.ID, int(index), "sealed sector does not match its leaf hash")
 	}
-	plain, err := openValue(dst[:0], r.keys.sectors, sealed, sectorAD(r.header.ID, uint32(index), r.header.Version))
+	plain, err := r.keys.openSector(dst[:0], sealed, uint32(index), sectorAD(r.header.ID, uint32(index), r.header.Version))
 	if err != nil {
 		e := sectorError(r.header.ID, int(index), "sealed sector does not decrypt")
 		e.Err = err
@@ -446,7 +448,7 @@ func Verify(encoded []byte, root principal.Principal, now time.Time) (*Header, e
 	slot := 0
 	for _, r := range l.present.ranges {
 		for i := r.First; i < r.First+r.Count; i++ {
-			length := int(min(SectorSize, h.Size-i*SectorSize)) + SealOverhead
+			length := int(min(SectorSize, h.Size-i*SectorSize)) + h.Cipher.sectorOverhead()
 			if leafHash(uint32(i), l.sectors[offset:offset+length]) != l.leaves[slot] {
 				return nil, sectorError(h.ID, int(i), "sealed sector does not match its leaf hash")
 			}

@@ -12,6 +12,7 @@ import (
 // AddReader returns the next version of encoded with a readcap for reader
 // added, sealed and signed by w. The block key stays the same, so the new
 // reader can also decrypt older versions sealed under it if it obtains them.
+// The sector cipher stays the same too, with a new salt for AES256GCM.
 //
 // The writer opens the block with its own credential, so it must hold a
 // readcap (ErrNoReadcap otherwise). The block must pass every check of Open
@@ -43,6 +44,7 @@ func AddReader(encoded []byte, w Writer, reader principal.Identity) ([]byte, err
 		Metadata: r.metadata,
 		Key:      key,
 		Readers:  append(readers, reader),
+		Cipher:   r.header.Cipher,
 	}, "add reader "+added.String())
 }
 
@@ -79,6 +81,7 @@ func RemoveReader(encoded []byte, w Writer, removed principal.Principal) ([]byte
 		Metadata: r.metadata,
 		Key:      nil, // a new key, so that the removed reader cannot read on
 		Readers:  readers,
+		Cipher:   r.header.Cipher,
 	}, "remove reader "+removed.String())
 }
 

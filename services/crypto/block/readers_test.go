@@ -176,7 +176,7 @@ func TestAddReaderRejectsDamagedBlock(t *testing.T) {
 	f := newFixture(t)
 	encoded := f.seal(f.params(1), testData(SectorSize+1))
 	start, _ := sealedSector(t, encoded, 1)
-	encoded[start+NonceSize] ^= 1
+	encoded[start] ^= 1
 
 	_, err := AddReader(encoded, f.sealer(), f.carol.Identity())
 	requireIntegrityError(t, err, ptr(1))

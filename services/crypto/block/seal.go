@@ -41,6 +41,10 @@ type Params struct {
 	// Readers receive a readcap each. The writer needs one too if it is to
 	// open the block again, as AddReader and RemoveReader do.
 	Readers []principal.Identity
+
+	// Cipher seals the sectors. CipherAuto, the zero value, picks the
+	// faster one for this CPU. Readers open either.
+	Cipher Cipher
 }
 
 // Seal encrypts data, wraps the block key for every reader, signs the header
@@ -100,6 +104,9 @@ func checkParams(w Writer, p Params, size uint64) error {
 	if len(p.Metadata) > MaxMetadataSize {
 		return fail("metadata is %d bytes, above the maximum %d", len(p.Metadata), MaxMetadataSize)
 	}
+	if p.Cipher != CipherAuto && !p.Cipher.valid() {
+		return fail("unknown sector cipher %d: use CipherAuto, XChaCha20Poly1305 or AES256GCM", uint8(p.Cipher))
+	}
 	if p.Key != nil && len(p.Key) != KeySize {
 		return fail("key is %d bytes, expected %d (or nil for a new key)", len(p.Key), KeySize)
 	}
@@ -143,7 +150,8 @@ func seal(w Writer, p Params, data []byte) ([]byte, error) {
 	}
 
 	present := newPresence(dataRanges(data))
-	sealedLen := present.storedBytes(s.header.Size) + present.stored*SealOverhead
+	overhead := s.keys.cipher.sectorOverhead()
+	sealedLen := present.storedBytes(s.header.Size) + present.stored*uint64(overhead)
 	out, sectorsStart := s.allocate(present, sealedLen)
 
 	leaves := make([][HashSize]byte, 0, present.stored)
@@ -151,7 +159,7 @@ func seal(w Writer, p Params, data []byte) ([]byte, error) {
 	for _, r := range present.ranges {
 		for i := r.First; i < r.First+r.Count; i++ {
 			plain := data[i*SectorSize : min((i+1)*SectorSize, uint64(len(data)))]
-			sealed := out[offset : offset+len(plain)+SealOverhead]
+			sealed := out[offset : offset+len(plain)+overhead]
 			leaves = append(leaves, s.sealSector(i, plain, sealed))
 			offset += len(sealed)
 		}
@@ -174,6 +182,7 @@ func sealSparse(w Writer, p Params, size uint64, sectors iter.Seq2[uint64, []byt
 	}
 
 	n := sectorCount(size)
+	overhead := s.keys.cipher.sectorOverhead()
 	var ranges []SectorRange
 	var leaves [][HashSize]byte
 	var sealedSectors []byte
@@ -194,7 +203,7 @@ func sealSparse(w Writer, p Params, size uint64, sectors iter.Seq2[uint64, []byt
 		}
 
 		offset := len(sealedSectors)
-		sealedSectors = slices.Grow(sealedSectors, len(plain)+SealOverhead)[:offset+len(plain)+SealOverhead]
+		sealedSectors = slices.Grow(sealedSectors, len(plain)+overhead)[:offset+len(plain)+overhead]
 		leaves = append(leaves, s.sealSector(i, plain, sealedSectors[offset:]))
 		ranges = appendSector(ranges, i)
 	}
@@ -219,7 +228,12 @@ type sealer struct {
 // readers and builds the header of a block of size bytes.
 func newSealer(w Writer, p Params, key []byte, size uint64) (*sealer, error) {
 	s := &sealer{writer: w, params: p}
-	keys, err := deriveKeys(p.ID, key)
+	c := sectorCipher(p.Cipher)
+	var salt [SaltSize]byte
+	if c == AES256GCM {
+		rand.Read(salt[:])
+	}
+	keys, err := deriveKeys(p.ID, key, c, salt)
 	if err != nil {
 		return nil, s.fail(err)
 	}
@@ -234,6 +248,8 @@ func newSealer(w Writer, p Params, key []byte, size uint64) (*sealer, error) {
 		Version:        p.Version,
 		Size:           size,
 		SectorSize:     SectorSize,
+		Cipher:         c,
+		SectorSalt:     salt,
 		KeyCommitment:  keys.commitment,
 		SealedPath:     sealValue(nil, keys.fields, []byte(p.Path), fieldAD(pathContext, p.ID, p.Version)),
 		SealedMetadata: sealValue(nil, keys.fields, p.Metadata, fieldAD(metadataContext, p.ID, p.Version)),
@@ -277,11 +293,9 @@ func (s *sealer) allocate(present *presence, sealedLen uint64) ([]byte, int) {
 }
 
 // sealSector seals the plaintext of sector index into sealed, which has room
-// for exactly the nonce, the ciphertext and the tag, and returns its leaf hash.
+// for exactly the sealed sector, and returns its leaf hash.
 func (s *sealer) sealSector(index uint64, plain, sealed []byte) [HashSize]byte {
-	nonce := sealed[:NonceSize]
-	rand.Read(nonce)
-	s.keys.sectors.Seal(sealed[NonceSize:NonceSize], nonce, plain, sectorAD(s.params.ID, uint32(index), s.params.Version))
+	s.keys.sealSector(sealed, uint32(index), plain, sectorAD(s.params.ID, uint32(index), s.params.Version))
 	return leafHash(uint32(index), sealed)
 }
 

@@ -202,7 +202,7 @@ func TestSealStoresOnlyPresentSectors(t *testing.T) {
 	sparse := f.seal(f.params(1), sparseData("DHHD", 0))
 
 	// Two sectors, their leaves and one range fewer, and one range more.
-	want := len(dense) - 2*(SectorSize+SealOverhead+HashSize) + rangeSize
+	want := len(dense) - 2*(SectorSize+fixtureCipher.sectorOverhead()+HashSize) + rangeSize
 	if len(sparse) != want {
 		t.Errorf("block with two holes of four sectors is %d bytes, expected %d (the dense block is %d)", len(sparse), want, len(dense))
 	}
@@ -367,7 +367,7 @@ func sealedParts(t *testing.T, encoded []byte) (header []byte, ranges []SectorRa
 	offset := 0
 	for _, r := range l.present.ranges {
 		for i := r.First; i < r.First+r.Count; i++ {
-			length := int(min(SectorSize, l.header.Size-i*SectorSize)) + SealOverhead
+			length := int(min(SectorSize, l.header.Size-i*SectorSize)) + l.header.Cipher.sectorOverhead()
 			sectors = append(sectors, l.sectors[offset:offset+length])
 			offset += length
 		}
@@ -390,13 +390,18 @@ func TestHoleTamperingDetected(t *testing.T) {
 	// A reader knows the key and can seal sector 1 correctly, with the right
 	// associated data, so its AEAD tag is valid.
 	r := f.open(encoded, f.alice, 1)
-	keys, err := deriveKeys(f.id, r.Key())
+	keys, err := deriveKeys(f.id, r.Key(), r.Header().Cipher, r.Header().SectorSalt)
 	if err != nil {
 		t.Fatalf("deriveKeys: %v", err)
 	}
-	zeros := sealValue(nil, keys.sectors, make([]byte, SectorSize), sectorAD(f.id, 1, 1))
+	sealOne := func(plain []byte) []byte {
+		sealed := make([]byte, len(plain)+keys.cipher.sectorOverhead())
+		keys.sealSector(sealed, 1, plain, sectorAD(f.id, 1, 1))
+		return sealed
+	}
+	zeros := sealOne(make([]byte, SectorSize))
 	zerosLeaf := leafHash(1, zeros)
-	other := sealValue(nil, keys.sectors, testData(SectorSize), sectorAD(f.id, 1, 1))
+	other := sealOne(testData(SectorSize))
 	otherLeaf := leafHash(1, other)
 
 	tests := []struct {
@@ -462,13 +467,15 @@ func TestDecodeRejectsNonCanonicalRanges(t *testing.T) {
 	}
 }
 
-// TestVersion1Rejected checks that the decoders accept only version 2: no
-// version 1 block was ever stored, and its root did not cover holes.
-func TestVersion1Rejected(t *testing.T) {
+// TestOldVersionsRejected checks that the decoders accept only block
+// version 2 with header version 3. No block of an older version was stored
+// by a release: header version 2 had no sector cipher, and in version 1 the
+// root did not cover holes.
+func TestOldVersionsRejected(t *testing.T) {
 	f := newFixture(t)
 	encoded := f.seal(f.params(1), testData(10))
-	if encoded[2] != 2 || encoded[7+2] != 2 {
-		t.Fatalf("block version %d, header version %d, expected 2 and 2", encoded[2], encoded[7+2])
+	if encoded[2] != 2 || encoded[7+2] != 3 {
+		t.Fatalf("block version %d, header version %d, expected 2 and 3", encoded[2], encoded[7+2])
 	}
 
 	block := bytes.Clone(encoded)
@@ -479,10 +486,12 @@ func TestVersion1Rejected(t *testing.T) {
 		t.Errorf("Open of a version 1 block: %v, expected ErrUnknownVersion", err)
 	}
 
-	header := bytes.Clone(encoded[7:blockParts(t, encoded).rangesStart])
-	header[2] = 1
-	if _, err := ParseHeader(header); !errors.Is(err, wire.ErrUnknownVersion) {
-		t.Errorf("ParseHeader of a version 1 header: %v, expected ErrUnknownVersion", err)
+	for _, old := range []byte{1, 2} {
+		header := bytes.Clone(encoded[7:blockParts(t, encoded).rangesStart])
+		header[2] = old
+		if _, err := ParseHeader(header); !errors.Is(err, wire.ErrUnknownVersion) {
+			t.Errorf("ParseHeader of a version %d header: %v, expected ErrUnknownVersion", old, err)
+		}
 	}
 }
 

@@ -154,7 +154,7 @@ func TestBitFlipDetectedLargeBlockSample(t *testing.T) {
 			continue
 		}
 
-		damaged := (offset - sectorsStart) / (SectorSize + SealOverhead)
+		damaged := (offset - sectorsStart) / (SectorSize + fixtureCipher.sectorOverhead())
 		readers := []*Reader{shared}
 		if i%freshOpenEvery == 0 {
 			r, err := Open(encoded, f.alice, f.expect(1))
@@ -225,7 +225,7 @@ func TestTruncatedBlockRejected(t *testing.T) {
 
 	cuts := []int{0, 1, 2, 3, 6, 100, layout.rangesStart - 1, layout.rangesStart, layout.rangesStart + 3,
 		layout.leavesStart, layout.leavesStart + 5, layout.sectorsStart,
-		layout.sectorsStart + 1000, layout.sectorsStart + SectorSize + SealOverhead, len(encoded) - 1}
+		layout.sectorsStart + 1000, layout.sectorsStart + SectorSize + layout.overhead, len(encoded) - 1}
 	for _, cut := range cuts {
 		t.Run(fmt.Sprint(cut), func(t *testing.T) {
 			truncated := bytes.Clone(encoded[:cut])
@@ -329,7 +329,7 @@ func TestChangeAfterOpenDetected(t *testing.T) {
 	r := f.open(encoded, f.alice, 1)
 
 	start, _ := sealedSector(t, encoded, 1)
-	encoded[start+NonceSize+10] ^= 0x80
+	encoded[start+100] ^= 0x80
 
 	_, err := r.ReadAt(make([]byte, 10), SectorSize+5)
 	requireIntegrityError(t, err, ptr(1))
