@@ -53,8 +53,19 @@ func (f *netdFlags) runDir(stateDir string) string {
 }
 
 // check rejects a run directory whose sockets do not fit a Unix socket
-// address, before the state directory is touched.
+// address and a listen address that cannot be bound, before the state
+// directory is touched.
 func (f *netdFlags) check(stateDir string) error {
+	if *f.listen != "" {
+		// A trial bind finds a malformed address, an unknown host, a port
+		// in use and a port that needs root now, not after the TPM and the
+		// journal. The port could still be taken before netd binds it.
+		ln, err := net.Listen("tcp", *f.listen)
+		if err != nil {
+			return fmt.Errorf("--listen %s: %w (give HOST:PORT with an address of this machine and a free port, such as :%d)", *f.listen, err, DefaultNetdPort)
+		}
+		ln.Close()
+	}
 	var p principal.Principal
 	for _, name := range []string{endpoint.NetdName, endpoint.EchoName, shell.ServiceName} {
 		if _, err := endpoint.SocketPath(f.runDir(stateDir), endpoint.Service(p, p, name)); err != nil {

@@ -1,6 +1,7 @@
 package hostmode
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,17 +96,35 @@ func TestNodeStartErrors(t *testing.T) {
 		compareSnapshots(t, "state directory", before, takeSnapshot(t, existing))
 	})
 
+	// rejectOption starts the node with a bad option and checks that it
+	// fails with an error that contains want and changes nothing.
+	rejectOption := func(t *testing.T, option, value string, want ...string) {
+		t.Helper()
+		mount := filepath.Join(t.TempDir(), "mnt")
+		if err := os.Mkdir(mount, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		before := takeSnapshot(t, existing)
+		res := runBT(t, "node", "--state", existing, "--mount", mount, option, value)
+		requireOneLineError(t, res, append([]string{option + " " + value}, want...)...)
+		requireUnmountedEmpty(t, mount)
+		compareSnapshots(t, "state directory", before, takeSnapshot(t, existing))
+	}
+
 	t.Run("checkpoint interval too short", func(t *testing.T) {
 		for _, interval := range []string{"-5s", "500ms"} {
-			mount := filepath.Join(t.TempDir(), "mnt")
-			if err := os.Mkdir(mount, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			before := takeSnapshot(t, existing)
-			res := runBT(t, "node", "--state", existing, "--mount", mount, "--checkpoint-interval", interval)
-			requireOneLineError(t, res, "--checkpoint-interval "+interval, "at least 1s")
-			requireUnmountedEmpty(t, mount)
-			compareSnapshots(t, "state directory", before, takeSnapshot(t, existing))
+			rejectOption(t, "--checkpoint-interval", interval, "at least 1s")
+		}
+	})
+
+	t.Run("bad listen address", func(t *testing.T) {
+		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		for _, listen := range []string{"7420", "127.0.0.1:99999", "127.0.0.1:no-such-service", taken.Addr().String()} {
+			rejectOption(t, "--listen", listen, "HOST:PORT")
 		}
 	})
 
