@@ -198,7 +198,7 @@ type journalRecord struct {
 	seq        uint64
 	tags       []uint64
 	payloadLen int
-	bodyOffset int64 // of the body (nonce, then ciphertext) in the segment
+	bodyOffset int64 // of the body (cipher byte, nonce, then ciphertext) in the segment
 }
 
 // Sizes of the journal's on-disk format.
@@ -207,7 +207,7 @@ const (
 	recordPrefixSize  = 8      // length and header CRC
 	headerFixedSize   = 19     // kind, version, seq, tag count, payload length
 	bodyCRCSize       = 4      // CRC32C of the body, between header and body
-	journalNonceSize  = 24     // XChaCha20-Poly1305
+	journalBodyPrefix = 1 + 24 // cipher byte and nonce field, before the ciphertext
 	recordKind        = 0x0101 // KindJournalRecord
 	sealKind          = 0x0102 // KindJournalSeal, which ends each group of records
 )
@@ -319,7 +319,7 @@ func testFlippedJournalByte(t *testing.T, checkpointed bool) {
 		t.Fatalf("the write record of j/victim.bin is the last record, but j/after.txt was written after it")
 	}
 	r := records[target]
-	flipByte(t, r.segment, r.bodyOffset+journalNonceSize+int64(r.payloadLen)/2)
+	flipByte(t, r.segment, r.bodyOffset+journalBodyPrefix+int64(r.payloadLen)/2)
 	t.Logf("flipped a payload byte of record seq %d (tags %v, %d payload bytes, offset %d of %s), one of %d records", r.seq, r.tags, r.payloadLen, r.offset, filepath.Base(r.segment), len(records))
 
 	t.Run("restart", func(t *testing.T) {

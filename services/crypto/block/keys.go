@@ -79,6 +79,11 @@ func (c Cipher) sectorOverhead() int {
 var hardwareAES = runtime.GOARCH == "amd64" && cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ && cpu.X86.HasSSE41 && cpu.X86.HasSSSE3 ||
 	runtime.GOARCH == "arm64" && cpu.ARM64.HasAES && cpu.ARM64.HasPMULL
 
+// HardwareAES reports whether this CPU runs Go's AES-GCM in hardware, so
+// that AES-256-GCM is the faster AEAD. Other packages that choose between
+// AES-256-GCM and XChaCha20-Poly1305 ask it too.
+func HardwareAES() bool { return hardwareAES }
+
 // sectorCipher returns the cipher that Seal uses for c.
 func sectorCipher(c Cipher) Cipher {
 	if c != CipherAuto {

@@ -40,7 +40,7 @@ func flipByte(t *testing.T, path string, offset int64, mask byte) {
 // payloadOffset returns the offset of the first ciphertext byte of the
 // record at offset, which has the two tags of tagsFor.
 func payloadOffset(recordOffset int64) int64 {
-	return recordOffset + recordPrefixSize + int64(headerSize(2)) + crcSize + nonceSize
+	return recordOffset + recordPrefixSize + int64(headerSize(2)) + crcSize + cipherSize + nonceSize
 }
 
 // fixBodyCRC recomputes the body CRC of the record at offset, so that a

@@ -27,12 +27,21 @@
 //
 // # Protection
 //
-// The payload is sealed with XChaCha20-Poly1305 under a key derived from
-// Options.Key. Names and file data are inside it, so a reader of the disk
-// learns only the seqs, the tags, the payload lengths and the timing.
+// The payload is sealed under a key derived from Options.Key. Names and file
+// data are inside it, so a reader of the disk learns only the seqs, the tags,
+// the payload lengths, the cipher and the timing. On CPUs that run AES-GCM
+// in hardware the journal seals with AES-256-GCM, elsewhere with
+// XChaCha20-Poly1305, for the reasons that the block package gives for its
+// sectors. Each record names its cipher, and readers open both. For
+// AES-256-GCM every Open that appends draws a random 12-byte epoch, which
+// selects the key, and numbers its records' GCM nonces from 1. A crash can
+// make the next Open write other records under seqs that were used before.
+// So neither the seq nor a stored counter could serve as nonce, and a
+// repeated GCM nonce would reveal the XOR of two payloads and the
+// authentication key.
 //
 // The node signs seals, not records (ECDSA P-256, context "blocktree
-// journal seal v2"). The leader of a group commit ends every group of
+// journal seal v3"). The leader of a group commit ends every group of
 // records it writes with a seal: the node's signature over the journal id, the seq
 // range of the group and the SHA-256 hash of each record in it. A record
 // counts only if the seal after it lists its hash. The seal is what stops
@@ -51,8 +60,8 @@
 // Checking it needs neither the key nor a decryption, so Open can verify the
 // newest group cheaply. It covers every byte of the record, so any change to
 // a record with good checksums fails the seal before the AEAD is tried. The
-// seal is stored in clear: the hashes are of ciphertexts under random nonces,
-// so they reveal nothing about the payloads.
+// seal is stored in clear: the hashes are of ciphertexts under nonces that
+// never repeat, so they reveal nothing about the payloads.
 //
 // A group holds at most 1024 records and 8 MiB of records (one larger record
 // is a group of its own), and it never spans two segments, so Replay and
@@ -82,7 +91,7 @@
 // A segment starts with a 47-byte header:
 //
 //	kind        uint16   0x0100 (KindJournalSegment)
-//	version     uint8    2
+//	version     uint8    3
 //	journal id  32 bytes, the same in every segment of one journal
 //	first seq   uint64   seq of the segment's first record
 //	header CRC  uint32   CRC32C (Castagnoli) of the 43 bytes above
@@ -91,33 +100,40 @@
 //
 //	length      uint32   bytes of the whole record, this field included
 //	header CRC  uint32   CRC32C of the length field and the header
-//	header      kind uint16 0x0101 (KindJournalRecord), version uint8 2,
+//	header      kind uint16 0x0101 (KindJournalRecord), version uint8 3,
 //	            seq uint64, tag count uint32, tags (count × uint64),
 //	            payload length uint32
 //	body CRC    uint32   CRC32C of the body
-//	body        24-byte random nonce || XChaCha20-Poly1305(payload)
+//	body        cipher uint8 || 24-byte nonce field || AEAD(payload)
+//	            cipher 1: XChaCha20-Poly1305, a random 24-byte nonce
+//	            cipher 2: AES-256-GCM, a 12-byte epoch || 4 zero bytes ||
+//	            uint64 counter, of which the last 12 bytes are the nonce
 //
 // A seal has the same frame, so a reader walks both alike:
 //
 //	length      uint32   bytes of the whole seal, this field included
 //	header CRC  uint32   CRC32C of the length field and the header
-//	header      kind uint16 0x0102 (KindJournalSeal), version uint8 2,
+//	header      kind uint16 0x0102 (KindJournalSeal), version uint8 3,
 //	            first seq uint64, record count uint32 (1 to 1024)
 //	body CRC    uint32   CRC32C of the body
 //	body        record count × 32-byte SHA-256 of a record, in seq order ||
 //	            64-byte signature r||s
 //
 // A record header is a canonical wire encoding, 19 + 8 × tag count bytes
-// long, and a seal header 15 bytes long. The AEAD key is HKDF-SHA256 of
-// Options.Key with the journal id as salt and "blocktree journal payload key
-// v1" as info, so every journal has its own key. The AEAD's associated data
-// is journal id || record header. The signed message of a seal is journal id
+// long, and a seal header 15 bytes long. The XChaCha20-Poly1305 key is
+// HKDF-SHA256 of Options.Key with the journal id as salt and "blocktree
+// journal payload key v1" as info, so every journal has its own key. The
+// AES-256-GCM key of an epoch is HKDF-Expand, with the epoch as info, of
+// HKDF-SHA256 of Options.Key with the journal id as salt and "blocktree
+// journal payload key aes-256-gcm v1" as info. The AEAD's associated data is
+// journal id || record header || cipher byte. The signed message of a seal is journal id
 // || seal header || hashes. A record is at most MaxTags tags and
 // MaxPayloadSize payload bytes.
 //
 // Open and Check reject a journal whose segment headers have another format
 // version with an error that names both versions, before they change
-// anything. Version 1 signed every record and is not migrated.
+// anything. Version 1 signed every record, version 2 had no cipher byte, and
+// neither is migrated: no release wrote them.
 //
 // # Invariants
 //

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -9,9 +10,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/crc32"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/blocktree/blocktree/services/crypto/block"
 	"github.com/blocktree/blocktree/services/crypto/principal"
 	"github.com/blocktree/blocktree/services/crypto/wire"
 )
@@ -46,13 +50,20 @@ const (
 )
 
 const (
-	formatVersion = 2
-	signContext   = "blocktree journal seal v2"
+	formatVersion = 3
+	signContext   = "blocktree journal seal v3"
 	keyInfo       = "blocktree journal payload key v1"
+	aesKeyInfo    = "blocktree journal payload key aes-256-gcm v1"
 
-	crcSize   = 4
-	nonceSize = chacha20poly1305.NonceSizeX
-	tagSize   = chacha20poly1305.Overhead
+	crcSize    = 4
+	cipherSize = 1 // the cipher byte in front of a record's nonce
+	nonceSize  = chacha20poly1305.NonceSizeX
+	tagSize    = chacha20poly1305.Overhead
+
+	// epochSize is the part of an AES-256-GCM record's nonce field that
+	// names its key: random for each codec that appends.
+	epochSize    = nonceSize - gcmNonceSize
+	gcmNonceSize = 12
 
 	// segmentHeaderSize is kind, version, journal id, first seq and CRC.
 	segmentHeaderSize = wire.HeaderSize + IDSize + 8 + crcSize
@@ -68,7 +79,7 @@ const (
 	// its kind and its tag or record count, and so the size of its header.
 	headerPeekSize = recordPrefixSize + wire.HeaderSize + 8 + 4
 
-	bodyOverhead  = nonceSize + tagSize
+	bodyOverhead  = cipherSize + nonceSize + tagSize
 	minRecordSize = recordPrefixSize + headerFixedSize + crcSize + bodyOverhead
 
 	// sealHeaderSize is a seal header: kind, version, first seq and record
@@ -260,49 +271,142 @@ func parseSealHeader(h recordHeader) (recordHeader, error) {
 	return h, nil
 }
 
+// Ciphers of record payloads. A record names its cipher in the byte in
+// front of its nonce, so one journal may hold both, such as after its
+// state directory moved to a machine with other CPU features.
+const (
+	// cipherXChaCha is XChaCha20-Poly1305 under the journal's payload key
+	// with a random 24-byte nonce.
+	cipherXChaCha byte = 1
+
+	// cipherAESGCM is AES-256-GCM under a key for the epoch in the first
+	// 12 bytes of the nonce field, with the last 12 bytes as GCM nonce:
+	// 4 zero bytes and a counter. Each codec that appends draws a random
+	// epoch and counts from 1, so no key and nonce repeat, even when a
+	// crash makes the next Open reuse seqs.
+	cipherAESGCM byte = 2
+)
+
+// maxEpochKeys bounds the AES-256-GCM keys that a codec keeps for reading.
+// A journal has one epoch per Open that appended to it.
+const maxEpochKeys = 64
+
 // codec seals and opens the bodies of one journal's records, and signs and
 // verifies its seals.
 type codec struct {
 	id       journalID
-	aead     cipher.AEAD
+	cipher   byte // the cipher of the records it encodes
+	xchacha  cipher.AEAD
 	signer   *principal.Credential // nil for read-only use
 	verifier principal.PublicKey
+
+	aesKey  []byte // derived from the journal key, from which epoch keys derive
+	epoch   [epochSize]byte
+	sealer  cipher.AEAD // the AES-256-GCM AEAD of epoch
+	counter atomic.Uint64
+
+	mu     sync.Mutex
+	epochs map[[epochSize]byte]cipher.AEAD // AES-256-GCM AEADs for reading
 }
 
+// newCodec returns the codec of journal id. It encodes with AES-256-GCM on
+// CPUs that run it in hardware and with XChaCha20-Poly1305 on others, and
+// decodes both.
 func newCodec(key []byte, id journalID, signer *principal.Credential, verifier principal.PublicKey) (*codec, error) {
+	choice := cipherXChaCha
+	if block.HardwareAES() {
+		choice = cipherAESGCM
+	}
+	return newCodecWith(key, id, signer, verifier, choice)
+}
+
+func newCodecWith(key []byte, id journalID, signer *principal.Credential, verifier principal.PublicKey, choice byte) (*codec, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("journal key of %d bytes, expected %d", len(key), KeySize)
 	}
-	// Deriving a key per journal keeps the caller's key out of direct use
+	// Deriving keys per journal keeps the caller's key out of direct use
 	// and ties every ciphertext to this journal in one more way.
 	derived, err := hkdf.Key(sha256.New, key, id[:], keyInfo, KeySize)
 	if err != nil {
 		return nil, fmt.Errorf("derive journal key: %w", err)
 	}
 	defer principal.Wipe(derived)
-	aead, err := chacha20poly1305.NewX(derived)
+	xchacha, err := chacha20poly1305.NewX(derived)
 	if err != nil {
 		return nil, fmt.Errorf("journal cipher: %w", err)
 	}
-	return &codec{id: id, aead: aead, signer: signer, verifier: verifier}, nil
+	aesKey, err := hkdf.Key(sha256.New, key, id[:], aesKeyInfo, KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("derive journal key: %w", err)
+	}
+	c := &codec{id: id, cipher: choice, xchacha: xchacha, signer: signer, verifier: verifier,
+		aesKey: aesKey, epochs: make(map[[epochSize]byte]cipher.AEAD)}
+	if choice == cipherAESGCM {
+		rand.Read(c.epoch[:]) // crypto/rand.Read never fails since Go 1.24.
+		if c.sealer, err = c.epochAEAD(c.epoch); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// epochAEAD returns the AES-256-GCM AEAD of epoch, derived once and kept.
+func (c *codec) epochAEAD(epoch [epochSize]byte) (cipher.AEAD, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if aead := c.epochs[epoch]; aead != nil {
+		return aead, nil
+	}
+	key, err := hkdf.Expand(sha256.New, c.aesKey, string(epoch[:]), KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("derive journal epoch key: %w", err)
+	}
+	defer principal.Wipe(key)
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("journal cipher: %w", err)
+	}
+	aead, err := cipher.NewGCM(b)
+	if err != nil {
+		return nil, fmt.Errorf("journal cipher: %w", err)
+	}
+	if len(c.epochs) >= maxEpochKeys {
+		clear(c.epochs)
+	}
+	c.epochs[epoch] = aead
+	return aead, nil
+}
+
+// associatedData returns the AEAD's associated data of a record: the
+// journal id, the record header and the cipher byte.
+func (c *codec) associatedData(header []byte, choice byte) []byte {
+	ad := make([]byte, 0, IDSize+len(header)+cipherSize)
+	ad = append(ad, c.id[:]...)
+	ad = append(ad, header...)
+	return append(ad, choice)
 }
 
 // encode returns the complete record (prefix, header, body CRC and body).
 // Its seal lists the SHA-256 hash of those bytes (encodedRecord.sum).
 func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, error) {
 	header := encodeRecordHeader(seq, tags, len(payload))
-	associated := make([]byte, 0, IDSize+len(header))
-	associated = append(associated, c.id[:]...)
-	associated = append(associated, header...)
+	associated := c.associatedData(header, c.cipher)
 
 	length := recordSize(len(tags), len(payload))
 	record := recordBuffer(length)[:recordPrefixSize]
 	record = append(record, header...)
 	bodyStart := len(record) + crcSize
 	record = append(record, make([]byte, crcSize)...)
+	record = append(record, c.cipher)
 	nonce := record[len(record) : len(record)+nonceSize]
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("nonce for record seq %d: %w", seq, err)
+	aead := c.xchacha
+	if c.cipher == cipherAESGCM {
+		copy(nonce, c.epoch[:])
+		clear(nonce[epochSize : nonceSize-8])
+		binary.BigEndian.PutUint64(nonce[nonceSize-8:], c.counter.Add(1))
+		aead = c.sealer
+	} else {
+		rand.Read(nonce)
 	}
 	record = record[:len(record)+nonceSize]
 
@@ -310,7 +414,7 @@ func (c *codec) encode(seq uint64, tags []uint64, payload []byte) ([]byte, error
 	// place, so the payload is copied once, into the record.
 	sealed := len(record)
 	record = append(record, payload...)
-	record = c.aead.Seal(record[:sealed], nonce, record[sealed:], associated)
+	record = aead.Seal(record[:sealed], nonce[nonceSize-aead.NonceSize():], record[sealed:], associated)
 	if len(record) != length {
 		panic(fmt.Sprintf("journal: encoded record of %d bytes, expected %d", len(record), length))
 	}
@@ -335,12 +439,20 @@ func checkBodyCRC(body []byte) error {
 // open decrypts the body of a record. body is the body CRC field followed by
 // the body, already checked by checkBodyCRC.
 func (c *codec) open(h recordHeader, body []byte) ([]byte, error) {
-	body = body[crcSize:]
-	associated := make([]byte, 0, IDSize+len(h.encoded))
-	associated = append(associated, c.id[:]...)
-	associated = append(associated, h.encoded...)
-
-	plaintext, err := c.aead.Open(nil, body[:nonceSize], body[nonceSize:], associated)
+	choice, nonce, sealed := body[crcSize], body[crcSize+cipherSize:crcSize+cipherSize+nonceSize], body[crcSize+cipherSize+nonceSize:]
+	var aead cipher.AEAD
+	switch choice {
+	case cipherXChaCha:
+		aead = c.xchacha
+	case cipherAESGCM:
+		var err error
+		if aead, err = c.epochAEAD([epochSize]byte(nonce[:epochSize])); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown payload cipher %d: %w", choice, ErrDecrypt)
+	}
+	plaintext, err := aead.Open(nil, nonce[nonceSize-aead.NonceSize():], sealed, c.associatedData(h.encoded, choice))
 	if err != nil {
 		return nil, ErrDecrypt
 	}

@@ -45,6 +45,10 @@ type Options struct {
 	// hooks replaces fdatasync and the directory fsync in tests. Nil means
 	// the real system calls.
 	hooks *syncHooks
+
+	// cipher is the payload cipher of appended records in tests. Zero means
+	// the CPU's choice (newCodec).
+	cipher byte
 }
 
 // Record is one journal record as Replay returns it.
@@ -253,7 +257,7 @@ func (l *Log) load(opts Options, verifier principal.PublicKey) error {
 		if _, err := rand.Read(id[:]); err != nil {
 			return fmt.Errorf("create journal id: %w", err)
 		}
-		if l.codec, err = newCodec(opts.Key, id, opts.Signer, verifier); err != nil {
+		if l.codec, err = opts.codec(id, verifier); err != nil {
 			return err
 		}
 		l.active, l.activeName, err = createSegment(l.dir, l.hooks, segmentHeader{id: id, firstSeq: 1})
@@ -268,6 +272,14 @@ func (l *Log) load(opts Options, verifier principal.PublicKey) error {
 		return nil
 	}
 	return l.recover(opts, verifier, segments)
+}
+
+// codec returns the codec of journal id for these options.
+func (opts Options) codec(id journalID, verifier principal.PublicKey) (*codec, error) {
+	if opts.cipher != 0 {
+		return newCodecWith(opts.Key, id, opts.Signer, verifier, opts.cipher)
+	}
+	return newCodec(opts.Key, id, opts.Signer, verifier)
 }
 
 // checkFormatVersion returns an error that names both versions if a segment
@@ -315,7 +327,7 @@ func (l *Log) recover(opts Options, verifier principal.PublicKey, segments []seg
 	if err := l.checkOlderHeaders(opts.Dir, header.id, segments[:len(segments)-1]); err != nil {
 		return err
 	}
-	if l.codec, err = newCodec(opts.Key, header.id, opts.Signer, verifier); err != nil {
+	if l.codec, err = opts.codec(header.id, verifier); err != nil {
 		return err
 	}
 

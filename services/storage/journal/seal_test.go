@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"maps"
 	"os"
@@ -178,43 +179,47 @@ func fixSealCRC(t *testing.T, path string, offset int64) {
 }
 
 // TestOldFormatVersionRejected rewrites the segment headers of a journal
-// to format version 1, with good CRCs, and checks that Open and Check fail
-// with one line naming both versions and leave the directory as it was.
+// to format versions 1 and 2, with good CRCs, and checks that Open and Check
+// fail with one line naming both versions and leave the directory as it was.
 func TestOldFormatVersionRejected(t *testing.T) {
-	e := newEnv(t)
-	l := e.open(smallSegments)
-	appendSynced(t, l, 12)
-	if err := l.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	for _, path := range segmentPaths(t, e.dir) {
-		data := readFile(t, path)
-		data[2] = 1
-		setSegmentHeaderCRC(data)
-		writeFile(t, path, data)
-	}
-	// A leftover temporary file, which Open would otherwise remove.
-	writeFile(t, filepath.Join(e.dir, segmentName(99)+tempSuffix), []byte("half a header"))
-	before := snapshotDir(t, e.dir)
+	for _, old := range []byte{1, 2} {
+		t.Run(fmt.Sprintf("version %d", old), func(t *testing.T) {
+			e := newEnv(t)
+			l := e.open(smallSegments)
+			appendSynced(t, l, 12)
+			if err := l.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			for _, path := range segmentPaths(t, e.dir) {
+				data := readFile(t, path)
+				data[2] = old
+				setSegmentHeaderCRC(data)
+				writeFile(t, path, data)
+			}
+			// A leftover temporary file, which Open would otherwise remove.
+			writeFile(t, filepath.Join(e.dir, segmentName(99)+tempSuffix), []byte("half a header"))
+			before := snapshotDir(t, e.dir)
 
-	_, err := Open(e.options(smallSegments))
-	if !errors.Is(err, ErrFormatVersion) {
-		t.Fatalf("Open of a version 1 journal returned %v, expected ErrFormatVersion", err)
-	}
-	for _, want := range []string{"format version 1, expected 2", segmentName(1), e.dir} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("Open error %q does not contain %q", err, want)
-		}
-	}
-	if strings.Contains(err.Error(), "\n") {
-		t.Errorf("Open error %q is more than one line", err)
-	}
+			_, err := Open(e.options(smallSegments))
+			if !errors.Is(err, ErrFormatVersion) {
+				t.Fatalf("Open of a version %d journal returned %v, expected ErrFormatVersion", old, err)
+			}
+			for _, want := range []string{fmt.Sprintf("format version %d, expected %d", old, formatVersion), segmentName(1), e.dir} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Open error %q does not contain %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("Open error %q is more than one line", err)
+			}
 
-	if _, err := Check(e.options(0)); !errors.Is(err, ErrFormatVersion) {
-		t.Errorf("Check of a version 1 journal returned %v, expected ErrFormatVersion", err)
-	}
-	if after := snapshotDir(t, e.dir); !maps.Equal(before, after) {
-		t.Errorf("Open or Check changed the directory of a version 1 journal")
+			if _, err := Check(e.options(0)); !errors.Is(err, ErrFormatVersion) {
+				t.Errorf("Check of a version %d journal returned %v, expected ErrFormatVersion", old, err)
+			}
+			if after := snapshotDir(t, e.dir); !maps.Equal(before, after) {
+				t.Errorf("Open or Check changed the directory of a version %d journal", old)
+			}
+		})
 	}
 }
 
