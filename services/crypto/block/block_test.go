@@ -489,3 +489,27 @@ func TestRewriteKeepsCipher(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivateReaderReadsInPlace checks that a Reader opened with
+// Expect.Private reads the data, and still detects a sector changed after
+// Open, because it hashes the sector at each read.
+func TestPrivateReaderReadsInPlace(t *testing.T) {
+	f := newFixture(t)
+	data := testData(3*SectorSize + 100)
+	encoded := f.seal(f.params(1), data)
+	expect := f.expect(1)
+	expect.Private = true
+	r, err := Open(encoded, f.alice, expect)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	got, err := r.Bytes()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Bytes = %d bytes, %v; expected the data", len(got), err)
+	}
+
+	start, _ := sealedSector(t, encoded, 2)
+	encoded[start+100] ^= 0x10
+	_, err = r.ReadAt(make([]byte, 10), 2*SectorSize+5)
+	requireIntegrityError(t, err, ptr(2))
+}

@@ -21,6 +21,12 @@ type Expect struct {
 	ID         [32]byte
 	MinVersion uint64    // lowest version accepted, to detect rollback
 	Now        time.Time // time at which the writer's chain must be valid; zero means time.Now()
+
+	// Private promises that nothing changes encoded while the Reader is in
+	// use, such as a buffer that only the caller holds. Reads then hash and
+	// decrypt each sealed sector where it is, instead of copying it first
+	// so that the bytes checked are the bytes decrypted.
+	Private bool
 }
 
 // Reader gives access to the plaintext of an opened block. It is safe for
@@ -35,6 +41,7 @@ type Reader struct {
 	present  *presence        // a copy, checked against the signed root
 	leaves   [][HashSize]byte // of the present sectors, a copy, checked against the signed root
 	sectors  []byte           // the sealed present sectors, aliasing the caller's slice
+	private  bool             // Expect.Private
 }
 
 // layout is an encoded block split into its parts. Only the structure has
@@ -225,6 +232,7 @@ func open(encoded []byte, reader *principal.Credential, expect Expect, rewrite b
 		present:  l.present,
 		leaves:   l.leaves,
 		sectors:  l.sectors,
+		private:  expect.Private,
 	}, nil
 }
 
@@ -353,15 +361,18 @@ func (r *Reader) sectorLength(index uint64) int {
 // scratch, checks it against its leaf hash, and decrypts it into dst, which
 // has room for the plaintext. Working on a private copy means that the bytes
 // checked are the bytes decrypted, even if the caller's slice changes
-// meanwhile.
+// meanwhile. With Expect.Private it skips the copy.
 func (r *Reader) openSector(index, slot uint64, scratch, dst []byte) ([]byte, error) {
 	length := r.sectorLength(index)
 	// Only the last sector of the block can be short, and it is stored last,
 	// so every stored sector before it takes a full SectorSize+overhead.
 	overhead := r.keys.cipher.sectorOverhead()
 	offset := slot * uint64(SectorSize+overhead)
-	sealed := scratch[:length+overhead]
-	copy(sealed, r.sectors[offset:])
+	sealed := r.sectors[offset : offset+uint64(length+overhead)]
+	if !r.private {
+		sealed = scratch[:length+overhead]
+		copy(sealed, r.sectors[offset:])
+	}
 
 	if leafHash(uint32(index), sealed) != r.leaves[slot] {
 		return nil, sectorError(r.header.ID, int(index), "sealed sector does not match its leaf hash")

@@ -379,7 +379,8 @@ func (d *Daemon) openBlock(ref blockstore.Ref) (*block.Reader, error) {
 // openData checks data, the contents of block version ref, as openBlock
 // does.
 func (d *Daemon) openData(ref blockstore.Ref, data []byte) (*block.Reader, error) {
-	r, err := block.Open(data, d.node.Credential, block.Expect{Root: d.node.Tree.Root, ID: ref.ID, MinVersion: ref.Version})
+	// data is a buffer of the daemon's own, which nothing else changes.
+	r, err := block.Open(data, d.node.Credential, block.Expect{Root: d.node.Tree.Root, ID: ref.ID, MinVersion: ref.Version, Private: true})
 	if errors.Is(err, block.ErrRollback) {
 		return nil, fmt.Errorf("rollback: an older version of the block was put back: %w", err)
 	}
