@@ -120,7 +120,9 @@
 // no byte of a sector is returned before both the leaf and the AEAD tag
 // match. The Reader keeps the caller's slice and repeats these per-sector
 // checks on every read, so a later change to the slice gives ErrIntegrity
-// rather than wrong bytes. It keeps its own copy of the ranges and leaves
+// rather than wrong bytes. A change during a read does too, unless the
+// caller opened with Expect.Private, promising that the slice does not
+// change. It keeps its own copy of the ranges and leaves
 // that Open checked, so a read of a hole returns zeros without touching the
 // slice, and each present sector's position in the slice is found from the
 // ranges by a binary search.

@@ -29,16 +29,21 @@
 //
 // The payload is sealed under a key derived from Options.Key. Names and file
 // data are inside it, so a reader of the disk learns only the seqs, the tags,
-// the payload lengths, the cipher and the timing. On CPUs that run AES-GCM
+// the payload lengths, the cipher and the timing. For AES-256-GCM it also
+// learns which records one Open wrote and in which order it encoded them. On CPUs that run AES-GCM
 // in hardware the journal seals with AES-256-GCM, elsewhere with
 // XChaCha20-Poly1305, for the reasons that the block package gives for its
 // sectors. Each record names its cipher, and readers open both. For
-// AES-256-GCM every Open that appends draws a random 12-byte epoch, which
-// selects the key, and numbers its records' GCM nonces from 1. A crash can
+// AES-256-GCM every codec draws a random 12-byte epoch, which selects the
+// key, and numbers the GCM nonces of the records it writes from 1. Each Open
+// has its own codec, and only an Open appends. A crash can
 // make the next Open write other records under seqs that were used before.
 // So neither the seq nor a stored counter could serve as nonce, and a
 // repeated GCM nonce would reveal the XOR of two payloads and the
-// authentication key.
+// authentication key. NOTE: the epoch and the counter live only in memory.
+// Two copies of one running process, such as a virtual machine restored
+// from a snapshot taken while it ran, would append under the same epoch and
+// counters, and so repeat nonces. Do not resume such snapshots of a node.
 //
 // The node signs seals, not records (ECDSA P-256, context "blocktree
 // journal seal v3"). The leader of a group commit ends every group of
@@ -56,7 +61,8 @@
 // A seal lists the hash of every record it covers, not only a hash over all
 // of them, so one changed record does not make its neighbours unverifiable.
 // The hash covers the record as written: the length field, the header CRC,
-// the header, the body CRC, the nonce and the ciphertext with its tag.
+// the header, the body CRC, the cipher byte, the nonce and the ciphertext
+// with its tag.
 // Checking it needs neither the key nor a decryption, so Open can verify the
 // newest group cheaply. It covers every byte of the record, so any change to
 // a record with good checksums fails the seal before the AEAD is tried. The
@@ -70,8 +76,8 @@
 // seal.
 //
 // The associated data of the AEAD contains the journal id (32 random bytes
-// chosen when the journal is created) and the record header (seq, tags,
-// payload length). The seal covers the same header through the record's hash
+// chosen when the journal is created), the record header (seq, tags,
+// payload length) and the cipher byte. The seal covers the same header through the record's hash
 // and the journal id through its signed message. A record therefore cannot be
 // moved to another position or another journal, nor can its tags be changed.
 //

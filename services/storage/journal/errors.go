@@ -25,8 +25,9 @@ var (
 	// but fields that no writer produces.
 	ErrInvalidHeader = errors.New("invalid header")
 
-	// ErrDecrypt means the AEAD rejected a payload. A record changed on
-	// disk fails its seal first, so this means the Key is wrong.
+	// ErrDecrypt means the AEAD rejected a payload, or the record names a
+	// cipher that this version does not know. A record changed on disk
+	// fails its seal first, so this means the Key is wrong.
 	ErrDecrypt = errors.New("payload authentication failed")
 
 	// ErrUnsealed means no valid seal covers a record: the seal after its

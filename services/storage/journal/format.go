@@ -321,6 +321,9 @@ func newCodec(key []byte, id journalID, signer *principal.Credential, verifier p
 }
 
 func newCodecWith(key []byte, id journalID, signer *principal.Credential, verifier principal.PublicKey, choice byte) (*codec, error) {
+	if choice != cipherXChaCha && choice != cipherAESGCM {
+		return nil, fmt.Errorf("unknown journal cipher %d", choice)
+	}
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("journal key of %d bytes, expected %d", len(key), KeySize)
 	}
