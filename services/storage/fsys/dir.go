@@ -67,7 +67,9 @@ func (e *Engine) ReadDir(ctx context.Context, c *fsapi.Caller, ino fsapi.Ino, id
 		if full() {
 			break
 		}
-		out = append(out, fsapi.DirEntry{Name: d.name, Ino: d.ino, Mode: d.mode, Cookie: d.cookie})
+		if d.live() {
+			out = append(out, fsapi.DirEntry{Name: d.name, Ino: d.ino, Mode: d.mode, Cookie: d.cookie})
+		}
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package fsys
 
 import (
+	"iter"
 	"slices"
 	"sort"
 	"syscall"
@@ -25,7 +26,8 @@ type inode struct {
 
 	// Directories only.
 	entries    map[string]*dirent
-	order      []*dirent // the entries sorted by cookie
+	order      []*dirent // the entries sorted by cookie, and removed ones (see removeEntry)
+	removed    int       // entries of order that removeEntry marked
 	nextCookie uint64
 
 	// links are the directory entries that name the inode. A directory has
@@ -41,13 +43,17 @@ type inode struct {
 	damaged  string // reason, when the inode's block failed to load or verify
 }
 
-// dirent is one directory entry.
+// dirent is one directory entry. In dir.order, an entry whose ino is 0 was
+// removed.
 type dirent struct {
 	name   string
 	ino    fsapi.Ino
 	mode   uint32 // file type bits of the inode it names
 	cookie uint64
 }
+
+// live reports whether the entry is still in its directory.
+func (d *dirent) live() bool { return d.ino != 0 }
 
 // link is a directory entry seen from the inode it names.
 type link struct {
@@ -97,12 +103,32 @@ func (dir *inode) insertEntry(name string, child *inode) {
 }
 
 // removeEntry deletes name from the directory and the matching link of child.
+// It marks the entry in dir.order as removed instead of moving the entries
+// after it, which made deleting every file of a large directory take time
+// quadratic in its size. Once half of dir.order is marked, it drops the
+// marked entries in one pass, so removals cost amortized constant time and
+// order stays at most twice as long as the directory.
 func (dir *inode) removeEntry(name string, child *inode) {
 	d := dir.entries[name]
 	delete(dir.entries, name)
-	i := dir.orderIndex(d.cookie)
-	dir.order = slices.Delete(dir.order, i, i+1)
+	d.ino = 0
+	dir.removed++
+	if dir.removed > len(dir.order)/2 {
+		dir.order = slices.DeleteFunc(dir.order, func(d *dirent) bool { return !d.live() })
+		dir.removed = 0
+	}
 	child.removeLink(dir.attr.Ino, name)
+}
+
+// liveEntries returns the entries of the directory in cookie order.
+func (dir *inode) liveEntries() iter.Seq[*dirent] {
+	return func(yield func(*dirent) bool) {
+		for _, d := range dir.order {
+			if d.live() && !yield(d) {
+				return
+			}
+		}
+	}
 }
 
 // orderIndex returns the position in dir.order of the first entry with a

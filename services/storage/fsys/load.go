@@ -87,7 +87,7 @@ func buildTree(h Header, states []*InodeState, damaged []DamagedInode) (map[fsap
 		if !dir.isDir() {
 			continue
 		}
-		for _, d := range dir.order {
+		for d := range dir.liveEntries() {
 			child := inodes[d.ino]
 			switch {
 			case child == nil:
@@ -204,7 +204,7 @@ func addPlaceholders(h Header, inodes map[fsapi.Ino]*inode, damaged []DamagedIno
 	}
 	types := make(map[fsapi.Ino]uint32)
 	for _, dir := range inodes {
-		for _, d := range dir.order {
+		for d := range dir.liveEntries() {
 			types[d.ino] = d.mode
 		}
 	}

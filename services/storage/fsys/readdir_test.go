@@ -152,3 +152,51 @@ func TestReadDirOfRemovedDirectory(t *testing.T) {
 		t.Errorf("removed directory after ReleaseDir: %v, expected ENOENT", err)
 	}
 }
+
+// TestReadDirAfterMassRemoval removes most entries of a large directory in
+// the order they were created, as rm -r does, and checks that the listing
+// and the exported state hold exactly the rest in cookie order, that a
+// listing continues from the cookie of a removed entry, and that removed
+// entries do not pile up in memory.
+func TestReadDirAfterMassRemoval(t *testing.T) {
+	e, _ := newTestEngine(t)
+	dir := mkdir(t, e, userCaller, fsapi.RootIno, "d", 0o755)
+	const total = 1000
+	for i := range total {
+		createFile(t, e, userCaller, dir, fmt.Sprintf("f%04d", i), 0o644, nil)
+	}
+	var kept []string
+	for i := range total {
+		name := fmt.Sprintf("f%04d", i)
+		if i%10 == 9 {
+			kept = append(kept, name)
+			continue
+		}
+		mustOK(t, e.Unlink(ctx, userCaller, dir, name))
+	}
+
+	h, err := e.OpenDir(ctx, userCaller, dir, syscall.O_RDONLY)
+	mustOK(t, err)
+	entries, err := e.ReadDir(ctx, userCaller, dir, h, dotDotCookie, 0)
+	mustOK(t, err)
+	if got := readDirNames(entries); fmt.Sprint(got) != fmt.Sprint(kept) {
+		t.Errorf("ReadDir after removals = %d names %v..., expected %d names %v...", len(got), got[:min(3, len(got))], len(kept), kept[:3])
+	}
+	// Cookie firstCookie+4 was f0004's, which is removed: the listing
+	// continues with the next entry that is still there.
+	page, err := e.ReadDir(ctx, userCaller, dir, h, firstCookie+4, 1)
+	mustOK(t, err)
+	if len(page) != 1 || page[0].Name != "f0009" {
+		t.Errorf("ReadDir from a removed entry's cookie = %v, expected [f0009]", readDirNames(page))
+	}
+
+	st := allStates(t, e)[dir]
+	if len(st.Entries) != len(kept) {
+		t.Errorf("exported state has %d entries, expected %d", len(st.Entries), len(kept))
+	}
+	n, err := e.node(dir)
+	mustOK(t, err)
+	if len(n.order) > 2*len(n.entries)+1 {
+		t.Errorf("directory keeps %d entries in order for %d names, expected at most twice as many", len(n.order), len(n.entries))
+	}
+}

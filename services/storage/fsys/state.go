@@ -312,7 +312,7 @@ func (e *Engine) exportMeta(n *inode) *InodeState {
 			st.Xattrs[name] = append([]byte{}, value...)
 		}
 	}
-	for _, d := range n.order {
+	for d := range n.liveEntries() {
 		st.Entries = append(st.Entries, DirEntryState{Name: d.name, Ino: d.ino, Mode: d.mode, Cookie: d.cookie})
 	}
 	if n.data != nil {
