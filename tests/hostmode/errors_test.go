@@ -1,6 +1,7 @@
 package hostmode
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -168,7 +169,7 @@ func TestNodeStartErrors(t *testing.T) {
 		}
 		before := takeSnapshot(t, existing)
 		res := runBT(t, "node", "--state", existing, "--mount", second)
-		requireOneLineError(t, res, existing)
+		requireOneLineError(t, res, existing, fmt.Sprintf("(PID %d)", n.cmd.Process.Pid))
 		requireUnmountedEmpty(t, second)
 		compareSnapshots(t, "state directory of the running node", before, takeSnapshot(t, existing))
 		requireContents(t, n.path("hello.txt"), []byte("hello\n"))

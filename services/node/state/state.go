@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -290,8 +291,12 @@ func open(ctx context.Context, dir string, opts Options, recovering bool, creden
 		return nil, fmt.Errorf("open node state %s: %w", dir, err)
 	}
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder := flockHolder(lock)
 		lock.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
+			if holder > 0 {
+				return nil, fmt.Errorf("open node state %s: %w (PID %d): stop that node first", dir, ErrLocked, holder)
+			}
 			return nil, fmt.Errorf("open node state %s: %w: stop that node first", dir, ErrLocked)
 		}
 		return nil, fmt.Errorf("lock node state %s: %w", dir, err)
@@ -482,4 +487,31 @@ func syncDir(dir string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// flockHolder returns the PID of the process that holds a flock(2) lock on
+// f, from /proc/locks, or 0 if it cannot tell: a process in another PID
+// namespace shows there as PID 0, and the file may be unlocked meanwhile.
+func flockHolder(f *os.File) int {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0
+	}
+	locks, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return 0
+	}
+	// A line reads "1: FLOCK  ADVISORY  WRITE 19030 fe:00:10002613 0 EOF":
+	// the PID, then the device's major and minor in hex and the inode.
+	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	for line := range strings.Lines(string(locks)) {
+		fields := strings.Fields(line)
+		if len(fields) < 6 || fields[1] != "FLOCK" || fields[5] != want {
+			continue
+		}
+		if pid, err := strconv.Atoi(fields[4]); err == nil && pid > 0 {
+			return pid
+		}
+	}
+	return 0
 }
