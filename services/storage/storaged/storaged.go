@@ -105,6 +105,11 @@ type Daemon struct {
 	damaged []Damage
 	check   bool
 
+	// loadedNext is the seq after the last journal entry that the
+	// checkpoint found at Open covers, so that the checkpoint loop saves
+	// the entries that Open replayed even if no request follows.
+	loadedNext uint64
+
 	// recordedDamage is the number of damaged inodes the checkpoint in
 	// force records.
 	recordedDamage int
@@ -287,6 +292,7 @@ func (d *Daemon) load(cp *Checkpoint, capacity uint64) error {
 		RootGroup: d.rootGroup,
 	}
 
+	d.loadedNext = 1
 	if cp == nil && d.journal.NextSeq() == 1 {
 		engine, err := fsys.New(opts)
 		if err != nil {
@@ -304,6 +310,7 @@ func (d *Daemon) load(cp *Checkpoint, capacity uint64) error {
 		}
 		from = cp.Seq + 1
 	}
+	d.loadedNext = from
 	if err := d.replay(from); err != nil {
 		return err
 	}

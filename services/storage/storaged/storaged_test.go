@@ -136,6 +136,52 @@ func TestJournalReplayWithoutCheckpoint(t *testing.T) {
 	}
 }
 
+// TestReplayedEntriesAreCheckpointed crashes a daemon with entries after its
+// last checkpoint and checks that the next daemon saves the replayed entries
+// in a checkpoint once the interval has passed, although no request
+// changes the tree.
+func TestReplayedEntriesAreCheckpointed(t *testing.T) {
+	dir := t.TempDir()
+	n := testNode(t, dir)
+	d := openDaemon(t, n)
+	c := withPrincipal(n)
+	writeFile(t, d.FS(), c, "before", []byte("checkpointed"))
+	if err := d.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, d.FS(), c, "after", []byte("only in the journal"))
+	if err := d.FS().SyncFS(context.Background(), c); err != nil {
+		t.Fatalf("SyncFS: %v", err)
+	}
+	last := d.journal.NextSeq() - 1
+	d.journal.Close() // a crash
+	n.Close()
+
+	n = testNode(t, dir)
+	defer n.Close()
+	d, err := Open(Options{Node: n, CheckpointInterval: time.Second})
+	if err != nil {
+		t.Fatalf("Open daemon: %v", err)
+	}
+	defer d.Close()
+	// The tree is quiet from the start, so the checkpoint is due after the
+	// two quiet seconds; the deadline leaves room for a slow machine.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cp, err := d.readCheckpoint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp != nil && cp.Seq >= last {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint covers entry %d 30 s after the restart (newest: %+v)", last, cp)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestCrashRightAfterCheckpoint opens a copy of the state directory taken
 // right after a checkpoint, which is what a crash at that moment leaves:
 // the journal records that no sync has written are only in the daemon's

@@ -419,7 +419,10 @@ func (d *Daemon) checkpointLoop(interval time.Duration) {
 	// tick, to tell whether anything changed and when.
 	lastCheckpoint := time.Now()
 	busy := activity{last: lastCheckpoint, seq: d.journal.NextSeq(), requests: d.requests.Load()}
-	checkpointSeq := d.journal.NextSeq()
+	// Entries that Open replayed count as changes since the last
+	// checkpoint: after a crash they are saved once the tree has been quiet
+	// for the interval, like changes made by requests.
+	checkpointSeq := d.loadedNext
 	checkpointBytes := d.journal.AppendedBytes()
 	for {
 		select {
