@@ -288,6 +288,10 @@ func runFsck(env *environment, args []string) error {
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	slog.SetDefault(logger)
 	if _, err := os.Stat(filepath.Join(*stateDir, "node")); err != nil {
+		if state.IsNodeDir(*stateDir) {
+			parent := filepath.Dir(filepath.Clean(*stateDir))
+			return exitError{fsckFailed, fmt.Errorf("bt fsck: %s is the node directory inside the state directory %s: run bt fsck --state %s", *stateDir, parent, parent)}
+		}
 		return exitError{fsckFailed, fmt.Errorf("bt fsck: %s contains no node state (%s not found): check the path", *stateDir, filepath.Join(*stateDir, "node"))}
 	}
 

@@ -206,6 +206,19 @@ func TestNodeStartErrors(t *testing.T) {
 		lazyUnmount(t, mount)
 	})
 
+	t.Run("node directory as state directory", func(t *testing.T) {
+		nodeDir := filepath.Join(existing, "node")
+		mount := filepath.Join(t.TempDir(), "mnt")
+		if err := os.Mkdir(mount, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		before := takeSnapshot(t, existing)
+		res := runBT(t, "node", "--state", nodeDir, "--mount", mount)
+		requireOneLineError(t, res, nodeDir, "--state "+existing)
+		requireUnmountedEmpty(t, mount)
+		compareSnapshots(t, "state directory", before, takeSnapshot(t, existing))
+	})
+
 	t.Run("missing TPM state", func(t *testing.T) {
 		owner := newStoppedNode(t, "--tpm", "software")
 		state, mount := newNodeDirs(t)
@@ -277,5 +290,10 @@ func TestFsckCannotCheckExits3(t *testing.T) {
 	n.stop()
 	if res := runBT(t, "fsck", "--state", state); res.code != 0 {
 		t.Errorf("bt fsck of the stopped node exited with %d, expected 0\nstderr:\n%s", res.code, res.stderr)
+	}
+	nodeDir := filepath.Join(state, "node")
+	res = runBT(t, "fsck", "--state", nodeDir)
+	if res.code != 3 || !strings.Contains(res.stderr, "--state "+state) {
+		t.Errorf("bt fsck --state %s exited with %d, expected 3 and a hint to pass --state %s\nstderr:\n%s", nodeDir, res.code, state, res.stderr)
 	}
 }

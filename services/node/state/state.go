@@ -81,6 +81,18 @@ type Node struct {
 // ErrLocked is returned when another process has the state directory open.
 var ErrLocked = errors.New("state directory is in use by another node process")
 
+// IsNodeDir reports whether path holds the files of a node, as DIR/node of
+// a state directory DIR does: a user who passes DIR/node as the state
+// directory gets an error that names DIR instead of a second node.
+func IsNodeDir(path string) bool {
+	for _, name := range []string{"lock", "tpm-device"} {
+		if _, err := os.Stat(filepath.Join(path, name)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // Paths inside DIR/node.
 func (n *Node) JournalDir() string     { return filepath.Join(n.Dir, "journal") }
 func (n *Node) BlocksDir() string      { return filepath.Join(n.Dir, "blocks") }
@@ -94,6 +106,10 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	}
 	created := false
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if IsNodeDir(opts.Dir) {
+			parent := filepath.Dir(filepath.Clean(opts.Dir))
+			return nil, fmt.Errorf("%s is the node directory inside the state directory %s, not a state directory: pass --state %s", opts.Dir, parent, parent)
+		}
 		if opts.MustExist {
 			return nil, fmt.Errorf("state directory %s contains no node: %s not found: create the node first (bt node --state %s --mount DIR creates it on its first start)", opts.Dir, dir, opts.Dir)
 		}
