@@ -274,8 +274,8 @@ func runKeysIssue(env *environment, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *subject == "" || *out == "" {
-		return missingOptions(fs, "--subject and --out are required")
+	if err := requireOptions(fs, "subject", "out"); err != nil {
+		return err
 	}
 	if *runDir != "" && (*stateDir != "" || *chainFile != "") {
 		return usagef("bt keys issue: --run issues with the running node's own key and chain: leave out --state and --chain")
@@ -486,8 +486,8 @@ func runKeysVerify(env *environment, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *chainFile == "" || *writer == "" || *path == "" {
-		return missingOptions(fs, "--chain, --writer and --path are required")
+	if err := requireOptions(fs, "chain", "writer", "path"); err != nil {
+		return err
 	}
 	writerPrincipal, err := principal.Parse(*writer)
 	if err != nil {

@@ -171,6 +171,25 @@ func missingOptions(fs *flag.FlagSet, what string) error {
 	return usagef("%s: %s: %s", fs.Name(), what, helpHint(fs))
 }
 
+// requireOptions returns a usage error that names the options of names
+// that were not given a value, or nil when all were.
+func requireOptions(fs *flag.FlagSet, names ...string) error {
+	var missing []string
+	for _, name := range names {
+		if f := fs.Lookup(name); f == nil || f.Value.String() == "" {
+			missing = append(missing, "--"+name)
+		}
+	}
+	switch len(missing) {
+	case 0:
+		return nil
+	case 1:
+		return missingOptions(fs, missing[0]+" is required")
+	}
+	list := strings.Join(missing[:len(missing)-1], ", ") + " and " + missing[len(missing)-1]
+	return missingOptions(fs, list+" are required")
+}
+
 // helpHint returns what to run for the options of the command of fs.
 func helpHint(fs *flag.FlagSet) string {
 	return fmt.Sprintf("run '%s --help' for the options", fs.Name())

@@ -20,6 +20,9 @@ func TestOptionErrors(t *testing.T) {
 		{"value that looks like a message", []string{"ping", "--timeout", "1 for flag -count", "btx"}, `bt ping: invalid duration "1 for flag -count" for --timeout: give a number with a unit, such as 30s, 5m or 1h, of at most 2562047h`},
 		{"boolean not true or false", []string{"node", "--verbose=maybe"}, `bt node: invalid value "maybe" for --verbose: give true or false, or leave the value out for true`},
 		{"option with a carriage return", []string{"node", "--verbose\r"}, `bt node: unknown option "--verbose\r": run 'bt node --help' for the options`},
+		{"one required option missing", []string{"node", "--state", "/tmp/s"}, "bt node: --mount is required: run 'bt node --help' for the options"},
+		{"all required options missing", []string{"node"}, "bt node: --state and --mount are required: run 'bt node --help' for the options"},
+		{"two of three required options missing", []string{"mount", "--socket", "/tmp/s"}, "bt mount: --mount and --principal are required: run 'bt mount --help' for the options"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

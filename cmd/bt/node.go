@@ -50,8 +50,8 @@ func runNode(env *environment, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *stateDir == "" || *mountpoint == "" {
-		return missingOptions(fs, "--state and --mount are required")
+	if err := requireOptions(fs, "state", "mount"); err != nil {
+		return err
 	}
 	level := slog.LevelInfo
 	if *verbose {

@@ -38,8 +38,8 @@ func runStoraged(env *environment, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *stateDir == "" || *socket == "" {
-		return missingOptions(fs, "--state and --socket are required")
+	if err := requireOptions(fs, "state", "socket"); err != nil {
+		return err
 	}
 	cred, err := inheritedCredential(*credentialFD)
 	if err != nil {
@@ -177,8 +177,8 @@ func runMount(env *environment, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *socket == "" || *mountpoint == "" || *principalText == "" {
-		return missingOptions(fs, "--socket, --mount and --principal are required")
+	if err := requireOptions(fs, "socket", "mount", "principal"); err != nil {
+		return err
 	}
 	actor, err := principal.Parse(*principalText)
 	if err != nil {
