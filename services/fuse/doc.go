@@ -173,4 +173,14 @@
 // protocol's client, returns read data as a view instead of filling
 // go-fuse's buffer. go-fuse writes the view to the kernel and then calls
 // Done on the read result, which releases the view.
+//
+// # Threads
+//
+// go-fuse reads requests from /dev/fuse with up to GOMAXPROCS + 1
+// goroutines, at least 3 and at most 17. Each one that waits in read(2)
+// keeps its P until the runtime's sysmon thread takes it back.
+// Server.ReserveReaderProcs raises GOMAXPROCS by that number after the
+// mount, so that waiting readers do not take CPU time from the requests.
+// bt node and bt mount call it, and a GOMAXPROCS set in the environment is
+// left as it is.
 package fusefs

@@ -119,12 +119,12 @@ func TestNodeStartErrors(t *testing.T) {
 	})
 
 	t.Run("bad listen address", func(t *testing.T) {
-		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		busy, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer taken.Close()
-		for _, listen := range []string{"7420", "127.0.0.1:99999", "127.0.0.1:no-such-service", taken.Addr().String()} {
+		defer busy.Close()
+		for _, listen := range []string{"7420", "127.0.0.1:99999", "127.0.0.1:no-such-service", busy.Addr().String()} {
 			rejectOption(t, "--listen", listen, "HOST:PORT")
 		}
 	})

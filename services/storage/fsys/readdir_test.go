@@ -154,10 +154,10 @@ func TestReadDirOfRemovedDirectory(t *testing.T) {
 }
 
 // TestReadDirAfterMassRemoval removes most entries of a large directory in
-// the order they were created, as rm -r does, and checks that the listing
-// and the exported state hold exactly the rest in cookie order, that a
-// listing continues from the cookie of a removed entry, and that removed
-// entries do not pile up in memory.
+// the order they were created, as rm -r does. The listing and the exported
+// state must hold exactly the rest in cookie order, a listing must continue
+// from the cookie of a removed entry, and removed entries must not pile up
+// in memory.
 func TestReadDirAfterMassRemoval(t *testing.T) {
 	e, _ := newTestEngine(t)
 	dir := mkdir(t, e, userCaller, fsapi.RootIno, "d", 0o755)
@@ -165,11 +165,11 @@ func TestReadDirAfterMassRemoval(t *testing.T) {
 	for i := range total {
 		createFile(t, e, userCaller, dir, fmt.Sprintf("f%04d", i), 0o644, nil)
 	}
-	var kept []string
+	var remaining []string
 	for i := range total {
 		name := fmt.Sprintf("f%04d", i)
 		if i%10 == 9 {
-			kept = append(kept, name)
+			remaining = append(remaining, name)
 			continue
 		}
 		mustOK(t, e.Unlink(ctx, userCaller, dir, name))
@@ -179,8 +179,8 @@ func TestReadDirAfterMassRemoval(t *testing.T) {
 	mustOK(t, err)
 	entries, err := e.ReadDir(ctx, userCaller, dir, h, dotDotCookie, 0)
 	mustOK(t, err)
-	if got := readDirNames(entries); fmt.Sprint(got) != fmt.Sprint(kept) {
-		t.Errorf("ReadDir after removals = %d names %v..., expected %d names %v...", len(got), got[:min(3, len(got))], len(kept), kept[:3])
+	if got := readDirNames(entries); fmt.Sprint(got) != fmt.Sprint(remaining) {
+		t.Errorf("ReadDir after removals = %d names %v..., expected %d names %v...", len(got), got[:min(3, len(got))], len(remaining), remaining[:3])
 	}
 	// Cookie firstCookie+4 was f0004's, which is removed: the listing
 	// continues with the next entry that is still there.
@@ -191,8 +191,8 @@ func TestReadDirAfterMassRemoval(t *testing.T) {
 	}
 
 	st := allStates(t, e)[dir]
-	if len(st.Entries) != len(kept) {
-		t.Errorf("exported state has %d entries, expected %d", len(st.Entries), len(kept))
+	if len(st.Entries) != len(remaining) {
+		t.Errorf("exported state has %d entries, expected %d", len(st.Entries), len(remaining))
 	}
 	n, err := e.node(dir)
 	mustOK(t, err)
