@@ -29,7 +29,9 @@ func TestMain(m *testing.M) {
 	code := 0
 	for _, c := range ciphers {
 		fixtureCipher = c
-		fmt.Printf("sector cipher: %s\n", c)
+		if len(ciphers) > 1 {
+			fmt.Printf("sector cipher: %s\n", c)
+		}
 		if m.Run() != 0 {
 			fmt.Fprintf(os.Stderr, "tests failed with sectors sealed by %s\n", c)
 			code = 1
