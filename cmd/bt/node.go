@@ -154,7 +154,8 @@ func serveAndMount(ctx context.Context, env *environment, node *state.Node, daem
 		return err
 	}
 	// The process serves this mount until it exits, so its readers may
-	// keep Ps of their own (docs/benchmarks.md, "GOMAXPROCS").
+	// keep Ps of their own (docs/benchmarks.md, "GOMAXPROCS and the FUSE
+	// readers").
 	server.ReserveReaderProcs()
 	unmounted := make(chan struct{})
 	go func() {
@@ -282,8 +283,8 @@ func runFsck(env *environment, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *stateDir == "" {
-		return missingOptions(fs, "--state is required")
+	if err := requireOptions(fs, "state"); err != nil {
+		return err
 	}
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	slog.SetDefault(logger)
@@ -338,8 +339,8 @@ func runRecover(env *environment, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *stateDir == "" {
-		return missingOptions(fs, "--state is required")
+	if err := requireOptions(fs, "state"); err != nil {
+		return err
 	}
 	if err := checkStateDir(*stateDir); err != nil {
 		return fmt.Errorf("bt recover: %w", err)

@@ -208,7 +208,8 @@ func runMount(env *environment, args []string) error {
 		return fmt.Errorf("bt mount: %w", err)
 	}
 	// The process serves this mount until it exits, so its readers may
-	// keep Ps of their own (docs/benchmarks.md, "GOMAXPROCS").
+	// keep Ps of their own (docs/benchmarks.md, "GOMAXPROCS and the FUSE
+	// readers").
 	server.ReserveReaderProcs()
 	unmounted := make(chan struct{})
 	go func() {

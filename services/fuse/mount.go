@@ -209,8 +209,9 @@ func (s *Server) BlockingReaders() int { return s.readers }
 //
 // On a 2-core machine with GOMAXPROCS 2, a sequential read of 1 GiB
 // through a host-mode mount left the CPUs idle a quarter of the time while
-// goroutines were runnable (docs/benchmarks.md, "GOMAXPROCS"). The three
-// readers and the block store's reads held the Ps.
+// goroutines were runnable, because the three readers and the block
+// store's reads held the Ps (docs/benchmarks.md, "GOMAXPROCS and the FUSE
+// readers").
 func (s *Server) ReserveReaderProcs() int {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return runtime.GOMAXPROCS(0)

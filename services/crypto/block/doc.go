@@ -37,9 +37,9 @@
 //
 // Seal picks AES-256-GCM on CPUs with AES and carry-less multiplication
 // instructions, where Go runs it 2.1 to 2.7 times as fast as
-// XChaCha20-Poly1305, and XChaCha20-Poly1305 elsewhere: ChaCha20 is fast in
-// software on small devices, where AES is slow or leaks timing. Readers open
-// both. A GCM nonce must never repeat under one key, because a repeat
+// XChaCha20-Poly1305. Elsewhere it picks XChaCha20-Poly1305, because
+// ChaCha20 is fast in software on small devices, where AES is slow or leaks
+// timing. Readers open both. A GCM nonce must never repeat under one key, because a repeat
 // reveals the XOR of two plaintexts and the authentication key. A nonce
 // built from the version could repeat if a crash made the writer reuse a
 // version number, and random 96-bit nonces would limit a key to about 2^32

@@ -345,7 +345,9 @@ func newCodecWith(key []byte, id journalID, signer *principal.Credential, verifi
 	c := &codec{id: id, cipher: choice, xchacha: xchacha, signer: signer, verifier: verifier,
 		aesKey: aesKey, epochs: make(map[[epochSize]byte]cipher.AEAD)}
 	if choice == cipherAESGCM {
-		rand.Read(c.epoch[:]) // crypto/rand.Read never fails since Go 1.24.
+		// Since Go 1.24 crypto/rand.Read ends the program instead of
+		// returning an error.
+		rand.Read(c.epoch[:])
 		if c.sealer, err = c.epochAEAD(c.epoch); err != nil {
 			return nil, err
 		}
