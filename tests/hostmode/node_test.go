@@ -129,7 +129,14 @@ func (n *node) stop() {
 	select {
 	case <-n.exited:
 	case <-time.After(2 * time.Minute):
-		n.t.Fatalf("bt node did not exit within 2 minutes of SIGTERM\nstderr:\n%s", n.log())
+		// SIGQUIT makes the Go runtime print every goroutine's stack to
+		// stderr and exit, which shows where the node was stuck.
+		n.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-n.exited:
+		case <-time.After(10 * time.Second):
+		}
+		n.t.Fatalf("bt node did not exit within 2 minutes of SIGTERM; its goroutines after SIGQUIT are at the end\nstderr:\n%s", n.log())
 	}
 	n.done = true
 	if code := n.cmd.ProcessState.ExitCode(); code != 0 {
