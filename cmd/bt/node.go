@@ -167,16 +167,15 @@ func serveAndMount(ctx context.Context, env *environment, node *state.Node, daem
 	logger.Info("node ready", "node", node.Credential.Principal(), "tree", "/"+root.String(), "mount", mountpoint)
 	fmt.Fprintf(env.stdout, "ready: node %s serves tree /%s at %s\n", node.Credential.Principal(), root, mountpoint)
 
-	// Every signal, not only the first (ctx), tries to unmount again.
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(signals)
-	if ctx.Err() != nil {
-		signals <- syscall.SIGTERM
-	}
+	// Only ctx carries stop requests, because a channel registered after the
+	// ready line misses a signal sent just before it. A failed unmount
+	// registers a fresh context, before the attempt, for the next signal.
 	for {
 		select {
-		case <-signals:
+		case <-ctx.Done():
+			next, stopNext := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stopNext()
+			ctx = next
 			logger.Info("stopping on signal", "node", node.Credential.Principal())
 			err := server.Unmount()
 			if err == nil {
