@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/blocktree/blocktree/services/crypto/capability"
 	"github.com/blocktree/blocktree/services/crypto/principal"
@@ -512,4 +513,55 @@ func TestPrivateReaderReadsInPlace(t *testing.T) {
 	encoded[start+100] ^= 0x10
 	_, err = r.ReadAt(make([]byte, 10), 2*SectorSize+5)
 	requireIntegrityError(t, err, ptr(2))
+}
+
+// TestManySectorReadStopsAtForgery reads a block of many sectors, with
+// holes and a short last sector, whose leaves a private Reader checks in
+// batches, at aligned and unaligned offsets. Then a holder of the block key
+// seals other data into one sector, which only its leaf hash catches: both
+// kinds of Reader return exactly the bytes before that sector, and Verify
+// names it.
+func TestManySectorReadStopsAtForgery(t *testing.T) {
+	f := newFixture(t)
+	data := testData(40*SectorSize + 100)
+	clear(data[5*SectorSize : 8*SectorSize])
+	encoded := f.seal(f.params(1), data)
+	for _, private := range []bool{false, true} {
+		expect := f.expect(1)
+		expect.Private = private
+		r, err := Open(encoded, f.alice, expect)
+		if err != nil {
+			t.Fatalf("Open (private %v): %v", private, err)
+		}
+		for _, off := range []int{0, 1, SectorSize, 3*SectorSize + 7} {
+			got := make([]byte, len(data)-off)
+			if n, err := r.ReadAt(got, int64(off)); n != len(got) || err != nil || !bytes.Equal(got, data[off:]) {
+				t.Fatalf("private %v: ReadAt at %d = %d bytes, %v; expected the %d bytes of data there", private, off, n, err, len(got))
+			}
+		}
+	}
+
+	forged := bytes.Clone(encoded)
+	start, end := sealedSector(t, forged, 20)
+	key := f.open(encoded, f.alice, 1)
+	key.keys.sealSector(forged[start:end], 20, testData(SectorSize), sectorAD(key.header.ID, 20, key.header.Version))
+	_, err := Verify(forged, f.root.Principal(), time.Now())
+	requireIntegrityError(t, err, ptr(20))
+	for _, private := range []bool{false, true} {
+		expect := f.expect(1)
+		expect.Private = private
+		r, err := Open(forged, f.alice, expect)
+		if err != nil {
+			t.Fatalf("Open (private %v): %v", private, err)
+		}
+		got := make([]byte, len(data))
+		n, err := r.ReadAt(got, 0)
+		requireIntegrityError(t, err, ptr(20))
+		if !strings.Contains(err.Error(), "leaf hash") {
+			t.Errorf("private %v: error %q does not name the leaf hash, which alone can catch this sector", private, err)
+		}
+		if n != 20*SectorSize || !bytes.Equal(got[:n], data[:n]) {
+			t.Fatalf("private %v: ReadAt returned %d bytes before the forged sector 20; expected the %d bytes of data before it", private, n, 20*SectorSize)
+		}
+	}
 }

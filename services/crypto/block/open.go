@@ -312,6 +312,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	if !r.private {
 		sealed = make([]byte, SectorSize+r.keys.cipher.sectorOverhead())
 	}
+	checkedFrom, checkedTo := r.checkWholeSectors(off, len(want))
 	var plain []byte
 	n := 0
 	for n < len(want) {
@@ -334,7 +335,8 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		// A whole sector that fits in p is decrypted in place, and any other
 		// is decrypted into a scratch buffer and the requested part copied.
 		if start == 0 && len(want)-n >= length {
-			if _, err := r.openSector(index, slot, sealed, want[n:n+length]); err != nil {
+			checked := index >= checkedFrom && index < checkedTo
+			if _, err := r.openSector(index, slot, sealed, want[n:n+length], checked); err != nil {
 				return n, err
 			}
 			n += length
@@ -343,7 +345,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		if plain == nil {
 			plain = make([]byte, SectorSize)
 		}
-		out, err := r.openSector(index, slot, sealed, plain)
+		out, err := r.openSector(index, slot, sealed, plain, false)
 		if err != nil {
 			return n, err
 		}
@@ -355,6 +357,49 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// checkWholeSectors checks the leaf hashes of the present sectors that a
+// read of length bytes at off covers whole, many at a time, and returns the
+// sector indexes [from, to) that passed. It checks only with Expect.Private:
+// otherwise each sector must be checked in the copy that is decrypted. A
+// mismatch ends the range before that sector, whose own check then fails.
+func (r *Reader) checkWholeSectors(off int64, length int) (from, to uint64) {
+	if !r.private {
+		return 0, 0
+	}
+	end := uint64(off) + uint64(length)
+	from = (uint64(off) + SectorSize - 1) / SectorSize
+	to = end / SectorSize
+	if end == r.header.Size {
+		to = sectorCount(end)
+	}
+	if to <= from+1 {
+		return 0, 0
+	}
+
+	overhead := r.keys.cipher.sectorOverhead()
+	var indexes []uint64
+	var sealed [][]byte
+	var slots []uint64
+	for k, run := range r.present.ranges {
+		first, last := max(run.First, from), min(run.First+run.Count, to)
+		for i := first; i < last; i++ {
+			slot := r.present.slots[k] + i - run.First
+			offset := slot * uint64(SectorSize+overhead)
+			indexes = append(indexes, i)
+			sealed = append(sealed, r.sectors[offset:offset+uint64(r.sectorLength(i)+overhead)])
+			slots = append(slots, slot)
+		}
+	}
+	leaves := make([][HashSize]byte, len(sealed))
+	leafHashes(leaves, indexes, sealed)
+	for k, slot := range slots {
+		if leaves[k] != r.leaves[slot] {
+			return from, indexes[k]
+		}
+	}
+	return from, to
+}
+
 // sectorLength returns the plaintext length of sector index.
 func (r *Reader) sectorLength(index uint64) int {
 	return int(min(SectorSize, r.header.Size-index*SectorSize))
@@ -364,8 +409,9 @@ func (r *Reader) sectorLength(index uint64) int {
 // scratch, checks it against its leaf hash, and decrypts it into dst, which
 // has room for the plaintext. Working on a private copy means that the bytes
 // checked are the bytes decrypted, even if the caller's slice changes
-// meanwhile. With Expect.Private it skips the copy.
-func (r *Reader) openSector(index, slot uint64, scratch, dst []byte) ([]byte, error) {
+// meanwhile. With Expect.Private it skips the copy. checked is true when
+// checkWholeSectors has compared the leaf hash already.
+func (r *Reader) openSector(index, slot uint64, scratch, dst []byte, checked bool) ([]byte, error) {
 	length := r.sectorLength(index)
 	// Only the last sector of the block can be short, and it is stored last,
 	// so every stored sector before it takes a full SectorSize+overhead.
@@ -377,7 +423,7 @@ func (r *Reader) openSector(index, slot uint64, scratch, dst []byte) ([]byte, er
 		copy(sealed, r.sectors[offset:])
 	}
 
-	if leafHash(uint32(index), sealed) != r.leaves[slot] {
+	if !checked && leafHash(uint32(index), sealed) != r.leaves[slot] {
 		return nil, sectorError(r.header.ID, int(index), "sealed sector does not match its leaf hash")
 	}
 	plain, err := r.keys.openSector(dst[:0], sealed, uint32(index), sectorAD(r.header.ID, uint32(index), r.header.Version))
@@ -458,16 +504,12 @@ func Verify(encoded []byte, root principal.Principal, now time.Time) (*Header, e
 
 	// checkLeaves has checked the holes. What remains is to hash every
 	// present sector.
-	offset := 0
-	slot := 0
-	for _, r := range l.present.ranges {
-		for i := r.First; i < r.First+r.Count; i++ {
-			length := int(min(SectorSize, h.Size-i*SectorSize)) + h.Cipher.sectorOverhead()
-			if leafHash(uint32(i), l.sectors[offset:offset+length]) != l.leaves[slot] {
-				return nil, sectorError(h.ID, int(i), "sealed sector does not match its leaf hash")
-			}
-			offset += length
-			slot++
+	indexes, sealed := l.present.split(l.sectors, h.Size, h.Cipher.sectorOverhead())
+	leaves := make([][HashSize]byte, len(sealed))
+	leafHashes(leaves, indexes, sealed)
+	for slot, i := range indexes {
+		if leaves[slot] != l.leaves[slot] {
+			return nil, sectorError(h.ID, int(i), "sealed sector does not match its leaf hash")
 		}
 	}
 	return h, nil

@@ -55,6 +55,24 @@ func (p *presence) slot(i uint64) (uint64, bool) {
 	return p.slots[k] + i - p.ranges[k].First, true
 }
 
+// split cuts sectors, the sealed present sectors of a block of size bytes
+// stored one after the other, into one slice per sector, and returns them
+// with their indexes. Only the last sector of the block can be short.
+func (p *presence) split(sectors []byte, size uint64, overhead int) (indexes []uint64, sealed [][]byte) {
+	indexes = make([]uint64, 0, p.stored)
+	sealed = make([][]byte, 0, p.stored)
+	offset := 0
+	for _, r := range p.ranges {
+		for i := r.First; i < r.First+r.Count; i++ {
+			length := int(min(SectorSize, size-i*SectorSize)) + overhead
+			indexes = append(indexes, i)
+			sealed = append(sealed, sectors[offset:offset+length])
+			offset += length
+		}
+	}
+	return indexes, sealed
+}
+
 // storedBefore returns the number of present sectors with an index below i.
 func (p *presence) storedBefore(i uint64) uint64 {
 	k := p.rangeBefore(i)

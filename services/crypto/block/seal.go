@@ -154,17 +154,16 @@ func seal(w Writer, p Params, data []byte) ([]byte, error) {
 	sealedLen := present.storedBytes(s.header.Size) + present.stored*uint64(overhead)
 	out, sectorsStart := s.allocate(present, sealedLen)
 
-	leaves := make([][HashSize]byte, 0, present.stored)
 	offset := sectorsStart
 	for _, r := range present.ranges {
 		for i := r.First; i < r.First+r.Count; i++ {
 			plain := data[i*SectorSize : min((i+1)*SectorSize, uint64(len(data)))]
 			sealed := out[offset : offset+len(plain)+overhead]
-			leaves = append(leaves, s.sealSector(i, plain, sealed))
+			s.sealSector(i, plain, sealed)
 			offset += len(sealed)
 		}
 	}
-	return s.finish(out, present, leaves)
+	return s.finish(out, present, out[sectorsStart:])
 }
 
 // sealSparse is SealSparse without the chain check. It cannot know the layout
@@ -184,7 +183,6 @@ func sealSparse(w Writer, p Params, size uint64, sectors iter.Seq2[uint64, []byt
 	n := sectorCount(size)
 	overhead := s.keys.cipher.sectorOverhead()
 	var ranges []SectorRange
-	var leaves [][HashSize]byte
 	var sealedSectors []byte
 	next := uint64(0) // lowest index the iterator may yield next
 	for i, plain := range sectors {
@@ -204,14 +202,14 @@ func sealSparse(w Writer, p Params, size uint64, sectors iter.Seq2[uint64, []byt
 
 		offset := len(sealedSectors)
 		sealedSectors = slices.Grow(sealedSectors, len(plain)+overhead)[:offset+len(plain)+overhead]
-		leaves = append(leaves, s.sealSector(i, plain, sealedSectors[offset:]))
+		s.sealSector(i, plain, sealedSectors[offset:])
 		ranges = appendSector(ranges, i)
 	}
 
 	present := newPresence(ranges)
 	out, sectorsStart := s.allocate(present, uint64(len(sealedSectors)))
 	copy(out[sectorsStart:], sealedSectors)
-	return s.finish(out, present, leaves)
+	return s.finish(out, present, out[sectorsStart:])
 }
 
 // sealer holds what both ways of sealing share: the derived keys and the
@@ -293,15 +291,18 @@ func (s *sealer) allocate(present *presence, sealedLen uint64) ([]byte, int) {
 }
 
 // sealSector seals the plaintext of sector index into sealed, which has room
-// for exactly the sealed sector, and returns its leaf hash.
-func (s *sealer) sealSector(index uint64, plain, sealed []byte) [HashSize]byte {
+// for exactly the sealed sector.
+func (s *sealer) sealSector(index uint64, plain, sealed []byte) {
 	s.keys.sealSector(sealed, uint32(index), plain, sectorAD(s.params.ID, uint32(index), s.params.Version))
-	return leafHash(uint32(index), sealed)
 }
 
-// finish writes the leaf hashes into out, computes the root, signs the header
-// and copies it to the front of out.
-func (s *sealer) finish(out []byte, present *presence, leaves [][HashSize]byte) ([]byte, error) {
+// finish hashes the sealed sectors, which out contains from its offset
+// sectors on, writes the leaf hashes into out, computes the root, signs the
+// header and copies it to the front of out.
+func (s *sealer) finish(out []byte, present *presence, sectors []byte) ([]byte, error) {
+	indexes, sealed := present.split(sectors, s.header.Size, s.keys.cipher.sectorOverhead())
+	leaves := make([][HashSize]byte, len(sealed))
+	leafHashes(leaves, indexes, sealed)
 	leavesStart := s.headerEnd + 4 + len(present.ranges)*rangeSize
 	for i := range leaves {
 		copy(out[leavesStart+i*HashSize:], leaves[i][:])
