@@ -59,7 +59,7 @@ var evictedSector = new(sector)
 // memory or all evictedSector; the engine loads a chunk before it reads or
 // changes it.
 type sparseData struct {
-	sectors map[uint64]*sector
+	sectors sectorMap
 	evicted map[uint64]uint64 // chunks whose data sectors are not in memory → eviction number
 	dirty   map[uint64]uint64 // chunk → seq of the last entry that changed it
 	frozen  map[uint64]bool   // chunks whose sectors a checkpoint in progress reads
@@ -67,7 +67,7 @@ type sparseData struct {
 
 func newSparseData() *sparseData {
 	return &sparseData{
-		sectors: make(map[uint64]*sector),
+		sectors: newSectorMap(),
 		evicted: make(map[uint64]uint64),
 		dirty:   make(map[uint64]uint64),
 		frozen:  make(map[uint64]bool),
@@ -98,7 +98,7 @@ func (s *sparseData) dataChanged(seq uint64) {
 // sector for a reserved one, and a copy for one that a checkpoint in
 // progress still reads (copy on write).
 func (s *sparseData) mutable(index uint64) []byte {
-	sec := s.sectors[index]
+	sec, _ := s.sectors.get(index)
 	switch {
 	case sec == evictedSector:
 		panic(fmt.Sprintf("fsys: sector %d changed while its chunk is evicted", index))
@@ -109,12 +109,12 @@ func (s *sparseData) mutable(index uint64) []byte {
 		// the write then copies it and flushes the TLB of every CPU. These
 		// faults took a quarter of the CPU time of a large write.
 		sec = new(sector)
-		s.sectors[index] = sec
+		s.sectors.set(index, sec)
 		return sec[:]
 	case s.frozen[chunkOf(index)]:
 		fresh := new(sector)
 		*fresh = *sec
-		s.sectors[index] = fresh
+		s.sectors.set(index, fresh)
 		return fresh[:]
 	}
 	return sec[:]
@@ -123,11 +123,20 @@ func (s *sparseData) mutable(index uint64) []byte {
 // readAt copies the bytes of [off, off+len(p)) into p. The caller limits the
 // range to the file size and loads its chunks.
 func (s *sparseData) readAt(p []byte, off uint64) {
+	var ch *sectorChunk
+	chunk := ^uint64(0)
 	for len(p) > 0 {
 		index := off / SectorSize
 		start := off % SectorSize
 		n := min(uint64(len(p)), SectorSize-start)
-		switch sec := s.sectors[index]; sec {
+		if c := chunkOf(index); c != chunk {
+			ch, chunk = s.sectors.chunks[c], c
+		}
+		var sec *sector
+		if ch != nil {
+			sec = ch.slots[index%ChunkSectors]
+		}
+		switch sec {
 		case nil:
 			clear(p[:n])
 		case evictedSector:
@@ -162,7 +171,7 @@ func (s *sparseData) prepareSectors(off, length uint64) int64 {
 		lo, hi := max(first, c*ChunkSectors), min(last, c*ChunkSectors+ChunkSectors-1)
 		var fresh []uint64
 		for index := lo; index <= hi; index++ {
-			if sec := s.sectors[index]; sec == nil {
+			if sec, _ := s.sectors.get(index); sec == nil {
 				fresh = append(fresh, index)
 			}
 		}
@@ -172,10 +181,10 @@ func (s *sparseData) prepareSectors(off, length uint64) int64 {
 		slab := make([]sector, len(fresh))
 		populate(unsafe.Slice(&slab[0][0], len(slab)*SectorSize))
 		for i, index := range fresh {
-			if _, stored := s.sectors[index]; !stored {
+			if _, stored := s.sectors.get(index); !stored {
 				holes++
 			}
-			s.sectors[index] = &slab[i]
+			s.sectors.set(index, &slab[i])
 		}
 	}
 	return holes
@@ -189,7 +198,7 @@ func (s *sparseData) writeAt(data []byte, off, seq uint64) int64 {
 		index := off / SectorSize
 		start := off % SectorSize
 		n := min(uint64(len(data)), SectorSize-start)
-		if _, stored := s.sectors[index]; !stored {
+		if _, stored := s.sectors.get(index); !stored {
 			delta++
 		}
 		s.changed(index, seq)
@@ -206,11 +215,11 @@ func (s *sparseData) writeAt(data []byte, off, seq uint64) int64 {
 // dropIfZero turns the written sector index into a hole when all its bytes
 // are zero, and reports whether it did.
 func (s *sparseData) dropIfZero(index uint64) bool {
-	sec := s.sectors[index]
+	sec, _ := s.sectors.get(index)
 	if sec == nil || sec == evictedSector || !isZero(sec[:]) {
 		return false
 	}
-	delete(s.sectors, index)
+	s.sectors.delete(index)
 	return true
 }
 
@@ -235,8 +244,8 @@ func (s *sparseData) allocate(off, length uint64) uint64 {
 	}
 	var added uint64
 	for index := off / SectorSize; index <= (off+length-1)/SectorSize; index++ {
-		if _, stored := s.sectors[index]; !stored {
-			s.sectors[index] = nil
+		if _, stored := s.sectors.get(index); !stored {
+			s.sectors.set(index, nil)
 			added++
 		}
 	}
@@ -262,7 +271,7 @@ func (s *sparseData) punch(off, length, seq uint64) uint64 {
 		lo := max(off, first) - first
 		hi := min(end, first+SectorSize) - first
 		if lo == 0 && hi == SectorSize {
-			delete(s.sectors, index)
+			s.sectors.delete(index)
 			dropped++
 			return
 		}
@@ -283,20 +292,21 @@ func (s *sparseData) punch(off, length, seq uint64) uint64 {
 func (s *sparseData) truncate(size, seq uint64) uint64 {
 	var dropped uint64
 	firstDropped := (size + SectorSize - 1) / SectorSize
-	for index := range s.sectors {
+	s.sectors.each(func(index uint64, _ *sector) bool {
 		if index >= firstDropped {
-			delete(s.sectors, index)
+			s.sectors.delete(index)
 			s.changed(index, seq)
 			dropped++
 		}
-	}
+		return true
+	})
 	firstGone := (size + ChunkSize - 1) / ChunkSize
 	maps.DeleteFunc(s.evicted, func(c, _ uint64) bool { return c >= firstGone })
 	maps.DeleteFunc(s.dirty, func(c, _ uint64) bool { return c >= firstGone })
 	maps.DeleteFunc(s.frozen, func(c uint64, _ bool) bool { return c >= firstGone })
 	if size%SectorSize != 0 {
 		index := size / SectorSize
-		if sec := s.sectors[index]; sec != nil {
+		if sec, _ := s.sectors.get(index); sec != nil {
 			s.changed(index, seq)
 			clear(s.mutable(index)[size%SectorSize:])
 			if s.dropIfZero(index) {
@@ -308,66 +318,87 @@ func (s *sparseData) truncate(size, seq uint64) uint64 {
 		// A file this small stays in memory for good (the storage daemon
 		// evicts only larger ones), so its sectors get their own memory
 		// instead of keeping the slab of a larger write alive.
-		for index, sec := range s.sectors {
+		s.sectors.each(func(index uint64, sec *sector) bool {
 			if sec != nil && sec != evictedSector {
 				fresh := new(sector)
 				*fresh = *sec
-				s.sectors[index] = fresh
+				s.sectors.set(index, fresh)
 			}
-		}
+			return true
+		})
 	}
 	return dropped
 }
 
 // forEachStored calls fn for every stored sector with an index in
-// [first, last], in any order. It visits the cheaper of the index range and
-// the whole map, so that a large punch over a small file stays fast.
+// [first, last], in increasing order. It visits the cheaper of the chunks
+// of the range and the chunks that store sectors, so that a large punch
+// over a small file stays fast. fn may delete the sector it gets.
 func (s *sparseData) forEachStored(first, last uint64, fn func(index uint64, sec *sector)) {
-	if last-first < uint64(len(s.sectors)) {
-		for index := first; ; index++ {
-			if sec, stored := s.sectors[index]; stored {
+	visit := func(c uint64) {
+		ch := s.sectors.chunks[c]
+		if ch == nil {
+			return
+		}
+		ch.each(c, func(index uint64, sec *sector) bool {
+			if index >= first && index <= last {
 				fn(index, sec)
 			}
-			if index == last {
+			return index < last
+		})
+	}
+	firstChunk, lastChunk := chunkOf(first), chunkOf(last)
+	if lastChunk-firstChunk < uint64(len(s.sectors.chunks)) {
+		for c := firstChunk; ; c++ {
+			visit(c)
+			if c == lastChunk {
 				return
 			}
 		}
 	}
-	for _, index := range s.sortedIndexes() {
-		if index >= first && index <= last {
-			fn(index, s.sectors[index])
+	for _, c := range s.sectors.sortedChunks() {
+		if c >= firstChunk && c <= lastChunk {
+			visit(c)
 		}
 	}
 }
 
 // sortedIndexes returns the stored sector indexes in increasing order.
 func (s *sparseData) sortedIndexes() []uint64 {
-	indexes := make([]uint64, 0, len(s.sectors))
-	for index := range s.sectors {
-		indexes = append(indexes, index)
+	indexes := make([]uint64, 0, s.sectors.len())
+	for _, c := range s.sectors.sortedChunks() {
+		s.sectors.chunks[c].each(c, func(index uint64, _ *sector) bool {
+			indexes = append(indexes, index)
+			return true
+		})
 	}
-	slices.Sort(indexes)
 	return indexes
 }
 
 // seekData returns the first offset at or after off, and below size, that
 // lies in a stored sector. ok is false when there is none.
 func (s *sparseData) seekData(off, size uint64) (uint64, bool) {
-	best := uint64(0)
-	found := false
 	startIndex := off / SectorSize
-	for index := range s.sectors {
-		if index < startIndex || index*SectorSize >= size {
+	for _, c := range s.sectors.sortedChunks() {
+		if c < chunkOf(startIndex) {
 			continue
 		}
-		if !found || index < best {
-			best, found = index, true
+		best, found := uint64(0), false
+		s.sectors.chunks[c].each(c, func(index uint64, _ *sector) bool {
+			if index >= startIndex {
+				best, found = index, true
+				return false
+			}
+			return true
+		})
+		if found {
+			if best*SectorSize >= size {
+				return 0, false
+			}
+			return max(off, best*SectorSize), true
 		}
 	}
-	if !found {
-		return 0, false
-	}
-	return max(off, best*SectorSize), true
+	return 0, false
 }
 
 // seekHole returns the first offset at or after off that lies in a hole,
@@ -378,7 +409,7 @@ func (s *sparseData) seekHole(off, size uint64) uint64 {
 		if index*SectorSize >= size {
 			return size
 		}
-		if _, stored := s.sectors[index]; !stored {
+		if _, stored := s.sectors.get(index); !stored {
 			return max(off, index*SectorSize)
 		}
 		index++
@@ -389,7 +420,8 @@ func (s *sparseData) seekHole(off, size uint64) uint64 {
 func (s *sparseData) layout() []Extent {
 	var out []Extent
 	for _, index := range s.sortedIndexes() {
-		reserved := s.sectors[index] == nil
+		sec, _ := s.sectors.get(index)
+		reserved := sec == nil
 		if n := len(out); n > 0 {
 			last := &out[n-1]
 			if last.First+last.Count == index && last.Reserved == reserved {
@@ -405,9 +437,11 @@ func (s *sparseData) layout() []Extent {
 // chunkSectors returns the data sectors of chunk c in increasing order.
 func (s *sparseData) chunkSectors(c uint64) []*sector {
 	var out []*sector
-	for index := c * ChunkSectors; index < (c+1)*ChunkSectors; index++ {
-		if sec := s.sectors[index]; sec != nil {
-			out = append(out, sec)
+	if ch := s.sectors.chunks[c]; ch != nil {
+		for _, sec := range ch.slots {
+			if sec != nil {
+				out = append(out, sec)
+			}
 		}
 	}
 	return out
@@ -417,27 +451,21 @@ func (s *sparseData) chunkSectors(c uint64) []*sector {
 // increasing order.
 func (s *sparseData) dataChunks() []uint64 {
 	var out []uint64
-	for index, sec := range s.sectors {
-		if sec != nil && (len(out) == 0 || out[len(out)-1] != chunkOf(index)) {
-			out = append(out, chunkOf(index))
+	for c, ch := range s.sectors.chunks {
+		if slices.ContainsFunc(ch.slots[:], func(sec *sector) bool { return sec != nil }) {
+			out = append(out, c)
 		}
 	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
 // evictClean replaces the data sectors of every chunk that is not dirty by
 // evictedSector and returns the number of chunks it evicted.
 func (s *sparseData) evictClean() int {
 	evicted := 0
-	for index, sec := range s.sectors {
-		c := chunkOf(index)
-		if sec == nil || sec == evictedSector || s.dirty[c] != 0 {
-			continue
-		}
-		s.sectors[index] = evictedSector
-		if s.evicted[c] == 0 {
-			s.evicted[c] = evictions.Add(1)
+	for c := range s.sectors.chunks {
+		if s.evicted[c] == 0 && s.evictChunk(c) {
 			evicted++
 		}
 	}
@@ -450,10 +478,14 @@ func (s *sparseData) evictChunk(c uint64) bool {
 	if s.evicted[c] != 0 || s.dirty[c] != 0 {
 		return false
 	}
+	ch := s.sectors.chunks[c]
+	if ch == nil {
+		return false
+	}
 	found := false
-	for index := c * ChunkSectors; index < (c+1)*ChunkSectors; index++ {
-		if sec := s.sectors[index]; sec != nil {
-			s.sectors[index] = evictedSector
+	for i, sec := range ch.slots {
+		if sec != nil {
+			ch.slots[i] = evictedSector
 			found = true
 		}
 	}
@@ -468,17 +500,28 @@ func (s *sparseData) evictChunk(c uint64) bool {
 // point into data, which the caller must not use afterwards: a chunk
 // costs one allocation, not one per sector.
 func (s *sparseData) install(c uint64, data []byte) error {
-	var indexes []uint64
-	for index := c * ChunkSectors; index < (c+1)*ChunkSectors; index++ {
-		if s.sectors[index] == evictedSector {
-			indexes = append(indexes, index)
+	ch := s.sectors.chunks[c]
+	count := 0
+	if ch != nil {
+		for _, sec := range ch.slots {
+			if sec == evictedSector {
+				count++
+			}
 		}
 	}
-	if uint64(len(data)) != uint64(len(indexes))*SectorSize {
-		return fmt.Errorf("chunk %d has %d bytes, its %d data sectors need %d", c, len(data), len(indexes), len(indexes)*SectorSize)
+	if len(data) != count*SectorSize {
+		return fmt.Errorf("chunk %d has %d bytes, its %d data sectors need %d", c, len(data), count, count*SectorSize)
 	}
-	for i, index := range indexes {
-		s.sectors[index] = (*sector)(data[i*SectorSize : (i+1)*SectorSize])
+	if count == 0 {
+		delete(s.evicted, c)
+		return nil
+	}
+	next := 0
+	for i, sec := range ch.slots {
+		if sec == evictedSector {
+			ch.slots[i] = (*sector)(data[next : next+SectorSize])
+			next += SectorSize
+		}
 	}
 	delete(s.evicted, c)
 	return nil
@@ -492,9 +535,9 @@ func sparseFromState(extents []Extent, chunks []Chunk) *sparseData {
 	for _, ext := range extents {
 		for i := range ext.Count {
 			if ext.Reserved {
-				s.sectors[ext.First+i] = nil
+				s.sectors.set(ext.First+i, nil)
 			} else {
-				s.sectors[ext.First+i] = evictedSector
+				s.sectors.set(ext.First+i, evictedSector)
 				s.evicted[chunkOf(ext.First+i)] = evictions.Add(1)
 			}
 		}

@@ -37,8 +37,8 @@ func TestSlabWriteMatchesSectorWrites(t *testing.T) {
 	if gotDelta != wantDelta {
 		t.Errorf("one write changed the stored sectors by %d, writes of 1000 bytes by %d", gotDelta, wantDelta)
 	}
-	if len(whole.sectors) != len(pieces.sectors) {
-		t.Errorf("one write left %d stored sectors, writes of 1000 bytes %d", len(whole.sectors), len(pieces.sectors))
+	if whole.sectors.len() != pieces.sectors.len() {
+		t.Errorf("one write left %d stored sectors, writes of 1000 bytes %d", whole.sectors.len(), pieces.sectors.len())
 	}
 	if got, want := whole.layout(), pieces.layout(); !slices.Equal(got, want) {
 		t.Errorf("layout after one write %v, after writes of 1000 bytes %v", got, want)
@@ -60,15 +60,17 @@ func TestTruncateLeavesNoSlab(t *testing.T) {
 	s := newSparseData()
 	data := bytes.Repeat([]byte{7}, ChunkSize)
 	s.writeAt(data, 0, 1)
-	slabStart := uintptr(unsafe.Pointer(s.sectors[0]))
+	first, _ := s.sectors.get(0)
+	slabStart := uintptr(unsafe.Pointer(first))
 	slabEnd := slabStart + ChunkSize
 	inSlab := func() int {
 		n := 0
-		for _, sec := range s.sectors {
+		s.sectors.each(func(_ uint64, sec *sector) bool {
 			if p := uintptr(unsafe.Pointer(sec)); p >= slabStart && p < slabEnd {
 				n++
 			}
-		}
+			return true
+		})
 		return n
 	}
 	if got := inSlab(); got != ChunkSectors {
