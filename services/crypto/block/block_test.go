@@ -565,3 +565,27 @@ func TestManySectorReadStopsAtForgery(t *testing.T) {
 		}
 	}
 }
+
+// TestSealIntoGarbageBuffer seals into reused buffers full of other bytes.
+// Every byte of a block is checked on Open, so a byte that SealInto left
+// unwritten would fail it.
+func TestSealIntoGarbageBuffer(t *testing.T) {
+	f := newFixture(t)
+	for _, data := range [][]byte{testData(10), testData(3*SectorSize + 100), sparseData("DHHDHD", 77)} {
+		buf := bytes.Repeat([]byte{0xa5}, 8*SectorSize)
+		encoded, err := SealInto(buf, f.sealer(), f.params(1), data)
+		if err != nil {
+			t.Fatalf("SealInto: %v", err)
+		}
+		if &encoded[0] != &buf[0] {
+			t.Errorf("SealInto of %d bytes allocated, although the buffer has room for %d", len(encoded), cap(buf))
+		}
+		got, err := f.open(encoded, f.alice, 1).Bytes()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("Bytes of a block sealed into a garbage buffer = %d bytes, %v; expected the %d bytes sealed", len(got), err, len(data))
+		}
+		if _, err := Verify(encoded, f.root.Principal(), time.Now()); err != nil {
+			t.Errorf("Verify of a block sealed into a garbage buffer: %v", err)
+		}
+	}
+}

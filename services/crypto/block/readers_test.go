@@ -189,7 +189,7 @@ func TestOpenRejectsWriterOutOfScope(t *testing.T) {
 
 	// Seal checks the chain, so build the block as a writer that skips the
 	// check would.
-	encoded, err := seal(f.sealer(), p, testData(10))
+	encoded, err := seal(nil, f.sealer(), p, testData(10))
 	if err != nil {
 		t.Fatalf("seal: %v", err)
 	}

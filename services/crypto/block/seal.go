@@ -55,13 +55,20 @@ type Params struct {
 // Open does at its expect.Now, so that it never produces a block that
 // readers reject for its chain at that time.
 func Seal(w Writer, p Params, data []byte) ([]byte, error) {
+	return SealInto(nil, w, p, data)
+}
+
+// SealInto is Seal encoding into buf when its capacity suffices, for a
+// caller that reuses buffers. It writes every byte of the result, so buf
+// need not be zeroed.
+func SealInto(buf []byte, w Writer, p Params, data []byte) ([]byte, error) {
 	if err := checkParams(w, p, uint64(len(data))); err != nil {
 		return nil, err
 	}
 	if err := checkChain(w, p); err != nil {
 		return nil, err
 	}
-	return seal(w, p, data)
+	return seal(buf, w, p, data)
 }
 
 // SealSparse is Seal for a block of size bytes whose data the caller supplies
@@ -138,7 +145,7 @@ func checkChain(w Writer, p Params) error {
 // seal is Seal without the chain check. It finds the holes first, which
 // fixes the layout, and then seals the present sectors straight into the
 // output.
-func seal(w Writer, p Params, data []byte) ([]byte, error) {
+func seal(buf []byte, w Writer, p Params, data []byte) ([]byte, error) {
 	key := p.Key
 	if key == nil {
 		key = newBlockKey()
@@ -152,7 +159,7 @@ func seal(w Writer, p Params, data []byte) ([]byte, error) {
 	present := newPresence(dataRanges(data))
 	overhead := s.keys.cipher.sectorOverhead()
 	sealedLen := present.storedBytes(s.header.Size) + present.stored*uint64(overhead)
-	out, sectorsStart := s.allocate(present, sealedLen)
+	out, sectorsStart := s.allocate(buf, present, sealedLen)
 
 	offset := sectorsStart
 	for _, r := range present.ranges {
@@ -207,7 +214,7 @@ func sealSparse(w Writer, p Params, size uint64, sectors iter.Seq2[uint64, []byt
 	}
 
 	present := newPresence(ranges)
-	out, sectorsStart := s.allocate(present, uint64(len(sealedSectors)))
+	out, sectorsStart := s.allocate(nil, present, uint64(len(sealedSectors)))
 	copy(out[sectorsStart:], sealedSectors)
 	return s.finish(out, present, out[sectorsStart:])
 }
@@ -280,12 +287,20 @@ func (s *sealer) fail(err error) error {
 
 // allocate returns the output for a block with the given present sectors,
 // whose sealed sectors take sealedLen bytes, with the ranges already
-// encoded, and the offset of the first sealed sector in it.
-func (s *sealer) allocate(present *presence, sealedLen uint64) ([]byte, int) {
+// encoded, and the offset of the first sealed sector in it. The output is
+// buf when its capacity suffices. Its other bytes are garbage until finish
+// has written the header and the leaf hashes, and the caller every sealed
+// sector.
+func (s *sealer) allocate(buf []byte, present *presence, sealedLen uint64) ([]byte, int) {
 	ranges := encodeRanges(present.ranges)
 	leavesStart := s.headerEnd + len(ranges)
 	sectorsStart := leavesStart + int(present.stored)*HashSize
-	out := make([]byte, sectorsStart+int(sealedLen))
+	size := sectorsStart + int(sealedLen)
+	out := buf[:0]
+	if cap(out) < size {
+		out = make([]byte, size)
+	}
+	out = out[:size]
 	copy(out[s.headerEnd:], ranges)
 	return out, sectorsStart
 }

@@ -66,11 +66,18 @@ type Chunk struct {
 }
 
 // Bytes returns the chunk's data sectors, one after the other.
-func (c *Chunk) Bytes() []byte {
+func (c *Chunk) Bytes() []byte { return c.BytesInto(nil) }
+
+// BytesInto is Bytes copying the sectors into buf when it has to copy and
+// the capacity of buf suffices, for a caller that reuses buffers.
+func (c *Chunk) BytesInto(buf []byte) []byte {
 	if c.sectors == nil {
 		return c.Data
 	}
-	out := make([]byte, 0, len(c.sectors)*SectorSize)
+	out := buf[:0]
+	if cap(out) < len(c.sectors)*SectorSize {
+		out = make([]byte, 0, len(c.sectors)*SectorSize)
+	}
 	for _, sec := range c.sectors {
 		out = append(out, sec[:]...)
 	}

@@ -226,7 +226,17 @@ func (d *Daemon) sealPath(ino fsapi.Ino) string {
 type sealedBlock struct {
 	ref    blockstore.Ref
 	sealed []byte
+	buf    *[]byte // from checkpointBuffers, returned once sealed is written
 }
+
+// checkpointBuffers holds buffers of a chunk's size for the plaintext and
+// the sealed versions of the chunks that a checkpoint writes. Fresh memory
+// for each chunk made the kernel zero every page in a page fault: 38% of
+// the CPU time of a checkpoint of a 1 GiB file.
+var checkpointBuffers = sync.Pool{New: func() any {
+	buf := make([]byte, 0, fsys.ChunkSize+64<<10)
+	return &buf
+}}
 
 // writeBlocks writes the blocks of a checkpoint's plan: the changed chunks
 // of each inode, then its inode block. It seals them one after the other
@@ -251,7 +261,11 @@ func (d *Daemon) writeBlocks(plan []inodePlan) ([]blockstore.Ref, error) {
 	for range checkpointWriters {
 		wg.Go(func() {
 			for b := range next {
-				if err := d.store.Put(b.ref, b.sealed); err != nil {
+				err := d.store.Put(b.ref, b.sealed)
+				if b.buf != nil {
+					checkpointBuffers.Put(b.buf)
+				}
+				if err != nil {
 					failed(err)
 					continue
 				}
@@ -261,12 +275,20 @@ func (d *Daemon) writeBlocks(plan []inodePlan) ([]blockstore.Ref, error) {
 			}
 		})
 	}
-	send := func(ref blockstore.Ref, path string, meta, data []byte, what string) bool {
-		sealed, err := d.sealBlock(ref, path, meta, data, what)
+	// send seals a block into buf, when it is not nil, and queues it.
+	send := func(ref blockstore.Ref, path string, meta, data []byte, buf *[]byte, what string) bool {
+		var into []byte
+		if buf != nil {
+			into = *buf
+		}
+		sealed, err := d.sealBlock(into, ref, path, meta, data, what)
 		if failed(err) {
+			if buf != nil {
+				checkpointBuffers.Put(buf)
+			}
 			return false
 		}
-		next <- sealedBlock{ref: ref, sealed: sealed}
+		next <- sealedBlock{ref: ref, sealed: sealed, buf: buf}
 		return true
 	}
 outer:
@@ -279,11 +301,14 @@ outer:
 				continue
 			}
 			ref := chunkRef(p.ref.ID, ch.Index, p.ref.Version)
-			if !send(ref, p.path, nil, ch.Bytes(), fmt.Sprintf("chunk %d of inode %d", ch.Index, p.st.Ino)) {
+			plain := checkpointBuffers.Get().(*[]byte)
+			ok := send(ref, p.path, nil, ch.BytesInto(*plain), checkpointBuffers.Get().(*[]byte), fmt.Sprintf("chunk %d of inode %d", ch.Index, p.st.Ino))
+			checkpointBuffers.Put(plain)
+			if !ok {
 				break outer
 			}
 		}
-		if !send(p.ref, p.path, meta, encodeInodeBlock(b), fmt.Sprintf("inode %d", p.st.Ino)) {
+		if !send(p.ref, p.path, meta, encodeInodeBlock(b), nil, fmt.Sprintf("inode %d", p.st.Ino)) {
 			break
 		}
 	}
@@ -293,9 +318,9 @@ outer:
 }
 
 // sealBlock seals one block version of the tree for the node itself.
-func (d *Daemon) sealBlock(ref blockstore.Ref, path string, meta, data []byte, what string) ([]byte, error) {
+func (d *Daemon) sealBlock(buf []byte, ref blockstore.Ref, path string, meta, data []byte, what string) ([]byte, error) {
 	writer := block.Writer{Credential: d.node.Credential}
-	sealed, err := block.Seal(writer, block.Params{
+	sealed, err := block.SealInto(buf, writer, block.Params{
 		ID:       ref.ID,
 		Version:  ref.Version,
 		Path:     path,
