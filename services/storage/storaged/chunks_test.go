@@ -369,12 +369,17 @@ func TestFsckGroupsGarbageByFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Two versions that no table names, as a crash while a checkpoint
-	// removed the versions it replaced leaves them.
+	// removed the versions it replaced leaves them. The second has only
+	// half its bytes, as a crash before the store's Sync can leave a new
+	// version: it is garbage too, not damage.
 	for index := range uint64(2) {
 		ref := chunkRef(d.versions[ino].ID, index, d.chunks[ino][index])
 		data, err := os.ReadFile(blockstorePath(t, n, ref))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if index == 1 {
+			data = data[:len(data)/2]
 		}
 		ref.Version += 100
 		if err := os.WriteFile(blockstorePath(t, n, ref), data, 0o600); err != nil {

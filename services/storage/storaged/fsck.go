@@ -76,7 +76,10 @@ func (d *Daemon) Fsck() ([]Problem, FsckStats, error) {
 		if err == nil && isLive && (h.ID != ref.ID || h.Version != ref.Version) {
 			err = fmt.Errorf("rollback: the file of version %d contains version %d of block %x: %w", ref.Version, h.Version, h.ID, block.ErrRollback)
 		}
-		if err != nil {
+		// A version that no checkpoint names is garbage, reported below: a
+		// crash before the store's Sync may have left it with part of its
+		// data.
+		if err != nil && isLive {
 			report(ino, ref, err)
 		}
 	}
