@@ -380,7 +380,11 @@ func (r *Reader) checkWholeSectors(off int64, length int) (from, to uint64) {
 	var indexes []uint64
 	var sealed [][]byte
 	var slots []uint64
-	for k, run := range r.present.ranges {
+	for k := max(r.present.rangeBefore(from+1), 0); k < len(r.present.ranges); k++ {
+		run := r.present.ranges[k]
+		if run.First >= to {
+			break
+		}
 		first, last := max(run.First, from), min(run.First+run.Count, to)
 		for i := first; i < last; i++ {
 			slot := r.present.slots[k] + i - run.First
