@@ -118,7 +118,7 @@ func (p *protectorFlags) openExisting(env *environment, dir string) (keystore.Pr
 	}
 	t, err := tpm.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w (pass --tpm with the TPM that sealed the credential in %s, or run 'bt keys recover' if that TPM is gone)", err, dir)
+		return nil, nil, fmt.Errorf("%w (pass --tpm with the TPM that sealed the credential in %s, or run 'bt keys recover --dir %s' if that TPM is gone)", err, dir, dir)
 	}
 	// Unsealing needs no PCR list because the sealed blob records its own.
 	return &keystore.TPMProtector{TPM: t}, func() { t.Close() }, nil
@@ -213,7 +213,7 @@ func runKeysCreate(env *environment, args []string) error {
 	fmt.Fprintf(env.stdout, "directory   %s\n", *dir)
 	fmt.Fprintf(env.stdout, "protection  %s\n", describe(protector))
 	fmt.Fprintf(env.stdout, "\nRecovery key (shown only now; write it down and keep it away from this machine):\n\n    %s\n\n", recovery)
-	fmt.Fprintf(env.stdout, "It unlocks the credential with 'bt keys recover' if the TPM is cleared or replaced or the passphrase is lost.\n")
+	fmt.Fprintf(env.stdout, "It unlocks the credential with 'bt keys recover --dir %s' if the TPM is cleared or replaced or the passphrase is lost.\n", *dir)
 	return nil
 }
 

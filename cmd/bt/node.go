@@ -229,6 +229,9 @@ func checkMountpoint(path, stateDir string) error {
 	case !info.IsDir():
 		return fmt.Errorf("mount point %s is not a directory: choose an empty directory", path)
 	}
+	if err := checkOverlap(path, stateDir); err != nil {
+		return err
+	}
 
 	parent, err := os.Stat(filepath.Dir(filepath.Clean(path)))
 	if err != nil {
@@ -251,17 +254,32 @@ func checkMountpoint(path, stateDir string) error {
 		}
 		return fmt.Errorf("mount point %s is not empty: the mount would hide its %d %s; choose an empty directory", path, len(entries), noun)
 	}
+	return nil
+}
 
-	mount, err := filepath.Abs(path)
-	if err != nil {
-		return err
+// checkOverlap rejects a mount point and a state directory of which one
+// contains the other, after resolving symbolic links, since a link can
+// name the same directory by another path. Both exist.
+func checkOverlap(path, stateDir string) error {
+	mount, err := filepath.EvalSymlinks(path)
+	if err == nil {
+		mount, err = filepath.Abs(mount)
 	}
-	state, err := filepath.Abs(stateDir)
 	if err != nil {
-		return err
+		return fmt.Errorf("mount point %s: %w", path, err)
 	}
-	if within(mount, state) || within(state, mount) {
-		return fmt.Errorf("mount point %s and state directory %s overlap: the node would store its blocks inside its own tree; choose separate directories", path, stateDir)
+	state, err := filepath.EvalSymlinks(stateDir)
+	if err == nil {
+		state, err = filepath.Abs(state)
+	}
+	if err != nil {
+		return fmt.Errorf("state directory %s: %w", stateDir, err)
+	}
+	switch {
+	case within(state, mount):
+		return fmt.Errorf("state directory %s is inside mount point %s, which the mount would hide from the node: choose a state directory outside the mount point", stateDir, path)
+	case within(mount, state):
+		return fmt.Errorf("mount point %s is inside state directory %s, where the node keeps its blocks: choose a mount point outside the state directory", path, stateDir)
 	}
 	return nil
 }
@@ -358,6 +376,6 @@ func runRecover(env *environment, args []string) error {
 	if err := storaged.Rebind(node); err != nil {
 		return fmt.Errorf("bt recover: %w", err)
 	}
-	fmt.Fprintf(env.stdout, "recovered node %s: its keys are sealed to the current TPM; start it with bt node --state %s\n", node.Credential.Principal(), *stateDir)
+	fmt.Fprintf(env.stdout, "recovered node %s: its keys are sealed to the current TPM; start it with bt node --state %s --mount DIR\n", node.Credential.Principal(), *stateDir)
 	return nil
 }

@@ -155,6 +155,35 @@ func TestNodeStartErrors(t *testing.T) {
 		compareSnapshots(t, "state directory", before, takeSnapshot(t, existing))
 	})
 
+	t.Run("overlapping directories", func(t *testing.T) {
+		base := t.TempDir()
+		tree := filepath.Join(base, "tree")
+		inside := filepath.Join(tree, "state")
+		empty := filepath.Join(base, "empty")
+		link := filepath.Join(base, "link")
+		for _, dir := range []string{inside, empty} {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink(tree, link); err != nil {
+			t.Fatal(err)
+		}
+		cases := []struct{ state, mount, want string }{
+			{inside, tree, "is inside mount point"},
+			// The link names the mount point by another path.
+			{link, tree, "is inside mount point"},
+			{base, empty, "is inside state directory"},
+		}
+		for _, c := range cases {
+			before := takeSnapshot(t, base)
+			res := runBT(t, "node", "--state", c.state, "--mount", c.mount)
+			requireOneLineError(t, res, c.state, c.mount, c.want)
+			requireUnmountedEmpty(t, empty)
+			compareSnapshots(t, "directories", before, takeSnapshot(t, base))
+		}
+	})
+
 	t.Run("node already running", func(t *testing.T) {
 		first := filepath.Join(t.TempDir(), "mnt")
 		second := filepath.Join(t.TempDir(), "mnt")

@@ -303,6 +303,9 @@ func open(ctx context.Context, dir string, opts Options, recovering bool, creden
 	// appliance unseals the keys while the data partition is still mounted
 	// read-only.
 	lock, err := os.Open(filepath.Join(dir, "lock"))
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, fmt.Errorf("open node state %s: %w: the state belongs to another user; run bt as that user or as root", dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open node state %s: %w", dir, err)
 	}

@@ -160,11 +160,39 @@ func (d *Daemon) garbageProblems() []Problem {
 		}
 		counts[file]++
 	}
+	const cause = "a crash interrupted a checkpoint, or the removal of the versions it replaced; the next start removes them"
 	var problems []Problem
+	// Files that the checkpoint does not name, such as files created after
+	// it, have no path to show, so they share one line.
+	otherFiles, otherVersions := 0, 0
 	for _, file := range order {
-		ino := inodeOf[file]
+		ino, known := inodeOf[file]
+		if !known {
+			otherFiles++
+			otherVersions += counts[file]
+			continue
+		}
 		path, _ := d.engine.PathOf(ino)
-		problems = append(problems, Problem{Kind: "garbage", Ino: ino, Block: fmt.Sprintf("%x…", file[:]), Path: path, Err: fmt.Errorf("%d block versions are named by no checkpoint: a crash interrupted a checkpoint, or the removal of the versions it replaced; the next start removes them", counts[file])})
+		problems = append(problems, Problem{Kind: "garbage", Ino: ino, Block: fmt.Sprintf("%x…", file[:]), Path: path, Err: fmt.Errorf("%s named by no checkpoint: %s", versions(counts[file]), cause)})
+	}
+	if otherFiles > 0 {
+		problems = append(problems, Problem{Kind: "garbage", Path: plural(otherFiles, "file") + " that the checkpoint does not name", Err: fmt.Errorf("%s named by no checkpoint: %s", versions(otherVersions), cause)})
 	}
 	return problems
+}
+
+// versions returns "1 block version is" or "n block versions are".
+func versions(n int) string {
+	if n == 1 {
+		return "1 block version is"
+	}
+	return plural(n, "block version") + " are"
+}
+
+// plural returns n and noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
