@@ -276,6 +276,8 @@ func checkOverlap(path, stateDir string) error {
 		return fmt.Errorf("state directory %s: %w", stateDir, err)
 	}
 	switch {
+	case state == mount:
+		return fmt.Errorf("state directory %s and mount point %s are the same directory: choose a state directory outside the mount point", stateDir, path)
 	case within(state, mount):
 		return fmt.Errorf("state directory %s is inside mount point %s, which the mount would hide from the node: choose a state directory outside the mount point", stateDir, path)
 	case within(mount, state):

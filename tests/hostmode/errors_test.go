@@ -172,8 +172,9 @@ func TestNodeStartErrors(t *testing.T) {
 		cases := []struct{ state, mount, want string }{
 			{inside, tree, "is inside mount point"},
 			// The link names the mount point by another path.
-			{link, tree, "is inside mount point"},
+			{link, tree, "are the same directory"},
 			{base, empty, "is inside state directory"},
+			{empty, empty, "are the same directory"},
 		}
 		for _, c := range cases {
 			before := takeSnapshot(t, base)

@@ -304,7 +304,7 @@ func open(ctx context.Context, dir string, opts Options, recovering bool, creden
 	// read-only.
 	lock, err := os.Open(filepath.Join(dir, "lock"))
 	if errors.Is(err, fs.ErrPermission) {
-		return nil, fmt.Errorf("open node state %s: %w: the state belongs to another user; run bt as that user or as root", dir, err)
+		return nil, fmt.Errorf("open node state %s: %w: run bt as the user who owns the state directory, or as root", dir, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open node state %s: %w", dir, err)

@@ -20,6 +20,10 @@
 // part of its data, so a version counts only once a Sync after its Put has
 // returned. The storage daemon names versions only then and deletes the
 // others on its next start.
+//
+// syncfs(2) reports write-back errors only since Linux 5.8, and FUSE file
+// systems ignore it. On those, Put fsyncs each version before renaming it,
+// as it did before.
 package blockstore
 
 import (
@@ -58,6 +62,9 @@ type Store struct {
 	// the write-back errors of the file system since its file was opened,
 	// so it covers every Put until the next Sync.
 	syncfs *os.File
+	// fsyncEach is set where syncfs(2) cannot be trusted (see the package
+	// documentation).
+	fsyncEach bool
 }
 
 // Open returns the store in dir, which must exist.
@@ -69,7 +76,39 @@ func Open(dir string) (*Store, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("open block store: %s is not a directory", dir)
 	}
-	return &Store{dir: dir, dirty: map[string]bool{}}, nil
+	fsyncEach, err := syncfsUnreliable(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open block store: %w", err)
+	}
+	return &Store{dir: dir, dirty: map[string]bool{}, fsyncEach: fsyncEach}, nil
+}
+
+// syncfsUnreliable reports whether syncfs(2) on the file system of dir
+// could return success without making its data durable: on Linux before
+// 5.8, or on a FUSE file system.
+func syncfsUnreliable(dir string) (bool, error) {
+	var stat unix.Statfs_t
+	if err := unix.Statfs(dir, &stat); err != nil {
+		return false, err
+	}
+	if stat.Type == unix.FUSE_SUPER_MAGIC {
+		return true, nil
+	}
+	var name unix.Utsname
+	if err := unix.Uname(&name); err != nil {
+		return false, err
+	}
+	return !kernelAtLeast(unix.ByteSliceToString(name.Release[:]), 5, 8), nil
+}
+
+// kernelAtLeast reports whether the kernel release, such as "6.1.0-18-amd64",
+// is major.minor or newer. A release it cannot read counts as older.
+func kernelAtLeast(release string, major, minor int) bool {
+	var gotMajor, gotMinor int
+	if _, err := fmt.Sscanf(release, "%d.%d", &gotMajor, &gotMinor); err != nil {
+		return false
+	}
+	return gotMajor > major || gotMajor == major && gotMinor >= minor
 }
 
 // Ref names one version of one block.
@@ -98,9 +137,9 @@ func (s *Store) Get(r Ref) ([]byte, error) {
 	return data, nil
 }
 
-// Put stores data as a block version, replacing a file of the same version
-// atomically. It is durable after the next Sync, and until then a crash may
-// leave it with only part of its data.
+// Put stores data as a block version. It replaces a file of the same
+// version atomically for readers, but a crash before the next Sync may
+// leave the old file gone and the new one with only part of its data.
 func (s *Store) Put(id Ref, data []byte) error {
 	s.generation.RLock()
 	defer s.generation.RUnlock()
@@ -118,6 +157,9 @@ func (s *Store) Put(id Ref, data []byte) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
+	if err == nil && s.fsyncEach {
+		err = f.Sync()
+	}
 	if closeErr := f.Close(); err == nil {
 		err = closeErr
 	}
@@ -164,7 +206,9 @@ func (s *Store) Delete(id Ref) error {
 	return nil
 }
 
-// Sync makes every Put and Delete before it durable.
+// Sync makes every Put and Delete before it durable when it returns nil.
+// After an error the caller must put the versions again: the next Sync
+// does not retry them.
 func (s *Store) Sync() error {
 	s.generation.Lock()
 	s.mu.Lock()

@@ -157,3 +157,23 @@ func TestSyncLeavesNoCachedPages(t *testing.T) {
 		}
 	}
 }
+
+func TestKernelAtLeast(t *testing.T) {
+	cases := []struct {
+		release string
+		want    bool
+	}{
+		{"5.8.0", true},
+		{"5.7.19", false},
+		{"6.1.0-18-amd64", true},
+		{"4.19.0", false},
+		{"5.10", true},
+		{"10.0.1", true},
+		{"unknown", false},
+	}
+	for _, c := range cases {
+		if got := kernelAtLeast(c.release, 5, 8); got != c.want {
+			t.Errorf("kernelAtLeast(%q, 5, 8) = %v, want %v", c.release, got, c.want)
+		}
+	}
+}

@@ -182,12 +182,14 @@ func openCheckpoint(data, key []byte, root principal.Principal, signer principal
 	return parseCheckpointBody(body)
 }
 
-// writeCheckpoint replaces the checkpoint file atomically.
-func writeCheckpoint(path string, data []byte) error {
+// writeCheckpoint replaces the checkpoint file atomically. renamed reports
+// whether the new file took the old one's name, even when the directory
+// sync after that failed: a start may then load either of the two.
+func writeCheckpoint(path string, data []byte) (renamed bool, err error) {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("write checkpoint: %w", err)
+		return false, fmt.Errorf("write checkpoint: %w", err)
 	}
 	_, err = f.Write(data)
 	if err == nil {
@@ -201,12 +203,15 @@ func writeCheckpoint(path string, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write checkpoint: %w", err)
+		return false, fmt.Errorf("write checkpoint: %w", err)
 	}
 	dir, err := os.Open(filepath.Dir(path))
 	if err != nil {
-		return fmt.Errorf("write checkpoint: %w", err)
+		return true, fmt.Errorf("write checkpoint: %w", err)
 	}
 	defer dir.Close()
-	return dir.Sync()
+	if err := dir.Sync(); err != nil {
+		return true, fmt.Errorf("write checkpoint: %w", err)
+	}
+	return true, nil
 }

@@ -64,6 +64,10 @@ func (d *Daemon) Fsck() ([]Problem, FsckStats, error) {
 		problems = append(problems, Problem{Kind: "block", Ino: ino, Block: fmt.Sprintf("%x", ref.ID), Path: path, Err: err})
 		d.damaged = append(d.damaged, Damage{Ino: ino, BlockID: ref.ID, Path: path, Err: err})
 	}
+	garbage := make(map[blockstore.Ref]bool, len(d.garbage))
+	for _, ref := range d.garbage {
+		garbage[ref] = true
+	}
 	stored := make(map[blockstore.Ref]bool, len(refs))
 	for _, ref := range refs {
 		stored[ref] = true
@@ -76,10 +80,10 @@ func (d *Daemon) Fsck() ([]Problem, FsckStats, error) {
 		if err == nil && isLive && (h.ID != ref.ID || h.Version != ref.Version) {
 			err = fmt.Errorf("rollback: the file of version %d contains version %d of block %x: %w", ref.Version, h.Version, h.ID, block.ErrRollback)
 		}
-		// A version that no checkpoint names is garbage, reported below: a
-		// crash before the store's Sync may have left it with part of its
-		// data.
-		if err != nil && isLive {
+		// Garbage, reported below, may have part of its data: a crash
+		// before the store's Sync leaves new versions so. The versions of
+		// damaged files that are kept as evidence are not garbage.
+		if err != nil && !garbage[ref] {
 			report(ino, ref, err)
 		}
 	}

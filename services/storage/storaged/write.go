@@ -122,10 +122,16 @@ func (d *Daemon) Checkpoint() error {
 		d.discard(written)
 		return err
 	}
-	if err := writeCheckpoint(d.node.CheckpointPath(), sealed); err != nil {
+	renamed, err := writeCheckpoint(d.node.CheckpointPath(), sealed)
+	if err != nil && !renamed {
 		d.discard(written)
 		return err
 	}
+	// Once renamed, the new checkpoint may be the one that the next start
+	// loads, so the versions it names stay and are never written again.
+	// If the directory sync after the rename failed, the old checkpoint may
+	// come back instead: what it names and the journal after it stay too.
+	inForceErr := err
 
 	// The new checkpoint is in force: what it replaced may go.
 	d.refsMu.Lock()
@@ -148,6 +154,9 @@ func (d *Daemon) Checkpoint() error {
 	}
 	for _, f := range snapshot.Freed {
 		d.engine.MarkClean(f.Ino, seq)
+	}
+	if inForceErr != nil {
+		return fmt.Errorf("checkpoint at entry %d: %w: the block versions it replaced and the journal stay until a later checkpoint", seq, inForceErr)
 	}
 	var errs []error
 	for _, ref := range obsolete {
@@ -334,11 +343,14 @@ func (d *Daemon) sealBlock(buf []byte, ref blockstore.Ref, path string, meta, da
 	return sealed, nil
 }
 
-// discard removes block versions that a failed checkpoint wrote.
+// discard removes block versions that a failed checkpoint wrote. The
+// store's Sync then ends their batch, so that a write-back error of theirs
+// cannot fail the next checkpoint; its own error does not matter.
 func (d *Daemon) discard(written []blockstore.Ref) {
 	for _, ref := range written {
 		d.store.Delete(ref)
 	}
+	_ = d.store.Sync()
 }
 
 // journalSyncInterval bounds how long an entry stays only in memory when no
