@@ -36,3 +36,13 @@ func TestOptionErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestMissingDirAdvice(t *testing.T) {
+	if err := missingDir("state directory", "/tmp/no-such"); !strings.Contains(err.Error(), "mkdir -p /tmp/no-such") {
+		t.Errorf("missingDir of an absolute path = %q, expected the mkdir advice", err)
+	}
+	err := missingDir("mount point", "~/bt/tree")
+	if strings.Contains(err.Error(), "mkdir") || !strings.Contains(err.Error(), "$HOME") {
+		t.Errorf("missingDir of a quoted ~ path = %q, expected advice about quotes and $HOME instead of mkdir", err)
+	}
+}

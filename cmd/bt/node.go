@@ -196,12 +196,23 @@ func serveAndMount(ctx context.Context, env *environment, node *state.Node, daem
 	}
 }
 
+// missingDir returns the error for a directory that does not exist. A
+// path that starts with ~ usually comes from quotes that kept the shell
+// from expanding it, and there mkdir -p with the same path, unquoted,
+// would create another directory.
+func missingDir(what, path string) error {
+	if strings.HasPrefix(path, "~") {
+		return fmt.Errorf("%s %s does not exist: the shell expands ~ only outside quotes, so write the path without quotes or with $HOME", what, path)
+	}
+	return fmt.Errorf("%s %s does not exist: create it with mkdir -p %s", what, path, path)
+}
+
 // checkStateDir requires an existing directory.
 func checkStateDir(path string) error {
 	info, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("state directory %s does not exist: create it with mkdir -p %s", path, path)
+		return missingDir("state directory", path)
 	case err != nil:
 		return fmt.Errorf("state directory %s: %w", path, err)
 	case !info.IsDir():
@@ -223,7 +234,7 @@ func checkMountpoint(path, stateDir string) error {
 	case errors.Is(statfsErr, syscall.ENOTCONN) || errors.Is(err, syscall.ENOTCONN):
 		return fmt.Errorf("mount point %s is a FUSE mount whose server is gone (a node that crashed?): unmount it with fusermount3 -u -z %s", path, path)
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("mount point %s does not exist: create it with mkdir -p %s", path, path)
+		return missingDir("mount point", path)
 	case err != nil:
 		return fmt.Errorf("mount point %s: %w", path, err)
 	case !info.IsDir():
