@@ -356,6 +356,21 @@ func newNodeDirs(t testing.TB) (state, mount string) {
 	return state, mount
 }
 
+// waitLogLines returns the lines of the node's log that contain every one
+// of words, waiting up to 10 seconds for the first: the node may have
+// logged a line before it answered a request whose reply the test already
+// has, while the line is still in the pipe to n.stderr. It returns nil
+// when none came.
+func (n *node) waitLogLines(words ...string) []string {
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		lines := logLines(n.log(), words...)
+		if len(lines) > 0 || time.Now().After(deadline) {
+			return lines
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // logLines returns the lines of log that contain every one of words.
 func logLines(log string, words ...string) []string {
 	var found []string

@@ -178,7 +178,7 @@ func TestFlippedBlockByteGivesEIO(t *testing.T) {
 	for rel, data := range small {
 		requireContents(t, n.path(rel), data)
 	}
-	if len(logLines(n.log(), block.id, "/tamper/big.bin")) == 0 {
+	if len(n.waitLogLines(block.id, "/tamper/big.bin")) == 0 {
 		t.Errorf("the node's log has no line naming block %s and path /tamper/big.bin", block.id)
 	}
 	n.stop()
@@ -328,7 +328,7 @@ func testFlippedJournalByte(t *testing.T, checkpointed bool) {
 		requireEIO(t, n.path("j/victim.bin"))
 		requireContents(t, n.path("j/before.txt"), before)
 		requireContents(t, n.path("j/after.txt"), after)
-		if len(logLines(n.log(), "/j/victim.bin", "journal")) == 0 {
+		if len(n.waitLogLines("/j/victim.bin", "journal")) == 0 {
 			t.Errorf("the node's log has no line naming the damaged journal record and path /j/victim.bin")
 		}
 		n.stop()
@@ -415,7 +415,7 @@ func TestOldBlockVersionGivesEIO(t *testing.T) {
 	n = startNode(t, state, mount)
 	requireEIO(t, n.path("r/roll.bin"))
 	requireContents(t, n.path("r/other.txt"), other)
-	lines := logLines(n.log(), old.id, "/r/roll.bin")
+	lines := n.waitLogLines(old.id, "/r/roll.bin")
 	if len(lines) == 0 {
 		t.Errorf("the node's log has no line naming block %s and path /r/roll.bin", old.id)
 	} else if !rollbackPattern.MatchString(strings.Join(lines, "\n")) {
