@@ -200,11 +200,11 @@ func serveAndMount(ctx context.Context, env *environment, node *state.Node, daem
 // path that starts with ~ usually comes from quotes that kept the shell
 // from expanding it, and there mkdir -p with the same path, unquoted,
 // would create another directory.
-func missingDir(what, path string) error {
+func missingDir(kind, path string) error {
 	if strings.HasPrefix(path, "~") {
-		return fmt.Errorf("%s %s does not exist: the shell expands ~ only outside quotes, so write the path without quotes or with $HOME", what, path)
+		return fmt.Errorf("%s %s does not exist: the shell expands ~ only outside quotes, so write the path without quotes or with $HOME", kind, path)
 	}
-	return fmt.Errorf("%s %s does not exist: create it with mkdir -p %s", what, path, path)
+	return fmt.Errorf("%s %s does not exist: create it with mkdir -p %s", kind, path, path)
 }
 
 // checkStateDir requires an existing directory.

@@ -357,10 +357,9 @@ func newNodeDirs(t testing.TB) (state, mount string) {
 }
 
 // waitLogLines returns the lines of the node's log that contain every one
-// of words, waiting up to 10 seconds for the first: the node may have
-// logged a line before it answered a request whose reply the test already
-// has, while the line is still in the pipe to n.stderr. It returns nil
-// when none came.
+// of words, waiting up to 10 seconds for the first. The node logs before it
+// replies, but the line reaches n.stderr through a pipe, so it can arrive
+// after the reply. It returns nil when no line came.
 func (n *node) waitLogLines(words ...string) []string {
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		lines := logLines(n.log(), words...)

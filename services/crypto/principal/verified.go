@@ -11,11 +11,11 @@ const verifiedMax = 1 << 14
 
 // verified remembers signatures that verified or that SignParts made, each
 // as the hash of the public key, the signed digest and the signature. An
-// ECDSA verification depends on nothing else, so a signature seen again,
-// such as the header of a file chunk that is loaded again after eviction,
-// costs a hash instead of a verification: 1 µs instead of 70 µs on the
-// machine of docs/benchmarks.md (BenchmarkVerify). Only a valid signature
-// gets in, so no input can make a bad signature pass.
+// ECDSA verification depends on nothing else. So a signature seen again,
+// such as the header of a chunk loaded again after eviction, costs a hash
+// instead of a verification: 1 µs instead of 70 µs on the machine of
+// docs/benchmarks.md (BenchmarkVerify). Only a valid signature gets in, so
+// no input can make a bad signature pass.
 var verified struct {
 	sync.Mutex
 	sums map[[sha256.Size]byte]struct{}

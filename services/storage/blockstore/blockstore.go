@@ -148,8 +148,10 @@ func (s *Store) Put(id Ref, data []byte) error {
 	if err := os.MkdirAll(fanout, 0o700); err != nil {
 		return fmt.Errorf("write block %s: %w", id, err)
 	}
-	if err := s.openSyncfs(); err != nil {
-		return fmt.Errorf("write block %s: %w", id, err)
+	if !s.fsyncEach {
+		if err := s.openSyncfs(); err != nil {
+			return fmt.Errorf("write block %s: %w", id, err)
+		}
 	}
 	f, err := os.CreateTemp(fanout, ".tmp-")
 	if err != nil {

@@ -24,10 +24,10 @@ var k = [64]uint32{
 	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 }
 
-// Register use:
+// The generated code uses the registers as this table lists. The roles
+// a-h move by one register each round, so no round copies a register.
 //
-//	Z0-Z7    working variables a-h of all 16 lanes; their roles rotate by
-//	         one register each round, so no round moves a register
+//	Z0-Z7    working variables a-h of all 16 lanes
 //	Z8-Z23   the message schedule W[t] for the last 16 values of t
 //	Z24-Z26  temporaries
 //	Z27      the upper half of a gathered word
@@ -119,18 +119,22 @@ func wreg(t int) string { return fmt.Sprintf("Z%d", 8+t%16) }
 // schedule computes W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16]
 // into the register of W[t-16].
 func schedule(p func(string, ...any), t int) {
-	w, w2, w7, w15 := wreg(t), wreg(t-2), wreg(t-7), wreg(t-15)
-	p("\tVPRORD $7, %s, Z24", w15)
-	p("\tVPRORD $18, %s, Z25", w15)
-	p("\tVPSRLD $3, %s, Z26", w15)
+	w := wreg(t)
+	// σ0(x) = ROTR7(x) ^ ROTR18(x) ^ SHR3(x)
+	addMix(p, w, wreg(t-15), "VPRORD $7", "VPRORD $18", "VPSRLD $3")
+	// σ1(x) = ROTR17(x) ^ ROTR19(x) ^ SHR10(x)
+	addMix(p, w, wreg(t-2), "VPRORD $17", "VPRORD $19", "VPSRLD $10")
+	p("\tVPADDD %s, %s, %s", wreg(t-7), w, w)
+}
+
+// addMix adds to dst the XOR of three shifts or rotations of src, the form
+// of σ0, σ1, Σ0 and Σ1. It uses Z24 to Z26.
+func addMix(p func(string, ...any), dst, src string, first, second, third string) {
+	p("\t%s, %s, Z24", first, src)
+	p("\t%s, %s, Z25", second, src)
+	p("\t%s, %s, Z26", third, src)
 	p("\tVPTERNLOGD $0x96, Z26, Z25, Z24")
-	p("\tVPADDD Z24, %s, %s", w, w)
-	p("\tVPRORD $17, %s, Z24", w2)
-	p("\tVPRORD $19, %s, Z25", w2)
-	p("\tVPSRLD $10, %s, Z26", w2)
-	p("\tVPTERNLOGD $0x96, Z26, Z25, Z24")
-	p("\tVPADDD Z24, %s, %s", w, w)
-	p("\tVPADDD %s, %s, %s", w7, w, w)
+	p("\tVPADDD Z24, %s, %s", dst, dst)
 }
 
 // round runs round t. The register of h receives the new a and the
@@ -138,16 +142,11 @@ func schedule(p func(string, ...any), t int) {
 func round(p func(string, ...any), t int) {
 	r := func(role int) string { return fmt.Sprintf("Z%d", ((role-t)%8+8)%8) }
 	a, b, c, d, e, f, g, h := r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7)
-	w := wreg(t)
 	p("\t// round %d", t)
 	p("\tVPADDD.BCST k<>+%d(SB), %s, %s", 4*t, h, h)
-	p("\tVPADDD %s, %s, %s", w, h, h)
+	p("\tVPADDD %s, %s, %s", wreg(t), h, h)
 	// Σ1(e) = ROTR6(e) ^ ROTR11(e) ^ ROTR25(e)
-	p("\tVPRORD $6, %s, Z24", e)
-	p("\tVPRORD $11, %s, Z25", e)
-	p("\tVPRORD $25, %s, Z26", e)
-	p("\tVPTERNLOGD $0x96, Z26, Z25, Z24")
-	p("\tVPADDD Z24, %s, %s", h, h)
+	addMix(p, h, e, "VPRORD $6", "VPRORD $11", "VPRORD $25")
 	// Ch(e, f, g) = e ? f : g, truth table 0xca
 	p("\tVMOVDQA32 %s, Z24", e)
 	p("\tVPTERNLOGD $0xca, %s, %s, Z24", g, f)
@@ -155,11 +154,7 @@ func round(p func(string, ...any), t int) {
 	// h is T1 now.
 	p("\tVPADDD %s, %s, %s", h, d, d)
 	// Σ0(a) = ROTR2(a) ^ ROTR13(a) ^ ROTR22(a)
-	p("\tVPRORD $2, %s, Z24", a)
-	p("\tVPRORD $13, %s, Z25", a)
-	p("\tVPRORD $22, %s, Z26", a)
-	p("\tVPTERNLOGD $0x96, Z26, Z25, Z24")
-	p("\tVPADDD Z24, %s, %s", h, h)
+	addMix(p, h, a, "VPRORD $2", "VPRORD $13", "VPRORD $22")
 	// Maj(a, b, c), truth table 0xe8
 	p("\tVMOVDQA32 %s, Z24", a)
 	p("\tVPTERNLOGD $0xe8, %s, %s, Z24", c, b)
